@@ -1,0 +1,3 @@
+from terrafusion_agent.cli import main
+
+raise SystemExit(main())

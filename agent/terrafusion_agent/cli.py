@@ -1,0 +1,200 @@
+"""``terrafusion-agent``: the agent's command line (also ``python -m terrafusion_agent``).
+
+Errors reach the user as one sentence on stderr and a non-zero exit; ``--debug`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from terrafusion_agent import __version__
+from terrafusion_agent.errors import TerraFusionError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="terrafusion-agent",
+        description="Keep a local SpatiaLite copy in sync with the county's central database.",
+    )
+    p.add_argument("--config", metavar="PATH",
+                   help="TOML configuration file (default: $TERRAFUSION_CONFIG, then the "
+                        "user config dir's terrafusion/agent.toml)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    p.add_argument("--version", action="version", version=f"terrafusion-agent {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    init = sub.add_parser("init-central", help="create or upgrade the central bookkeeping")
+    init.add_argument("--demo-parcels", type=_positive_int, metavar="N",
+                      help="first create and load the synthetic demo county with N parcels")
+    sub.add_parser("sync", help="pull and push once now; prints a JSON summary")
+    sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM")
+    sub.add_parser("status", help="JSON status (the body of GET /health)")
+    sub.add_parser("verify", help="compare counts and checksums of central and local")
+
+    conflicts = sub.add_parser("conflicts", help="inspect and resolve sync conflicts")
+    csub = conflicts.add_subparsers(dest="conflicts_command", metavar="ACTION")
+    csub.required = True
+    clist = csub.add_parser("list", help="open conflicts as JSON")
+    clist.add_argument("--all", action="store_true", help="include resolved conflicts")
+    resolve = csub.add_parser("resolve", help="resolve one conflict")
+    resolve.add_argument("id", type=_positive_int)
+    resolve.add_argument("--keep", choices=("local", "central"), required=True)
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except TerraFusionError as exc:
+        if args.debug:
+            raise
+        print(f"terrafusion-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("terrafusion-agent: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from terrafusion_agent import config as config_mod
+    from terrafusion_agent import logs
+
+    config = config_mod.load(args.config)
+    logs.setup("DEBUG" if args.debug else config.log_level, config.log_dir,
+               console=args.command == "run" or args.debug)
+    return COMMANDS[args.command](config, args)
+
+
+def cmd_init_central(config, args) -> int:
+    from terrafusion_agent.stores import init_central, open_central
+
+    store = open_central(config, create=True)
+    try:
+        result = init_central(store, config.tables, args.demo_parcels)
+    finally:
+        store.close()
+    _print_json(result)
+    return 0
+
+
+def cmd_sync(config, args) -> int:
+    from terrafusion_agent.lock import LocalLock
+    from terrafusion_agent.sync.engine import run_sync
+
+    progress = _TerminalProgress() if sys.stderr.isatty() else None
+    with LocalLock(config.local_path):
+        try:
+            summary = run_sync(config, trigger="cli", progress=progress)
+        finally:
+            if progress:
+                progress.done()
+    _print_json(summary)
+    return 0
+
+
+def cmd_run(config, args) -> int:
+    from terrafusion_agent.service.daemon import Agent
+
+    agent = Agent(config)
+    agent.start()
+    print(f"TerraFusion agent {__version__} running; health: {agent.health_url}", flush=True)
+    print(f"Local copy: {config.local_path}", flush=True)
+    print("Press Ctrl+C to stop.", flush=True)
+    try:
+        agent.wait()
+    finally:
+        agent.stop()
+    print("TerraFusion agent stopped.", flush=True)
+    return 0
+
+
+def cmd_status(config, args) -> int:
+    from terrafusion_agent import health
+
+    _print_json(health.build(config))
+    return 0
+
+
+def cmd_verify(config, args) -> int:
+    from terrafusion_agent.stores import open_central
+    from terrafusion_agent.stores.local import LocalStore
+    from terrafusion_agent.sync.verify import verify
+
+    local = LocalStore.open_existing(config.local_path)
+    central = open_central(config)
+    try:
+        report = verify(central, local, config.tables)
+    finally:
+        central.close()
+        local.close()
+    _print_json(report)
+    return 0 if report["ok"] else 1
+
+
+def cmd_conflicts(config, args) -> int:
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(config.local_path)
+    try:
+        if args.conflicts_command == "list":
+            _print_json(local.conflicts(include_resolved=args.all))
+            return 0
+        conflict = local.conflict(args.id)
+        if conflict["resolved_at"]:
+            raise TerraFusionError(
+                f"Conflict {args.id} was already resolved ({conflict['resolution']})."
+            )
+        raise TerraFusionError(f"Conflict {args.id} cannot be resolved by this version.")
+    finally:
+        local.close()
+
+
+class _TerminalProgress:
+    """A one-line progress display on stderr for interactive syncs."""
+
+    def __init__(self):
+        self._last = ""
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        pct = 100 * done // total if total else 100
+        width = 30
+        bar = "#" * (width * pct // 100)
+        line = f"\r{table:<16} [{bar:<{width}}] {pct:3d}% {done:,}/{total:,}"
+        if line != self._last:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            self._last = line
+
+    def done(self) -> None:
+        if self._last:
+            sys.stderr.write("\n")
+
+
+COMMANDS = {
+    "init-central": cmd_init_central,
+    "sync": cmd_sync,
+    "run": cmd_run,
+    "status": cmd_status,
+    "verify": cmd_verify,
+    "conflicts": cmd_conflicts,
+}

@@ -1,0 +1,38 @@
+"""The agent's exception hierarchy.
+
+Every error meant for a user carries one clear sentence in ``str(exc)``; the CLI, the
+HTTP API and the plugin turn it into a message, a status code or a message bar.
+"""
+
+
+class TerraFusionError(Exception):
+    """Base class: the message is a complete sentence for a user."""
+
+    #: exit code of the CLI for this kind of error
+    exit_code = 1
+
+
+class ConfigError(TerraFusionError):
+    """The configuration file or an override is unreadable or invalid."""
+
+    exit_code = 2
+
+
+class CentralUnavailable(TerraFusionError):
+    """The central database cannot be reached or opened."""
+
+
+class LocalUnavailable(TerraFusionError):
+    """The local SpatiaLite copy cannot be opened."""
+
+
+class TableError(TerraFusionError):
+    """A table cannot be synced: missing, no primary key, unsupported layout."""
+
+
+class AgentBusy(TerraFusionError):
+    """Another agent process holds the local database."""
+
+
+class NotFound(TerraFusionError):
+    """A named object (conflict, export job, preset) does not exist."""

@@ -1,0 +1,35 @@
+"""Stores: the central database (PostGIS or SpatiaLite) and the local SpatiaLite copy."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from terrafusion_agent.config import Config
+from terrafusion_agent.stores.base import CentralStore, check_tables
+
+
+def open_central(config: Config, create: bool = False) -> CentralStore:
+    """Connect to the configured central database (``create`` only for init-central)."""
+    url = config.central_url
+    if url.startswith("sqlite:///"):
+        from terrafusion_agent.stores.sqlite_central import SpatiaLiteCentral
+
+        return SpatiaLiteCentral(url[len("sqlite:///"):], create=create)
+    from terrafusion_agent.stores.postgis import PostGISCentral
+
+    return PostGISCentral(url, config.central_schema, config.connect_timeout_seconds,
+                          config.statement_timeout_seconds)
+
+
+def init_central(store: CentralStore, tables: tuple[str, ...],
+                 demo_parcels: Optional[int] = None) -> dict:
+    """Create or upgrade the central bookkeeping, optionally load the demo county, and
+    check every configured table (one without a primary key is refused by name)."""
+    from terrafusion_agent import migrate
+
+    migrate.upgrade_central(store)
+    result: dict = {"central": store.describe()}
+    if demo_parcels is not None:
+        result["demo"] = store.create_demo(demo_parcels)
+    result["tables"] = check_tables(store, tables)
+    return result

@@ -1,0 +1,94 @@
+"""What every store shares: the table description and the row canonicalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Protocol
+
+#: column kinds the engine knows; every database type maps onto one of them
+KINDS = ("integer", "real", "boolean", "text", "date", "datetime", "blob", "geometry")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class GeometryInfo:
+    column: str
+    srid: int
+    geometry_type: str  # OGC name without dimension suffix, e.g. MULTIPOLYGON
+    dims: str = "XY"  # XY, XYZ, XYM or XYZM
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A synced table: columns in a fixed order, its primary key, its geometry (if any)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    pk: tuple[str, ...]
+    geometry: Optional[GeometryInfo] = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "columns": [[c.name, c.kind, c.nullable] for c in self.columns],
+            "pk": list(self.pk),
+            "geometry": None
+            if self.geometry is None
+            else {
+                "column": self.geometry.column,
+                "srid": self.geometry.srid,
+                "type": self.geometry.geometry_type,
+                "dims": self.geometry.dims,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableInfo:
+        geom = data.get("geometry")
+        return cls(
+            name=data["name"],
+            columns=tuple(Column(n, k, bool(nl)) for n, k, nl in data["columns"]),
+            pk=tuple(data["pk"]),
+            geometry=None
+            if geom is None
+            else GeometryInfo(geom["column"], int(geom["srid"]), geom["type"], geom["dims"]),
+        )
+
+
+class CentralStore(Protocol):
+    """The central database as the engine sees it (PostGIS or embedded SpatiaLite)."""
+
+    kind: str
+
+    def describe(self) -> str: ...
+
+    def table_info(self, name: str) -> TableInfo: ...
+
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]: ...
+
+    def count(self, info: TableInfo) -> int: ...
+
+    def init(self, tables: tuple[str, ...], demo_parcels: Optional[int] = None) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+def check_tables(store: CentralStore, tables: tuple[str, ...]) -> list[dict]:
+    """Describe every configured table, refusing a missing one or one without a key by name."""
+    out = []
+    for name in tables:
+        info = store.table_info(name)
+        out.append({"table": name, "pk": list(info.pk),
+                    "geometry": info.geometry.column if info.geometry else None,
+                    "rows": store.count(info)})
+    return out

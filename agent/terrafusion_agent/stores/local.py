@@ -1,0 +1,235 @@
+"""The local SpatiaLite copy that QGIS opens and edits, plus the agent's bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionError
+from terrafusion_agent.sql import quote_ident as qi
+from terrafusion_agent.stores import spatialite
+from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.timeutil import utc_now
+
+log = logging.getLogger("terrafusion.local")
+BATCH = 5000
+
+
+class LocalStore:
+    """The local copy. Open with :meth:`open`; it migrates its bookkeeping on first use."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: Path, *, migrate: bool = True) -> LocalStore:
+        path = Path(path)
+        try:
+            conn = spatialite.connect(path, create=True, what="local copy")
+        except TerraFusionError as exc:
+            raise LocalUnavailable(str(exc)) from None
+        if migrate:
+            from terrafusion_agent import migrate as migrations
+
+            migrations.upgrade_local(path)
+        return cls(path, conn)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> LocalStore:
+        """Open for reading status; refuses a local copy that was never synced."""
+        path = Path(path)
+        if not path.exists():
+            raise LocalUnavailable(f"The local copy {path} does not exist yet; run a sync first.")
+        return cls.open(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- identity -----------------------------------------------------------------------
+
+    def agent_id(self) -> str:
+        """This copy's permanent identity, made on first use."""
+        row = self.conn.execute("SELECT value FROM tf_meta WHERE key = 'agent_id'").fetchone()
+        if row:
+            return row[0]
+        new = str(uuid.uuid4())
+        self.conn.execute("INSERT OR IGNORE INTO tf_meta (key, value) VALUES ('agent_id', ?)",
+                          (new,))
+        return self.conn.execute("SELECT value FROM tf_meta WHERE key = 'agent_id'").fetchone()[0]
+
+    # --- synced tables ------------------------------------------------------------------
+
+    def tables(self) -> list[TableInfo]:
+        rows = self.conn.execute("SELECT info_json FROM tf_tables ORDER BY table_name")
+        return [TableInfo.from_json(json.loads(r[0])) for r in rows]
+
+    def table_info(self, name: str) -> TableInfo:
+        row = self.conn.execute("SELECT info_json FROM tf_tables WHERE table_name = ?",
+                                (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"Table {name} is not in the local copy {self.path}.")
+        return TableInfo.from_json(json.loads(row[0]))
+
+    def replace_table(self, info: TableInfo, rows: Iterable[tuple],
+                      progress: Optional[Callable[[int], None]] = None) -> int:
+        """Replace the local table with ``rows`` in one transaction; returns the row count.
+
+        The spatial index is built after the load (much faster than row by row), and the
+        geometry column is registered so QGIS opens the table as a layer.
+        """
+        c = self.conn
+        n = 0
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if self._exists(info.name):
+                c.execute("SELECT DropTable(NULL, ?)", (info.name,))
+            c.execute(_create_table_sql(info))
+            if info.geometry:
+                g = info.geometry
+                ok = c.execute("SELECT AddGeometryColumn(?, ?, ?, ?, ?)",
+                               (info.name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
+                if not ok:
+                    raise TerraFusionError(
+                        f"Table {info.name}: SpatiaLite refused geometry column {g.column} "
+                        f"({g.geometry_type} {g.dims}, EPSG:{g.srid})."
+                    )
+            c.executemany(_insert_sql(info), _batched(rows, progress))
+            n = c.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0]
+            if info.geometry:
+                c.execute("SELECT CreateSpatialIndex(?, ?)", (info.name, info.geometry.column))
+                c.execute("SELECT UpdateLayerStatistics(?, ?)", (info.name, info.geometry.column))
+            c.execute(
+                "INSERT INTO tf_tables (table_name, info_json, central_rows, last_full_sync_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (table_name) DO UPDATE SET "
+                "info_json = excluded.info_json, central_rows = excluded.central_rows, "
+                "last_full_sync_at = excluded.last_full_sync_at",
+                (info.name, json.dumps(info.to_json()), n, utc_now()))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return n
+
+    def _exists(self, name: str) -> bool:
+        return bool(self.conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()[0])
+
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
+        exprs = [f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
+                 for c in info.columns]
+        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {qi(info.name)}")
+        while True:
+            batch = cur.fetchmany(BATCH)
+            if not batch:
+                return
+            yield from batch
+
+    def count(self, info: TableInfo) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0])
+
+    # --- sync runs ----------------------------------------------------------------------
+
+    def start_run(self, trigger: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO tf_sync_runs (started_at, result, trigger) VALUES (?, 'running', ?)",
+            (utc_now(), trigger))
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, result: str, *, pulled: int = 0, pushed: int = 0,
+                   conflicts: int = 0, error: Optional[str] = None) -> None:
+        self.conn.execute(
+            "UPDATE tf_sync_runs SET finished_at = ?, result = ?, pulled = ?, pushed = ?, "
+            "conflicts = ?, error = ? WHERE id = ?",
+            (utc_now(), result, pulled, pushed, conflicts, error, run_id))
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
+            "error FROM tf_sync_runs ORDER BY id DESC LIMIT ?", (int(limit),))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def last_run(self, result: Optional[str] = None) -> Optional[dict[str, Any]]:
+        where = "WHERE result = ?" if result else "WHERE result != 'running'"
+        cur = self.conn.execute(
+            "SELECT id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
+            f"error FROM tf_sync_runs {where} ORDER BY id DESC LIMIT 1",
+            (result,) if result else ())
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
+
+    # --- conflicts ----------------------------------------------------------------------
+
+    def conflicts(self, include_resolved: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+        cur = self.conn.execute(
+            "SELECT id, table_name, pk_json, columns_json, base_json, local_json, "
+            f"central_json, detected_at, resolved_at, resolution FROM tf_conflicts {where} "
+            "ORDER BY id")
+        out = []
+        for (cid, table, pk, cols, base, loc, cen, detected, resolved, resolution) in cur:
+            out.append({
+                "id": cid, "table": table, "pk": json.loads(pk), "columns": json.loads(cols),
+                "base": _loads(base), "local": _loads(loc), "central": _loads(cen),
+                "detected_at": detected, "resolved_at": resolved, "resolution": resolution,
+            })
+        return out
+
+    def open_conflict_count(self) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM tf_conflicts WHERE resolved_at IS NULL").fetchone()[0])
+
+    def conflict(self, conflict_id: int) -> dict[str, Any]:
+        for c in self.conflicts(include_resolved=True):
+            if c["id"] == conflict_id:
+                return c
+        raise NotFound(f"There is no conflict with id {conflict_id}.")
+
+
+def _loads(text: Optional[str]) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
+    if progress is None:
+        yield from rows
+        return
+    n = 0
+    for row in rows:
+        yield row
+        n += 1
+        if n % BATCH == 0:
+            progress(n)
+    progress(n)
+
+
+def _create_table_sql(info: TableInfo) -> str:
+    defs = []
+    single_int_pk = len(info.pk) == 1 and any(
+        c.name == info.pk[0] and c.kind == "integer" for c in info.columns)
+    for c in info.columns:
+        if info.geometry and c.name == info.geometry.column:
+            continue  # added by AddGeometryColumn
+        decl = spatialite.KIND_DECL.get(c.kind, "TEXT")
+        if single_int_pk and c.name == info.pk[0]:
+            defs.append(f"{qi(c.name)} INTEGER PRIMARY KEY NOT NULL")
+            continue
+        defs.append(f"{qi(c.name)} {decl}" + ("" if c.nullable else " NOT NULL"))
+    if not single_int_pk:
+        defs.append(f"PRIMARY KEY ({', '.join(qi(p) for p in info.pk)})")
+    return f"CREATE TABLE {qi(info.name)} ({', '.join(defs)})"
+
+
+def _insert_sql(info: TableInfo) -> str:
+    names = ", ".join(qi(c.name) for c in info.columns)
+    marks = ", ".join(
+        f"GeomFromWKB(?, {int(info.geometry.srid)})" if c.kind == "geometry" else "?"
+        for c in info.columns
+    )
+    return f"INSERT INTO {qi(info.name)} ({names}) VALUES ({marks})"
