@@ -116,6 +116,7 @@ def cmd_run(config, args) -> int:
     from terrafusion_agent.service.daemon import Agent
 
     agent = Agent(config)
+    agent.install_signal_handlers()
     agent.start()
     print(f"TerraFusion agent {__version__} running; health: {agent.health_url}", flush=True)
     print(f"Local copy: {config.local_path}", flush=True)

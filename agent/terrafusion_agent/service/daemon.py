@@ -77,14 +77,17 @@ class Agent:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/health"
 
-    def wait(self) -> None:
-        """Block until SIGINT/SIGTERM (installed here, main thread only)."""
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM ask for a graceful stop (main thread only; call before start)."""
         def handler(signum, _frame):
             log.info("received %s, stopping", signal.Signals(signum).name)
             self._stop.set()
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+    def wait(self) -> None:
+        """Block until a stop is requested."""
         while not self._stop.wait(0.5):
             pass
 

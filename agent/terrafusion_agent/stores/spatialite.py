@@ -30,7 +30,7 @@ def connect(path: str | Path, *, create: bool = False, init_metadata: bool = Tru
     _load_spatialite(conn)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute("PRAGMA journal_mode = WAL").fetchone()
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise TerraFusionError(f"The {what} {path} is not an SQLite database: {exc}.") from None

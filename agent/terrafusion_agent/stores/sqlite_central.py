@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
@@ -116,7 +116,8 @@ class SpatiaLiteCentral:
                   district_type TEXT NOT NULL CHECK (district_type IN
                     ('school', 'fire', 'voting_precinct', 'zoning', 'levy')),
                   code TEXT NOT NULL, name TEXT NOT NULL)""")
-            c.execute(f"SELECT AddGeometryColumn('districts', 'geom', {srid}, 'MULTIPOLYGON', 'XY')")
+            c.execute("SELECT AddGeometryColumn('districts', 'geom', ?, 'MULTIPOLYGON', 'XY')",
+                      (srid,))
             c.executemany(
                 "INSERT INTO districts (district_type, code, name, geom) VALUES "
                 f"(?, ?, ?, CastToMultiPolygon(BuildMbr(?, ?, ?, ?, {srid})))",

@@ -1,0 +1,58 @@
+# TerraFusion for QGIS. `make demo` and `make test` each work on a bare Debian 12 machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+AGENT := $(VENV)/bin/terrafusion-agent
+# Debian's Python: PyQGIS, PyQt5 and GDAL live in its site-packages, and it can load
+# SQLite extensions (SpatiaLite); a pyenv or conda python usually cannot.
+SYSTEM_PYTHON := /usr/bin/python3
+APT_PACKAGES := python3-qgis qgis qgis-providers python3-gdal gdal-bin \
+	libsqlite3-mod-spatialite postgresql-15-postgis-3 xvfb pyqt5-dev-tools \
+	qttools5-dev-tools prometheus python3-venv python3-pip
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export QT_QPA_PLATFORM ?= offscreen
+export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
+
+.PHONY: setup apt demo test lint package deploy bench clean
+
+setup: apt $(VENV)/.installed
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml | apt
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(AGENT) init-central --demo-parcels 10000
+	$(AGENT) sync
+	$(AGENT) run
+
+test: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check agent terrafusion_plugin tests migrations scripts bench
+
+package: setup
+	$(PY) scripts/package_plugin.py
+
+deploy: setup
+	$(PY) scripts/package_plugin.py --deploy
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf build dist

@@ -1,0 +1,110 @@
+"""Shared fixtures: a throwaway PostGIS cluster, configs, and an agent CLI runner."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pgcluster import PgCluster  # noqa: E402
+
+_db_names = (f"tf_test_{i}" for i in itertools.count(1))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster):
+    """URL of a fresh PostGIS database for one test."""
+    name = next(_db_names)
+    url = pg_cluster.create_db(name)
+    yield url
+    pg_cluster.drop_db(name)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No test reads the developer's own config, data or logs."""
+    for key in list(os.environ):
+        if key.startswith("TERRAFUSION_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@dataclass
+class AgentEnv:
+    """A config file in a temp folder plus a way to run the CLI against it."""
+
+    dir: Path
+    config: Path
+    central_url: str
+
+    @property
+    def local_path(self) -> Path:
+        return self.dir / "local.sqlite"
+
+    def run(self, *args: str, check: bool = True, timeout: float = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "terrafusion_agent", "--config", str(self.config), *args],
+            capture_output=True, text=True, timeout=timeout, env=full_env)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"terrafusion-agent {' '.join(args)} exited {proc.returncode}:\n"
+                f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def load(self):
+        from terrafusion_agent import config
+
+        return config.load(self.config)
+
+
+def write_config(directory: Path, central_url: str, extra: str = "") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "agent.toml"
+    path.write_text(
+        f'[central]\nurl = "{central_url}"\n'
+        f'[local]\npath = "local.sqlite"\n'
+        f'[http]\nport = 0\n'
+        f'[logging]\ndir = "logs"\n{extra}',
+        encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sqlite_agent(tmp_path) -> AgentEnv:
+    """An agent configured with an embedded SpatiaLite central in tmp_path."""
+    url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    return AgentEnv(tmp_path, write_config(tmp_path, url), url)
+
+
+@pytest.fixture
+def pg_agent(tmp_path, pg_url) -> AgentEnv:
+    """An agent configured with a fresh PostGIS central."""
+    return AgentEnv(tmp_path, write_config(tmp_path, pg_url), pg_url)
+
+
+@pytest.fixture(params=["spatialite", "postgis"])
+def any_agent(request, tmp_path) -> AgentEnv:
+    """Both central kinds, one after the other."""
+    if request.param == "postgis":
+        url = request.getfixturevalue("pg_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    return AgentEnv(tmp_path, write_config(tmp_path, url), url)
