@@ -34,5 +34,9 @@ class AgentBusy(TerraFusionError):
     """Another agent process holds the local database."""
 
 
+class SyncCancelled(TerraFusionError):
+    """A stop was requested; the sync ended at a transaction boundary."""
+
+
 class NotFound(TerraFusionError):
     """A named object (conflict, export job, preset) does not exist."""

@@ -181,6 +181,11 @@ class LocalStore:
             })
         return out
 
+    def pending_count(self) -> int:
+        """Local edits captured and not yet pushed (conflicted ones excluded)."""
+        return int(self.conn.execute(
+            "SELECT count(*) FROM tf_local_changes WHERE state = 'pending'").fetchone()[0])
+
     def open_conflict_count(self) -> int:
         return int(self.conn.execute(
             "SELECT count(*) FROM tf_conflicts WHERE resolved_at IS NULL").fetchone()[0])

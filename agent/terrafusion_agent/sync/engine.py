@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import Callable, Optional
 
 from terrafusion_agent import __version__
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.errors import SyncCancelled, TerraFusionError
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import open_central
 from terrafusion_agent.stores.local import LocalStore
@@ -27,24 +28,34 @@ Progress = Callable[[str, int, int], None]
 
 
 def run_sync(config: Config, trigger: str = "manual",
-             progress: Optional[Progress] = None) -> dict:
-    """Run one sync and return its summary; raises TerraFusionError after recording it."""
+             progress: Optional[Progress] = None,
+             stop: Optional[threading.Event] = None) -> dict:
+    """Run one sync and return its summary; raises TerraFusionError after recording it.
+
+    ``stop``, when set by another thread, ends the sync at the next transaction boundary
+    with SyncCancelled: what was committed stays, nothing is half-applied.
+    """
     started = time.monotonic()
     local = LocalStore.open(config.local_path)
     run_id = local.start_run(trigger)
     summary: dict = {"id": run_id, "trigger": trigger, "started_at": utc_now(),
-                     "pulled": 0, "pushed": 0, "conflicts": 0, "tables": {}}
+                     "pulled": 0, "pushed": 0, "conflicts": 0, "tables": {},
+                     "rows": {d: {"insert": 0, "update": 0, "delete": 0}
+                              for d in ("pull", "push")}}
     try:
         central = open_central(config)
         try:
             _register_agent(central, local, config)
             for name in config.tables:
+                if stop is not None and stop.is_set():
+                    raise SyncCancelled("The sync was stopped before it finished.")
                 info = central.table_info(name)
                 total = central.count(info)
                 report = (lambda done, n=name, t=total: progress(n, done, t)) if progress else None
                 rows = local.replace_table(info, central.read_rows(info), report)
                 summary["tables"][name] = {"mode": "full", "pulled": rows}
                 summary["pulled"] += rows
+                summary["rows"]["pull"]["insert"] += rows
         finally:
             central.close()
     except TerraFusionError as exc:
