@@ -1,0 +1,77 @@
+"""Add the tables of the local SpatiaLite copy to a QGIS project as layers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from qgis.core import QgsDataSourceUri, QgsLayerTreeGroup, QgsProject, QgsVectorLayer
+
+#: the layer tree group holding the synced layers (a product name: not translated)
+GROUP_NAME = "TerraFusion"
+PROVIDER = "spatialite"
+
+
+@dataclass
+class AddResult:
+    added: list = field(default_factory=list)      # the new QgsVectorLayer objects
+    present: list = field(default_factory=list)    # table names already in the project
+    invalid: list = field(default_factory=list)    # table names QGIS could not open
+
+
+def layer_uri(entry: dict) -> str:
+    """``dbname='PATH' table="TABLE" (GEOM)``; without ``(GEOM)`` for a plain table."""
+    uri = QgsDataSourceUri()
+    uri.setDatabase(entry["path"])
+    uri.setDataSource("", entry["table"], entry.get("geometry_column") or "")
+    return uri.uri()
+
+
+def _key(database: str, table: str) -> tuple[str, str]:
+    # The same file may be named through a symlink or a relative path.
+    return os.path.normcase(os.path.realpath(database)), table
+
+
+def _loaded_tables(project: QgsProject) -> set[tuple[str, str]]:
+    keys = set()
+    for layer in project.mapLayers().values():
+        if isinstance(layer, QgsVectorLayer) and layer.providerType() == PROVIDER:
+            uri = QgsDataSourceUri(layer.source())
+            keys.add(_key(uri.database(), uri.table()))
+    return keys
+
+
+def _group(project: QgsProject) -> QgsLayerTreeGroup:
+    root = project.layerTreeRoot()
+    group = root.findGroup(GROUP_NAME)
+    return group if group is not None else root.insertGroup(0, GROUP_NAME)
+
+
+def _drawing_order(entries: Iterable[dict]) -> list[dict]:
+    # Finer layers (more features, e.g. parcels) above coarser ones (districts) so
+    # that neither hides the other; tables without geometry go last.
+    return sorted(entries, key=lambda e: (e.get("geometry_column") is None, -(e.get("rows") or 0),
+                                          e["table"]))
+
+
+def add_synced_layers(project: QgsProject, entries: Iterable[dict]) -> AddResult:
+    """Add one layer per entry of ``synced_layers`` to ``project`` in the group
+    "TerraFusion", skipping tables the project already shows. Main thread only."""
+    result = AddResult()
+    loaded = _loaded_tables(project)
+    group = None
+    for entry in _drawing_order(entries):
+        if _key(entry["path"], entry["table"]) in loaded:
+            result.present.append(entry["table"])
+            continue
+        layer = QgsVectorLayer(layer_uri(entry), entry["table"], PROVIDER)
+        if not layer.isValid():
+            result.invalid.append(entry["table"])
+            continue
+        if group is None:
+            group = _group(project)
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+        result.added.append(layer)
+    return result
