@@ -66,6 +66,7 @@ class Config:
     central_schema: str
     connect_timeout_seconds: int
     statement_timeout_seconds: int
+    retention_days: int
     local_path: Path
     tables: tuple[str, ...]
     interval_seconds: int
@@ -146,6 +147,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "schema": _str,
         "connect_timeout_seconds": _int_range(1, 600),
         "statement_timeout_seconds": _int_range(1, 86400),
+        "retention_days": _int_range(1, 3650),
     },
     "local": {"path": _str},
     "sync": {
@@ -314,6 +316,7 @@ def load(
         central_schema=central.get("schema", "public"),
         connect_timeout_seconds=central.get("connect_timeout_seconds", 10),
         statement_timeout_seconds=central.get("statement_timeout_seconds", 600),
+        retention_days=central.get("retention_days", 30),
         local_path=_path(local["path"], base) if "path" in local else data_dir / "local.sqlite",
         tables=sync.get("tables", DEFAULT_TABLES),
         interval_seconds=sync.get("interval_seconds", 300),

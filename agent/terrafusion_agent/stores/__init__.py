@@ -23,8 +23,9 @@ def open_central(config: Config, create: bool = False) -> CentralStore:
 
 def init_central(store: CentralStore, tables: tuple[str, ...],
                  demo_parcels: Optional[int] = None) -> dict:
-    """Create or upgrade the central bookkeeping, optionally load the demo county, and
-    check every configured table (one without a primary key is refused by name)."""
+    """Create or upgrade the central bookkeeping, optionally load the demo county, check
+    every configured table (one without a primary key is refused by name) and install
+    its change tracking. Safe to run again at any time."""
     from terrafusion_agent import migrate
 
     migrate.upgrade_central(store)
@@ -32,4 +33,7 @@ def init_central(store: CentralStore, tables: tuple[str, ...],
     if demo_parcels is not None:
         result["demo"] = store.create_demo(demo_parcels)
     result["tables"] = check_tables(store, tables)
+    for name in tables:
+        store.install_tracking(store.table_info(name))
+    store.central_id()
     return result

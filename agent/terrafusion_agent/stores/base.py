@@ -14,6 +14,8 @@ class Column:
     name: str
     kind: str
     nullable: bool = True
+    #: the column's type in the central database, where it tells more than the kind
+    db_type: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class TableInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "columns": [[c.name, c.kind, c.nullable] for c in self.columns],
+            "columns": [[c.name, c.kind, c.nullable, c.db_type] for c in self.columns],
             "pk": list(self.pk),
             "geometry": None
             if self.geometry is None
@@ -57,7 +59,8 @@ class TableInfo:
         geom = data.get("geometry")
         return cls(
             name=data["name"],
-            columns=tuple(Column(n, k, bool(nl)) for n, k, nl in data["columns"]),
+            columns=tuple(Column(c[0], c[1], bool(c[2]), c[3] if len(c) > 3 else None)
+                          for c in data["columns"]),
             pk=tuple(data["pk"]),
             geometry=None
             if geom is None

@@ -6,12 +6,13 @@ import json
 import logging
 import sqlite3
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
-from terrafusion_agent.stores import spatialite
+from terrafusion_agent.stores import capture, rows, spatialite
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.timeutil import utc_now
 
@@ -75,45 +76,183 @@ class LocalStore:
             raise NotFound(f"Table {name} is not in the local copy {self.path}.")
         return TableInfo.from_json(json.loads(row[0]))
 
-    def replace_table(self, info: TableInfo, rows: Iterable[tuple],
-                      progress: Optional[Callable[[int], None]] = None) -> int:
-        """Replace the local table with ``rows`` in one transaction; returns the row count.
-
-        The spatial index is built after the load (much faster than row by row), and the
-        geometry column is registered so QGIS opens the table as a layer.
-        """
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One write transaction in which the agent's own writes are not captured as
+        edits. SQLite has one writer at a time, so QGIS's edits wait for it (and it for
+        them) instead of interleaving; a crash rolls everything back, guard included."""
         c = self.conn
-        n = 0
         c.execute("BEGIN IMMEDIATE")
         try:
-            if self._exists(info.name):
-                c.execute("SELECT DropTable(NULL, ?)", (info.name,))
-            c.execute(_create_table_sql(info))
-            if info.geometry:
-                g = info.geometry
-                ok = c.execute("SELECT AddGeometryColumn(?, ?, ?, ?, ?)",
-                               (info.name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
-                if not ok:
-                    raise TerraFusionError(
-                        f"Table {info.name}: SpatiaLite refused geometry column {g.column} "
-                        f"({g.geometry_type} {g.dims}, EPSG:{g.srid})."
-                    )
-            c.executemany(_insert_sql(info), _batched(rows, progress))
-            n = c.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0]
-            if info.geometry:
-                c.execute("SELECT CreateSpatialIndex(?, ?)", (info.name, info.geometry.column))
-                c.execute("SELECT UpdateLayerStatistics(?, ?)", (info.name, info.geometry.column))
-            c.execute(
-                "INSERT INTO tf_tables (table_name, info_json, central_rows, last_full_sync_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (table_name) DO UPDATE SET "
-                "info_json = excluded.info_json, central_rows = excluded.central_rows, "
-                "last_full_sync_at = excluded.last_full_sync_at",
-                (info.name, json.dumps(info.to_json()), n, utc_now()))
+            c.execute("UPDATE tf_apply_guard SET active = 1 WHERE id = 1")
+            yield
+            c.execute("UPDATE tf_apply_guard SET active = 0 WHERE id = 1")
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def replace_table(self, info: TableInfo, rows: Iterable[tuple],
+                      progress: Optional[Callable[[int], None]] = None) -> int:
+        """Replace the local table with ``rows`` (inside :meth:`writing`); returns the count.
+
+        The spatial index is built after the load (much faster than row by row), the
+        geometry column is registered so QGIS opens the table as a layer, and the
+        capture triggers are installed.
+        """
+        c = self.conn
+        if self._exists(info.name):
+            c.execute("SELECT DropTable(NULL, ?)", (info.name,))
+        c.execute(_create_table_sql(info))
+        if info.geometry:
+            g = info.geometry
+            ok = c.execute("SELECT AddGeometryColumn(?, ?, ?, ?, ?)",
+                           (info.name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
+            if not ok:
+                raise TerraFusionError(
+                    f"Table {info.name}: SpatiaLite refused geometry column {g.column} "
+                    f"({g.geometry_type} {g.dims}, EPSG:{g.srid})."
+                )
+        c.executemany(_insert_sql(info), _batched(rows, progress))
+        n = c.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0]
+        if info.geometry:
+            c.execute("SELECT CreateSpatialIndex(?, ?)", (info.name, info.geometry.column))
+            c.execute("SELECT UpdateLayerStatistics(?, ?)", (info.name, info.geometry.column))
+        self.save_table_info(info)
+        self.install_capture(info)
         return n
+
+    def save_table_info(self, info: TableInfo) -> None:
+        self.conn.execute(
+            "INSERT INTO tf_tables (table_name, info_json, last_full_sync_at) "
+            "VALUES (?, ?, ?) ON CONFLICT (table_name) DO UPDATE SET "
+            "info_json = excluded.info_json, last_full_sync_at = excluded.last_full_sync_at",
+            (info.name, json.dumps(info.to_json()), utc_now()))
+
+    def install_capture(self, info: TableInfo) -> None:
+        for stmt in capture.create_sql(info):
+            self.conn.execute(stmt)
+
+    # --- applying central rows (inside writing()) ---------------------------------------
+
+    def upsert_rows(self, info: TableInfo, rows: list[dict]) -> None:
+        if not rows:
+            return
+        names = ", ".join(qi(c.name) for c in info.columns)
+        marks = ", ".join(_value_sql(info, c) for c in info.columns)
+        non_pk = [c.name for c in info.columns if c.name not in info.pk]
+        conflict = ", ".join(qi(p) for p in info.pk)
+        action = ("DO UPDATE SET " + ", ".join(f"{qi(n)} = excluded.{qi(n)}" for n in non_pk)
+                  if non_pk else "DO NOTHING")
+        self.conn.executemany(
+            f"INSERT INTO {qi(info.name)} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT ({conflict}) {action}",
+            [[r.get(c.name) for c in info.columns] for r in rows])
+
+    def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
+        if keys:
+            where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
+            self.conn.executemany(f"DELETE FROM {qi(info.name)} WHERE {where}",
+                                  [list(k) for k in keys])
+
+    def rows_by_key(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
+        names = info.column_names
+        exprs = ", ".join(f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
+                          for c in info.columns)
+        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
+        sql = f"SELECT {exprs} FROM {qi(info.name)} WHERE {where}"
+        out = {}
+        for key in keys:
+            row = self.conn.execute(sql, list(key)).fetchone()
+            if row is not None:
+                out[key] = dict(zip(names, row))
+        return out
+
+    # --- captured edits -----------------------------------------------------------------
+
+    def pending(self, table: str, states: tuple[str, ...] = ("pending",)) -> list[dict]:
+        """Captured edits of ``table``: id, key, op, base (JSON text), version, state."""
+        marks = ", ".join("?" * len(states))
+        cur = self.conn.execute(
+            "SELECT id, pk_json, op, base_json, version, state FROM tf_local_changes "
+            f"WHERE table_name = ? AND state IN ({marks}) ORDER BY id", (table, *states))
+        return [{"id": i, "pk": tuple(json.loads(pk)), "pk_json": pk, "op": op,
+                 "base_json": base, "version": v, "state": st}
+                for i, pk, op, base, v, st in cur]
+
+    def pending_keys(self, table: str) -> set[tuple]:
+        """Keys with any captured edit (pending or in conflict)."""
+        cur = self.conn.execute("SELECT pk_json FROM tf_local_changes WHERE table_name = ?",
+                                (table,))
+        return {tuple(json.loads(r[0])) for r in cur}
+
+    def settle_change(self, entry: dict, info: TableInfo, central_row: Optional[dict]) -> None:
+        """The edit in ``entry`` reached central (which now holds ``central_row``): drop
+        it, unless the row was edited again meanwhile; then keep the newer edit, with
+        central's row as its new base."""
+        cur = self.conn.execute("DELETE FROM tf_local_changes WHERE id = ? AND version = ?",
+                                (entry["id"], entry["version"]))
+        if cur.rowcount:
+            return
+        if central_row is None:
+            self.conn.execute(
+                "UPDATE tf_local_changes SET base_json = NULL, "
+                "op = CASE WHEN op = 'update' THEN 'insert' ELSE op END WHERE id = ?",
+                (entry["id"],))
+        else:
+            self.conn.execute(
+                "UPDATE tf_local_changes SET base_json = ?, "
+                "op = CASE WHEN op = 'insert' THEN 'update' ELSE op END WHERE id = ?",
+                (rows.encode_base(info, central_row), entry["id"]))
+
+    def drop_change(self, table: str, key: tuple) -> None:
+        self.conn.execute("DELETE FROM tf_local_changes WHERE table_name = ? AND pk_json = ?",
+                          (table, rows.pk_json(key)))
+
+    def mark_conflicted(self, entry_id: int) -> None:
+        self.conn.execute("UPDATE tf_local_changes SET state = 'conflict' WHERE id = ?",
+                          (entry_id,))
+
+    def record_conflict(self, info: TableInfo, key: tuple, columns: list[str],
+                        base: Optional[dict], local: Optional[dict], central: Optional[dict],
+                        resolution: Optional[str] = None) -> int:
+        now = utc_now()
+        cur = self.conn.execute(
+            "INSERT INTO tf_conflicts (table_name, pk_json, columns_json, base_json, "
+            "local_json, central_json, detected_at, resolved_at, resolution) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (info.name, rows.pk_json(key), json.dumps(columns),
+             rows.encode_base(info, base), rows.encode_base(info, local),
+             rows.encode_base(info, central), now, now if resolution else None, resolution))
+        return int(cur.lastrowid)
+
+    def resolve_conflict(self, conflict_id: int, resolution: str) -> None:
+        self.conn.execute("UPDATE tf_conflicts SET resolved_at = ?, resolution = ? WHERE id = ?",
+                          (utc_now(), resolution, conflict_id))
+
+    # --- checkpoint and keys ------------------------------------------------------------
+
+    def meta(self, key: str) -> Optional[str]:
+        row = self.conn.execute("SELECT value FROM tf_meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: Optional[str]) -> None:
+        if value is None:
+            self.conn.execute("DELETE FROM tf_meta WHERE key = ?", (key,))
+        else:
+            self.conn.execute("INSERT INTO tf_meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                              "DO UPDATE SET value = excluded.value", (key, value))
+
+    def keys_left(self, table: str) -> Optional[int]:
+        row = self.conn.execute("SELECT last_key - next_key + 1 FROM tf_key_alloc "
+                                "WHERE table_name = ?", (table,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_key_block(self, table: str, first: int, last: int) -> None:
+        self.conn.execute(
+            "INSERT INTO tf_key_alloc (table_name, next_key, last_key) VALUES (?, ?, ?) "
+            "ON CONFLICT (table_name) DO UPDATE SET next_key = excluded.next_key, "
+            "last_key = excluded.last_key, assign = 0", (table, first, last))
 
     def _exists(self, name: str) -> bool:
         return bool(self.conn.execute(
@@ -172,19 +311,26 @@ class LocalStore:
             "SELECT id, table_name, pk_json, columns_json, base_json, local_json, "
             f"central_json, detected_at, resolved_at, resolution FROM tf_conflicts {where} "
             "ORDER BY id")
+        infos = {i.name: i for i in self.tables()}
         out = []
-        for (cid, table, pk, cols, base, loc, cen, detected, resolved, resolution) in cur:
+        for (cid, table, pk, cols, base, loc, cen, detected, resolved,
+             resolution) in cur.fetchall():
+            info = infos.get(table)
             out.append({
                 "id": cid, "table": table, "pk": json.loads(pk), "columns": json.loads(cols),
-                "base": _loads(base), "local": _loads(loc), "central": _loads(cen),
+                "base": rows.for_display(info, base), "local": rows.for_display(info, loc),
+                "central": rows.for_display(info, cen),
                 "detected_at": detected, "resolved_at": resolved, "resolution": resolution,
             })
         return out
 
-    def pending_count(self) -> int:
+    def pending_count(self, table: Optional[str] = None) -> int:
         """Local edits captured and not yet pushed (conflicted ones excluded)."""
-        return int(self.conn.execute(
-            "SELECT count(*) FROM tf_local_changes WHERE state = 'pending'").fetchone()[0])
+        sql = "SELECT count(*) FROM tf_local_changes WHERE state = 'pending'"
+        args: tuple = ()
+        if table is not None:
+            sql, args = sql + " AND table_name = ?", (table,)
+        return int(self.conn.execute(sql, args).fetchone()[0])
 
     def open_conflict_count(self) -> int:
         return int(self.conn.execute(
@@ -195,10 +341,6 @@ class LocalStore:
             if c["id"] == conflict_id:
                 return c
         raise NotFound(f"There is no conflict with id {conflict_id}.")
-
-
-def _loads(text: Optional[str]) -> Any:
-    return None if text is None else json.loads(text)
 
 
 def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
@@ -231,10 +373,11 @@ def _create_table_sql(info: TableInfo) -> str:
     return f"CREATE TABLE {qi(info.name)} ({', '.join(defs)})"
 
 
+def _value_sql(info: TableInfo, col) -> str:
+    return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
+
+
 def _insert_sql(info: TableInfo) -> str:
     names = ", ".join(qi(c.name) for c in info.columns)
-    marks = ", ".join(
-        f"GeomFromWKB(?, {int(info.geometry.srid)})" if c.kind == "geometry" else "?"
-        for c in info.columns
-    )
+    marks = ", ".join(_value_sql(info, c) for c in info.columns)
     return f"INSERT INTO {qi(info.name)} ({names}) VALUES ({marks})"

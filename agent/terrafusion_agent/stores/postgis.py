@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Iterator
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Optional
 
 import psycopg
 
@@ -15,7 +18,7 @@ from terrafusion_agent.stores.base import Column, GeometryInfo, TableInfo
 
 log = logging.getLogger("terrafusion.central")
 
-_KIND_BY_UDT = {
+_KIND_BY_TYPE = {
     "int2": "integer", "int4": "integer", "int8": "integer",
     "float4": "real", "float8": "real", "numeric": "real",
     "bool": "boolean", "date": "date", "timestamp": "datetime", "timestamptz": "datetime",
@@ -29,11 +32,20 @@ _READ = {
     "blob": ("{c}", "bytea"),
     "geometry": ("ST_AsBinary({c})", "bytea"),
 }
+_TEXT = ("{c}::text", "text")
+#: offline key blocks: where they start when the key has no sequence, and their size
+_HIGH_KEYS = {"int8": (1 << 50, 1_000_000), "int4": (2_000_000_000, 10_000)}
+_SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
 
 
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return redact(text[0].rstrip(".")) if text else exc.__class__.__name__
+
+
+def _unavailable(store: PostGISCentral, exc: Exception) -> CentralUnavailable:
+    return CentralUnavailable(
+        f"The central database {store.describe()} failed: {_first_line(exc)}.")
 
 
 class PostGISCentral:
@@ -50,7 +62,8 @@ class PostGISCentral:
                 url,
                 connect_timeout=connect_timeout,
                 options=f"-c statement_timeout={int(statement_timeout) * 1000} "
-                "-c DateStyle=ISO -c TimeZone=UTC -c application_name=terrafusion-agent",
+                "-c DateStyle=ISO -c TimeZone=UTC -c application_name=terrafusion-agent "
+                "-c idle_in_transaction_session_timeout=600000",
             )
         except psycopg.Error as exc:
             raise CentralUnavailable(
@@ -67,10 +80,13 @@ class PostGISCentral:
         self.conn.close()
 
     def _scalar(self, sql: str, params: tuple = ()):
-        with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-            row = cur.fetchone()
-            return row[0] if row else None
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone()
+                return row[0] if row else None
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
 
     def _require_postgis(self) -> None:
         try:
@@ -82,19 +98,25 @@ class PostGISCentral:
                 f"cannot be created: {_first_line(exc)}."
             ) from None
 
+    def _rel(self, name: str) -> str:
+        return f"{qi(self.schema)}.{qi(name)}"
+
     # --- schema -------------------------------------------------------------------------
 
     def table_exists(self, name: str) -> bool:
-        return bool(self._scalar(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_name = %s", (self.schema, name)))
+        return self._scalar("SELECT to_regclass(%s) IS NOT NULL", (self._rel(name),))
+
+    def has_bookkeeping(self) -> bool:
+        return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
+                                 (self._rel("tf_change_log"),)))
 
     def table_info(self, name: str) -> TableInfo:
         with self.conn.cursor() as cur:
             cur.execute(
-                "SELECT column_name, udt_name, is_nullable = 'YES' "
-                "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-                "ORDER BY ordinal_position", (self.schema, name))
+                "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), "
+                "NOT a.attnotnull FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum", (self._rel(name),))
             cols = cur.fetchall()
             if not cols:
                 raise TableError(
@@ -103,9 +125,8 @@ class PostGISCentral:
             cur.execute(
                 "SELECT a.attname FROM pg_index i "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                "WHERE i.indrelid = (quote_ident(%s) || '.' || quote_ident(%s))::regclass "
-                "AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
-                (self.schema, name))
+                "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
+                "ORDER BY array_position(i.indkey, a.attnum)", (self._rel(name),))
             pk = tuple(r[0] for r in cur.fetchall())
             if not pk:
                 raise TableError(
@@ -121,34 +142,223 @@ class PostGISCentral:
             gcol, srid, gtype, ndims = geoms[0]
             gtype = gtype.upper()
             dims = {2: "XY", 3: "XYZ", 4: "XYZM"}.get(ndims, "XY")
-            if gtype.endswith("M") and gtype not in ("GEOMETRY",):
+            if gtype.endswith("M") and gtype != "GEOMETRY":
                 gtype, dims = gtype[:-1], "XYM"
             geometry = GeometryInfo(gcol, int(srid or 0), gtype, dims)
         columns = []
-        for cname, udt, nullable in cols:
-            kind = _KIND_BY_UDT.get(udt, "text")
+        for cname, typname, full_type, nullable in cols:
+            kind = _KIND_BY_TYPE.get(typname, "text")
             if kind == "geometry" and (geometry is None or cname != geometry.column):
                 kind = "blob"  # extra geometry columns travel as WKB blobs
-            columns.append(Column(cname, kind, bool(nullable)))
+            columns.append(Column(cname, kind, bool(nullable), full_type))
         return TableInfo(name, tuple(columns), pk, geometry)
+
+    # --- change tracking ----------------------------------------------------------------
+
+    def install_tracking(self, info: TableInfo) -> None:
+        """Create (or refresh) the change-capture trigger of one table (idempotent)."""
+        args = ", ".join("'" + p.replace("'", "''") + "'" for p in info.pk)
+        self.execute(
+            f"CREATE OR REPLACE TRIGGER tf_capture AFTER INSERT OR UPDATE OR DELETE "
+            f"ON {self._rel(info.name)} FOR EACH ROW EXECUTE FUNCTION "
+            f"{qi(self.schema)}.tf_capture({args})")
+
+    def tracking_installed(self, name: str) -> bool:
+        return bool(self._scalar(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
+            "AND tgname = 'tf_capture'", (self._rel(name),)))
+
+    def central_id(self) -> str:
+        """This database's identity, so an agent notices being pointed at another one."""
+        self.execute("INSERT INTO tf_settings (key, value) VALUES ('central_id', %s) "
+                     "ON CONFLICT (key) DO NOTHING", (str(uuid.uuid4()),))
+        return self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
+
+    def purge_change_log(self, retention_days: int) -> int:
+        """Drop change-log entries older than the retention; remember the horizon."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute(
+                    "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
+                    "make_interval(days => %s) RETURNING tx) "
+                    "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
+                n, max_tx = cur.fetchone()
+                if n:
+                    cur.execute(
+                        "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = greatest("
+                        "tf_settings.value::numeric, excluded.value::numeric)::text",
+                        (max_tx,))
+                return int(n)
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
+    @contextmanager
+    def read_session(self) -> Iterator[PgReadSession]:
+        """A consistent read-only snapshot for one pull (REPEATABLE READ)."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield PgReadSession(self)
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+
+    @contextmanager
+    def write_session(self, agent_id: str) -> Iterator[PgWriteSession]:
+        """One push transaction; changes it makes are marked with ``agent_id``."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SELECT set_config('terrafusion.origin', %s, true)",
+                                  (agent_id,))
+                yield PgWriteSession(self)
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise TerraFusionError(
+                f"The central database refused the push: {_first_line(exc)}.") from None
+
+    def allocate_keys(self, info: TableInfo, agent_id: str) -> Optional[tuple[int, int]]:
+        """Reserve a block of keys for rows this agent's users digitise offline.
+
+        With a sequence behind the key, the block comes out of that sequence (other
+        writers then skip it); otherwise from a high range no sequence reaches.
+        """
+        pk = info.pk[0]
+        col = next(c for c in info.columns if c.name == pk)
+        typ = {"bigint": "int8", "integer": "int4", "smallint": "int2"}.get(
+            col.db_type or "", "int8")
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (self._rel(info.name), pk))
+                seq = cur.fetchone()[0]
+                if seq:
+                    size = _SEQUENCE_BLOCK[typ]
+                    # ALTER SEQUENCE blocks concurrent nextval until commit, so the
+                    # block is ours alone.
+                    cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY {size}")
+                    cur.execute("SELECT nextval(%s)", (seq,))
+                    last = int(cur.fetchone()[0])
+                    cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 1")
+                    first = last - size + 1
+                elif typ in _HIGH_KEYS:
+                    start, size = _HIGH_KEYS[typ]
+                    cur.execute("SELECT pg_advisory_xact_lock(hashtext('tf_key_blocks'))")
+                    cur.execute("SELECT max(last_key) FROM tf_key_blocks WHERE table_name = %s",
+                                (info.name,))
+                    prev = cur.fetchone()[0]
+                    first = max(start, (prev or 0) + 1)
+                    last = first + size - 1
+                else:
+                    return None
+                cur.execute("INSERT INTO tf_key_blocks (table_name, agent_id, first_key, "
+                            "last_key) VALUES (%s, %s, %s, %s)",
+                            (info.name, agent_id, first, last))
+                return first, last
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
 
     # --- data ---------------------------------------------------------------------------
 
     def count(self, info: TableInfo) -> int:
-        return int(self._scalar(f"SELECT count(*) FROM {qi(self.schema)}.{qi(info.name)}"))
+        return int(self._scalar(f"SELECT count(*) FROM {self._rel(info.name)}"))
+
+    def select_list(self, info: TableInfo, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(_READ.get(c.kind, _TEXT)[0].format(c=prefix + qi(c.name))
+                         for c in info.columns)
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         """Every row in column order; geometry as ISO WKB, numbers as int/float, dates as text."""
-        exprs, types = [], []
-        for c in info.columns:
-            expr, typ = _READ.get(c.kind, ("{c}::text", "text"))
-            exprs.append(expr.format(c=qi(c.name)))
-            types.append(typ)
-        sql = (f"COPY (SELECT {', '.join(exprs)} FROM {qi(self.schema)}.{qi(info.name)}) "
+        types = [_READ.get(c.kind, _TEXT)[1] for c in info.columns]
+        sql = (f"COPY (SELECT {self.select_list(info)} FROM {self._rel(info.name)}) "
                "TO STDOUT (FORMAT BINARY)")
-        with self.conn.cursor() as cur, cur.copy(sql) as copy:
-            copy.set_types(types)
-            yield from copy.rows()
+        try:
+            with self.conn.cursor() as cur, cur.copy(sql) as copy:
+                copy.set_types(types)
+                yield from copy.rows()
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+
+    def _keys_join(self, info: TableInfo, alias: str) -> str:
+        return " AND ".join(
+            f"{alias}.{qi(p)} = (k.pk ->> {i})::{self._type_of(info, p)}"
+            for i, p in enumerate(info.pk))
+
+    @staticmethod
+    def _type_of(info: TableInfo, column: str) -> str:
+        col = next(c for c in info.columns if c.name == column)
+        return col.db_type or "text"
+
+    def rows_by_key(self, info: TableInfo, keys: list[tuple], lock: bool = False
+                    ) -> dict[tuple, dict]:
+        """Current rows for ``keys`` (absent keys: deleted), optionally locked FOR UPDATE."""
+        out: dict[tuple, dict] = {}
+        names = info.column_names
+        pk_idx = [names.index(p) for p in info.pk]
+        sql = (f"SELECT {self.select_list(info, 't')} FROM jsonb_array_elements(%s::jsonb) "
+               f"AS k(pk) JOIN {self._rel(info.name)} t ON {self._keys_join(info, 't')}"
+               + (" FOR UPDATE OF t" if lock else ""))
+        for start in range(0, len(keys), 5000):
+            chunk = keys[start:start + 5000]
+            with self.conn.cursor() as cur:
+                cur.execute(sql, (json.dumps([list(k) for k in chunk]),))
+                for row in cur:
+                    out[tuple(row[i] for i in pk_idx)] = dict(zip(names, row))
+        return out
+
+    # --- writing (inside a write session) -----------------------------------------------
+
+    def _param(self, info: TableInfo, col: Column) -> str:
+        if col.kind == "geometry":
+            return f"ST_GeomFromWKB(%s, {int(info.geometry.srid)})"
+        if col.kind in ("blob",):
+            return "%s"
+        return f"%s::{col.db_type}" if col.db_type else "%s"
+
+    @staticmethod
+    def _value(col: Column, value: Any) -> Any:
+        if value is None:
+            return None
+        if col.kind == "boolean":
+            return bool(value)
+        if col.kind in ("blob", "geometry"):
+            return bytes(value)
+        if col.kind in ("text", "date", "datetime") and not isinstance(value, str):
+            return str(value)
+        return value
+
+    def insert_rows(self, info: TableInfo, rows: list[dict]) -> None:
+        if not rows:
+            return
+        cols = info.columns
+        sql = (f"INSERT INTO {self._rel(info.name)} ({', '.join(qi(c.name) for c in cols)}) "
+               f"VALUES ({', '.join(self._param(info, c) for c in cols)})")
+        with self.conn.cursor() as cur:
+            cur.executemany(sql, [[self._value(c, r.get(c.name)) for c in cols] for r in rows])
+
+    def update_rows(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+        """``updates``: (key, {column: value}); grouped by column set for executemany."""
+        groups: dict[tuple, list] = {}
+        for key, values in updates:
+            groups.setdefault(tuple(sorted(values)), []).append((key, values))
+        by_name = {c.name: c for c in info.columns}
+        where = " AND ".join(f"{qi(p)} = {self._param(info, by_name[p])}" for p in info.pk)
+        with self.conn.cursor() as cur:
+            for names, items in groups.items():
+                sets = ", ".join(f"{qi(n)} = {self._param(info, by_name[n])}" for n in names)
+                sql = f"UPDATE {self._rel(info.name)} SET {sets} WHERE {where}"
+                cur.executemany(sql, [
+                    [self._value(by_name[n], v[n]) for n in names]
+                    + [self._value(by_name[p], k[i]) for i, p in enumerate(info.pk)]
+                    for k, v in items])
+
+    def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
+        if not keys:
+            return
+        sql = (f"DELETE FROM {self._rel(info.name)} t USING jsonb_array_elements(%s::jsonb) "
+               f"AS k(pk) WHERE {self._keys_join(info, 't')}")
+        with self.conn.cursor() as cur:
+            cur.execute(sql, (json.dumps([list(k) for k in keys]),))
 
     # --- setup --------------------------------------------------------------------------
 
@@ -202,7 +412,72 @@ class PostGISCentral:
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
         except psycopg.Error as exc:
             raise TerraFusionError(f"The central database refused a statement: "
                                    f"{_first_line(exc)}.") from None
 
+
+class PgReadSession:
+    """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull."""
+
+    def __init__(self, store: PostGISCentral):
+        self.store = store
+
+    def checkpoint(self) -> str:
+        """This snapshot, as the checkpoint the next pull starts from."""
+        return str(self.store._scalar("SELECT pg_current_snapshot()::text"))
+
+    def lost_since(self, checkpoint: str) -> bool:
+        """True when changes after ``checkpoint`` may have been purged already."""
+        return bool(self.store._scalar(
+            "SELECT coalesce((SELECT value::xid8 FROM tf_settings WHERE key = 'purged_tx') "
+            ">= pg_snapshot_xmin(%s::pg_snapshot), false)", (checkpoint,)))
+
+    def changed_keys(self, checkpoint: str, agent_id: str) -> dict[str, list[tuple]]:
+        """Keys changed by others since ``checkpoint``, per table.
+
+        An entry belongs to the window when its transaction was not visible in the
+        checkpoint's snapshot and is visible now; scanning from the old snapshot's xmin
+        keeps this proportional to the changes, whatever the table sizes.
+        """
+        out: dict[str, list[tuple]] = {}
+        with self.store.conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name, pk::text FROM tf_change_log "
+                "WHERE tx >= pg_snapshot_xmin(%s::pg_snapshot) "
+                "AND NOT pg_visible_in_snapshot(tx, %s::pg_snapshot) "
+                "GROUP BY table_name, pk HAVING bool_or(origin IS DISTINCT FROM %s)",
+                (checkpoint, checkpoint, agent_id))
+            for table, pk in cur:
+                out.setdefault(table, []).append(tuple(json.loads(pk)))
+        return out
+
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
+        return self.store.read_rows(info)
+
+    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+        return self.store.rows_by_key(info, keys)
+
+    def count(self, info: TableInfo) -> int:
+        return self.store.count(info)
+
+
+class PgWriteSession:
+    """Writes inside one push transaction."""
+
+    def __init__(self, store: PostGISCentral):
+        self.store = store
+
+    def lock_rows(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
+        return self.store.rows_by_key(info, list(keys), lock=True)
+
+    def insert(self, info: TableInfo, rows: list[dict]) -> None:
+        self.store.insert_rows(info, rows)
+
+    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+        self.store.update_rows(info, updates)
+
+    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
+        self.store.delete_rows(info, keys)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Optional
 
 from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
+from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
 from terrafusion_agent.stores.base import Column, GeometryInfo, TableInfo
 
@@ -76,18 +80,173 @@ class SpatiaLiteCentral:
             )
         return TableInfo(name, tuple(columns), tuple(c for _, c in sorted(pk)), geometry)
 
+    def has_bookkeeping(self) -> bool:
+        return self.table_exists("tf_change_log")
+
+    # --- change tracking ----------------------------------------------------------------
+
+    def install_tracking(self, info: TableInfo) -> None:
+        """Create (or refresh) the change-capture triggers of one table (idempotent)."""
+        t = ql(info.name)
+        table = qi(info.name)
+        new_pk = "json_array(" + ", ".join(f"NEW.{qi(p)}" for p in info.pk) + ")"
+        old_pk = "json_array(" + ", ".join(f"OLD.{qi(p)}" for p in info.pk) + ")"
+        who = "(SELECT origin FROM tf_origin WHERE id = 1)"
+
+        def log(pk: str, op: str) -> str:
+            return (f"INSERT INTO tf_change_log (table_name, pk, op, origin) "
+                    f"VALUES ({t}, {pk}, '{op}', {who});")
+
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for name in _trigger_names(info.name):
+                c.execute(f"DROP TRIGGER IF EXISTS {qi(name)}")
+            ins, upd, updkey, dele = (qi(n) for n in _trigger_names(info.name))
+            c.execute(f"CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN "
+                      f"{log(new_pk, 'I')} END")
+            c.execute(f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} WHEN {old_pk} = {new_pk} "
+                      f"BEGIN {log(new_pk, 'U')} END")
+            c.execute(f"CREATE TRIGGER {updkey} AFTER UPDATE ON {table} "
+                      f"WHEN {old_pk} <> {new_pk} BEGIN {log(old_pk, 'D')} {log(new_pk, 'I')} END")
+            c.execute(f"CREATE TRIGGER {dele} AFTER DELETE ON {table} BEGIN "
+                      f"{log(old_pk, 'D')} END")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def tracking_installed(self, name: str) -> bool:
+        names = _trigger_names(name)
+        found = self.conn.execute(
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN "
+            f"({', '.join('?' * len(names))})", names).fetchone()[0]
+        return found == len(names)
+
+    def central_id(self) -> str:
+        self.conn.execute("INSERT OR IGNORE INTO tf_settings (key, value) "
+                          "VALUES ('central_id', ?)", (str(uuid.uuid4()),))
+        return self.conn.execute(
+            "SELECT value FROM tf_settings WHERE key = 'central_id'").fetchone()[0]
+
+    def purge_change_log(self, retention_days: int) -> int:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute(
+                "SELECT count(*), max(seq) FROM tf_change_log WHERE changed_at < "
+                "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", (f"-{int(retention_days)} days",)
+            ).fetchone()
+            if row[0]:
+                c.execute("DELETE FROM tf_change_log WHERE seq <= ?", (row[1],))
+                c.execute("INSERT INTO tf_settings (key, value) VALUES ('purged_seq', ?) "
+                          "ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), "
+                          "CAST(excluded.value AS INTEGER))", (str(row[1]),))
+            c.execute("COMMIT")
+            return int(row[0])
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def read_session(self) -> Iterator[SqliteReadSession]:
+        """One read transaction: WAL gives it a stable snapshot."""
+        self.conn.execute("BEGIN")
+        try:
+            yield SqliteReadSession(self)
+        finally:
+            self.conn.execute("COMMIT")
+
+    @contextmanager
+    def write_session(self, agent_id: str) -> Iterator[SqliteWriteSession]:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("UPDATE tf_origin SET origin = ? WHERE id = 1", (agent_id,))
+            yield SqliteWriteSession(self)
+            c.execute("UPDATE tf_origin SET origin = NULL WHERE id = 1")
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            c.execute("ROLLBACK")
+            raise TerraFusionError(f"The central database refused the push: {exc}.") from None
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def allocate_keys(self, info: TableInfo, agent_id: str) -> Optional[tuple[int, int]]:
+        """A block of keys above everything this table and earlier blocks have used."""
+        c = self.conn
+        size = 1_000_000
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            top = c.execute(
+                f"SELECT max(coalesce((SELECT max({qi(info.pk[0])}) FROM {qi(info.name)}), 0), "
+                "coalesce((SELECT max(last_key) FROM tf_key_blocks WHERE table_name = ?), 0))",
+                (info.name,)).fetchone()[0]
+            first = max(int(top) + 1, 1 << 40)
+            last = first + size - 1
+            c.execute("INSERT INTO tf_key_blocks (table_name, agent_id, first_key, last_key) "
+                      "VALUES (?, ?, ?, ?)", (info.name, agent_id, first, last))
+            c.execute("COMMIT")
+            return first, last
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    # --- data ---------------------------------------------------------------------------
+
     def count(self, info: TableInfo) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0])
 
+    def select_list(self, info: TableInfo, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f"AsBinary({prefix}{qi(c.name)})" if c.kind == "geometry"
+                         else f"{prefix}{qi(c.name)}" for c in info.columns)
+
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
-        exprs = [f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
-                 for c in info.columns]
-        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {qi(info.name)}")
+        cur = self.conn.execute(f"SELECT {self.select_list(info)} FROM {qi(info.name)}")
         while True:
             batch = cur.fetchmany(5000)
             if not batch:
                 return
             yield from batch
+
+    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+        names = info.column_names
+        pk_idx = [names.index(p) for p in info.pk]
+        join = " AND ".join(f"t.{qi(p)} = json_extract(k.value, '$[{i}]')"
+                            for i, p in enumerate(info.pk))
+        sql = (f"SELECT {self.select_list(info, 't')} FROM json_each(?) k "
+               f"JOIN {qi(info.name)} t ON {join}")
+        out: dict[tuple, dict] = {}
+        for start in range(0, len(keys), 5000):
+            chunk = keys[start:start + 5000]
+            for row in self.conn.execute(sql, (json.dumps([list(k) for k in chunk]),)):
+                out[tuple(row[i] for i in pk_idx)] = dict(zip(names, row))
+        return out
+
+    def _value_sql(self, info: TableInfo, col) -> str:
+        return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
+
+    def insert_rows(self, info: TableInfo, rows: list[dict]) -> None:
+        cols = info.columns
+        sql = (f"INSERT INTO {qi(info.name)} ({', '.join(qi(c.name) for c in cols)}) "
+               f"VALUES ({', '.join(self._value_sql(info, c) for c in cols)})")
+        self.conn.executemany(sql, [[r.get(c.name) for c in cols] for r in rows])
+
+    def update_rows(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+        by_name = {c.name: c for c in info.columns}
+        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
+        for key, values in updates:
+            names = sorted(values)
+            sets = ", ".join(f"{qi(n)} = {self._value_sql(info, by_name[n])}" for n in names)
+            self.conn.execute(f"UPDATE {qi(info.name)} SET {sets} WHERE {where}",
+                              [values[n] for n in names] + list(key))
+
+    def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
+        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
+        self.conn.executemany(f"DELETE FROM {qi(info.name)} WHERE {where}",
+                              [list(k) for k in keys])
 
     def create_demo(self, n: int) -> dict:
         if self.table_exists("parcels"):
@@ -142,3 +301,62 @@ class SpatiaLiteCentral:
             self.conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise TerraFusionError(f"The central database refused a statement: {exc}.") from None
+
+
+def _trigger_names(table: str) -> list[str]:
+    return [f"tf_capture_{k}_{table}" for k in ("ins", "upd", "updkey", "del")]
+
+
+class SqliteReadSession:
+    """Reads of one pull inside one SQLite read transaction."""
+
+    def __init__(self, store: SpatiaLiteCentral):
+        self.store = store
+
+    def checkpoint(self) -> str:
+        return str(self.store.conn.execute(
+            "SELECT coalesce(max(seq), 0) FROM tf_change_log").fetchone()[0])
+
+    def lost_since(self, checkpoint: str) -> bool:
+        row = self.store.conn.execute(
+            "SELECT value FROM tf_settings WHERE key = 'purged_seq'").fetchone()
+        return row is not None and int(row[0]) > int(checkpoint)
+
+    def changed_keys(self, checkpoint: str, agent_id: str) -> dict[str, list[tuple]]:
+        out: dict[str, list[tuple]] = {}
+        rows = self.store.conn.execute(
+            "SELECT table_name, pk FROM tf_change_log WHERE seq > ? "
+            "GROUP BY table_name, pk HAVING sum(origin IS NOT ?) > 0",
+            (int(checkpoint), agent_id))
+        for table, pk in rows:
+            out.setdefault(table, []).append(tuple(json.loads(pk)))
+        return out
+
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
+        return self.store.read_rows(info)
+
+    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+        return self.store.rows_by_key(info, keys)
+
+    def count(self, info: TableInfo) -> int:
+        return self.store.count(info)
+
+
+class SqliteWriteSession:
+    """Writes of one push inside one SQLite write transaction."""
+
+    def __init__(self, store: SpatiaLiteCentral):
+        self.store = store
+
+    def lock_rows(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
+        # the write transaction already excludes every other writer
+        return self.store.rows_by_key(info, list(keys))
+
+    def insert(self, info: TableInfo, rows: list[dict]) -> None:
+        self.store.insert_rows(info, rows)
+
+    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+        self.store.update_rows(info, updates)
+
+    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
+        self.store.delete_rows(info, keys)

@@ -1,8 +1,9 @@
-"""One sync run: central -> local (and, once edits are captured, local -> central).
+"""One sync run: pull what changed centrally, then push the local edits.
 
-At this stage a run copies every configured table in full, each in one local
-transaction, so a run that fails half-way leaves the previous copy of that table intact
-and a second run never duplicates anything.
+The run is recorded in the local ``tf_sync_runs`` table (also when it fails) and returns
+a summary. Every step commits atomically on its own side, so a run stopped at any
+instant (kill -9, power loss, central gone) leaves both sides consistent and the next
+run converges.
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Callable, Optional
 
 from terrafusion_agent import __version__
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import SyncCancelled, TerraFusionError
+from terrafusion_agent.errors import SyncCancelled, TableError, TerraFusionError
 from terrafusion_agent.redact import redact
-from terrafusion_agent.stores import open_central
+from terrafusion_agent.stores import capture, open_central
 from terrafusion_agent.stores.local import LocalStore
+from terrafusion_agent.sync.pull import pull
+from terrafusion_agent.sync.push import push
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.sync")
 
 #: progress(table, rows_done, rows_total)
 Progress = Callable[[str, int, int], None]
+#: refill the block of offline keys when fewer than this many are left
+KEYS_LOW_WATER = 1000
 
 
 def run_sync(config: Config, trigger: str = "manual",
@@ -45,38 +50,73 @@ def run_sync(config: Config, trigger: str = "manual",
     try:
         central = open_central(config)
         try:
-            _register_agent(central, local, config)
-            for name in config.tables:
-                if stop is not None and stop.is_set():
-                    raise SyncCancelled("The sync was stopped before it finished.")
-                info = central.table_info(name)
-                total = central.count(info)
-                report = (lambda done, n=name, t=total: progress(n, done, t)) if progress else None
-                rows = local.replace_table(info, central.read_rows(info), report)
-                summary["tables"][name] = {"mode": "full", "pulled": rows}
-                summary["pulled"] += rows
-                summary["rows"]["pull"]["insert"] += rows
+            agent_id = local.agent_id()
+            infos = _tracked_tables(central, config)
+            _register_agent(central, local, config, agent_id)
+            pull(central, local, infos, agent_id, summary, progress)
+            if stop is not None and stop.is_set():
+                raise SyncCancelled("The sync was stopped after pulling, before pushing.")
+            _refill_keys(central, local, infos, agent_id)
+            push(central, local, infos, agent_id, config, summary, stop)
+            central.purge_change_log(config.retention_days)
         finally:
             central.close()
-    except TerraFusionError as exc:
-        local.finish_run(run_id, "failed", pulled=summary["pulled"], error=redact(str(exc)))
-        local.close()
-        log.error("sync failed: %s", redact(str(exc)))
-        raise
     except BaseException as exc:
-        local.finish_run(run_id, "failed", error=redact(f"{exc.__class__.__name__}: {exc}"))
+        message = (str(exc) if isinstance(exc, TerraFusionError)
+                   else f"{exc.__class__.__name__}: {exc}")
+        local.finish_run(run_id, "failed", pulled=summary["pulled"], pushed=summary["pushed"],
+                         conflicts=summary["conflicts"], error=redact(message))
         local.close()
+        if isinstance(exc, TerraFusionError):
+            log.error("sync %d failed: %s", run_id, redact(message))
         raise
-    local.finish_run(run_id, "success", pulled=summary["pulled"])
+    local.finish_run(run_id, "success", pulled=summary["pulled"], pushed=summary["pushed"],
+                     conflicts=summary["conflicts"])
+    summary["pending"] = local.pending_count()
+    summary["open_conflicts"] = local.open_conflict_count()
     local.close()
     summary.update(result="success", finished_at=utc_now(),
                    duration_seconds=round(time.monotonic() - started, 3))
-    log.info("sync %d finished: pulled %d rows in %.2f s", run_id, summary["pulled"],
-             summary["duration_seconds"])
+    log.info("sync %d finished: pulled %d, pushed %d, %d conflicts in %.2f s", run_id,
+             summary["pulled"], summary["pushed"], summary["conflicts"],
+             summary["duration_seconds"],
+             extra={"sync_id": run_id, "pulled": summary["pulled"],
+                    "pushed": summary["pushed"], "conflicts": summary["conflicts"],
+                    "duration_seconds": summary["duration_seconds"]})
     return summary
 
 
-def _register_agent(central, local: LocalStore, config: Config) -> None:
+def _tracked_tables(central, config: Config) -> dict:
+    if not central.has_bookkeeping():
+        raise TerraFusionError(
+            f"The central database {central.describe()} has no TerraFusion change tracking; "
+            "run 'terrafusion-agent init-central' first.")
+    infos = {}
+    for name in config.tables:
+        info = central.table_info(name)
+        if not central.tracking_installed(name):
+            raise TableError(
+                f"Table {name} is not tracked in the central database; "
+                "run 'terrafusion-agent init-central' to install its change tracking.")
+        infos[name] = info
+    return infos
+
+
+def _refill_keys(central, local: LocalStore, infos: dict, agent_id: str) -> None:
+    """Keep a block of permanent keys for rows digitised offline in each table."""
+    for name, info in infos.items():
+        if not capture.has_key_allocation(info):
+            continue
+        left = local.keys_left(name)
+        if left is not None and left >= KEYS_LOW_WATER:
+            continue
+        block = central.allocate_keys(info, agent_id)
+        if block is not None:
+            with local.writing():
+                local.set_key_block(name, *block)
+
+
+def _register_agent(central, local: LocalStore, config: Config, agent_id: str) -> None:
     """Record (or refresh) this agent in the central ``tf_agents`` table."""
     now = utc_now()
     p = "%s" if central.kind == "postgis" else "?"
@@ -85,4 +125,4 @@ def _register_agent(central, local: LocalStore, config: Config) -> None:
         f"last_seen_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (agent_id) DO UPDATE "
         "SET hostname = excluded.hostname, local_path = excluded.local_path, "
         "version = excluded.version, last_seen_at = excluded.last_seen_at",
-        (local.agent_id(), socket.gethostname(), str(config.local_path), __version__, now, now))
+        (agent_id, socket.gethostname(), str(config.local_path), __version__, now, now))

@@ -63,6 +63,8 @@ def verify(central, local, tables: Iterable[str]) -> dict:
             l_count, l_digest = digest(info, local.read_rows(info))
             entry.update(local_rows=l_count, local_checksum=l_digest,
                          equal=(c_count, c_digest) == (l_count, l_digest))
+        if local_info is not None:
+            entry["pending_edits"] = local.pending_count(name)
         report["tables"][name] = entry
         report["ok"] = report["ok"] and entry["equal"]
     return report

@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("base_json", sa.Text),
         sa.Column("state", sa.Text, nullable=False, server_default="pending"),
         sa.Column("changed_at", sa.Text, nullable=False),
+        # bumped on every capture: a push clears only the version it pushed
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
         sa.UniqueConstraint("table_name", "pk_json", name="tf_local_changes_row"),
     )
     # 1 while the agent itself writes to a synced table: its writes are not edits
@@ -36,8 +38,17 @@ def upgrade() -> None:
         sa.Column("active", sa.Integer, nullable=False, server_default="0"),
     )
     op.execute("INSERT INTO tf_apply_guard (id, active) VALUES (1, 0)")
+    # the block of permanent keys this agent hands to rows digitised offline
+    op.create_table(
+        "tf_key_alloc",
+        sa.Column("table_name", sa.Text, primary_key=True),
+        sa.Column("next_key", sa.Integer, nullable=False),
+        sa.Column("last_key", sa.Integer, nullable=False),
+        sa.Column("assign", sa.Integer, nullable=False, server_default="0"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tf_key_alloc")
     op.drop_table("tf_apply_guard")
     op.drop_table("tf_local_changes")

@@ -1,0 +1,108 @@
+"""Pull: bring what changed centrally since this agent's checkpoint into the local copy.
+
+The central changes are read in one consistent snapshot; they and the new checkpoint are
+written locally in one transaction, so a pull killed at any instant is either fully
+applied or not at all, and the next pull starts from the right place. Rows with a local
+edit waiting to be pushed are left alone here: the push compares them three ways.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from terrafusion_agent.errors import NotFound
+from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.local import LocalStore
+
+log = logging.getLogger("terrafusion.sync")
+
+CHECKPOINT = "central_checkpoint"
+CENTRAL_ID = "central_id"
+
+
+def same_layout(a: TableInfo, b: TableInfo) -> bool:
+    return (a.pk == b.pk and a.geometry == b.geometry
+            and [(c.name, c.kind) for c in a.columns] == [(c.name, c.kind) for c in b.columns])
+
+
+def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
+         summary: dict, progress: Optional[Callable[[str, int, int], None]] = None) -> None:
+    central_id = central.central_id()
+    with central.read_session() as rs:
+        checkpoint = local.meta(CHECKPOINT)
+        new_checkpoint = rs.checkpoint()
+        resync = (checkpoint is None or local.meta(CENTRAL_ID) != central_id
+                  or rs.lost_since(checkpoint))
+        if resync and checkpoint is not None:
+            log.warning("checkpoint %s is no longer usable: copying every table again",
+                        checkpoint)
+        changed = {} if resync else rs.changed_keys(checkpoint, agent_id)
+        with local.writing():
+            for name, info in infos.items():
+                local_info = _local_info(local, name)
+                stats = summary["tables"].setdefault(name, {})
+                if resync or local_info is None or not same_layout(local_info, info):
+                    n = _full_copy(rs, local, info, local_info, progress)
+                    stats.update(mode="full", pulled=n)
+                    summary["rows"]["pull"]["insert"] += n
+                else:
+                    if local_info != info:  # e.g. a changed database type name
+                        local.save_table_info(info)
+                    n = _apply_changes(rs, local, info, changed.get(name, []), summary)
+                    stats.update(mode="incremental", pulled=n)
+                summary["pulled"] += stats["pulled"]
+            local.set_meta(CHECKPOINT, new_checkpoint)
+            local.set_meta(CENTRAL_ID, central_id)
+
+
+def _local_info(local: LocalStore, name: str) -> Optional[TableInfo]:
+    try:
+        return local.table_info(name)
+    except NotFound:  # not synced yet
+        return None
+
+
+def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
+               progress) -> int:
+    """Copy the whole table, keeping every pending local edit in place (a first sync,
+    a table whose columns changed centrally, or a checkpoint too old to continue from)."""
+    keys = local.pending_keys(info.name) if old is not None else set()
+    kept = local.rows_by_key(old, keys) if keys else {}
+    total = rs.count(info) if progress else 0
+    report = (lambda done: progress(info.name, done, total)) if progress else None
+    n = local.replace_table(info, rs.read_rows(info), report)
+    if keys:
+        fresh = local.rows_by_key(info, keys)
+        names = set(info.column_names)
+        for key in keys:
+            if key in kept:
+                row = dict(fresh.get(key, {}))
+                row.update({c: v for c, v in kept[key].items() if c in names})
+                local.upsert_rows(info, [row])
+            else:
+                local.delete_rows(info, [key])
+    return n
+
+
+def _apply_changes(rs, local: LocalStore, info: TableInfo, keys: list[tuple],
+                   summary: dict) -> int:
+    refetch = [e["pk"] for e in local.pending(info.name, ("refetch",))]
+    if not keys and not refetch:
+        return 0
+    waiting = local.pending_keys(info.name) - set(refetch)
+    todo = [k for k in dict.fromkeys([*keys, *refetch]) if k not in waiting]
+    rows = rs.rows_by_key(info, todo)
+    present = local.rows_by_key(info, todo)
+    upserts = [rows[k] for k in todo if k in rows]
+    deletes = [k for k in todo if k not in rows and k in present]
+    counts = summary["rows"]["pull"]
+    for k in todo:
+        if k in rows:
+            counts["update" if k in present else "insert"] += 1
+    counts["delete"] += len(deletes)
+    local.upsert_rows(info, upserts)
+    local.delete_rows(info, deletes)
+    for key in refetch:
+        local.drop_change(info.name, key)
+    return len(upserts) + len(deletes)
