@@ -108,3 +108,33 @@ def any_agent(request, tmp_path) -> AgentEnv:
     else:
         url = f"sqlite:///{tmp_path / 'central.sqlite'}"
     return AgentEnv(tmp_path, write_config(tmp_path, url), url)
+
+
+def central_exec(agent: AgentEnv, sql: str, params: tuple = ()) -> list:
+    """Run SQL on the agent's central database as another client would (no agent code)."""
+    if agent.central_url.startswith("sqlite:///"):
+        from terrafusion_agent.stores.spatialite import connect
+
+        conn = connect(agent.central_url[len("sqlite:///"):])
+        try:
+            cur = conn.execute(sql.replace("%s", "?"), params)
+            return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+    import psycopg
+
+    with psycopg.connect(agent.central_url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def local_exec(agent: AgentEnv, sql: str, params: tuple = ()) -> list:
+    """Edit or read the local copy as QGIS or another SpatiaLite client would."""
+    from terrafusion_agent.stores.spatialite import connect
+
+    conn = connect(agent.local_path)
+    try:
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()

@@ -118,13 +118,16 @@ def create_sql(info: TableInfo) -> list[str]:
         stmts.append(
             f"CREATE TRIGGER {n['key']} AFTER INSERT ON {table} "
             f"WHEN {GUARD_OFF} AND (SELECT assign {alloc}) = 1 BEGIN\n"
-            f"  DELETE FROM tf_local_changes WHERE table_name = {t} AND pk_json = {new_pk};\n"
+            # SQLite's max+1 may already be our next key (our block is on top): keep it
+            f"  DELETE FROM tf_local_changes WHERE table_name = {t} AND pk_json = {new_pk} "
+            f"AND NEW.{pk} <> (SELECT next_key {alloc});\n"
             "  UPDATE tf_apply_guard SET active = 1 WHERE id = 1;\n"
             # a copy plus a delete, not an UPDATE of the key: SpatiaLite's R*Tree
             # triggers follow inserts and deletes, not a changed rowid
             f"  INSERT INTO {table} ({cols}) SELECT {values} "
-            f"FROM {table} WHERE {pk} = NEW.{pk};\n"
-            f"  DELETE FROM {table} WHERE {pk} = NEW.{pk};\n"
+            f"FROM {table} WHERE {pk} = NEW.{pk} AND NEW.{pk} <> (SELECT next_key {alloc});\n"
+            f"  DELETE FROM {table} WHERE {pk} = NEW.{pk} "
+            f"AND NEW.{pk} <> (SELECT next_key {alloc});\n"
             "  UPDATE tf_apply_guard SET active = 0 WHERE id = 1;\n"
             "  " + _record_insert(t, f"json_array((SELECT next_key {alloc}))") + "\n"
             f"  UPDATE tf_key_alloc SET next_key = next_key + 1, assign = 0 "
