@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.stores.local import LocalStore
+from terrafusion_agent.stores.local import LocalStore, local_name
 
 
 def synced_layers(config: Config) -> list[dict]:
@@ -16,7 +16,7 @@ def synced_layers(config: Config) -> list[dict]:
         for info in local.tables():
             g = info.geometry
             out.append({
-                "table": info.name,
+                "table": local_name(info.name),
                 "geometry_column": g.column if g else None,
                 "srid": g.srid if g else None,
                 "geometry_type": g.geometry_type if g else None,

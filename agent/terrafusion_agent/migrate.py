@@ -7,7 +7,10 @@ SQLAlchemy and Alembic are imported here only, so they cost nothing elsewhere.
 
 from __future__ import annotations
 
+import ast
 import logging
+import re
+import sqlite3
 from pathlib import Path
 
 from terrafusion_agent.errors import TerraFusionError
@@ -23,6 +26,31 @@ def script_dir(kind: str) -> Path:
         if (base / kind / "env.py").exists():
             return base / kind
     raise TerraFusionError(f"The {kind} migration scripts are missing from this installation.")
+
+
+def heads(kind: str) -> set[str]:
+    """The newest revision(s) of ``kind``, read from the scripts without Alembic (which
+    costs half a second to import: too much for every CLI call)."""
+    revisions, parents = set(), set()
+    for path in (script_dir(kind) / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        rev = re.search(r"^revision\s*=\s*(.+)$", text, re.MULTILINE)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", text, re.MULTILINE)
+        if rev:
+            revisions.add(ast.literal_eval(rev.group(1).strip()))
+        if down:
+            value = ast.literal_eval(down.group(1).strip())
+            parents.update([value] if isinstance(value, str) else (value or ()))
+    return revisions - parents
+
+
+def is_current(kind: str, conn: sqlite3.Connection) -> bool:
+    """True when an SQLite database's bookkeeping is at the newest revision."""
+    try:
+        have = {r[0] for r in conn.execute(f"SELECT version_num FROM {VERSION_TABLE}")}
+    except sqlite3.OperationalError:
+        return False
+    return have == heads(kind)
 
 
 def _upgrade(kind: str, engine) -> None:

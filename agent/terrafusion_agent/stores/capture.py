@@ -68,15 +68,15 @@ def _record_delete(t: str, pk: str, base: str) -> str:
     )
 
 
-def create_sql(info: TableInfo) -> list[str]:
-    """Statements (re)creating the capture triggers of ``info``."""
-    t = ql(info.name)
-    table = qi(info.name)
+def create_sql(info: TableInfo, local_table: str) -> list[str]:
+    """Statements (re)creating the capture triggers of ``info`` on ``local_table``."""
+    t = ql(info.name)  # edits are logged under the central name
+    table = qi(local_table)
     n = {k: qi(name) for k, name in zip(
-        ("ins", "upd", "updkey", "del", "keymark", "key"), trigger_names(info.name))}
+        ("ins", "upd", "updkey", "del", "keymark", "key"), trigger_names(local_table))}
     new_pk, old_pk = pk_json_sql(info, "NEW"), pk_json_sql(info, "OLD")
     old_base = base_json_sql(info, "OLD")
-    stmts = drop_sql(info.name)
+    stmts = drop_sql(local_table)
     still_there = f"EXISTS (SELECT 1 FROM {table} WHERE " + " AND ".join(
         f"{qi(p)} IS NEW.{qi(p)}" for p in info.pk) + ")"
     stmts.append(

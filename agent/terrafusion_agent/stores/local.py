@@ -37,7 +37,8 @@ class LocalStore:
         if migrate:
             from terrafusion_agent import migrate as migrations
 
-            migrations.upgrade_local(path)
+            if not migrations.is_current("local", conn):
+                migrations.upgrade_local(path)
         return cls(path, conn)
 
     @classmethod
@@ -101,23 +102,24 @@ class LocalStore:
         capture triggers are installed.
         """
         c = self.conn
-        if self._exists(info.name):
-            c.execute("SELECT DropTable(NULL, ?)", (info.name,))
+        name = local_name(info.name)
+        if self._exists(name):
+            c.execute("SELECT DropTable(NULL, ?)", (name,))
         c.execute(_create_table_sql(info))
         if info.geometry:
             g = info.geometry
             ok = c.execute("SELECT AddGeometryColumn(?, ?, ?, ?, ?)",
-                           (info.name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
+                           (name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
             if not ok:
                 raise TerraFusionError(
                     f"Table {info.name}: SpatiaLite refused geometry column {g.column} "
                     f"({g.geometry_type} {g.dims}, EPSG:{g.srid})."
                 )
         c.executemany(_insert_sql(info), _batched(rows, progress))
-        n = c.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0]
+        n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]
         if info.geometry:
-            c.execute("SELECT CreateSpatialIndex(?, ?)", (info.name, info.geometry.column))
-            c.execute("SELECT UpdateLayerStatistics(?, ?)", (info.name, info.geometry.column))
+            c.execute("SELECT CreateSpatialIndex(?, ?)", (name, info.geometry.column))
+            c.execute("SELECT UpdateLayerStatistics(?, ?)", (name, info.geometry.column))
         self.save_table_info(info)
         self.install_capture(info)
         return n
@@ -130,7 +132,7 @@ class LocalStore:
             (info.name, json.dumps(info.to_json()), utc_now()))
 
     def install_capture(self, info: TableInfo) -> None:
-        for stmt in capture.create_sql(info):
+        for stmt in capture.create_sql(info, local_name(info.name)):
             self.conn.execute(stmt)
 
     # --- applying central rows (inside writing()) ---------------------------------------
@@ -145,14 +147,14 @@ class LocalStore:
         action = ("DO UPDATE SET " + ", ".join(f"{qi(n)} = excluded.{qi(n)}" for n in non_pk)
                   if non_pk else "DO NOTHING")
         self.conn.executemany(
-            f"INSERT INTO {qi(info.name)} ({names}) VALUES ({marks}) "
+            f"INSERT INTO {_table(info)} ({names}) VALUES ({marks}) "
             f"ON CONFLICT ({conflict}) {action}",
             [[r.get(c.name) for c in info.columns] for r in rows])
 
     def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
         if keys:
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
-            self.conn.executemany(f"DELETE FROM {qi(info.name)} WHERE {where}",
+            self.conn.executemany(f"DELETE FROM {_table(info)} WHERE {where}",
                                   [list(k) for k in keys])
 
     def rows_by_key(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
@@ -160,7 +162,7 @@ class LocalStore:
         exprs = ", ".join(f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
                           for c in info.columns)
         where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
-        sql = f"SELECT {exprs} FROM {qi(info.name)} WHERE {where}"
+        sql = f"SELECT {exprs} FROM {_table(info)} WHERE {where}"
         out = {}
         for key in keys:
             row = self.conn.execute(sql, list(key)).fetchone()
@@ -262,7 +264,7 @@ class LocalStore:
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         exprs = [f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
                  for c in info.columns]
-        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {qi(info.name)}")
+        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {_table(info)}")
         while True:
             batch = cur.fetchmany(BATCH)
             if not batch:
@@ -270,7 +272,7 @@ class LocalStore:
             yield from batch
 
     def count(self, info: TableInfo) -> int:
-        return int(self.conn.execute(f"SELECT count(*) FROM {qi(info.name)}").fetchone()[0])
+        return int(self.conn.execute(f"SELECT count(*) FROM {_table(info)}").fetchone()[0])
 
     # --- sync runs ----------------------------------------------------------------------
 
@@ -370,7 +372,17 @@ def _create_table_sql(info: TableInfo) -> str:
         defs.append(f"{qi(c.name)} {decl}" + ("" if c.nullable else " NOT NULL"))
     if not single_int_pk:
         defs.append(f"PRIMARY KEY ({', '.join(qi(p) for p in info.pk)})")
-    return f"CREATE TABLE {qi(info.name)} ({', '.join(defs)})"
+    return f"CREATE TABLE {_table(info)} ({', '.join(defs)})"
+
+
+def local_name(name: str) -> str:
+    """The table's name in the local copy: SpatiaLite refuses quote characters in the
+    names of geometry tables, so they become underscores there."""
+    return name.replace('"', "_").replace("'", "_")
+
+
+def _table(info: TableInfo) -> str:
+    return qi(local_name(info.name))
 
 
 def _value_sql(info: TableInfo, col) -> str:
@@ -380,4 +392,4 @@ def _value_sql(info: TableInfo, col) -> str:
 def _insert_sql(info: TableInfo) -> str:
     names = ", ".join(qi(c.name) for c in info.columns)
     marks = ", ".join(_value_sql(info, c) for c in info.columns)
-    return f"INSERT INTO {qi(info.name)} ({names}) VALUES ({marks})"
+    return f"INSERT INTO {_table(info)} ({names}) VALUES ({marks})"

@@ -105,10 +105,23 @@ def canonical(kind: str, value: Any) -> Any:
     if kind in ("integer", "boolean"):
         return int(value)
     if kind == "real":
-        return struct.pack("<d", float(value))
-    if kind in ("blob", "geometry"):
+        # + 0.0 folds -0.0 into 0.0: SQLite does not keep the sign of a zero
+        return struct.pack("<d", float(value) + 0.0)
+    if kind == "geometry":
+        value = bytes(value)
+        return None if is_empty_wkb(value) else value
+    if kind == "blob":
         return bytes(value)
     return str(value)
+
+
+def is_empty_wkb(wkb: bytes) -> bool:
+    """An empty non-point geometry (no rings, parts or vertices). SpatiaLite stores
+    these as NULL, so the engine treats EMPTY and NULL as the same value."""
+    if len(wkb) != 9:
+        return False
+    order = "little" if wkb[0] == 1 else "big"
+    return int.from_bytes(wkb[5:9], order) == 0
 
 
 def same(info: TableInfo, column: str, a: Optional[Row], b: Optional[Row]) -> bool:

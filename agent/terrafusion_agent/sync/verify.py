@@ -8,25 +8,24 @@ and a SQLite double of the same value agree), hashed, and the hashes are summed 
 from __future__ import annotations
 
 import hashlib
-import struct
 from typing import Any, Iterable
 
 from terrafusion_agent.errors import NotFound
 from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.rows import canonical
 
 _MOD = 1 << 128
 
 
 def _canonical(kind: str, value: Any) -> bytes:
+    value = canonical(kind, value)
     if value is None:
         return b"N"
-    if kind == "integer" or kind == "boolean":
-        return b"i" + str(int(value)).encode()
-    if kind == "real":
-        return b"r" + struct.pack("<d", float(value))
-    if kind in ("blob", "geometry"):
-        return b"b" + bytes(value)
-    return b"t" + str(value).encode("utf-8")
+    if isinstance(value, int):
+        return b"i" + str(value).encode()
+    if isinstance(value, bytes):
+        return (b"r" if kind == "real" else b"b") + value
+    return b"t" + value.encode("utf-8")
 
 
 def digest(info: TableInfo, rows: Iterable[tuple]) -> tuple[int, str]:
