@@ -124,7 +124,7 @@ def central_exec(agent: AgentEnv, sql: str, params: tuple = ()) -> list:
     import psycopg
 
     with psycopg.connect(agent.central_url, autocommit=True) as conn:
-        cur = conn.execute(sql, params)
+        cur = conn.execute(sql, params or None)
         return cur.fetchall() if cur.description else []
 
 

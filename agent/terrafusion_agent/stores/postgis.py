@@ -52,6 +52,8 @@ class PostGISCentral:
     """Central store on PostGIS; one psycopg connection, opened on construction."""
 
     kind = "postgis"
+    #: driver exceptions the engine maps to "central failed" should one slip through
+    driver_errors = (psycopg.Error,)
 
     def __init__(self, url: str, schema: str = "public", connect_timeout: int = 10,
                  statement_timeout: int = 600):
@@ -295,9 +297,11 @@ class PostGISCentral:
         out: dict[tuple, dict] = {}
         names = info.column_names
         pk_idx = [names.index(p) for p in info.pk]
+        # locking in key order: two agents pushing overlapping rows cannot deadlock
+        order = ", ".join(f"t.{qi(p)}" for p in info.pk)
         sql = (f"SELECT {self.select_list(info, 't')} FROM jsonb_array_elements(%s::jsonb) "
                f"AS k(pk) JOIN {self._rel(info.name)} t ON {self._keys_join(info, 't')}"
-               + (" FOR UPDATE OF t" if lock else ""))
+               + (f" ORDER BY {order} FOR UPDATE OF t" if lock else ""))
         for start in range(0, len(keys), 5000):
             chunk = keys[start:start + 5000]
             with self.conn.cursor() as cur:

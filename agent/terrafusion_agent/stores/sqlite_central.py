@@ -24,6 +24,7 @@ class SpatiaLiteCentral:
     """Central store in a SpatiaLite file. ``create`` allows making a new file (init)."""
 
     kind = "spatialite"
+    driver_errors = (sqlite3.Error,)
 
     def __init__(self, path: str | Path, create: bool = False):
         self.path = Path(path)

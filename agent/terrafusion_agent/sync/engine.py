@@ -16,7 +16,12 @@ from typing import Callable, Optional
 
 from terrafusion_agent import __version__
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import SyncCancelled, TableError, TerraFusionError
+from terrafusion_agent.errors import (
+    CentralUnavailable,
+    SyncCancelled,
+    TableError,
+    TerraFusionError,
+)
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import capture, open_central
 from terrafusion_agent.stores.local import LocalStore
@@ -50,15 +55,13 @@ def run_sync(config: Config, trigger: str = "manual",
     try:
         central = open_central(config)
         try:
-            agent_id = local.agent_id()
-            infos = _tracked_tables(central, config)
-            _register_agent(central, local, config, agent_id)
-            pull(central, local, infos, agent_id, summary, progress)
-            if stop is not None and stop.is_set():
-                raise SyncCancelled("The sync was stopped after pulling, before pushing.")
-            _refill_keys(central, local, infos, agent_id)
-            push(central, local, infos, agent_id, config, summary, stop)
-            central.purge_change_log(config.retention_days)
+            _sync(central, local, config, summary, progress, stop)
+        except central.driver_errors as exc:
+            # every step is transactional: a driver error leaves nothing half-done
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise CentralUnavailable(
+                f"The central database {central.describe()} failed during the sync: "
+                f"{redact(reason)}.") from None
         finally:
             central.close()
     except BaseException as exc:
@@ -84,6 +87,19 @@ def run_sync(config: Config, trigger: str = "manual",
                     "pushed": summary["pushed"], "conflicts": summary["conflicts"],
                     "duration_seconds": summary["duration_seconds"]})
     return summary
+
+
+def _sync(central, local: LocalStore, config: Config, summary: dict,
+          progress: Optional[Progress], stop: Optional[threading.Event]) -> None:
+    agent_id = local.agent_id()
+    infos = _tracked_tables(central, config)
+    _register_agent(central, local, config, agent_id)
+    pull(central, local, infos, agent_id, summary, progress)
+    if stop is not None and stop.is_set():
+        raise SyncCancelled("The sync was stopped after pulling, before pushing.")
+    _refill_keys(central, local, infos, agent_id)
+    push(central, local, infos, agent_id, config, summary, stop)
+    central.purge_change_log(config.retention_days)
 
 
 def _tracked_tables(central, config: Config) -> dict:
