@@ -154,3 +154,25 @@ def test_failed_sync_keeps_the_previous_copy(sqlite_agent):
     runs = conn.execute("SELECT result, error FROM tf_sync_runs ORDER BY id").fetchall()
     assert [r[0] for r in runs] == ["success", "failed"]
     assert "does not exist" in runs[1][1]
+
+
+def test_bulk_built_spatial_index_is_sound_and_complete(pg_agent):
+    pg_agent.run("init-central", "--demo-parcels", "3000")
+    pg_agent.run("sync")
+    conn = connect(pg_agent.local_path)
+    assert conn.execute("SELECT rtreecheck('idx_parcels_geom')").fetchone() == ("ok",)
+    frame = "BuildMbr(1050000, 80000, 1053000, 82000)"
+    by_index = conn.execute(
+        "SELECT count(*) FROM parcels WHERE ROWID IN (SELECT ROWID FROM SpatialIndex "
+        f"WHERE f_table_name = 'parcels' AND search_frame = {frame})").fetchone()[0]
+    by_scan = conn.execute(
+        f"SELECT count(*) FROM parcels WHERE MbrIntersects(geom, {frame})").fetchone()[0]
+    assert by_index == by_scan > 0
+    stats = conn.execute("SELECT row_count, extent_min_x, extent_max_y FROM "
+                         "geometry_columns_statistics WHERE f_table_name = 'parcels'").fetchone()
+    assert stats[0] == 3000 and stats[1] == 1050015 and stats[2] > 80000
+    # SpatiaLite's own triggers are back: a new row lands in the index
+    conn.execute("INSERT INTO parcels (geo_id, geom) VALUES ('IDX', "
+                 "CastToMultiPolygon(BuildMbr(5, 5, 6, 6, 2927)))")
+    assert conn.execute("SELECT count(*) FROM SpatialIndex WHERE f_table_name = 'parcels' "
+                        "AND search_frame = BuildMbr(0, 0, 10, 10)").fetchone()[0] == 1

@@ -20,7 +20,7 @@ delete, insert         update (same base)
 
 Tables with a single integer key also get permanent keys for rows digitised offline: a
 row inserted without a key (SQLite would pick max+1, which another agent may pick too)
-is renumbered at once to the next key of a block reserved for this agent centrally.
+is stored under the next key of a block reserved for this agent centrally instead.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ GUARD_OFF = "(SELECT active FROM tf_apply_guard WHERE id = 1) = 0"
 
 
 def trigger_names(table: str) -> list[str]:
-    return [f"tf_{kind}_{table}" for kind in ("ins", "upd", "updkey", "del", "keymark", "key")]
+    return [f"tf_{kind}_{table}" for kind in ("ins", "upd", "updkey", "del", "key")]
 
 
 def has_key_allocation(info: TableInfo) -> bool:
@@ -73,15 +73,13 @@ def create_sql(info: TableInfo, local_table: str) -> list[str]:
     t = ql(info.name)  # edits are logged under the central name
     table = qi(local_table)
     n = {k: qi(name) for k, name in zip(
-        ("ins", "upd", "updkey", "del", "keymark", "key"), trigger_names(local_table))}
+        ("ins", "upd", "updkey", "del", "key"), trigger_names(local_table))}
     new_pk, old_pk = pk_json_sql(info, "NEW"), pk_json_sql(info, "OLD")
     old_base = base_json_sql(info, "OLD")
     stmts = drop_sql(local_table)
-    still_there = f"EXISTS (SELECT 1 FROM {table} WHERE " + " AND ".join(
-        f"{qi(p)} IS NEW.{qi(p)}" for p in info.pk) + ")"
     stmts.append(
         f"CREATE TRIGGER {n['ins']} AFTER INSERT ON {table} "
-        f"WHEN {GUARD_OFF} AND {still_there} BEGIN\n  {_record_insert(t, new_pk)}\nEND")
+        f"WHEN {GUARD_OFF} BEGIN\n  {_record_insert(t, new_pk)}\nEND")
     stmts.append(
         f"CREATE TRIGGER {n['upd']} AFTER UPDATE ON {table} "
         f"WHEN {GUARD_OFF} AND {old_pk} = {new_pk} BEGIN\n"
@@ -103,35 +101,24 @@ def create_sql(info: TableInfo, local_table: str) -> list[str]:
         f"  {_record_delete(t, old_pk, old_base)}\nEND")
     if has_key_allocation(info):
         pk = qi(info.pk[0])
-        others = [qi(c.name) for c in info.columns if c.name != info.pk[0]]
-        cols = ", ".join([pk, *others])
-        values = ", ".join([f"(SELECT next_key FROM tf_key_alloc WHERE table_name = {t})",
-                            *others])
+        others = [c.name for c in info.columns if c.name != info.pk[0]]
+        cols = ", ".join([pk, *(qi(c) for c in others)])
         alloc = f"FROM tf_key_alloc WHERE table_name = {t}"
-        # SQLite shows an automatically assigned rowid key as -1 in BEFORE triggers.
+        values = ", ".join([f"(SELECT next_key - 1 {alloc})", *(f"NEW.{qi(c)}" for c in others)])
+        message = ql(f"TerraFusion has no offline keys left for table {info.name}; "
+                     "sync once while connected to get more.")
+        # SQLite shows a key it is about to assign itself as -1 in BEFORE triggers. The
+        # row is inserted again with this agent's next key and the original insert is
+        # dropped (RAISE(IGNORE)), so the row only ever exists under its permanent key
+        # and every AFTER trigger (spatial index, capture) sees that key.
         stmts.append(
-            f"CREATE TRIGGER {n['keymark']} BEFORE INSERT ON {table} "
+            f"CREATE TRIGGER {n['key']} BEFORE INSERT ON {table} "
             f"WHEN {GUARD_OFF} AND NEW.{pk} = -1 BEGIN\n"
-            f"  SELECT RAISE(ABORT, {ql('TerraFusion has no offline keys for table ' + info.name + '; sync once while connected to get them.')}) "  # noqa: E501
+            f"  SELECT RAISE(ABORT, {message}) "
             f"WHERE NOT EXISTS (SELECT 1 {alloc} AND next_key <= last_key);\n"
-            f"  UPDATE tf_key_alloc SET assign = 1 WHERE table_name = {t};\nEND")
-        stmts.append(
-            f"CREATE TRIGGER {n['key']} AFTER INSERT ON {table} "
-            f"WHEN {GUARD_OFF} AND (SELECT assign {alloc}) = 1 BEGIN\n"
-            # SQLite's max+1 may already be our next key (our block is on top): keep it
-            f"  DELETE FROM tf_local_changes WHERE table_name = {t} AND pk_json = {new_pk} "
-            f"AND NEW.{pk} <> (SELECT next_key {alloc});\n"
-            "  UPDATE tf_apply_guard SET active = 1 WHERE id = 1;\n"
-            # a copy plus a delete, not an UPDATE of the key: SpatiaLite's R*Tree
-            # triggers follow inserts and deletes, not a changed rowid
-            f"  INSERT INTO {table} ({cols}) SELECT {values} "
-            f"FROM {table} WHERE {pk} = NEW.{pk} AND NEW.{pk} <> (SELECT next_key {alloc});\n"
-            f"  DELETE FROM {table} WHERE {pk} = NEW.{pk} "
-            f"AND NEW.{pk} <> (SELECT next_key {alloc});\n"
-            "  UPDATE tf_apply_guard SET active = 0 WHERE id = 1;\n"
-            "  " + _record_insert(t, f"json_array((SELECT next_key {alloc}))") + "\n"
-            f"  UPDATE tf_key_alloc SET next_key = next_key + 1, assign = 0 "
-            f"WHERE table_name = {t};\nEND")
+            f"  UPDATE tf_key_alloc SET next_key = next_key + 1 WHERE table_name = {t};\n"
+            f"  INSERT INTO {table} ({cols}) VALUES ({values});\n"
+            "  SELECT RAISE(IGNORE);\nEND")
     return stmts
 
 

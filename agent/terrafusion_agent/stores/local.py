@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
-from terrafusion_agent.stores import capture, rows, spatialite
+from terrafusion_agent.stores import bulk, capture, rows, spatialite
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.timeutil import utc_now
 
@@ -93,8 +94,9 @@ class LocalStore:
             c.execute("ROLLBACK")
             raise
 
-    def replace_table(self, info: TableInfo, rows: Iterable[tuple],
-                      progress: Optional[Callable[[int], None]] = None) -> int:
+    def replace_table(self, info: TableInfo, rows: Optional[Iterable[tuple]] = None,
+                      progress: Optional[Callable[[int], None]] = None,
+                      sql_batches: Optional[Iterable[tuple[int, str]]] = None) -> int:
         """Replace the local table with ``rows`` (inside :meth:`writing`); returns the count.
 
         The spatial index is built after the load (much faster than row by row), the
@@ -102,6 +104,7 @@ class LocalStore:
         capture triggers are installed.
         """
         c = self.conn
+        t0 = time.perf_counter()
         name = local_name(info.name)
         if self._exists(name):
             c.execute("SELECT DropTable(NULL, ?)", (name,))
@@ -115,11 +118,19 @@ class LocalStore:
                     f"Table {info.name}: SpatiaLite refused geometry column {g.column} "
                     f"({g.geometry_type} {g.dims}, EPSG:{g.srid})."
                 )
-        c.executemany(_insert_sql(info), _batched(rows, progress))
-        n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]
-        if info.geometry:
-            c.execute("SELECT CreateSpatialIndex(?, ?)", (name, info.geometry.column))
-            c.execute("SELECT UpdateLayerStatistics(?, ?)", (name, info.geometry.column))
+        geom = info.geometry.column if info.geometry else None
+        if sql_batches is not None:
+            if geom:
+                c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
+            n = bulk.load(c, self.path, name, list(info.column_names), geom, sql_batches,
+                          progress)
+        else:
+            c.executemany(_insert_sql(info), _batched(rows or (), progress))
+            n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]
+            if geom:
+                c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
+                c.execute("SELECT UpdateLayerStatistics(?, ?)", (name, geom))
+        log.debug("full copy of %s: %d rows in %.2f s", name, n, time.perf_counter() - t0)
         self.save_table_info(info)
         self.install_capture(info)
         return n
@@ -254,7 +265,7 @@ class LocalStore:
         self.conn.execute(
             "INSERT INTO tf_key_alloc (table_name, next_key, last_key) VALUES (?, ?, ?) "
             "ON CONFLICT (table_name) DO UPDATE SET next_key = excluded.next_key, "
-            "last_key = excluded.last_key, assign = 0", (table, first, last))
+            "last_key = excluded.last_key", (table, first, last))
 
     def _exists(self, name: str) -> bool:
         return bool(self.conn.execute(

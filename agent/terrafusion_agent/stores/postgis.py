@@ -281,6 +281,76 @@ class PostGISCentral:
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
 
+    def _literal_sql(self, info: TableInfo, col: Column) -> str:
+        """SQL turning one column into the text of an SQLite literal of the same value."""
+        c = qi(col.name)
+        if col.kind == "integer":
+            return f"coalesce(({c})::int8::text, 'NULL')"
+        if col.kind == "real":
+            # SQLite has no infinity literal but overflows 9e999 to it; NaN is NULL there
+            return (f"CASE WHEN {c} IS NULL OR ({c})::float8 = 'NaN' THEN 'NULL' "
+                    f"WHEN ({c})::float8 = 'Infinity' THEN '9e999' "
+                    f"WHEN ({c})::float8 = '-Infinity' THEN '-9e999' "
+                    f"ELSE ({c})::float8::text END")
+        if col.kind == "boolean":
+            return f"CASE WHEN {c} IS NULL THEN 'NULL' WHEN {c} THEN '1' ELSE '0' END"
+        q = "'"  # one quote character, to keep the SQL below readable
+        if col.kind == "blob":
+            return f"coalesce({q}X{q}{q}{q} || encode({c}, 'hex') || {q}{q}{q}{q}, 'NULL')"
+        if col.kind == "geometry":
+            srid = int(info.geometry.srid)
+            return (f"coalesce({q}GeomFromWKB(X{q}{q}{q} || encode(ST_AsBinary({c}), 'hex') "
+                    f"|| {q}{q}{q}, {srid}){q}, 'NULL')")
+        return (f"coalesce({q}{q}{q}{q} || replace(({c})::text, {q}{q}{q}{q}, "
+                f"{q}{q}{q}{q}{q}{q}) || {q}{q}{q}{q}, 'NULL')")
+
+    def sql_batches(self, info: TableInfo, batch: int = 5000
+                    ) -> Iterator[tuple[int, str, Optional[str]]]:
+        """The whole table as (row count, SQLite ``VALUES`` tuples, bounding boxes)
+        batches, in key order.
+
+        PostgreSQL formats each row as SQLite literals, so the local side inserts a
+        batch with one statement and Python never touches a row: the bulk path of a
+        first sync. Keyset pagination keeps each query small; inside the pull's
+        REPEATABLE READ transaction every batch sees the same snapshot.
+
+        For a spatial table with one integer key, the third item holds the R*Tree
+        entries ``(key, xmin, xmax, ymin, ymax)`` of the batch's non-empty geometries,
+        so the local spatial index can be built alongside the rows.
+        """
+        keys = ", ".join(qi(p) for p in info.pk)
+        bbox = "NULL"
+        pk_col = next(c for c in info.columns if c.name == info.pk[0])
+        if info.geometry and len(info.pk) == 1 and pk_col.kind == "integer":
+            g = qi(info.geometry.column)
+            bbox = (f"string_agg('(' || {qi(info.pk[0])}::text || ',' || ST_XMin({g})::text "
+                    f"|| ',' || ST_XMax({g})::text || ',' || ST_YMin({g})::text || ',' || "
+                    f"ST_YMax({g})::text || ')', ',') FILTER (WHERE {g} IS NOT NULL AND "
+                    f"NOT ST_IsEmpty({g}))")
+            keys_and_geom = f"{keys}, {g}"
+        else:
+            keys_and_geom = keys
+        tup = " || ',' || ".join(self._literal_sql(info, c) for c in info.columns)
+        last_key = ("(array_agg(jsonb_build_array(" + keys + ") ORDER BY "
+                    + ", ".join(f"{qi(p)} DESC" for p in info.pk) + "))[1]::text")
+        after = "(" + keys + ") > (" + ", ".join(
+            f"(%s)::{self._type_of(info, p)}" for p in info.pk) + ")"
+        params: tuple = ()
+        where = ""
+        while True:
+            sql = (f"SELECT count(*), string_agg(tup, ','), {bbox}, {last_key} FROM ("
+                   f"SELECT {keys_and_geom}, '(' || {tup} || ')' AS tup "
+                   f"FROM {self._rel(info.name)} {where} ORDER BY {keys} LIMIT %s) b")
+            with self.conn.cursor() as cur:
+                cur.execute(sql, (*params, batch))
+                n, text, boxes, last = cur.fetchone()
+            if not n:
+                return
+            yield int(n), text, boxes
+            if n < batch:
+                return
+            params, where = tuple(json.loads(last)), f"WHERE {after}"
+
     def _keys_join(self, info: TableInfo, alias: str) -> str:
         return " AND ".join(
             f"{alias}.{qi(p)} = (k.pk ->> {i})::{self._type_of(info, p)}"
@@ -460,6 +530,9 @@ class PgReadSession:
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         return self.store.read_rows(info)
+
+    def sql_batches(self, info: TableInfo) -> Iterator[tuple[int, str, Optional[str]]]:
+        return self.store.sql_batches(info)
 
     def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
         return self.store.rows_by_key(info, keys)

@@ -71,7 +71,10 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
     kept = local.rows_by_key(old, keys) if keys else {}
     total = rs.count(info) if progress else 0
     report = (lambda done: progress(info.name, done, total)) if progress else None
-    n = local.replace_table(info, rs.read_rows(info), report)
+    if hasattr(rs, "sql_batches"):
+        n = local.replace_table(info, None, report, sql_batches=rs.sql_batches(info))
+    else:
+        n = local.replace_table(info, rs.read_rows(info), report)
     if keys:
         fresh = local.rows_by_key(info, keys)
         names = set(info.column_names)

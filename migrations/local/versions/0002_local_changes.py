@@ -44,7 +44,6 @@ def upgrade() -> None:
         sa.Column("table_name", sa.Text, primary_key=True),
         sa.Column("next_key", sa.Integer, nullable=False),
         sa.Column("last_key", sa.Integer, nullable=False),
-        sa.Column("assign", sa.Integer, nullable=False, server_default="0"),
     )
 
 
