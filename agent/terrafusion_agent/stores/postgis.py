@@ -38,6 +38,19 @@ _HIGH_KEYS = {"int8": (1 << 50, 1_000_000), "int4": (2_000_000_000, 10_000)}
 _SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
 
 
+_BASE_TYPES = ("GEOMETRY", "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING",
+               "MULTIPOLYGON", "GEOMETRYCOLLECTION")
+
+
+def _type_and_dims(gtype: str, ndims: int) -> tuple[str, str]:
+    """('POINTZM', 4) -> ('POINT', 'XYZM'); ('LINESTRINGM', 3) -> ('LINESTRING', 'XYM')."""
+    gtype = gtype.upper()
+    for suffix, dims in (("ZM", "XYZM"), ("Z", "XYZ"), ("M", "XYM")):
+        if gtype.endswith(suffix) and gtype[:-len(suffix)] in _BASE_TYPES:
+            return gtype[:-len(suffix)], dims
+    return gtype, {3: "XYZ", 4: "XYZM"}.get(ndims, "XY")
+
+
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return redact(text[0].rstrip(".")) if text else exc.__class__.__name__
@@ -134,19 +147,25 @@ class PostGISCentral:
                 raise TableError(
                     f"Table {name} has no primary key; TerraFusion syncs only tables with one."
                 )
+            # the column's type modifier answers at once; the geometry_columns view
+            # (much slower) only for old-style columns constrained by CHECKs
             cur.execute(
-                "SELECT f_geometry_column, srid, type, coord_dimension FROM geometry_columns "
-                "WHERE f_table_schema = %s AND f_table_name = %s ORDER BY f_geometry_column",
-                (self.schema, name))
+                "SELECT attname, postgis_typmod_srid(atttypmod), "
+                "upper(postgis_typmod_type(atttypmod)), postgis_typmod_dims(atttypmod) "
+                "FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                "AND NOT attisdropped AND atttypid = 'geometry'::regtype AND atttypmod <> -1 "
+                "ORDER BY attnum", (self._rel(name),))
             geoms = cur.fetchall()
+            if not geoms:
+                cur.execute(
+                    "SELECT f_geometry_column, srid, type, coord_dimension FROM "
+                    "geometry_columns WHERE f_table_schema = %s AND f_table_name = %s "
+                    "ORDER BY f_geometry_column", (self.schema, name))
+                geoms = cur.fetchall()
         geometry = None
         if geoms:
             gcol, srid, gtype, ndims = geoms[0]
-            gtype = gtype.upper()
-            dims = {2: "XY", 3: "XYZ", 4: "XYZM"}.get(ndims, "XY")
-            if gtype.endswith("M") and gtype != "GEOMETRY":
-                gtype, dims = gtype[:-1], "XYM"
-            geometry = GeometryInfo(gcol, int(srid or 0), gtype, dims)
+            geometry = GeometryInfo(gcol, int(srid or 0), *_type_and_dims(gtype, ndims))
         columns = []
         for cname, typname, full_type, nullable in cols:
             kind = _KIND_BY_TYPE.get(typname, "text")

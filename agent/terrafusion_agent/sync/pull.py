@@ -96,7 +96,7 @@ def _apply_changes(rs, local: LocalStore, info: TableInfo, keys: list[tuple],
     waiting = local.pending_keys(info.name) - set(refetch)
     todo = [k for k in dict.fromkeys([*keys, *refetch]) if k not in waiting]
     rows = rs.rows_by_key(info, todo)
-    present = local.rows_by_key(info, todo)
+    present = local.existing_keys(info, todo)
     upserts = [rows[k] for k in todo if k in rows]
     deletes = [k for k in todo if k not in rows and k in present]
     counts = summary["rows"]["pull"]
