@@ -48,8 +48,17 @@ lint: setup
 package: setup
 	$(PY) scripts/package_plugin.py
 
+# SERVICE=1 also installs the agent as a systemd user service (started at login); CONFIG=
+# names its configuration file. Without systemd it prints the steps; deploy never fails on it.
 deploy: setup
 	$(PY) scripts/package_plugin.py --deploy
+	@if [ "$(SERVICE)" = 1 ]; then \
+		$(AGENT) $(if $(CONFIG),--config "$(CONFIG)") install-service || \
+		echo "The service was not installed (see above); the plugin is deployed anyway."; \
+	else \
+		echo "To start the agent at login as a service: make deploy SERVICE=1 [CONFIG=agent.toml]"; \
+		echo "  (or: $(AGENT) --config path/to/agent.toml install-service)"; \
+	fi
 
 bench: setup
 	$(PY) bench/run.py

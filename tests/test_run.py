@@ -14,6 +14,8 @@ import pytest
 def start_agent(agent, *extra_env):
     env = dict(__import__("os").environ)
     env.update({"TERRAFUSION_SYNC__INTERVAL_SECONDS": "5"})
+    for extra in extra_env:
+        env.update(extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "terrafusion_agent", "--config", str(agent.config), "run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -91,3 +93,26 @@ def test_status_prints_the_health_body(sqlite_agent):
     assert body["central_reachable"] is True
     assert body["last_sync"]["pulled"] > 20
     assert body["open_conflicts"] == 0
+
+
+def test_status_asks_the_running_agent(sqlite_agent):
+    import socket
+
+    with socket.socket() as s:  # a free port for the agent and for `status` to find it
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    sqlite_agent.run("init-central", "--demo-parcels", "20")
+    env = {"TERRAFUSION_HTTP__PORT": port}
+    proc, base = start_agent(sqlite_agent, env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not get(base + "/health")[2]["last_success"]:
+            time.sleep(0.3)
+        body = json.loads(sqlite_agent.run("status", env=env).stdout)
+        _, _, served = get(base + "/health")
+        assert set(body) == set(served)
+        assert body["next_sync"] is not None  # only the running agent knows it
+        assert body["sync_running"] is None and body["consecutive_failures"] == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

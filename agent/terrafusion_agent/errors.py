@@ -40,3 +40,23 @@ class SyncCancelled(TerraFusionError):
 
 class NotFound(TerraFusionError):
     """A named object (conflict, export job, preset) does not exist."""
+
+
+class SyncInProgress(AgentBusy):
+    """A sync is already running in this agent; a second one would overlap it."""
+
+
+class BadRequest(TerraFusionError):
+    """A request to the agent's API (or CLI) is malformed or has invalid values."""
+
+
+class ExportError(TerraFusionError):
+    """An export could not be written although the request was valid (GDAL, disk...)."""
+
+
+class InvalidExport(BadRequest):
+    """An export request names something unknown or unsafe; the API answers 4xx."""
+
+
+class ExportCancelled(ExportError):
+    """A cancel was requested; the export stopped and left no file behind."""

@@ -6,7 +6,7 @@ import json
 import logging
 import logging.handlers
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from terrafusion_agent.redact import redact
 
@@ -25,16 +25,29 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STD and not key.startswith("_"):
-                body[key] = value
+                body[key] = _redacted(value)
         if record.exc_info:
             body["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(body, default=str)
+        return json.dumps(body, default=lambda v: redact(str(v)))
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted (extra fields may carry error text)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
 
 
 JsonFormatter.converter = __import__("time").gmtime
 
 
 class RedactingFormatter(logging.Formatter):
+    """Plain text for the console, secrets redacted (exception text included)."""
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
 

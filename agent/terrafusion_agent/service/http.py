@@ -1,57 +1,215 @@
-"""The agent's local HTTP API (WSGI on werkzeug, served by waitress)."""
+"""The agent's local HTTP API: a WSGI application on werkzeug, served by waitress.
+
+This module is the plumbing every route shares: routing, JSON errors, the bearer token,
+body parsing, size limits, the Host check. The routes themselves are in
+:mod:`terrafusion_agent.service.routes`.
+
+Whatever a client sends, the answer is JSON with a 4xx status naming what is wrong; a 5xx
+only ever means the agent itself is unwell (``/health/ready``, an export engine that
+cannot load), never a bad request.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Callable
+from typing import Any, Callable, Optional
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, RequestRedirect
 from werkzeug.wrappers import Request, Response
 
-from terrafusion_agent import health
+from terrafusion_agent import errors
+from terrafusion_agent.redact import redact
+from terrafusion_agent.service import token as token_mod
 
 log = logging.getLogger("terrafusion.http")
 
+#: largest request body accepted (export requests are small JSON objects)
+MAX_BODY_BYTES = 1 << 20
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
-def json_response(body, status: int = 200, mimetype: str = "application/json") -> Response:
-    return Response(json.dumps(body, default=str), status=status, mimetype=mimetype)
+
+class ApiError(Exception):
+    """Ends a request with a JSON error: ``status``, a short ``code`` and a sentence."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 headers: Optional[dict[str, str]] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+# TerraFusionError subclasses -> (status, code); the first match wins, so subclasses first.
+_ERROR_STATUS: tuple[tuple[type, int, str], ...] = (
+    (errors.NotFound, 404, "not_found"),
+    (errors.SyncInProgress, 409, "sync_in_progress"),
+    (errors.AgentBusy, 409, "busy"),
+    (errors.BadRequest, 422, "invalid_request"),
+    (errors.ConfigError, 422, "invalid_request"),
+    (errors.TableError, 422, "invalid_request"),
+    (errors.CentralUnavailable, 503, "central_unavailable"),
+    (errors.LocalUnavailable, 503, "local_unavailable"),
+    (errors.ExportError, 503, "export_failed"),
+)
+
+
+def api_error(exc: errors.TerraFusionError, default: int = 409,
+              default_code: str = "conflict") -> ApiError:
+    """The HTTP answer for an agent error; ``default`` for kinds the table does not name.
+
+    An error class may also name its own answer with ``http_status`` and ``http_code``.
+    """
+    status = getattr(exc, "http_status", None)
+    if isinstance(status, int):
+        return ApiError(status, str(getattr(exc, "http_code", "error")), redact(str(exc)))
+    for kind, status, code in _ERROR_STATUS:
+        if isinstance(exc, kind):
+            return ApiError(status, code, redact(str(exc)))
+    return ApiError(default, default_code, redact(str(exc)))
+
+
+def json_response(body: Any, status: int = 200, mimetype: str = "application/json",
+                  headers: Optional[dict[str, str]] = None) -> Response:
+    response = Response(json.dumps(body, default=str), status=status, mimetype=mimetype)
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: Optional[dict[str, str]] = None) -> Response:
+    return json_response({"error": redact(message), "code": code, "status": status},
+                         status=status, headers=headers)
+
+
+class ApiRequest(Request):
+    """A werkzeug request that refuses oversized bodies (413) before reading them."""
+
+    max_content_length = MAX_BODY_BYTES
+    max_form_memory_size = MAX_BODY_BYTES
+
+
+def json_body(request: Request, *, required: bool) -> Any:
+    """The request's JSON body (None when empty and not required); 400 if unparseable.
+
+    The Content-Type is not insisted on: a curl user who forgets ``-H`` still gets
+    served, and anything that is not JSON fails parsing with a clear 400 anyway.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise ApiError(400, "invalid_json", "The request needs a JSON body.")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # also UnicodeDecodeError, too-deep nesting
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+
+
+def json_object(request: Request, allowed: Optional[set[str]], *,
+                required: bool = True) -> dict:
+    """A JSON object body with no keys outside ``allowed`` (422 otherwise; None: any)."""
+    if not required and not request.get_data(cache=True).strip():
+        return {}
+    body = json_body(request, required=True)
+    if not isinstance(body, dict):  # null included: an empty body is the way to send nothing
+        raise ApiError(422, "invalid_request", "The request body must be a JSON object.")
+    if allowed is None:
+        return body
+    unknown = sorted(k for k in body if k not in allowed)
+    if unknown:
+        raise ApiError(422, "invalid_request",
+                       f"Unknown field {unknown[0]!r} in the request body"
+                       + (f"; allowed: {', '.join(sorted(allowed))}." if allowed else "."))
+    return body
 
 
 class Api:
-    """Routes of DESIGN.md; ``agent`` is the running daemon (scheduler and config)."""
+    """The WSGI application. ``agent`` is the running daemon; ``token`` the bearer secret."""
 
-    def __init__(self, agent):
+    def __init__(self, agent, routes: Optional[list] = None):
+        from terrafusion_agent.service import routes as routes_mod
+
         self.agent = agent
-        self.url_map = Map([
-            Rule("/health/live", endpoint="live", methods=["GET"]),
-            Rule("/health", endpoint="health", methods=["GET"]),
-        ])
+        self.routes = routes if routes is not None else routes_mod.ROUTES
+        # empty(): an unbound copy of each rule, so several agents can live in one process
+        self.url_map = Map([r.rule.empty() for r in self.routes], strict_slashes=False,
+                           merge_slashes=False)
+        self.handlers: dict[str, Callable] = {r.endpoint: r for r in self.routes}
+        host = agent.config.http_host
+        self._check_host = host in _LOOPBACK_NAMES or host.startswith("127.")
 
-    def live(self, request: Request) -> Response:
-        if self.agent.scheduler_alive():
-            return json_response({"status": "pass"}, mimetype=health.MEDIA_TYPE)
-        return json_response({"status": "fail", "output": "The scheduler is not running."},
-                             status=503, mimetype=health.MEDIA_TYPE)
+    def authorize(self, request: Request) -> None:
+        """401 unless the request carries the agent's bearer token."""
+        if not token_mod.matches(self.agent.token, request.headers.get("Authorization")):
+            raise ApiError(
+                401, "unauthorized",
+                "This request needs 'Authorization: Bearer <token>' with the token from "
+                f"the agent's token file ({self.agent.config.token_file}).",
+                {"WWW-Authenticate": 'Bearer realm="terrafusion-agent"'})
 
-    def health(self, request: Request) -> Response:
-        body = self.agent.health_body()
-        return json_response(body, mimetype=health.MEDIA_TYPE)
+    def _host_allowed(self, request: Request) -> bool:
+        # A web page the user visits must not reach the API through DNS rebinding: a
+        # loopback-bound agent answers only requests addressed to a loopback name.
+        if not self._check_host:
+            return True
+        try:
+            host = request.host.lower()
+            name = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
+        except (ValueError, HTTPException):
+            return False
+        return name in _LOOPBACK_NAMES or name == self.agent.config.http_host
 
-    def __call__(self, environ: dict, start_response: Callable):
-        request = Request(environ)
-        adapter = self.url_map.bind_to_environ(environ)
+    def dispatch(self, request: Request) -> Response:
+        if not self._host_allowed(request):
+            raise ApiError(421, "misdirected_request",
+                           "The agent answers only requests addressed to the loopback "
+                           "interface (127.0.0.1 or localhost).")
+        adapter = self.url_map.bind_to_environ(request.environ)
+        if request.method == "OPTIONS":
+            try:
+                allowed = adapter.allowed_methods()
+            except HTTPException:
+                allowed = []
+            if not allowed:
+                raise ApiError(404, "not_found", "There is no such resource.")
+            return Response(status=204, headers={"Allow": ", ".join(sorted(allowed))})
         try:
             endpoint, args = adapter.match()
-            response = getattr(self, endpoint)(request, **args)
-        except (NotFound, MethodNotAllowed) as exc:
-            response = json_response({"error": exc.description}, status=exc.code)
-            if isinstance(exc, MethodNotAllowed):
-                response.headers["Allow"] = ", ".join(exc.valid_methods or [])
-        except HTTPException as exc:
-            response = json_response({"error": exc.description}, status=exc.code or 400)
+        except RequestRedirect as exc:
+            return error_response(308, "redirect", f"See {exc.new_url}.",
+                                  {"Location": exc.new_url})
+        except MethodNotAllowed as exc:
+            allow = ", ".join(sorted(exc.valid_methods or []))
+            raise ApiError(405, "method_not_allowed",
+                           f"{request.method} is not allowed here; allowed: {allow}.",
+                           {"Allow": allow}) from None
+        except NotFound:
+            raise ApiError(404, "not_found", "There is no such resource.") from None
+        route = self.handlers[endpoint]
+        if route.auth:
+            self.authorize(request)
+        return route.handler(self.agent, request, **args)
+
+    def __call__(self, environ: dict, start_response: Callable):
+        request = ApiRequest(environ)
+        try:
+            response = self.dispatch(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        except errors.TerraFusionError as exc:
+            e = api_error(exc)
+            response = error_response(e.status, e.code, e.message)
+        except HTTPException as exc:  # 413 from the body limit, and the like
+            code = exc.code or 400
+            response = error_response(code, exc.name.lower().replace(" ", "_"),
+                                      exc.description or exc.name)
         except Exception:  # noqa: BLE001 - a request must never take the agent down
             log.exception("request %s %s failed", request.method, request.path)
-            response = json_response({"error": "internal error"}, status=500)
+            response = error_response(500, "internal_error",
+                                      "The agent failed to answer; see its log.")
         return response(environ, start_response)

@@ -76,6 +76,8 @@ class PostGISCentral:
             self.conn = psycopg.connect(
                 url,
                 connect_timeout=connect_timeout,
+                # a network that silently drops packets ends the sync within a minute
+                keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
                 options=f"-c statement_timeout={int(statement_timeout) * 1000} "
                 "-c DateStyle=ISO -c TimeZone=UTC -c application_name=terrafusion-agent "
                 "-c idle_in_transaction_session_timeout=600000",

@@ -1,0 +1,347 @@
+"""``GET /openapi.json``: the OpenAPI 3 description of the local HTTP API.
+
+Kept by hand next to :mod:`routes`: a test checks that both name the same routes and that
+the document is valid, and the API is fuzzed from it, so it cannot drift unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+from terrafusion_agent import __version__
+
+_JSON = "application/json"
+_HEALTH = "application/health+json"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": _ref("Error")}}}
+
+
+def _json(description: str, schema: str, media: str = _JSON, **extra: Any) -> dict:
+    return {"description": description, "content": {media: {"schema": _ref(schema)}}, **extra}
+
+
+_UNAUTHORIZED = _error("No valid `Authorization: Bearer <token>` header.")
+_BAD_JSON = _error("The body is not JSON.")
+_INVALID = _error("The body is JSON but not a valid request.")
+_TOO_LARGE = _error("The body is larger than 1 MiB.")
+
+_CHECK = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["pass", "warn", "fail"]},
+            "output": {"type": "string", "nullable": True},
+            "observedValue": {},
+        },
+    },
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "code", "status"],
+        "properties": {
+            "error": {"type": "string", "description": "One sentence for a person."},
+            "code": {"type": "string", "description": "A stable code for programs."},
+            "status": {"type": "integer"},
+        },
+    },
+    "Live": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["pass", "fail"]},
+                       "output": {"type": "string"}},
+    },
+    "Ready": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["pass", "fail"]},
+            "checks": {"type": "object", "additionalProperties": _CHECK},
+            "failing": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "SyncRun": {
+        "type": "object",
+        "required": ["id", "started_at", "result", "trigger"],
+        "properties": {
+            "id": {"type": "integer"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+            "result": {"type": "string", "description": "running, success or failed"},
+            "trigger": {"type": "string", "description": "schedule, api, cli or manual"},
+            "pulled": {"type": "integer", "nullable": True},
+            "pushed": {"type": "integer", "nullable": True},
+            "conflicts": {"type": "integer", "nullable": True},
+            "error": {"type": "string", "nullable": True},
+            "duration_seconds": {"type": "number", "nullable": True},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "checks", "central_reachable"],
+        "properties": {
+            "status": {"type": "string", "enum": ["pass", "warn", "fail"]},
+            "version": {"type": "string"},
+            "description": {"type": "string"},
+            "time": {"type": "string", "format": "date-time"},
+            "local_path": {"type": "string"},
+            "central": {"type": "string", "description": "The central URL, password masked."},
+            "central_reachable": {"type": "boolean"},
+            "interval_seconds": {"type": "integer"},
+            "next_sync": {"type": "string", "format": "date-time", "nullable": True},
+            "last_sync": {"allOf": [_ref("SyncRun")], "nullable": True},
+            "last_success": {"type": "string", "format": "date-time", "nullable": True},
+            "pending_local_edits": {"type": "integer", "nullable": True},
+            "open_conflicts": {"type": "integer", "nullable": True},
+            "sync_running": {
+                "type": "object", "nullable": True,
+                "properties": {"trigger": {"type": "string"},
+                               "started_at": {"type": "string", "format": "date-time"}},
+            },
+            "consecutive_failures": {"type": "integer"},
+            "last_error": {"type": "string", "nullable": True},
+            "checks": {"type": "object", "additionalProperties": _CHECK},
+        },
+    },
+    "SyncRuns": {
+        "type": "object",
+        "required": ["runs"],
+        "properties": {"runs": {"type": "array", "items": _ref("SyncRun")}},
+    },
+    "SyncRequest": {
+        "type": "object", "additionalProperties": False, "properties": {},
+        "description": "No options yet; an empty body is fine too.",
+    },
+    "SyncStarted": {
+        "type": "object",
+        "required": ["id", "trigger", "status"],
+        "properties": {
+            "id": {"type": "integer", "nullable": True,
+                   "description": "The run's id in GET /api/v1/syncs (null if it was not "
+                                  "numbered within 3 s)."},
+            "trigger": {"type": "string", "enum": ["api"]},
+            "status": {"type": "string", "enum": ["running", "finished"]},
+        },
+    },
+    "Conflict": {
+        "type": "object",
+        "required": ["id", "table", "pk"],
+        "properties": {
+            "id": {"type": "integer"},
+            "table": {"type": "string"},
+            "pk": {},
+            "columns": {},
+            "base": {"nullable": True},
+            "local": {"nullable": True},
+            "central": {"nullable": True},
+            "detected_at": {"type": "string", "nullable": True},
+            "resolved_at": {"type": "string", "nullable": True},
+            "resolution": {"type": "string", "nullable": True},
+        },
+    },
+    "Conflicts": {
+        "type": "object",
+        "required": ["conflicts"],
+        "properties": {"conflicts": {"type": "array", "items": _ref("Conflict")}},
+    },
+    "ResolveRequest": {
+        "type": "object",
+        "required": ["keep"],
+        "additionalProperties": False,
+        "properties": {"keep": {"type": "string", "enum": ["local", "central"]}},
+    },
+    "Resolution": {"type": "object", "additionalProperties": True},
+    "ExportRequest": {
+        "type": "object",
+        "description": "What to export from the local copy: a table (or a configured "
+                       "preset) to a file. Everything is checked before the job is queued.",
+        "additionalProperties": False,
+        "required": ["out"],
+        "anyOf": [{"required": ["table"]}, {"required": ["preset"]}],
+        "properties": {
+            "table": {"type": "string", "minLength": 1},
+            "preset": {"type": "string", "minLength": 1,
+                       "description": "A name from [export.presets] in the configuration."},
+            "format": {"type": "string",
+                       "enum": ["gpkg", "geojson", "shp", "kml", "csv", "fgb"]},
+            "out": {"type": "string", "minLength": 1,
+                    "description": "Absolute path of the file to write (a folder for a "
+                                   "preset with a filename template)."},
+            "crs": {"type": "string", "minLength": 1, "description": "For example EPSG:4326."},
+            "where": {"type": "string", "minLength": 1,
+                      "description": "An SQL expression on the table's columns."},
+            "fields": {"type": "array", "minItems": 1,
+                       "items": {"type": "string", "minLength": 1}},
+            "overwrite": {"type": "boolean", "default": False},
+        },
+    },
+    "ExportJob": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {
+            "id": {"type": "integer"},
+            "status": {"type": "string",
+                       "enum": ["pending", "running", "completed", "failed", "cancelled"]},
+            "table": {"type": "string", "nullable": True},
+            "format": {"type": "string", "nullable": True},
+            "out": {"type": "string", "nullable": True},
+            "preset": {"type": "string", "nullable": True},
+            "trigger": {"type": "string", "nullable": True},
+            "request": {"type": "object"},
+            "features": {"type": "integer", "nullable": True},
+            "bytes": {"type": "integer", "nullable": True},
+            "duration_seconds": {"type": "number", "nullable": True},
+            "error": {"type": "string", "nullable": True},
+            "created_at": {"type": "string", "nullable": True},
+            "started_at": {"type": "string", "nullable": True},
+            "finished_at": {"type": "string", "nullable": True},
+            "progress": {"type": "object"},
+        },
+    },
+}
+
+_PATHS: dict[str, Any] = {
+    "/": {"get": {
+        "operationId": "statusPage", "tags": ["status"],
+        "summary": "A small human status page (HTML, no external assets).",
+        "responses": {"200": {"description": "The page.",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}},
+    }},
+    "/health/live": {"get": {
+        "operationId": "live", "tags": ["health"],
+        "summary": "The process and its scheduler are alive.",
+        "responses": {"200": _json("Alive.", "Live", _HEALTH),
+                      "503": _json("The scheduler has stopped.", "Live", _HEALTH)},
+    }},
+    "/health/ready": {"get": {
+        "operationId": "ready", "tags": ["health"],
+        "summary": "Local and central reachable and the last successful sync not overdue "
+                   "(older than twice the interval).",
+        "responses": {"200": _json("Ready.", "Ready", _HEALTH),
+                      "503": _json("Not ready; `failing` names the checks.", "Ready", _HEALTH)},
+    }},
+    "/health": {"get": {
+        "operationId": "health", "tags": ["health"],
+        "summary": "The full health body (also printed by `terrafusion-agent status`).",
+        "responses": {"200": _json("Always 200; `status` says pass, warn or fail.",
+                                   "Health", _HEALTH)},
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics", "tags": ["health"],
+        "summary": "Prometheus metrics (text exposition format).",
+        "responses": {"200": {"description": "Metrics.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "503": _error("prometheus_client is not installed.")},
+    }},
+    "/openapi.json": {"get": {
+        "operationId": "openapi", "tags": ["meta"], "summary": "This document.",
+        "responses": {"200": {"description": "OpenAPI 3 document.",
+                              "content": {_JSON: {"schema": {"type": "object"}}}}},
+    }},
+    "/api/v1/syncs": {
+        "get": {
+            "operationId": "listSyncs", "tags": ["sync"], "summary": "Recent sync runs.",
+            "parameters": [{
+                "name": "limit", "in": "query", "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+            }],
+            "responses": {"200": _json("Newest first.", "SyncRuns"),
+                          "400": _error("Bad `limit`.")},
+        },
+        "post": {
+            "operationId": "startSync", "tags": ["sync"], "summary": "Start a sync now.",
+            "security": [{"bearer": []}],
+            "requestBody": {"required": False,
+                            "content": {_JSON: {"schema": _ref("SyncRequest")}}},
+            "responses": {
+                "202": _json("Started.", "SyncStarted",
+                             headers={"Location": {"schema": {"type": "string"}}}),
+                "400": _BAD_JSON, "401": _UNAUTHORIZED,
+                "409": _error("A sync is already running."),
+                "413": _TOO_LARGE, "422": _INVALID,
+                "503": _error("The agent is stopping or its local copy is unreadable."),
+            },
+        },
+    },
+    "/api/v1/conflicts": {"get": {
+        "operationId": "listConflicts", "tags": ["conflicts"],
+        "summary": "Open conflicts (all of them with `all=true`).",
+        "parameters": [{"name": "all", "in": "query", "required": False,
+                        "schema": {"type": "boolean", "default": False}}],
+        "responses": {"200": _json("Oldest first.", "Conflicts"),
+                      "400": _error("Bad `all`.")},
+    }},
+    "/api/v1/conflicts/{id}/resolve": {"post": {
+        "operationId": "resolveConflict", "tags": ["conflicts"],
+        "summary": "Resolve a conflict by keeping the local or the central version.",
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1,
+                                   "maximum": 9223372036854775807}}],
+        "requestBody": {"required": True,
+                        "content": {_JSON: {"schema": _ref("ResolveRequest")}}},
+        "responses": {
+            "200": _json("Resolved.", "Resolution"),
+            "400": _BAD_JSON, "401": _UNAUTHORIZED,
+            "404": _error("No such conflict."),
+            "409": _error("Already resolved, or a sync is running."),
+            "413": _TOO_LARGE, "422": _INVALID,
+        },
+    }},
+    "/api/v1/exports": {"post": {
+        "operationId": "submitExport", "tags": ["export"],
+        "summary": "Queue an export of the local copy.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True,
+                        "content": {_JSON: {"schema": _ref("ExportRequest")}}},
+        "responses": {
+            "202": _json("Queued.", "ExportJob",
+                         headers={"Location": {"schema": {"type": "string"}}}),
+            "400": _BAD_JSON, "401": _UNAUTHORIZED, "413": _TOO_LARGE, "422": _INVALID,
+            "503": _error("The export engine is unavailable in this installation."),
+        },
+    }},
+    "/api/v1/exports/{id}": {"get": {
+        "operationId": "getExport", "tags": ["export"], "summary": "An export job's state.",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1,
+                                   "maximum": 9223372036854775807}}],
+        "responses": {
+            "200": _json("The job.", "ExportJob"),
+            "404": _error("No such job."),
+            "503": _error("The export engine is unavailable in this installation."),
+        },
+    }},
+}
+
+
+def document(server_url: Optional[str] = None) -> dict[str, Any]:
+    """The OpenAPI document; ``server_url`` is where this agent answers."""
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "TerraFusion agent local API",
+            "version": __version__,
+            "description": "The sync agent's API on the workstation's loopback interface. "
+                           "Every POST needs the bearer token from the agent's token file "
+                           "(http.token_file). Errors are JSON objects with `error` (a "
+                           "sentence) and `code`.",
+        },
+        "servers": [{"url": server_url or "http://127.0.0.1:8765"}],
+        "paths": copy.deepcopy(_PATHS),
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    return doc

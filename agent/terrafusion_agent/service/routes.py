@@ -1,0 +1,209 @@
+"""The routes of the local HTTP API (DESIGN.md, "Local HTTP API").
+
+Each handler turns a request into one call on the running :class:`Agent` and its answer
+into JSON; the agent does the work. ``openapi.py`` describes the same routes for clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from terrafusion_agent import health
+from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.service.http import (
+    ApiError,
+    api_error,
+    json_object,
+    json_response,
+)
+
+#: runs returned by GET /api/v1/syncs without ``limit``, and the most it returns
+DEFAULT_RUNS = 20
+MAX_RUNS = 1000
+#: ids are SQLite integers
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Route:
+    rule: Rule
+    handler: Callable[..., Response]
+    auth: bool = False
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.rule.endpoint)
+
+
+# --- health and metrics -------------------------------------------------------------------
+
+
+def live(agent, request: Request) -> Response:
+    """GET /health/live: the process answers and its scheduler runs."""
+    if agent.scheduler.alive():
+        return json_response({"status": "pass"}, mimetype=health.MEDIA_TYPE)
+    return json_response({"status": "fail", "output": "The scheduler is not running."},
+                         status=503, mimetype=health.MEDIA_TYPE)
+
+
+def ready(agent, request: Request) -> Response:
+    """GET /health/ready: 200 or 503 naming the failing checks."""
+    ok, body = agent.monitor.ready()
+    return json_response(body, status=200 if ok else 503, mimetype=health.MEDIA_TYPE)
+
+
+def health_body(agent, request: Request) -> Response:
+    """GET /health: the full body, always 200 (its ``status`` tells)."""
+    return json_response(agent.monitor.body(), mimetype=health.MEDIA_TYPE)
+
+
+def metrics(agent, request: Request) -> Response:
+    """GET /metrics: Prometheus text format."""
+    if agent.metrics is None:
+        raise ApiError(503, "metrics_unavailable",
+                       "Metrics need the prometheus_client package, which is not installed.")
+    from terrafusion_agent.metrics import CONTENT_TYPE
+
+    response = Response(agent.metrics.render(), status=200)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def openapi(agent, request: Request) -> Response:
+    """GET /openapi.json, with this agent's own address as the server."""
+    from terrafusion_agent.service.openapi import document
+
+    return json_response(document(server_url=request.host_url.rstrip("/")))
+
+
+def status_page(agent, request: Request) -> Response:
+    """GET /: the human status page."""
+    from terrafusion_agent.service.statuspage import render
+
+    html = render(agent.monitor.body(), agent.recent_runs(30))
+    response = Response(html, status=200, mimetype="text/html")
+    # everything is inline: no script, no fetch, no font, no image from elsewhere
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- syncs --------------------------------------------------------------------------------
+
+
+def list_syncs(agent, request: Request) -> Response:
+    """GET /api/v1/syncs?limit=N: recent runs, newest first."""
+    limit = _int_arg(request, "limit", DEFAULT_RUNS, 1, MAX_RUNS)
+    return json_response({"runs": agent.recent_runs(limit)})
+
+
+def start_sync(agent, request: Request) -> Response:
+    """POST /api/v1/syncs: 202 with the run's id, 409 while one runs."""
+    json_object(request, set(), required=False)
+    try:
+        started = agent.request_sync()
+    except TerraFusionError as exc:
+        raise api_error(exc, default=503, default_code="unavailable") from None
+    return json_response(started, status=202, headers={"Location": "/api/v1/syncs"})
+
+
+# --- conflicts ----------------------------------------------------------------------------
+
+
+def list_conflicts(agent, request: Request) -> Response:
+    """GET /api/v1/conflicts[?all=true]."""
+    include_resolved = _bool_arg(request, "all", False)
+    return json_response({"conflicts": agent.conflicts(include_resolved)})
+
+
+def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
+    """POST /api/v1/conflicts/{id}/resolve with {"keep": "local" | "central"}."""
+    body = json_object(request, {"keep"})
+    keep = body.get("keep")
+    if keep not in ("local", "central"):
+        raise ApiError(422, "invalid_request",
+                       "Field 'keep' must be \"local\" or \"central\".")
+    try:
+        result = agent.resolve_conflict(conflict_id, keep)
+    except TerraFusionError as exc:
+        raise api_error(exc) from None
+    return json_response(result)
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+def submit_export(agent, request: Request) -> Response:
+    """POST /api/v1/exports: 202 with the queued job."""
+    body = json_object(request, agent.export_request_fields())
+    try:
+        job = agent.submit_export(body)
+    except TerraFusionError as exc:
+        raise api_error(exc, default=503, default_code="unavailable") from None
+    return json_response(job, status=202,
+                         headers={"Location": f"/api/v1/exports/{job['id']}"})
+
+
+def get_export(agent, request: Request, job_id: int) -> Response:
+    """GET /api/v1/exports/{id}: the job's state."""
+    try:
+        return json_response(agent.export_job(job_id))
+    except TerraFusionError as exc:
+        raise api_error(exc, default=404, default_code="not_found") from None
+
+
+# --- query helpers ------------------------------------------------------------------------
+
+
+def _int_arg(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ApiError(400, "invalid_query",
+                       f"Query parameter {name} must be a whole number.") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid_query",
+                       f"Query parameter {name} must be between {lo} and {hi}.")
+    return value
+
+
+def _bool_arg(request: Request, name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ApiError(400, "invalid_query", f"Query parameter {name} must be true or false.")
+
+
+ROUTES: list[Route] = [
+    Route(Rule("/", endpoint="status_page", methods=["GET"]), status_page),
+    Route(Rule("/health/live", endpoint="live", methods=["GET"]), live),
+    Route(Rule("/health/ready", endpoint="ready", methods=["GET"]), ready),
+    Route(Rule("/health", endpoint="health", methods=["GET"]), health_body),
+    Route(Rule("/metrics", endpoint="metrics", methods=["GET"]), metrics),
+    Route(Rule("/openapi.json", endpoint="openapi", methods=["GET"]), openapi),
+    Route(Rule("/api/v1/syncs", endpoint="list_syncs", methods=["GET"]), list_syncs),
+    Route(Rule("/api/v1/syncs", endpoint="start_sync", methods=["POST"]), start_sync,
+          auth=True),
+    Route(Rule("/api/v1/conflicts", endpoint="list_conflicts", methods=["GET"]),
+          list_conflicts),
+    Route(Rule(f"/api/v1/conflicts/<int(min=1, max={MAX_ID}):conflict_id>/resolve",
+               endpoint="resolve_conflict", methods=["POST"]), resolve_conflict, auth=True),
+    Route(Rule("/api/v1/exports", endpoint="submit_export", methods=["POST"]), submit_export,
+          auth=True),
+    Route(Rule(f"/api/v1/exports/<int(min=1, max={MAX_ID}):job_id>", endpoint="get_export",
+               methods=["GET"]), get_export),
+]

@@ -1,0 +1,173 @@
+"""The agent as a service: idle footprint after a sync, and /health latency under load.
+
+Starts ``terrafusion-agent run`` on a small embedded demo county, lets the first sync
+finish, then measures from /proc for 60 s of idleness (RSS, CPU), and finally /health
+latency at 200 requests/s for 10 s from a second process, each request on a new
+connection as curl or a monitoring probe would make it. Latencies count from each
+request's scheduled time, so a stalled server cannot hide behind a stalled load
+generator (no coordinated omission).
+
+Goals (issue 4): idle RSS <= 80 MB, idle CPU < 0.5 %, /health p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+IDLE_SECONDS = 60
+RATE = 200
+LOAD_SECONDS = 10
+PARCELS = 2000
+
+_LOADGEN = r"""
+import http.client, json, sys, threading, time
+host, port = sys.argv[1], int(sys.argv[2])
+rate, seconds, workers = float(sys.argv[3]), float(sys.argv[4]), 4
+n = int(rate * seconds)
+lat = [None] * n
+errors = []
+start = time.perf_counter() + 0.2
+
+def worker(k):
+    for i in range(k, n, workers):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            c = http.client.HTTPConnection(host, port, timeout=5)
+            c.request("GET", "/health")
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status != 200:
+                errors.append(r.status)
+        except Exception as exc:
+            errors.append(repr(exc))
+        lat[i] = (time.perf_counter() - due) * 1000
+
+threads = [threading.Thread(target=worker, args=(k,)) for k in range(workers)]
+for t in threads: t.start()
+for t in threads: t.join()
+elapsed = time.perf_counter() - start
+print(json.dumps({"latencies_ms": [x for x in lat if x is not None], "errors": errors[:10],
+                  "error_count": len(errors), "elapsed": elapsed}))
+"""
+
+
+def _get(url: str) -> dict:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def run(ctx) -> dict:
+    work: Path = ctx.work / "service"
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in ("central.sqlite", "local.sqlite"):
+        for suffix in ("", "-wal", "-shm"):
+            (work / f"{stale}{suffix}").unlink(missing_ok=True)
+    config = work / "agent.toml"
+    config.write_text(
+        f'[central]\nurl = "sqlite:///{work / "central.sqlite"}"\n'
+        '[local]\npath = "local.sqlite"\n[sync]\ninterval_seconds = 3600\n'
+        '[http]\nport = 0\n[logging]\ndir = "logs"\n', encoding="utf-8")
+    agent = [sys.executable, "-m", "terrafusion_agent", "--config", str(config)]
+    subprocess.run([*agent, "init-central", "--demo-parcels", str(PARCELS)], check=True,
+                   capture_output=True, timeout=600)
+
+    proc = subprocess.Popen([*agent, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        base = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and base is None:
+            m = re.search(r"health: (http://\S+)/health", proc.stdout.readline())
+            base = m.group(1) if m else None
+        if base is None:
+            raise RuntimeError(f"the agent did not start: {proc.stderr.read()}")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            body = _get(base + "/health")
+            if (body.get("last_sync") or {}).get("result") == "success" \
+                    and not body.get("sync_running"):
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("the first sync did not finish")
+        pulled = body["last_sync"]["pulled"]
+        rss_after_sync = _rss_mb(proc.pid)
+
+        # idle: no request, no sync (the next one is an hour away)
+        ticks0, t0 = _cpu_ticks(proc.pid), time.monotonic()
+        peak = rss_after_sync
+        while time.monotonic() - t0 < IDLE_SECONDS:
+            time.sleep(1)
+            peak = max(peak, _rss_mb(proc.pid))
+        cpu_seconds = (_cpu_ticks(proc.pid) - ticks0) / os.sysconf("SC_CLK_TCK")
+        idle_cpu = 100 * cpu_seconds / (time.monotonic() - t0)
+        idle_rss = _rss_mb(proc.pid)
+
+        host, port = base.split("//", 1)[1].rsplit(":", 1)
+        load = subprocess.run([sys.executable, "-c", _LOADGEN, host, port, str(RATE),
+                               str(LOAD_SECONDS)], capture_output=True, text=True, check=True,
+                              timeout=LOAD_SECONDS * 10)
+        result = json.loads(load.stdout)
+        lat = result["latencies_ms"]
+        rss_after_load = _rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    out = {
+        "parcels": PARCELS,
+        "rows_pulled": pulled,
+        "idle_seconds": IDLE_SECONDS,
+        "rss_after_sync_mb": round(rss_after_sync, 1),
+        "idle_rss_mb": round(idle_rss, 1),
+        "idle_rss_peak_mb": round(peak, 1),
+        "idle_cpu_percent": round(idle_cpu, 3),
+        "health_rate_rps": RATE,
+        "health_requests": len(lat),
+        "health_errors": result["error_count"],
+        "health_p50_ms": round(_pct(lat, 0.50), 2),
+        "health_p99_ms": round(_pct(lat, 0.99), 2),
+        "health_max_ms": round(max(lat), 2),
+        "rss_after_load_mb": round(rss_after_load, 1),
+    }
+    out["table"] = [
+        ("measure", "value", "goal"),
+        ("idle RSS after a sync (MB)", out["idle_rss_mb"], "<= 80"),
+        ("idle CPU over 60 s (%)", out["idle_cpu_percent"], "< 0.5"),
+        (f"/health p50 at {RATE} req/s (ms)", out["health_p50_ms"], ""),
+        (f"/health p99 at {RATE} req/s (ms)", out["health_p99_ms"], "< 20"),
+        ("/health errors", out["health_errors"], "0"),
+    ]
+    return out

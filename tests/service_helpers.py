@@ -1,0 +1,131 @@
+"""Helpers for the tests of the agent as a service: HTTP calls, waiting, running agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+# the agent is local: never route test requests through a proxy from the environment
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class Answer:
+    """One HTTP answer: status, headers, raw body, and the body as JSON when it is."""
+
+    def __init__(self, status: int, headers, body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def __repr__(self) -> str:
+        return f"<Answer {self.status} {self.body[:300]!r}>"
+
+
+def call(method: str, url: str, body: Any = None, *, token: Optional[str] = None,
+         headers: Optional[dict[str, str]] = None, raw: Optional[bytes] = None,
+         timeout: float = 15) -> Answer:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
+    if data is not None and "Content-Type" not in req.headers:
+        req.add_header("Content-Type", "application/json")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return Answer(resp.status, resp.headers, resp.read())
+    except urllib.error.HTTPError as exc:
+        return Answer(exc.code, exc.headers, exc.read())
+
+
+def get(url: str, **kw) -> Answer:
+    return call("GET", url, **kw)
+
+
+def post(url: str, body: Any = None, **kw) -> Answer:
+    return call("POST", url, body, **kw)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def last_sync_result(base: str) -> Optional[str]:
+    body = get(base + "/health").json
+    return (body.get("last_sync") or {}).get("result")
+
+
+def start_process(config: Path, env: Optional[dict[str, str]] = None,
+                  interval: int = 5) -> tuple[subprocess.Popen, str]:
+    """``terrafusion-agent run`` in a subprocess; returns it and its base URL."""
+    full_env = {**os.environ, "TERRAFUSION_SYNC__INTERVAL_SECONDS": str(interval),
+                **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "terrafusion_agent", "--config", str(config), "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"health: (http://\S+)/health", line)
+        if m:
+            return proc, m.group(1)
+    proc.kill()
+    raise AssertionError(f"agent did not start: {proc.stderr.read()}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+@contextmanager
+def local_write_lock(path: Path) -> Iterator[sqlite3.Connection]:
+    """Hold the local copy's SQLite write lock, as a long QGIS edit session would.
+
+    Any sync must record its run in the local copy first, so while this is held a sync
+    that starts waits (the busy timeout), deterministically.
+    """
+    conn = sqlite3.connect(str(path), timeout=5, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def read_token(config_dir: Path) -> str:
+    return (config_dir / "token").read_text().strip()

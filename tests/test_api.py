@@ -1,0 +1,402 @@
+"""The local HTTP API of DESIGN.md against a real server on an ephemeral port.
+
+One agent (embedded SpatiaLite central, 200 demo parcels) serves the whole module: it is
+started in-process, which lets a test hold the local copy's write lock to make a sync
+overlap deterministically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+from conftest import AgentEnv, write_config
+from service_helpers import call, get, local_write_lock, post, wait_for
+from terrafusion_agent import config as config_mod
+from terrafusion_agent.service.daemon import Agent
+
+CONTRACT_ROUTES = {
+    ("GET", "/"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/health"),
+    ("GET", "/metrics"), ("GET", "/api/v1/syncs"), ("POST", "/api/v1/syncs"),
+    ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/{id}/resolve"),
+    ("POST", "/api/v1/exports"), ("GET", "/api/v1/exports/{id}"), ("GET", "/openapi.json"),
+}
+
+
+@dataclass
+class Served:
+    env: AgentEnv
+    agent: Agent
+    base: str
+    token: str
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        wait_for(lambda: not self.agent.scheduler.is_running(), timeout, "the sync to end")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    d = tmp_path_factory.mktemp("api")
+    url = f"sqlite:///{d / 'central.sqlite'}"
+    env = AgentEnv(d, write_config(d, url, "[sync]\ninterval_seconds = 300\n"), url)
+    env.run("init-central", "--demo-parcels", "200")
+    agent = Agent(config_mod.load(env.config, environ={}))
+    agent.start()
+    try:
+        s = Served(env, agent, agent.base_url, agent.token)
+        wait_for(lambda: (get(s.base + "/health").json.get("last_sync") or {}).get("result")
+                 == "success", 60, "the first scheduled sync")
+        s.wait_idle()
+        yield s
+    finally:
+        agent.stop()
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+def test_live_is_pass_while_the_scheduler_runs(served):
+    r = get(served.base + "/health/live")
+    assert r.status == 200 and r.json == {"status": "pass"}
+    assert r.content_type.startswith("application/health+json")
+
+
+def test_ready_after_a_fresh_sync(served):
+    r = get(served.base + "/health/ready")
+    assert r.status == 200, r
+    assert r.json["status"] == "pass"
+    assert set(r.json["checks"]) == {"local:reachable", "central:reachable", "sync:freshness"}
+
+
+def test_health_body_carries_the_contract_figures(served):
+    r = get(served.base + "/health")
+    assert r.status == 200 and r.content_type.startswith("application/health+json")
+    body = r.json
+    assert body["status"] == "pass"
+    assert body["version"]
+    assert body["central_reachable"] is True
+    assert body["next_sync"] is not None
+    assert body["pending_local_edits"] == 0
+    assert body["open_conflicts"] == 0
+    last = body["last_sync"]
+    for key in ("started_at", "finished_at", "result", "pulled", "pushed", "conflicts"):
+        assert key in last
+    assert last["result"] == "success" and last["pulled"] > 200
+
+
+def test_health_counts_pending_local_edits(served):
+    from terrafusion_agent.stores import spatialite
+
+    conn = spatialite.connect(served.env.local_path)
+    try:
+        conn.execute("UPDATE sales SET sale_price = sale_price + 1 "
+                     "WHERE sale_id IN (SELECT sale_id FROM sales ORDER BY sale_id LIMIT 3)")
+    finally:
+        conn.close()
+    served.agent.monitor.local.refresh()  # the figures are cached for a couple of seconds
+    assert get(served.base + "/health").json["pending_local_edits"] == 3
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+    assert get(served.base + "/health").json["pending_local_edits"] == 0
+
+
+def test_health_stays_fast_while_central_checks_are_cached(served):
+    get(served.base + "/health")
+    times = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        assert get(served.base + "/health").status == 200
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    assert times[int(len(times) * 0.9)] < 0.05, times
+
+
+# --- syncs --------------------------------------------------------------------------------
+
+
+def test_sync_runs_are_listed_newest_first(served):
+    r = get(served.base + "/api/v1/syncs?limit=2")
+    assert r.status == 200
+    runs = r.json["runs"]
+    assert 1 <= len(runs) <= 2
+    assert runs == sorted(runs, key=lambda run: run["id"], reverse=True)
+    assert runs[0]["duration_seconds"] is not None
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "1001", "1.5", ""])
+def test_a_bad_limit_is_a_400(served, limit):
+    r = get(served.base + f"/api/v1/syncs?limit={limit}")
+    assert r.status == 400, r
+    assert r.json["code"] == "invalid_query"
+
+
+def test_post_sync_starts_one_and_returns_its_id(served):
+    before = get(served.base + "/api/v1/syncs?limit=1").json["runs"][0]["id"]
+    r = post(served.base + "/api/v1/syncs", token=served.token)
+    assert r.status == 202, r
+    assert r.json["id"] > before and r.json["trigger"] == "api"
+    served.wait_idle()
+    runs = get(served.base + "/api/v1/syncs?limit=5").json["runs"]
+    mine = next(run for run in runs if run["id"] == r.json["id"])
+    assert mine["trigger"] == "api" and mine["result"] == "success"
+
+
+def test_post_sync_accepts_an_empty_json_object(served):
+    assert post(served.base + "/api/v1/syncs", {}, token=served.token).status == 202
+    served.wait_idle()
+
+
+def test_an_overlapping_sync_is_refused_with_409(served):
+    with local_write_lock(served.env.local_path):
+        first = post(served.base + "/api/v1/syncs", token=served.token)
+        assert first.status == 202, first
+        assert served.agent.scheduler.is_running()
+        second = post(served.base + "/api/v1/syncs", token=served.token)
+        assert second.status == 409, second
+        assert second.json["code"] == "sync_in_progress"
+        # the scheduled path shares the lock: a tick now is skipped, not run twice
+        served.agent.scheduler._tick()
+        assert get(served.base + "/health").json["sync_running"]["trigger"] == "api"
+    served.wait_idle()
+    assert get(served.base + "/api/v1/syncs?limit=1").json["runs"][0]["result"] == "success"
+
+
+# --- authorisation and bad requests -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/syncs", "/api/v1/conflicts/1/resolve",
+                                  "/api/v1/exports"])
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789",
+                                           "Basic dXNlcjpwdw==", "Bearer", "bearer  "])
+def test_every_post_needs_the_token(served, path, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    r = post(served.base + path, {"keep": "local"}, headers=headers)
+    assert r.status == 401, r
+    assert r.json["code"] == "unauthorized"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert served.token not in r.text
+
+
+def test_the_bearer_scheme_is_case_insensitive(served):
+    r = post(served.base + "/api/v1/conflicts/999999/resolve", {"keep": "local"},
+             headers={"Authorization": f"bearer {served.token}"})
+    assert r.status == 404
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"{", 400), (b"not json", 400), (b"\xff\xfe\x00", 400), (b"[" * 100_000, 400),
+    (b"[]", 422), (b'"local"', 422), (b"{}", 422), (b'{"keep": "both"}', 422),
+    (b'{"keep": 1}', 422), (b'{"keep": "local", "extra": 1}', 422), (b"", 400),
+])
+def test_bad_resolve_bodies_are_4xx_with_a_json_error(served, raw, status):
+    r = call("POST", served.base + "/api/v1/conflicts/1/resolve", raw=raw, token=served.token)
+    assert r.status == status, r
+    assert r.json["error"] and r.json["status"] == status
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b'{"now": true}', b"nope"])
+def test_bad_sync_bodies_are_4xx(served, raw):
+    r = call("POST", served.base + "/api/v1/syncs", raw=raw, token=served.token)
+    assert r.status in (400, 422), r
+
+
+def test_an_oversized_body_is_a_413(served):
+    r = call("POST", served.base + "/api/v1/syncs", raw=b" " * (2 << 20), token=served.token)
+    assert r.status == 413, r
+    assert r.json["code"]
+
+
+def test_unknown_routes_and_methods_answer_json(served):
+    r = get(served.base + "/api/v1/nothing")
+    assert r.status == 404 and r.json["code"] == "not_found"
+    r = call("DELETE", served.base + "/api/v1/syncs")
+    assert r.status == 405 and set(r.headers["Allow"].split(", ")) >= {"GET", "POST"}
+    r = get(served.base + "/api/v1/conflicts/1/resolve")
+    assert r.status == 405
+    r = post(served.base + "/api/v1/conflicts/abc/resolve", {"keep": "local"},
+             token=served.token)
+    assert r.status == 404
+
+
+def test_a_request_for_another_host_name_is_refused(served):
+    # DNS rebinding: a web page's script reaching 127.0.0.1 under its own host name
+    r = get(served.base + "/api/v1/conflicts", headers={"Host": "evil.example:8765"})
+    assert r.status == 421
+    assert get(served.base.replace("127.0.0.1", "localhost") + "/health/live").status == 200
+
+
+# --- conflicts ----------------------------------------------------------------------------
+
+
+def _make_conflict(env: AgentEnv) -> int:
+    """Edit one parcel's owner both locally and centrally: the next sync records a conflict."""
+    from terrafusion_agent.stores import spatialite
+
+    local = spatialite.connect(env.local_path)
+    central = spatialite.connect(env.central_url[len("sqlite:///"):])
+    try:
+        pid = local.execute("SELECT max(prop_id) FROM parcels").fetchone()[0]
+        local.execute("UPDATE parcels SET owner_name = 'LOCAL EDIT' WHERE prop_id = ?", (pid,))
+        central.execute("UPDATE parcels SET owner_name = 'CENTRAL EDIT' WHERE prop_id = ?",
+                        (pid,))
+        return pid
+    finally:
+        local.close()
+        central.close()
+
+
+def test_conflicts_are_listed_and_resolved_once(served):
+    assert get(served.base + "/api/v1/conflicts").json == {"conflicts": []}
+    pid = _make_conflict(served.env)
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+    conflicts = get(served.base + "/api/v1/conflicts").json["conflicts"]
+    assert [c["pk"] for c in conflicts] == [[pid]]
+    cid = conflicts[0]["id"]
+    health = get(served.base + "/health").json
+    assert health["open_conflicts"] == 1
+    assert health["status"] == "warn" and health["checks"]["sync:conflicts"][0]["status"] == "warn"
+    assert get(served.base + "/health/ready").status == 200  # a conflict is not an outage
+
+    r = post(served.base + f"/api/v1/conflicts/{cid}/resolve", {"keep": "local"},
+             token=served.token)
+    assert r.status == 200, r
+    assert get(served.base + "/api/v1/conflicts").json == {"conflicts": []}
+    assert len(get(served.base + "/api/v1/conflicts?all=true").json["conflicts"]) == 1
+    again = post(served.base + f"/api/v1/conflicts/{cid}/resolve", {"keep": "central"},
+                 token=served.token)
+    assert again.status == 409 and "already resolved" in again.json["error"]
+    assert get(served.base + "/health").json["open_conflicts"] == 0
+    served.wait_idle()
+
+
+def test_resolving_an_unknown_conflict_is_a_404(served):
+    r = post(served.base + "/api/v1/conflicts/424242/resolve", {"keep": "central"},
+             token=served.token)
+    assert r.status == 404 and r.json["code"] == "not_found"
+    r = post(served.base + f"/api/v1/conflicts/{2**70}/resolve", {"keep": "central"},
+             token=served.token)
+    assert r.status == 404
+
+
+def test_a_bad_all_flag_is_a_400(served):
+    assert get(served.base + "/api/v1/conflicts?all=maybe").status == 400
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+def _export_engine_present() -> bool:
+    try:
+        from terrafusion_agent.export import jobs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_an_unknown_export_job_is_a_404(served):
+    r = get(served.base + "/api/v1/exports/424242")
+    assert r.status == (404 if _export_engine_present() else 503), r
+    assert r.json["code"]
+    assert get(served.base + "/api/v1/exports/not-a-number").status == 404
+    assert get(served.base + f"/api/v1/exports/{2**70}").status == 404
+
+
+@pytest.mark.parametrize("body", [
+    {"table": "parcels", "format": "dwg", "out": "/tmp/x.dwg"},
+    {"table": "parcels", "format": "geojson"},
+    {"table": "parcels", "format": "geojson", "out": "relative.geojson"},
+    {"table": "no_such_table", "format": "geojson", "out": "/tmp/x.geojson"},
+    {"format": "geojson", "out": "/tmp/x.geojson"},
+    {"table": "parcels", "format": "geojson", "out": "/tmp/x.geojson", "colour": "red"},
+    [], "parcels",
+])
+def test_an_invalid_export_request_is_a_422(served, body):
+    r = post(served.base + "/api/v1/exports", body, token=served.token)
+    assert r.status == (422 if _export_engine_present() else 503), r
+    assert r.json["error"]
+
+
+def test_an_export_job_runs_and_reports_its_state(served, tmp_path):
+    if not _export_engine_present():
+        pytest.skip("the export engine is not there yet")
+    out = tmp_path / "districts.geojson"
+    r = post(served.base + "/api/v1/exports",
+             {"table": "districts", "format": "geojson", "out": str(out)}, token=served.token)
+    assert r.status == 202, r
+    job = r.json
+    assert job["status"] in ("pending", "running", "completed")
+    assert r.headers["Location"] == f"/api/v1/exports/{job['id']}"
+    done = wait_for(lambda: (lambda j: j if j["status"] in ("completed", "failed") else None)(
+        get(f"{served.base}/api/v1/exports/{job['id']}").json), 60, "the export job")
+    assert done["status"] == "completed", done
+    assert done["features"] > 0 and out.exists()
+
+
+# --- documents ----------------------------------------------------------------------------
+
+
+def test_openapi_document_is_valid_and_names_every_route(served):
+    from openapi_spec_validator import validate
+
+    r = get(served.base + "/openapi.json")
+    assert r.status == 200
+    doc = r.json
+    validate(doc)
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == CONTRACT_ROUTES
+    assert doc["servers"][0]["url"] == served.base
+    for method, path in documented:
+        op = doc["paths"][path][method.lower()]
+        assert ("security" in op) == (method == "POST"), (method, path)
+
+
+def test_openapi_document_matches_the_router():
+    from terrafusion_agent.service.openapi import document
+    from terrafusion_agent.service.routes import ROUTES
+
+    routed = set()
+    for route in ROUTES:
+        path = re.sub(r"<[^>]+>", "{id}", route.rule.rule)
+        routed |= {(m, path) for m in route.rule.methods if m not in ("HEAD", "OPTIONS")}
+    assert routed == {(m.upper(), p) for p, ops in document()["paths"].items() for m in ops}
+
+
+def test_status_page_is_self_contained_html(served):
+    r = get(served.base + "/")
+    assert r.status == 200 and r.content_type.startswith("text/html")
+    page = r.text
+    assert "<svg" in page and "<rect" in page  # the duration chart
+    assert "Pending local edits" in page and "Open conflicts" in page
+    assert "Next sync" in page and "Last sync" in page
+    for external in ("<script", "src=\"http", "href=\"http", "@import", "url("):
+        assert external not in page
+    assert "default-src 'none'" in r.headers["Content-Security-Policy"]
+
+
+def test_the_token_file_is_private(served):
+    path = served.env.dir / "token"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text().strip() == served.token and len(served.token) >= 40
+
+
+def test_concurrent_requests_all_answer(served):
+    failures = []
+
+    def hammer():
+        for _ in range(20):
+            status = get(served.base + "/health").status
+            if status != 200:
+                failures.append(status)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []

@@ -1,0 +1,125 @@
+"""``install-service`` / ``uninstall-service``: the systemd user unit and what is run.
+
+A stand-in ``systemctl`` on PATH records its arguments (this machine, like CI, has no
+systemd user session); the unit itself is checked by ``systemd-analyze verify`` when
+that tool is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "$@" >> "{log}"
+case "$*" in
+  *daemon-reload*) exit {reload_status} ;;
+esac
+exit 0
+"""
+
+
+def _fake_systemctl(tmp_path: Path, reload_status: int = 0) -> tuple[Path, Path]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "systemctl.log"
+    script = bindir / "systemctl"
+    script.write_text(FAKE_SYSTEMCTL.format(log=log, reload_status=reload_status))
+    script.chmod(0o755)
+    return bindir, log
+
+
+def _cli(agent, *args, path: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": path, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
+           "HOME": str(tmp_path / "home")}
+    return subprocess.run([sys.executable, "-m", "terrafusion_agent", "--config",
+                           str(agent.config), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def _unit(tmp_path: Path) -> Path:
+    return tmp_path / "xdg-config" / "systemd" / "user" / "terrafusion-agent.service"
+
+
+def test_install_writes_a_user_unit_and_enables_it_now(sqlite_agent, tmp_path):
+    bindir, log = _fake_systemctl(tmp_path)
+    proc = _cli(sqlite_agent, "install-service", path=f"{bindir}:/usr/bin:/bin",
+                tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    unit = _unit(tmp_path).read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert exec_start == (f"ExecStart={Path(sys.executable).absolute()} -m terrafusion_agent "
+                          f"--config {sqlite_agent.config.resolve()} run")
+    assert "Restart=on-failure" in unit and "WantedBy=default.target" in unit
+    assert "RestartPreventExitStatus=2" in unit
+    assert "PGPASSWORD" not in unit and "password" not in unit.lower()
+    assert log.read_text().splitlines() == [
+        "--user daemon-reload", "--user enable --now terrafusion-agent.service"]
+    assert "started" in proc.stdout
+
+
+def test_install_without_a_user_manager_enables_for_the_next_login(sqlite_agent, tmp_path):
+    bindir, log = _fake_systemctl(tmp_path, reload_status=1)
+    proc = _cli(sqlite_agent, "install-service", path=f"{bindir}:/usr/bin:/bin",
+                tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text().splitlines() == [
+        "--user daemon-reload", "--user enable terrafusion-agent.service"]
+    assert "next login" in proc.stdout and "systemctl --user start" in proc.stdout
+
+
+def test_install_without_systemd_prints_the_steps(sqlite_agent, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    proc = _cli(sqlite_agent, "install-service", path=str(empty), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "systemd is not available" in proc.stdout
+    assert f"--config \"{sqlite_agent.config.resolve()}\" run" in proc.stdout
+    assert not _unit(tmp_path).exists()
+
+
+def test_install_needs_a_configuration_file(tmp_path):
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "nothing-here")}
+    env.pop("TERRAFUSION_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-m", "terrafusion_agent", "install-service"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert "needs a configuration file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_uninstall_disables_and_removes_the_unit(sqlite_agent, tmp_path):
+    bindir, log = _fake_systemctl(tmp_path)
+    path = f"{bindir}:/usr/bin:/bin"
+    assert _cli(sqlite_agent, "install-service", path=path, tmp_path=tmp_path).returncode == 0
+    proc = _cli(sqlite_agent, "uninstall-service", path=path, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not _unit(tmp_path).exists()
+    assert log.read_text().splitlines()[-2:] == [
+        "--user disable --now terrafusion-agent.service", "--user daemon-reload"]
+
+
+def test_paths_with_spaces_are_quoted_for_systemd(tmp_path):
+    from terrafusion_agent.service.systemd import unit_text
+
+    unit = unit_text(tmp_path / "My Config" / "agent.toml", python="/opt/Q GIS/python3")
+    line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
+    assert line.startswith('ExecStart="/opt/Q GIS/python3" -m terrafusion_agent --config "')
+    assert line.endswith('My Config/agent.toml" run')
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_the_unit_passes_systemd_analyze_verify(sqlite_agent, tmp_path):
+    from terrafusion_agent.service.systemd import UNIT_NAME, unit_text
+
+    unit = tmp_path / UNIT_NAME
+    unit.write_text(unit_text(sqlite_agent.config))
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if UNIT_NAME in line]
+    assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr

@@ -1,0 +1,145 @@
+"""The sync schedule: one sync at a time, backoff after failures, stop on request.
+
+These use a stand-in for ``run_sync`` so failures and slow syncs happen on cue; the real
+engine is exercised by test_api and test_service.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+from service_helpers import wait_for
+from terrafusion_agent import config as config_mod
+from terrafusion_agent.errors import CentralUnavailable, SyncCancelled, SyncInProgress
+from terrafusion_agent.service.scheduler import SyncScheduler, retry_delay
+
+
+@pytest.fixture
+def config(tmp_path):
+    (tmp_path / "agent.toml").write_text(
+        f'[central]\nurl = "sqlite:///{tmp_path}/central.sqlite"\n'
+        f'[local]\npath = "{tmp_path}/local.sqlite"\n[sync]\ninterval_seconds = 300\n')
+    return config_mod.load(tmp_path / "agent.toml", environ={})
+
+
+class FakeSync:
+    """Stands in for run_sync: fails, succeeds or blocks as told."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+        self.fail = False
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+
+    def __call__(self, config, trigger, stop):
+        self.calls.append(trigger)
+        self.entered.set()
+        while not self.release.wait(0.01):
+            if stop.is_set():
+                raise SyncCancelled("The sync was stopped.")
+        if self.fail:
+            raise CentralUnavailable("The central database cannot be reached: refused.")
+        return {"id": len(self.calls), "trigger": trigger, "result": "success",
+                "duration_seconds": 0.01, "pulled": 0, "pushed": 0, "conflicts": 0}
+
+
+def _seconds_until(iso: str) -> float:
+    when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return (when - datetime.now(timezone.utc)).total_seconds()
+
+
+def test_retry_delay_doubles_from_30_s_and_never_exceeds_the_interval():
+    assert [retry_delay(n, 300) for n in range(1, 8)] == [30, 60, 120, 240, 300, 300, 300]
+    assert retry_delay(1, 10) == 10
+    assert retry_delay(0, 300) == 300
+    assert retry_delay(10_000, 600) == 600
+
+
+def test_a_failure_brings_the_next_attempt_forward_and_success_resets(config):
+    fake = FakeSync()
+    fake.fail = True
+    sched = SyncScheduler(config, sync=fake)
+    sched.start()
+    try:
+        wait_for(lambda: sched.consecutive_failures == 1, 10, "the first failure")
+        wait_for(lambda: sched.next_sync() and _seconds_until(sched.next_sync()) < 31, 5,
+                 "the retry to be scheduled")
+        assert 25 < _seconds_until(sched.next_sync()) <= 30.5  # 30 s less jitter, not 300 s
+        state = sched.state()
+        assert state["consecutive_failures"] == 1
+        assert "cannot be reached" in state["last_error"]
+
+        fake.fail = False
+        wait_for(lambda: not sched.is_running(), 5, "the failed sync to end")
+        sched.start_sync("api")
+        wait_for(lambda: sched.consecutive_failures == 0 and not sched.is_running(), 10,
+                 "a successful sync")
+        assert sched.state()["last_error"] is None
+    finally:
+        sched.shutdown(5)
+
+
+def test_manual_and_scheduled_syncs_never_overlap(config):
+    fake = FakeSync()
+    fake.release.clear()
+    sched = SyncScheduler(config, sync=fake)
+    sched.start(first_run=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    try:
+        sched.start_sync("api")
+        assert fake.entered.wait(5)
+        with pytest.raises(SyncInProgress):
+            sched.start_sync("api")
+        sched._tick()  # what the scheduler does at the interval: skipped, not queued
+        with pytest.raises(SyncInProgress):
+            with sched.exclusive("resolving a conflict"):
+                pass
+        fake.release.set()
+        wait_for(lambda: not sched.is_running(), 5, "the sync to end")
+        assert fake.calls == ["api"]
+    finally:
+        fake.release.set()
+        sched.shutdown(5)
+
+
+def test_shutdown_stops_a_running_sync_and_does_not_count_it_as_a_failure(config):
+    fake = FakeSync()
+    fake.release.clear()
+    sched = SyncScheduler(config, sync=fake)
+    sched.start()
+    assert fake.entered.wait(5)
+    t0 = time.monotonic()
+    assert sched.shutdown(5) is True
+    assert time.monotonic() - t0 < 1
+    assert sched.consecutive_failures == 0
+    assert not sched.alive() and sched.next_sync() is None
+
+
+def test_shutdown_gives_up_on_a_sync_that_ignores_the_stop(config):
+    stuck = threading.Event()
+
+    def deaf_sync(config, trigger, stop):
+        stuck.wait(30)  # a database call that does not look at the stop event
+        return {}
+
+    sched = SyncScheduler(config, sync=deaf_sync)
+    sched.start()
+    wait_for(sched.is_running, 5, "the sync to start")
+    assert sched.shutdown(0.3) is False
+    stuck.set()
+
+
+def test_the_schedule_runs_at_the_configured_interval(config):
+    fake = FakeSync()
+    sched = SyncScheduler(replace(config, interval_seconds=5), sync=fake)
+    sched.start()
+    try:
+        wait_for(lambda: len(fake.calls) >= 1, 5, "the first sync")
+        assert 4 <= _seconds_until(sched.next_sync()) <= 5.1
+        assert fake.calls == ["schedule"]
+    finally:
+        sched.shutdown(5)
