@@ -4,17 +4,17 @@
 <context>
     <name>TerraFusion</name>
     <message>
-        <location filename="../terrafusion_plugin/plugin.py" line="46"/>
+        <location filename="../terrafusion_plugin/plugin.py" line="74"/>
         <source>TerraFusion Panel</source>
         <translation>Panel de TerraFusion</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/plugin.py" line="49"/>
+        <location filename="../terrafusion_plugin/plugin.py" line="74"/>
         <source>Show or hide the TerraFusion panel</source>
         <translation>Mostrar u ocultar el panel de TerraFusion</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/plugin.py" line="53"/>
+        <location filename="../terrafusion_plugin/plugin.py" line="92"/>
         <source>TerraFusion Toolbar</source>
         <translation>Barra de herramientas de TerraFusion</translation>
     </message>
@@ -44,104 +44,1068 @@
         <translation>la tarea se canceló</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="107"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="175"/>
         <source>Not scheduled</source>
         <translation>No programada</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="115"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="194"/>
         <source>{path} (not created yet)</source>
         <translation>{path} (aún no creada)</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="123"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="247"/>
         <source>Not running</source>
         <translation>No está en ejecución</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="125"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="249"/>
         <source>Unknown</source>
         <translation>Desconocido</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="132"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="262"/>
         <source>Running (agent {version})</source>
         <translation>En ejecución (agente {version})</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="130"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="260"/>
         <source>Running with warnings (agent {version})</source>
         <translation>En ejecución con advertencias (agente {version})</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="131"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="261"/>
         <source>Running with failing checks (agent {version})</source>
         <translation>En ejecución con comprobaciones fallidas (agente {version})</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="137"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="267"/>
         <source>Never</source>
         <translation>Nunca</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="139"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="72"/>
         <source>succeeded</source>
         <translation>correcta</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="139"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="72"/>
         <source>failed</source>
         <translation>fallida</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="140"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="72"/>
         <source>running</source>
         <translation>en curso</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="141"/>
-        <source>{when}, {result}, rows pulled: {pulled}</source>
-        <translation>{when}, {result}, filas recibidas: {pulled}</translation>
-    </message>
-    <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="151"/>
-        <source>No agent answers at {address}; start it with “terrafusion-agent run”.</source>
-        <translation>Ningún agente responde en {address}; inícielo con «terrafusion-agent run».</translation>
-    </message>
-    <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="154"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="287"/>
         <source>The agent answers, but its sync schedule has stopped.</source>
         <translation>El agente responde, pero su programación de sincronización se ha detenido.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="156"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="289"/>
         <source>The agent answers, but did not report its state in time.</source>
         <translation>El agente responde, pero no informó de su estado a tiempo.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="173"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="434"/>
         <source>Reading the local copy…</source>
         <translation>Leyendo la copia local…</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="190"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="451"/>
         <source>QGIS could not open these tables of the local copy: {tables}.</source>
         <translation>QGIS no pudo abrir estas tablas de la copia local: {tables}.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="194"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="455"/>
         <source>Layers added to the group “{group}”: {layers}.</source>
         <translation>Capas añadidas al grupo «{group}»: {layers}.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="197"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="458"/>
         <source>The synced layers are already in the project.</source>
         <translation>Las capas sincronizadas ya están en el proyecto.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="199"/>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="460"/>
         <source>The local copy has no synced tables yet.</source>
         <translation>La copia local aún no tiene tablas sincronizadas.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflict_tasks.py" line="29"/>
+        <source>Reading the TerraFusion conflicts</source>
+        <translation>Leyendo los conflictos de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflict_tasks.py" line="56"/>
+        <source>The conflicts could not be read: {reason}.</source>
+        <translation>No se pudieron leer los conflictos: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflict_tasks.py" line="69"/>
+        <source>Resolving TerraFusion conflicts</source>
+        <translation>Resolviendo conflictos de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflict_tasks.py" line="97"/>
+        <source>The conflicts could not be resolved: {reason}.</source>
+        <translation>No se pudieron resolver los conflictos: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="60"/>
+        <source>NULL</source>
+        <translation>NULL</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="64"/>
+        <source>(no geometry)</source>
+        <translation>(sin geometría)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="144"/>
+        <source>Local (yours)</source>
+        <translation>Local (la suya)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="144"/>
+        <source>Central</source>
+        <translation>Central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="167"/>
+        <source>Reading the conflicts…</source>
+        <translation>Leyendo los conflictos…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="200"/>
+        <source>No open conflicts: every change has reached both sides.</source>
+        <translation>No hay conflictos abiertos: todos los cambios han llegado a ambos lados.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="200"/>
+        <source>{n} open conflict(s). Each row was changed here and centrally since the last sync; choose which version stays.</source>
+        <translation>{n} conflicto(s) abierto(s). Cada fila se cambió aquí y en la central desde la última sincronización; elija qué versión se queda.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="394"/>
+        <source>Conflicts</source>
+        <translation>Conflictos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="235"/>
+        <source>deleted here, changed centrally</source>
+        <translation>eliminada aquí, cambiada en la central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="237"/>
+        <source>changed here, deleted centrally</source>
+        <translation>cambiada aquí, eliminada en la central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="284"/>
+        <source>(deleted)</source>
+        <translation>(eliminado)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="289"/>
+        <source>{geometry} (edited)</source>
+        <translation>{geometry} (editada)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="377"/>
+        <source>{n} conflict(s) resolved keeping your version; it reaches the central database at the next sync.</source>
+        <translation>{n} conflicto(s) resuelto(s) manteniendo su versión; llegará a la base de datos central en la próxima sincronización.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="377"/>
+        <source>{n} conflict(s) resolved keeping the central version; the local copy has it now.</source>
+        <translation>{n} conflicto(s) resuelto(s) manteniendo la versión central; la copia local ya la tiene.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="43"/>
+        <source>Sync now</source>
+        <translation>Sincronizar ahora</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="402"/>
+        <source>Keep local ({n})</source>
+        <translation>Mantener la local ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="402"/>
+        <source>Keep local</source>
+        <translation>Mantener la local</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="404"/>
+        <source>Keep central ({n})</source>
+        <translation>Mantener la central ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="404"/>
+        <source>Keep central</source>
+        <translation>Mantener la central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="544"/>
+        <source>Export</source>
+        <translation>Exportar</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="88"/>
+        <source>Cancel export</source>
+        <translation>Cancelar la exportación</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="119"/>
+        <source>Export to</source>
+        <translation>Exportar a</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="120"/>
+        <source>Export only the features where</source>
+        <translation>Exportar solo los objetos donde</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="180"/>
+        <source>No preset</source>
+        <translation>Sin preajuste</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="198"/>
+        <source>Synced tables</source>
+        <translation>Tablas sincronizadas</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="318"/>
+        <source>Selected features only ({n})</source>
+        <translation>Solo los objetos seleccionados ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="318"/>
+        <source>Selected features only</source>
+        <translation>Solo los objetos seleccionados</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="322"/>
+        <source>The preset keeps only rows where: {where}</source>
+        <translation>El preajuste conserva solo las filas donde: {where}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="342"/>
+        <source>{format} files are always in WGS 84 (EPSG:{epsg}).</source>
+        <translation>Los archivos {format} están siempre en WGS 84 (EPSG:{epsg}).</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="350"/>
+        <source>Folder:</source>
+        <translation>Carpeta:</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="353"/>
+        <source>File:</source>
+        <translation>Archivo:</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="404"/>
+        <source>Choose the file to write.</source>
+        <translation>Elija el archivo que se va a escribir.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="407"/>
+        <source>Choose at least one field.</source>
+        <translation>Elija al menos un campo.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="421"/>
+        <source>{file} exists already; click Export again to replace it.</source>
+        <translation>{file} ya existe; pulse Exportar de nuevo para reemplazarlo.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="428"/>
+        <source>Choose a synced table, or a layer of the project.</source>
+        <translation>Elija una tabla sincronizada o una capa del proyecto.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="432"/>
+        <source>Choose a CRS with an authority code, such as EPSG:4326.</source>
+        <translation>Elija un SRC con código de autoridad, como EPSG:4326.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="438"/>
+        <source>QGIS cannot open table {table} of the local copy.</source>
+        <translation>QGIS no puede abrir la tabla {table} de la copia local.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="450"/>
+        <source>Choose a vector layer of the project.</source>
+        <translation>Elija una capa vectorial del proyecto.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="468"/>
+        <source>The filter is not a valid QGIS expression: {error}</source>
+        <translation>El filtro no es una expresión de QGIS válida: {error}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="476"/>
+        <source>The filter names a field that {layer} does not have: {field}.</source>
+        <translation>El filtro nombra un campo que {layer} no tiene: {field}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="512"/>
+        <source>Exported {n} features of {source} to {path}.</source>
+        <translation>Se exportaron {n} objetos de {source} a {path}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="555"/>
+        <source>TerraFusion export</source>
+        <translation>Exportación de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="544"/>
+        <source>QGIS cannot open the exported file {path}.</source>
+        <translation>QGIS no puede abrir el archivo exportado {path}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="556"/>
+        <source>Open the folder</source>
+        <translation>Abrir la carpeta</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_dialog.py" line="562"/>
+        <source>Add to map</source>
+        <translation>Añadir al mapa</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="118"/>
+        <source>The export was cancelled; no file was left behind.</source>
+        <translation>La exportación se canceló; no quedó ningún archivo.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="143"/>
+        <source>The export failed: {reason}.</source>
+        <translation>La exportación falló: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="239"/>
+        <source>TerraFusion export of {table}</source>
+        <translation>Exportación de TerraFusion de {table}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="263"/>
+        <source>Layer {layer} has no geometry, so it cannot be written as {format}; choose csv, gpkg or geojson.</source>
+        <translation>La capa {layer} no tiene geometría, por lo que no se puede escribir como {format}; elija csv, gpkg o geojson.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="275"/>
+        <source>The export could not be written to {path}: {reason}.</source>
+        <translation>No se pudo escribir la exportación en {path}: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="333"/>
+        <source>a feature was refused</source>
+        <translation>se rechazó un objeto</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="79"/>
+        <source>Sync Now</source>
+        <translation>Sincronizar ahora</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="79"/>
+        <source>Pull the central changes and push your edits now</source>
+        <translation>Traer ahora los cambios de la central y enviar sus ediciones</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="82"/>
+        <source>Export…</source>
+        <translation>Exportar…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="82"/>
+        <source>Export a synced table or a layer of the project to a file</source>
+        <translation>Exportar a un archivo una tabla sincronizada o una capa del proyecto</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="85"/>
+        <source>Conflicts…</source>
+        <translation>Conflictos…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="85"/>
+        <source>Compare and resolve the rows changed on both sides</source>
+        <translation>Comparar y resolver las filas cambiadas en ambos lados</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="88"/>
+        <source>Settings…</source>
+        <translation>Configuración…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py" line="88"/>
+        <source>Central database, schedule, conflict policies and API port of the agent</source>
+        <translation>Base de datos central, programación, políticas de conflictos y puerto de la API del agente</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="51"/>
+        <source>Export a synced table</source>
+        <translation>Exportar una tabla sincronizada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="54"/>
+        <source>Writes a table of the local copy to a file with the sync agent's export engine, as the Export dialog and “terrafusion-agent export” do. Give a table or a preset from the agent's configuration. The format follows the output file's extension unless one is chosen; a shapefile is one .zip. The filter is an SQL expression on the table's columns, for example market_value &gt; 500000. A preset that names its own files writes into the output's folder.</source>
+        <translation>Escribe una tabla de la copia local en un archivo con el motor de exportación del agente de sincronización, como lo hacen el diálogo Exportar y «terrafusion-agent export». Indique una tabla o un preajuste de la configuración del agente. El formato sigue la extensión del archivo de salida salvo que se elija uno; un shapefile es un único .zip. El filtro es una expresión SQL sobre las columnas de la tabla, por ejemplo market_value &gt; 500000. Un preajuste que da nombre a sus propios archivos escribe en la carpeta de la salida.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="67"/>
+        <source>Synced table</source>
+        <translation>Tabla sincronizada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="69"/>
+        <source>Export preset</source>
+        <translation>Preajuste de exportación</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="71"/>
+        <source>Format (empty: from the output file&apos;s extension)</source>
+        <translation>Formato (vacío: según la extensión del archivo de salida)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="74"/>
+        <source>CRS (empty: the format&apos;s default or the table&apos;s)</source>
+        <translation>SRC (vacío: el predeterminado del formato o el de la tabla)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="76"/>
+        <source>Fields, comma separated (empty: all)</source>
+        <translation>Campos, separados por comas (vacío: todos)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="78"/>
+        <source>Filter (SQL expression on the table&apos;s columns)</source>
+        <translation>Filtro (expresión SQL sobre las columnas de la tabla)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="81"/>
+        <source>Output file</source>
+        <translation>Archivo de salida</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="84"/>
+        <source>Features exported</source>
+        <translation>Objetos exportados</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="124"/>
+        <source>Exported {n} features of {table} to {path}.</source>
+        <translation>Se exportaron {n} objetos de {table} a {path}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/provider.py" line="22"/>
+        <source>TerraFusion: sync and export the county&apos;s local copy</source>
+        <translation>TerraFusion: sincronizar y exportar la copia local del condado</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="20"/>
+        <source>Agent configuration file (empty: the agent&apos;s own)</source>
+        <translation>Archivo de configuración del agente (vacío: el del propio agente)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="46"/>
+        <source>Pulls what changed in the central database into the local copy and pushes the local edits, detecting conflicts instead of overwriting. When the sync agent runs, it is asked to do it; otherwise the sync runs here, exactly as “terrafusion-agent sync” does.</source>
+        <translation>Trae a la copia local lo que cambió en la base de datos central y envía las ediciones locales, detectando conflictos en lugar de sobrescribir. Si el agente de sincronización está en ejecución, se le pide que lo haga; si no, la sincronización se ejecuta aquí, exactamente como lo hace «terrafusion-agent sync».</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="56"/>
+        <source>Result</source>
+        <translation>Resultado</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="57"/>
+        <source>Rows pulled</source>
+        <translation>Filas recibidas</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="58"/>
+        <source>Rows pushed</source>
+        <translation>Filas enviadas</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="59"/>
+        <source>New conflicts</source>
+        <translation>Conflictos nuevos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="60"/>
+        <source>Synced by</source>
+        <translation>Sincronizado por</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="395"/>
+        <source>Syncing {table}…</source>
+        <translation>Sincronizando {table}…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/sync_algorithm.py" line="78"/>
+        <source>Sync finished: {pulled} rows pulled, {pushed} pushed, {conflicts} new conflict(s).</source>
+        <translation>Sincronización terminada: {pulled} filas recibidas, {pushed} enviadas, {conflicts} conflicto(s) nuevo(s).</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="42"/>
+        <source>Ask me (record a conflict)</source>
+        <translation>Preguntarme (registrar un conflicto)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="42"/>
+        <source>Central wins</source>
+        <translation>Gana la central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="43"/>
+        <source>Local wins</source>
+        <translation>Gana la local</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="51"/>
+        <source>The authentication configuration {id} cannot be read; is QGIS&apos;s master password set?</source>
+        <translation>No se puede leer la configuración de autenticación {id}; ¿está establecida la contraseña maestra de QGIS?</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="54"/>
+        <source>Only a user name and password authentication can be passed to the agent; for certificates use a PostgreSQL service.</source>
+        <translation>Solo se puede pasar al agente una autenticación con usuario y contraseña; para certificados use un servicio de PostgreSQL.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="58"/>
+        <source>The authentication configuration {id} has no user name.</source>
+        <translation>La configuración de autenticación {id} no tiene nombre de usuario.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="67"/>
+        <source>Testing the TerraFusion central connection</source>
+        <translation>Probando la conexión central de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="99"/>
+        <source>PostgreSQL service (pg_service.conf)</source>
+        <translation>Servicio de PostgreSQL (pg_service.conf)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="99"/>
+        <source>PostgreSQL server</source>
+        <translation>Servidor PostgreSQL</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="99"/>
+        <source>SpatiaLite file</source>
+        <translation>Archivo SpatiaLite</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="109"/>
+        <source>SpatiaLite databases (*.sqlite *.db)</source>
+        <translation>Bases de datos SpatiaLite (*.sqlite *.db)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="113"/>
+        <source> s</source>
+        <translation> s</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="115"/>
+        <source>any free port</source>
+        <translation>cualquier puerto libre</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="140"/>
+        <source>Configuration file: {path}</source>
+        <translation>Archivo de configuración: {path}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="280"/>
+        <source>Settings</source>
+        <translation>Configuración</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="198"/>
+        <source>Writes the password to {path} (readable only by you), where PostgreSQL programs such as the agent look for it. Never into the agent&apos;s configuration.</source>
+        <translation>Escribe la contraseña en {path} (legible solo por usted), donde la buscan los programas de PostgreSQL como el agente. Nunca en la configuración del agente.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="210"/>
+        <source>As above</source>
+        <translation>Como arriba</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="261"/>
+        <source>Name at least one table to sync.</source>
+        <translation>Indique al menos una tabla que sincronizar.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="287"/>
+        <source>Settings saved to {path}. A running agent reads them when it starts: restart it to apply them.</source>
+        <translation>Configuración guardada en {path}. Un agente en ejecución la lee al iniciarse: reinícielo para aplicarla.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="290"/>
+        <source>The password is kept for the agent in {path}.</source>
+        <translation>La contraseña se guarda para el agente en {path}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="315"/>
+        <source>Connecting…</source>
+        <translation>Conectando…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="349"/>
+        <source>The test was cancelled.</source>
+        <translation>La prueba se canceló.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/settings_dialog.py" line="350"/>
+        <source>Connected.</source>
+        <translation>Conectado.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks.py" line="117"/>
+        <source>TerraFusion sync</source>
+        <translation>Sincronización de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks.py" line="167"/>
+        <source>The sync was cancelled.</source>
+        <translation>La sincronización se canceló.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks.py" line="169"/>
+        <source>The sync failed: {reason}.</source>
+        <translation>La sincronización falló: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks.py" line="186"/>
+        <source>Starting the TerraFusion agent</source>
+        <translation>Iniciando el agente de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks.py" line="219"/>
+        <source>The agent could not be started: {reason}.</source>
+        <translation>No se pudo iniciar el agente: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="73"/>
+        <source>cancelled</source>
+        <translation>cancelada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="167"/>
+        <source>Open the status page</source>
+        <translation>Abrir la página de estado</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="179"/>
+        <source>Syncing now</source>
+        <translation>Sincronizando ahora</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="185"/>
+        <source>Review…</source>
+        <translation>Revisar…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="205"/>
+        <source>The agent was started but does not answer at {address}; see its log in {folder}.</source>
+        <translation>El agente se inició pero no responde en {address}; consulte su registro en {folder}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="304"/>
+        <source>Starting the agent…</source>
+        <translation>Iniciando el agente…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="236"/>
+        <source>Started {when}</source>
+        <translation>Iniciada el {when}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="238"/>
+        <source>Asked by: {trigger}</source>
+        <translation>Solicitada por: {trigger}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="251"/>
+        <source>Another agent answers</source>
+        <translation>Responde otro agente</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="268"/>
+        <source>{when}, {result}, rows pulled: {pulled}, pushed: {pushed}</source>
+        <translation>{when}, {result}, filas recibidas: {pulled}, enviadas: {pushed}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="279"/>
+        <source>No agent answers at {address}. Start it with “Start agent”, or run “terrafusion-agent run”.</source>
+        <translation>Ningún agente responde en {address}. Inícielo con «Iniciar agente» o ejecute «terrafusion-agent run».</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="282"/>
+        <source>The agent at {address} works on another local copy ({path}); give this one another API port in the settings.</source>
+        <translation>El agente de {address} trabaja con otra copia local ({path}); asigne a esta otro puerto de API en la configuración.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="364"/>
+        <source>Syncing…</source>
+        <translation>Sincronizando…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="389"/>
+        <source>The agent is syncing…</source>
+        <translation>El agente está sincronizando…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="405"/>
+        <source>Sync finished: {pulled} rows pulled, {pushed} pushed.</source>
+        <translation>Sincronización terminada: {pulled} filas recibidas, {pushed} enviadas.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/terrafusion_dock.py" line="408"/>
+        <source>{n} new conflict(s) wait for your decision.</source>
+        <translation>{n} conflicto(s) nuevo(s) esperan su decisión.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py" line="68"/>
+        <source>area {area} {unit}²</source>
+        <translation>superficie {area} {unit}²</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="40"/>
+        <source>Shapefile (zipped)</source>
+        <translation>Shapefile (comprimido en zip)</translation>
+    </message>
+</context>
+<context>
+    <name>ConflictsDialog</name>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="14"/>
+        <source>TerraFusion – Conflicts</source>
+        <translation>TerraFusion – Conflictos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="56"/>
+        <source>Conflict</source>
+        <translation>Conflicto</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="61"/>
+        <source>Table</source>
+        <translation>Tabla</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="66"/>
+        <source>Key</source>
+        <translation>Clave</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="71"/>
+        <source>Changed on both sides</source>
+        <translation>Cambiado en ambos lados</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="76"/>
+        <source>Detected</source>
+        <translation>Detectado</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="99"/>
+        <source>Column</source>
+        <translation>Columna</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="104"/>
+        <source>Before (last sync)</source>
+        <translation>Antes (última sincronización)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="109"/>
+        <source>Local (yours)</source>
+        <translation>Local (la suya)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="114"/>
+        <source>Central</source>
+        <translation>Central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="162"/>
+        <source>Keep your version of the selected rows; it is sent to the central database at the next sync</source>
+        <translation>Mantener su versión de las filas seleccionadas; se envía a la base de datos central en la próxima sincronización</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="165"/>
+        <source>Keep local</source>
+        <translation>Mantener la local</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="172"/>
+        <source>Take the central version of the selected rows into the local copy now</source>
+        <translation>Llevar ahora la versión central de las filas seleccionadas a la copia local</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="175"/>
+        <source>Keep central</source>
+        <translation>Mantener la central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui" line="195"/>
+        <source>Refresh</source>
+        <translation>Actualizar</translation>
+    </message>
+</context>
+<context>
+    <name>ExportDialog</name>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="14"/>
+        <source>TerraFusion – Export</source>
+        <translation>TerraFusion – Exportar</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="24"/>
+        <source>Source</source>
+        <translation>Origen</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="30"/>
+        <source>A table of the local copy, exported by the sync agent&apos;s export engine</source>
+        <translation>Una tabla de la copia local, exportada por el motor de exportación del agente de sincronización</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="33"/>
+        <source>Synced table</source>
+        <translation>Tabla sincronizada</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="53"/>
+        <source>Any vector layer of the project, written by QGIS</source>
+        <translation>Cualquier capa vectorial del proyecto, escrita por QGIS</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="56"/>
+        <source>Project layer</source>
+        <translation>Capa del proyecto</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="66"/>
+        <source>Preset:</source>
+        <translation>Preajuste:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="73"/>
+        <source>Export presets from the agent&apos;s configuration: what may leave the office for one recipient</source>
+        <translation>Preajustes de exportación de la configuración del agente: lo que puede salir de la oficina para un destinatario</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="83"/>
+        <source>Output</source>
+        <translation>Salida</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="92"/>
+        <source>Format:</source>
+        <translation>Formato:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="102"/>
+        <source>CRS:</source>
+        <translation>SRC:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="112"/>
+        <source>File:</source>
+        <translation>Archivo:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="122"/>
+        <source>Add the exported file to the map</source>
+        <translation>Añadir el archivo exportado al mapa</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="132"/>
+        <source>Features</source>
+        <translation>Objetos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="141"/>
+        <source>Selected features only</source>
+        <translation>Solo los objetos seleccionados</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="148"/>
+        <source>Filter:</source>
+        <translation>Filtro:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="155"/>
+        <source>Export only the features for which this QGIS expression is true</source>
+        <translation>Exportar solo los objetos para los que esta expresión de QGIS es verdadera</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="190"/>
+        <source>Fields</source>
+        <translation>Campos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="205"/>
+        <source>Select all</source>
+        <translation>Todos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="212"/>
+        <source>Clear</source>
+        <translation>Ninguno</translation>
+    </message>
+</context>
+<context>
+    <name>SettingsDialog</name>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="14"/>
+        <source>TerraFusion – Settings</source>
+        <translation>TerraFusion – Configuración</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="37"/>
+        <source>Central database</source>
+        <translation>Base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="48"/>
+        <source>Connect through:</source>
+        <translation>Conectar mediante:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="67"/>
+        <source>Service:</source>
+        <translation>Servicio:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="77"/>
+        <source>A service of pg_service.conf: host, database, user and how to find the password, kept by PostgreSQL&apos;s own tools</source>
+        <translation>Un servicio de pg_service.conf: servidor, base de datos, usuario y dónde encontrar la contraseña, gestionado con las herramientas de PostgreSQL</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="87"/>
+        <source>The service is read from pg_service.conf by the agent itself, so it works while QGIS is closed.</source>
+        <translation>El propio agente lee el servicio de pg_service.conf, así que funciona aunque QGIS esté cerrado.</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="101"/>
+        <source>Host:</source>
+        <translation>Servidor:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="117"/>
+        <source>Port:</source>
+        <translation>Puerto:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="139"/>
+        <source>Database:</source>
+        <translation>Base de datos:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="153"/>
+        <source>Authentication:</source>
+        <translation>Autenticación:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="163"/>
+        <source>User:</source>
+        <translation>Usuario:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="170"/>
+        <source>Without an authentication configuration: the user name; its password comes from libpq (~/.pgpass or PGPASSWORD)</source>
+        <translation>Sin configuración de autenticación: el nombre de usuario; su contraseña la aporta libpq (~/.pgpass o PGPASSWORD)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="177"/>
+        <source>Let the agent use this password (kept in PostgreSQL&apos;s password file)</source>
+        <translation>Permitir que el agente use esta contraseña (guardada en el archivo de contraseñas de PostgreSQL)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="257"/>
+        <source>File:</source>
+        <translation>Archivo:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="207"/>
+        <source>An embedded central database, for demonstrations and single-seat offices.</source>
+        <translation>Una base de datos central integrada, para demostraciones y oficinas de un solo puesto.</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="220"/>
+        <source>Test connection</source>
+        <translation>Probar la conexión</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="248"/>
+        <source>Local copy</source>
+        <translation>Copia local</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="270"/>
+        <source>Agent</source>
+        <translation>Agente</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="279"/>
+        <source>API port:</source>
+        <translation>Puerto de la API:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="286"/>
+        <source>The agent answers on 127.0.0.1 at this port (health, metrics, the plugin&apos;s requests)</source>
+        <translation>El agente responde en 127.0.0.1 en este puerto (estado, métricas, peticiones del complemento)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="302"/>
+        <source>Start the agent from QGIS when none is running</source>
+        <translation>Iniciar el agente desde QGIS cuando no haya ninguno en ejecución</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="327"/>
+        <source>Schedule and conflicts</source>
+        <translation>Programación y conflictos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="338"/>
+        <source>Sync every:</source>
+        <translation>Sincronizar cada:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="361"/>
+        <source>When both sides changed a row:</source>
+        <translation>Si ambos lados cambiaron una fila:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="383"/>
+        <source>Synced table</source>
+        <translation>Tabla sincronizada</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="388"/>
+        <source>Conflict policy</source>
+        <translation>Política de conflictos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="398"/>
+        <source>Add table</source>
+        <translation>Añadir tabla</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui" line="405"/>
+        <source>Remove table</source>
+        <translation>Quitar tabla</translation>
     </message>
 </context>
 <context>
@@ -152,49 +1116,154 @@
         <translation>Agente de sincronización</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="27"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="30"/>
         <source>State:</source>
         <translation>Estado:</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="34"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="37"/>
         <source>Checking…</source>
         <translation>Comprobando…</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="44"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="63"/>
         <source>Last sync:</source>
         <translation>Última sincronización:</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="61"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="80"/>
         <source>Next sync:</source>
         <translation>Próxima sincronización:</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="78"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="134"/>
         <source>Local copy:</source>
         <translation>Copia local:</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="116"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="192"/>
         <source>Ask the sync agent for its state now</source>
         <translation>Preguntar ahora al agente de sincronización por su estado</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="119"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="195"/>
         <source>Refresh</source>
         <translation>Actualizar</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="126"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="216"/>
         <source>Add the tables of the local copy to the project, in the group “TerraFusion”</source>
         <translation>Añadir las tablas de la copia local al proyecto, en el grupo «TerraFusion»</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="129"/>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="219"/>
         <source>Add synced layers</source>
         <translation>Añadir capas sincronizadas</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="47"/>
+        <source>Open the agent&apos;s status page in the web browser</source>
+        <translation>Abrir la página de estado del agente en el navegador web</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="97"/>
+        <source>Edits made in the local copy that the next sync sends to the central database</source>
+        <translation>Ediciones hechas en la copia local que la próxima sincronización enviará a la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="100"/>
+        <source>Pending edits:</source>
+        <translation>Ediciones pendientes:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="114"/>
+        <source>Rows changed both here and centrally, waiting for your decision</source>
+        <translation>Filas cambiadas aquí y en la central, pendientes de su decisión</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="117"/>
+        <source>Open conflicts:</source>
+        <translation>Conflictos abiertos:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="172"/>
+        <source>Pull the central changes and push your edits now</source>
+        <translation>Traer ahora los cambios de la central y enviar sus ediciones</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="175"/>
+        <source>Sync now</source>
+        <translation>Sincronizar ahora</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="182"/>
+        <source>Start the sync agent in the background; it keeps syncing after QGIS is closed</source>
+        <translation>Iniciar el agente de sincronización en segundo plano; sigue sincronizando después de cerrar QGIS</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="185"/>
+        <source>Start agent</source>
+        <translation>Iniciar agente</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="257"/>
+        <source>Recent syncs</source>
+        <translation>Sincronizaciones recientes</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="285"/>
+        <source>Started</source>
+        <translation>Inicio</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="290"/>
+        <source>Result</source>
+        <translation>Resultado</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="295"/>
+        <source>Pulled</source>
+        <translation>Recibidas</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="300"/>
+        <source>Pushed</source>
+        <translation>Enviadas</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="305"/>
+        <source>Conflicts</source>
+        <translation>Conflictos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="226"/>
+        <source>Export a synced table or a layer of the project to a file</source>
+        <translation>Exportar a un archivo una tabla sincronizada o una capa del proyecto</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="229"/>
+        <source>Export…</source>
+        <translation>Exportar…</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="236"/>
+        <source>Compare and resolve the rows changed on both sides</source>
+        <translation>Comparar y resolver las filas cambiadas en ambos lados</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="239"/>
+        <source>Conflicts…</source>
+        <translation>Conflictos…</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="246"/>
+        <source>Central database, schedule, conflict policies and API port of the agent</source>
+        <translation>Base de datos central, programación, políticas de conflictos y puerto de la API del agente</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="249"/>
+        <source>Settings…</source>
+        <translation>Configuración…</translation>
     </message>
 </context>
 </TS>

@@ -8,10 +8,11 @@
     python scripts/package_plugin.py --update-ts de   # ... and start a German one
 
 The zip holds one folder, ``terrafusion_plugin/``: the plugin code, ``metadata.txt``,
-``LICENSE``, ``resources/``, the compiled ``i18n/*.qm`` and ``ext/`` with the agent
-(plus the repository's ``migrations/``) and its dependencies. Only pure-Python wheels go
-into ``ext/``, so the same zip runs on every platform QGIS runs on; they are pinned to
-releases that still support Python 3.9, the oldest Python that QGIS 3.22 ships with.
+``LICENSE``, ``resources/`` (icons, ``.ui`` files, layer styles), the compiled
+``i18n/*.qm`` and ``ext/`` with the agent (plus the repository's ``migrations/``) and its
+dependencies. Only pure-Python wheels go into ``ext/``, so the same zip runs on every
+platform QGIS runs on; they are pinned to releases that still support Python 3.9, the
+oldest Python that QGIS 3.22 ships with.
 
 On failure it prints one sentence to stderr and exits with 1.
 """
@@ -196,7 +197,7 @@ def stage(root: Path) -> Path:
         if not (REPO / name).is_file():
             raise PackagingError(f"{name} is missing from the repository.")
         shutil.copy2(REPO / name, folder / name)
-    for sub in ("icons", "ui"):
+    for sub in ("icons", "ui", "styles"):
         shutil.copytree(REPO / "resources" / sub, folder / "resources" / sub, ignore=_ignore)
     compile_translations(folder / "i18n")
     ext = folder / "ext"

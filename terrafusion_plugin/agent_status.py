@@ -1,23 +1,24 @@
 """Ask the running agent how it is, over its local HTTP API (no Qt, no GUI).
 
 Runs inside a ``QgsTask``; the dock only ever sees the resulting :class:`AgentStatus`.
+When no agent answers, the figures that do not need one (last sync, pending edits, open
+conflicts, recent runs) are read from the local copy itself, so a stopped agent still
+shows how far behind the copy is.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-#: how long the GUI is willing to wait for the agent to answer at all
-LIVE_TIMEOUT_SECONDS = 2.0
+from .agent_client import LIVE_TIMEOUT_SECONDS, AgentClient, NoAnswer, base_url
+
 #: /health also probes the central database, which may take a little longer
 HEALTH_TIMEOUT_SECONDS = 5.0
+#: runs listed under "Recent syncs"
+RECENT_RUNS = 8
 
 RUNNING = "running"
 NOT_RUNNING = "not_running"
@@ -26,6 +27,11 @@ UNKNOWN = "unknown"
 # problems of an agent that answers (the dock words them in the user's language)
 SCHEDULER_STOPPED = "scheduler_stopped"
 HEALTH_TIMEOUT = "health_timeout"
+#: what answers on the port is an agent for another local copy
+OTHER_AGENT = "other_agent"
+
+__all__ = ["AgentStatus", "base_url", "check_agent", "RUNNING", "NOT_RUNNING", "UNKNOWN",
+           "SCHEDULER_STOPPED", "HEALTH_TIMEOUT", "OTHER_AGENT"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,8 @@ class AgentStatus:
 
     ``state`` is RUNNING, NOT_RUNNING or UNKNOWN (the configuration cannot be read; then
     ``error`` is the agent's sentence saying why). ``problem`` is a code such as
-    SCHEDULER_STOPPED for an agent that answers but is not well.
+    SCHEDULER_STOPPED for an agent that answers but is not well. ``local`` holds the
+    local copy's own figures when they were read without the agent.
     """
 
     state: str
@@ -44,71 +51,114 @@ class AgentStatus:
     local_exists: bool = False
     problem: Optional[str] = None
     error: Optional[str] = None
+    url: Optional[str] = None
+    port: Optional[int] = None
+    config_file: Optional[Path] = None
+    local: Optional[dict] = None
+    runs: tuple = field(default_factory=tuple)
 
     @property
     def running(self) -> bool:
         return self.state == RUNNING
 
+    @property
+    def serves_this_copy(self) -> bool:
+        """An agent answers and it is the one working on the configured local copy."""
+        return self.running and self.problem != OTHER_AGENT
 
-def base_url(host: str, port: int) -> str:
-    """The URL of the agent's API for the configured listening address."""
-    # An agent listening on every interface is still reached over the loopback.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    def _figure(self, key: str) -> Any:
+        if self.health is not None and self.problem != OTHER_AGENT:
+            return self.health.get(key)
+        return (self.local or {}).get(key)
+
+    @property
+    def last_sync(self) -> Optional[dict]:
+        return self._figure("last_sync")
+
+    @property
+    def pending_edits(self) -> Optional[int]:
+        return self._figure("pending_local_edits")
+
+    @property
+    def open_conflicts(self) -> Optional[int]:
+        return self._figure("open_conflicts")
+
+    @property
+    def next_sync(self) -> Optional[str]:
+        return (self.health or {}).get("next_sync") if self.serves_this_copy else None
+
+    @property
+    def sync_running(self) -> Optional[dict]:
+        return (self.health or {}).get("sync_running") if self.serves_this_copy else None
+
+    @property
+    def status_page(self) -> Optional[str]:
+        """The agent's human status page (its API's root)."""
+        return f"{self.url}/" if self.url and self.running else None
 
 
-# The agent is always local: a proxy configured for the internet (http_proxy and the
-# like) must not see, or break, requests to 127.0.0.1.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _local_figures(cfg) -> tuple[Optional[dict], tuple]:
+    """The local copy's figures and recent runs, read without the agent."""
+    from terrafusion_agent import health
+    from terrafusion_agent.errors import TerraFusionError
+    from terrafusion_agent.stores.local import LocalStore
 
-
-class _NoAnswer(Exception):
-    """Nothing (or nothing usable) answered at the address."""
-
-
-def _get_json(url: str, timeout: float) -> tuple[int, dict]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:  # 503 still carries a health body
-        status, raw = exc.code, exc.read()
-    except (OSError, socket.timeout, http.client.HTTPException) as exc:  # refused, timed out
-        raise _NoAnswer(str(exc)) from None
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _NoAnswer("not a JSON answer") from None
-    if not isinstance(body, dict):
-        raise _NoAnswer("not a JSON object")
-    return status, body
+    figures = health.read_local(cfg)
+    runs: tuple = ()
+    if cfg.local_path.exists() and figures.get("check", {}).get("status") == "pass":
+        try:
+            local = LocalStore.open(cfg.local_path, migrate=False)
+            try:
+                runs = tuple(local.recent_runs(RECENT_RUNS))
+            finally:
+                local.close()
+        except (TerraFusionError, OSError, sqlite3.Error):
+            runs = ()  # the history is a nicety; the figures above already say what failed
+    return figures, runs
 
 
 def check_agent(live_timeout: float = LIVE_TIMEOUT_SECONDS,
-                health_timeout: float = HEALTH_TIMEOUT_SECONDS) -> AgentStatus:
+                health_timeout: float = HEALTH_TIMEOUT_SECONDS,
+                config_path: Optional[str] = None) -> AgentStatus:
     """Load the agent configuration and ask the agent it names for its health."""
     from terrafusion_agent import config as tf_config
     from terrafusion_agent.errors import TerraFusionError
 
     try:
         # None: the same lookup as the agent ($TERRAFUSION_CONFIG, then the user's file)
-        cfg = tf_config.load(None)
+        cfg = tf_config.load(config_path)
     except TerraFusionError as exc:
         return AgentStatus(state=UNKNOWN, error=str(exc))
 
     url = base_url(cfg.http_host, cfg.http_port)
-    address = url.split("//", 1)[1]
-    local = {"local_path": cfg.local_path, "local_exists": cfg.local_path.exists()}
+    common = {"address": url.split("//", 1)[1], "url": url, "port": cfg.http_port,
+              "config_file": cfg.source, "local_path": cfg.local_path,
+              "local_exists": cfg.local_path.exists()}
+    client = AgentClient(url, cfg.token_file)
     try:
-        live_code, live = _get_json(f"{url}/health/live", live_timeout)
-    except _NoAnswer:
-        return AgentStatus(state=NOT_RUNNING, address=address, **local)
+        live_code, live = client.get("/health/live", live_timeout)
+    except NoAnswer:
+        figures, runs = _local_figures(cfg)
+        return AgentStatus(state=NOT_RUNNING, local=figures, runs=runs, **common)
     if live_code != 200 or live.get("status") != "pass":
-        return AgentStatus(state=RUNNING, address=address, problem=SCHEDULER_STOPPED, **local)
+        figures, runs = _local_figures(cfg)
+        return AgentStatus(state=RUNNING, problem=SCHEDULER_STOPPED, local=figures, runs=runs,
+                           **common)
     try:
-        _, health = _get_json(f"{url}/health", health_timeout)
-    except _NoAnswer:
-        return AgentStatus(state=RUNNING, address=address, problem=HEALTH_TIMEOUT, **local)
-    return AgentStatus(state=RUNNING, address=address, health=health, **local)
+        _, health = client.get("/health", health_timeout)
+    except NoAnswer:
+        figures, runs = _local_figures(cfg)
+        return AgentStatus(state=RUNNING, problem=HEALTH_TIMEOUT, local=figures, runs=runs,
+                           **common)
+    if health.get("local_path") not in (None, str(cfg.local_path)):
+        # Another agent (another configuration) holds the port: its figures are not
+        # this copy's, and a "Sync now" must not be sent to it.
+        figures, runs = _local_figures(cfg)
+        return AgentStatus(state=RUNNING, problem=OTHER_AGENT, health=health, local=figures,
+                           runs=runs, **common)
+    try:
+        _, body = client.get(f"/api/v1/syncs?limit={RECENT_RUNS}", health_timeout)
+        runs = tuple(r for r in body.get("runs", []) if isinstance(r, dict))
+    except NoAnswer:
+        runs = ()
+    return AgentStatus(state=RUNNING, health=health, runs=runs, **common)

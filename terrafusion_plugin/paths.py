@@ -33,6 +33,11 @@ def ui_path(name: str) -> Path:
     return resources_dir() / "ui" / name
 
 
+def style_path(table: str) -> Path:
+    """The default QGIS style (``.qml``) of a synced table in ``resources/styles``."""
+    return resources_dir() / "styles" / f"{table}.qml"
+
+
 def i18n_dir() -> Path:
     """Folder of the compiled translations (``terrafusion_<locale>.qm``)."""
     return _data_dir("i18n")

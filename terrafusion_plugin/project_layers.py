@@ -8,6 +8,8 @@ from typing import Iterable
 
 from qgis.core import QgsDataSourceUri, QgsLayerTreeGroup, QgsProject, QgsVectorLayer
 
+from . import paths
+
 #: the layer tree group holding the synced layers (a product name: not translated)
 GROUP_NAME = "TerraFusion"
 PROVIDER = "spatialite"
@@ -69,9 +71,53 @@ def add_synced_layers(project: QgsProject, entries: Iterable[dict]) -> AddResult
         if not layer.isValid():
             result.invalid.append(entry["table"])
             continue
+        apply_default_style(layer, entry["table"])
         if group is None:
             group = _group(project)
         project.addMapLayer(layer, False)
         group.addLayer(layer)
         result.added.append(layer)
     return result
+
+
+def apply_default_style(layer: QgsVectorLayer, table: str) -> bool:
+    """Give a synced layer the plugin's style for its table (``resources/styles``), if any.
+
+    Only symbology and labels are in those files: forms, fields and actions stay QGIS's
+    defaults, so a style can never break editing.
+    """
+    path = paths.style_path(table)
+    if not path.is_file():
+        return False
+    _message, ok = layer.loadNamedStyle(str(path))
+    return bool(ok)
+
+
+def synced_project_layers(project: QgsProject, local_path: str) -> dict[str, QgsVectorLayer]:
+    """The project's layers that show tables of the local copy at ``local_path``."""
+    wanted = _key(local_path, "")[0]
+    out = {}
+    for layer in project.mapLayers().values():
+        if isinstance(layer, QgsVectorLayer) and layer.providerType() == PROVIDER:
+            uri = QgsDataSourceUri(layer.source())
+            if _key(uri.database(), "")[0] == wanted:
+                out.setdefault(uri.table(), layer)
+    return out
+
+
+def reload_synced_layers(project: QgsProject, local_path: str) -> int:
+    """Re-read the project's layers of the local copy after a sync changed it.
+
+    Layers being edited are left alone: reloading them would not lose the edit buffer,
+    but would move features under the analyst's hands. Returns how many were reloaded.
+    """
+    count = 0
+    for layer in synced_project_layers(project, local_path).values():
+        if not layer.isEditable():
+            layer.reload()
+            # the SpatiaLite provider caches its feature count and extent; this re-reads both
+            layer.dataProvider().updateExtents()
+            layer.updateExtents()
+            layer.triggerRepaint()
+            count += 1
+    return count

@@ -1,20 +1,24 @@
-"""The QGIS plugin in real, headless QGIS: loading, the dock, synced layers, unload, the zip.
+"""The QGIS plugin in real, headless QGIS: loading, the dock, sync now, starting the agent,
+synced layers, unload, the sources and the zip.
 
 The dock talks to a real agent (``python -m terrafusion_agent``) over a real demo county
 in SpatiaLite; the zip is built by ``scripts/package_plugin.py`` and loaded from its
-unpacked copy in a fresh Python.
+unpacked copy in a fresh Python. The dialogs and Processing are in
+``test_plugin_dialogs.py``.
 """
 
 from __future__ import annotations
 
 import ast
 import configparser
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import queue
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -42,6 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 # sys.path by itself (only the agent is installed).
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from conftest import central_exec, local_exec  # noqa: E402
 
 from terrafusion_plugin import classFactory, paths  # noqa: E402
 from terrafusion_plugin.logging_bridge import QgsMessageLogHandler  # noqa: E402
@@ -97,6 +103,13 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _make_conflict(agent, prop_id: int = 100004) -> None:
+    """One real conflict: the same value changed here and centrally, then a sync."""
+    local_exec(agent, "UPDATE parcels SET land_value = 1 WHERE prop_id = ?", (prop_id,))
+    central_exec(agent, "UPDATE parcels SET land_value = 2 WHERE prop_id = %s", (prop_id,))
+    agent.run("sync")
 
 
 def _flush_deletes() -> None:
@@ -157,14 +170,55 @@ def english(qgis_app):
 
 
 @pytest.fixture
-def plugin(qgis_iface, english):
+def no_autostart(qgis_app):
+    """The dock must not start agents behind a test's back (tests that want it say so);
+    every plugin preference a test changes is put back afterwards."""
+    settings = QgsSettings()
+    before = {k: settings.value(k) for k in settings.allKeys() if k.startswith("terrafusion/")}
+    settings.setValue("terrafusion/start_agent", False)
+    yield
+    settings.remove("terrafusion")
+    for key, value in before.items():
+        settings.setValue(key, value)
+
+
+def _stop_agents_started_since(count: int) -> None:
+    """Agents the plugin starts are detached from the test on purpose: stop them."""
+    from terrafusion_plugin.tasks import StartAgentTask
+
+    for launched in StartAgentTask.launched[count:]:
+        launched.process.terminate()
+        try:
+            launched.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            launched.process.kill()
+            launched.process.wait()
+    del StartAgentTask.launched[count:]
+
+
+@pytest.fixture
+def plugin(qgis_iface, english, no_autostart):
+    from terrafusion_plugin.tasks import StartAgentTask
+
     for name in ("addPluginToDatabaseMenu", "removePluginDatabaseMenu"):
         getattr(qgis_iface, name).reset_mock()
+    started = len(StartAgentTask.launched)
     instance = classFactory(qgis_iface)
     instance.initGui()
     yield instance
     instance.unload()
     _flush_deletes()
+    _stop_agents_started_since(started)  # whatever the test, no agent outlives it
+
+
+@pytest.fixture
+def started_agents(plugin):
+    """The agents the plugin started during the test."""
+    from terrafusion_plugin.tasks import StartAgentTask
+
+    before = len(StartAgentTask.launched)
+    yield StartAgentTask.launched
+    _stop_agents_started_since(before)
 
 
 @pytest.fixture
@@ -174,12 +228,12 @@ def dock(plugin, qgis_iface):
     return found
 
 
-@pytest.fixture
-def running_agent(county):
-    """Start ``terrafusion-agent run`` on an ephemeral port; yields the port."""
-    log = open(county.parent / "run.log", "w")  # noqa: SIM115 - closed below
+@contextlib.contextmanager
+def agent_process(config: Path):
+    """Run ``terrafusion-agent run`` for ``config`` on an ephemeral port; yields the port."""
+    log = open(config.parent / "run.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "terrafusion_agent", "--config", str(county), "run"],
+        [sys.executable, "-m", "terrafusion_agent", "--config", str(config), "run"],
         stdout=subprocess.PIPE, stderr=log, text=True, env=_clean_env())
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
@@ -190,7 +244,7 @@ def running_agent(county):
             try:
                 line = lines.get(timeout=0.5)
             except queue.Empty:
-                assert proc.poll() is None, (county.parent / "run.log").read_text()
+                assert proc.poll() is None, (config.parent / "run.log").read_text()
                 continue
             match = re.search(r"running; health: http://127\.0\.0\.1:(\d+)/health", line)
             port = int(match.group(1)) if match else None
@@ -206,6 +260,13 @@ def running_agent(county):
         log.close()
 
 
+@pytest.fixture
+def running_agent(county):
+    """The agent of the shared county, running; yields its port."""
+    with agent_process(county) as port:
+        yield port
+
+
 def _wait_for_finished_sync(port: int) -> dict:
     """The agent syncs once at start; wait until that run has finished."""
     deadline = time.monotonic() + 20
@@ -213,7 +274,7 @@ def _wait_for_finished_sync(port: int) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
             body = json.load(r)
         last = body.get("last_sync") or {}
-        if last.get("finished_at") and body.get("next_sync"):
+        if last.get("finished_at") and body.get("next_sync") and not body.get("sync_running"):
             return body
         time.sleep(0.2)
     raise AssertionError("the agent never finished a sync")
@@ -239,17 +300,25 @@ def _group_layers(project: QgsProject) -> dict[str, QgsVectorLayer]:
 
 # --- loading and unloading ---------------------------------------------------------------
 
+ACTIONS = ("TerraFusionDockAction", "TerraFusionSyncAction", "TerraFusionExportAction",
+           "TerraFusionConflictsAction", "TerraFusionSettingsAction")
 
-def test_init_gui_adds_dock_toolbar_action_and_database_menu_entry(plugin, qgis_iface):
+
+def test_init_gui_adds_dock_toolbar_actions_database_menu_and_provider(plugin, qgis_iface):
     window = qgis_iface.mainWindow()
     dock = _find(window, QDockWidget, "TerraFusionDock")
     toolbar = _find(window, QToolBar, "TerraFusionToolbar")
-    action = _find(window, QAction, "TerraFusionDockAction")
+    actions = {name: _find(window, QAction, name) for name in ACTIONS}
 
     assert isinstance(dock, QgsDockWidget)
-    assert toolbar is not None and action in toolbar.actions()
-    assert not action.icon().pixmap(24, 24).isNull()
-    qgis_iface.addPluginToDatabaseMenu.assert_called_once_with("TerraFusion", action)
+    assert all(actions.values()), actions
+    assert all(not a.icon().pixmap(24, 24).isNull() for a in actions.values())
+    assert [a.objectName() for a in toolbar.actions()] == list(ACTIONS[:4])
+    menu_calls = qgis_iface.addPluginToDatabaseMenu.call_args_list
+    assert [c.args for c in menu_calls] == [("TerraFusion", actions[n]) for n in ACTIONS]
+    provider = QgsApplication.processingRegistry().providerById("terrafusion")
+    assert provider is not None
+    assert {a.id() for a in provider.algorithms()} == {"terrafusion:export", "terrafusion:sync"}
 
 
 def test_toolbar_action_toggles_the_dock_which_polls_only_while_shown(
@@ -271,20 +340,36 @@ def test_toolbar_action_toggles_the_dock_which_polls_only_while_shown(
         window.hide()
 
 
-def test_unload_removes_dock_toolbar_action_menu_entry_and_log_handler(plugin, qgis_iface):
+def test_unload_leaves_nothing_of_the_plugin_behind(plugin, qgis_iface, tmp_path, use_config,
+                                                    qtbot):
+    from qgis.PyQt.QtWidgets import QDialog
+
+    use_config(_write_config(tmp_path, tmp_path / "local.sqlite"))
     window = qgis_iface.mainWindow()
-    action = plugin.action
+    actions = {name: _find(window, QAction, name) for name in ACTIONS}
+    for show in (plugin.show_export, plugin.show_conflicts, plugin.show_settings):
+        show()
+    dialogs = [d.objectName() for d in window.findChildren(QDialog)
+               if d.objectName().startswith("TerraFusion")]
+    assert len(dialogs) == 3, dialogs
     logger = logging.getLogger("terrafusion")
     assert any(isinstance(h, QgsMessageLogHandler) for h in logger.handlers)
+    assert plugin.translator is not None
 
     plugin.unload()
     _flush_deletes()
 
     assert _find(window, QDockWidget, "TerraFusionDock") is None
     assert _find(window, QToolBar, "TerraFusionToolbar") is None
-    assert _find(window, QAction, "TerraFusionDockAction") is None
-    qgis_iface.removePluginDatabaseMenu.assert_called_once_with("TerraFusion", action)
+    for name in ACTIONS:
+        assert _find(window, QAction, name) is None, name
+    assert [d for d in window.findChildren(QDialog)
+            if d.objectName().startswith("TerraFusion")] == []
+    removed = [c.args for c in qgis_iface.removePluginDatabaseMenu.call_args_list]
+    assert removed == [("TerraFusion", actions[n]) for n in ACTIONS]
     assert not any(isinstance(h, QgsMessageLogHandler) for h in logger.handlers)
+    assert QgsApplication.processingRegistry().providerById("terrafusion") is None
+    assert plugin.translator.translator is None
 
 
 def test_agent_log_records_reach_the_qgis_message_log_without_secrets(plugin):
@@ -308,7 +393,7 @@ def test_agent_log_records_reach_the_qgis_message_log_without_secrets(plugin):
 
 
 def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
-        qgis_iface, tmp_path, monkeypatch):
+        qgis_iface, tmp_path, monkeypatch, no_autostart):
     lrelease = package_plugin.find_tool("lrelease", "lrelease-qt5")
     subprocess.run([lrelease, "-silent", str(REPO / "i18n" / "terrafusion_es.ts"),
                     "-qm", str(tmp_path / "terrafusion_es.qm")], check=True)
@@ -322,6 +407,13 @@ def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
         dock = _find(qgis_iface.mainWindow(), QDockWidget, "TerraFusionDock")
         assert dock.addLayersButton.text() == "Añadir capas sincronizadas"
         assert QCoreApplication.translate("TerraFusion", "Not running") == "No está en ejecución"
+        export = instance.show_export()
+        assert export.windowTitle() == "TerraFusion – Exportar"
+        assert export.exportButton.text() == "Exportar"
+        assert instance.show_settings().testButton.text() == "Probar la conexión"
+        assert instance.show_conflicts().keepLocalButton.text() == "Mantener la local"
+        sync = QgsApplication.processingRegistry().algorithmById("terrafusion:sync")
+        assert sync.displayName() == "Sincronizar ahora"
     finally:
         instance.unload()
         _flush_deletes()
@@ -332,16 +424,30 @@ def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
 # --- the dock ----------------------------------------------------------------------------
 
 
-def test_dock_reports_an_agent_that_does_not_answer(dock, county, use_config, qtbot):
+def _history(dock) -> list[list[str]]:
+    table = dock.historyTable
+    return [[table.item(r, c).text() for c in range(table.columnCount())]
+            for r in range(table.rowCount())]
+
+
+def test_dock_reports_a_stopped_agent_with_the_local_copys_own_figures(
+        dock, county, use_config, qtbot):
     port = _free_port()
     use_config(county, port=port)
 
     _refresh(dock, qtbot)
 
     assert dock.stateLabel.text() == "Not running"
-    assert f"127.0.0.1:{port}" in dock.message()
-    assert dock.lastSyncLabel.text() == DASH and dock.nextSyncLabel.text() == DASH
+    assert f"127.0.0.1:{port}" in dock.message() and "Start agent" in dock.message()
+    assert dock.startAgentButton.isVisibleTo(dock) and dock.startAgentButton.isEnabled()
+    assert not dock.statusPageLabel.isVisibleTo(dock)
+    assert dock.nextSyncLabel.text() == DASH
+    # without the agent, the figures come from the local copy itself
+    assert re.fullmatch(r".*, succeeded, rows pulled: \d+, pushed: \d+",
+                        dock.lastSyncLabel.text()), dock.lastSyncLabel.text()
+    assert dock.pendingLabel.text() == "0" and dock.conflictsLabel.text() == "0"
     assert dock.localPathLabel.text() == str(county.parent / "local.sqlite")
+    assert _history(dock) and _history(dock)[-1][1] == "succeeded"
 
 
 def test_dock_reports_a_running_agent_with_its_last_and_next_sync(
@@ -355,11 +461,34 @@ def test_dock_reports_a_running_agent_with_its_last_and_next_sync(
 
     assert dock.stateLabel.text() == f"Running (agent {__version__})"
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
-    pulled = health["last_sync"]["pulled"]
-    assert re.fullmatch(rf"{stamp}, succeeded, rows pulled: {pulled}",
-                        dock.lastSyncLabel.text()), dock.lastSyncLabel.text()
+    last = health["last_sync"]
+    assert re.fullmatch(rf"{stamp}, succeeded, rows pulled: {last['pulled']}, "
+                        rf"pushed: {last['pushed']}", dock.lastSyncLabel.text()), \
+        dock.lastSyncLabel.text()
     assert re.fullmatch(stamp, dock.nextSyncLabel.text()), dock.nextSyncLabel.text()
+    assert dock.pendingLabel.text() == str(health["pending_local_edits"])
+    assert f'href="http://127.0.0.1:{running_agent}/"' in dock.statusPageLabel.text()
+    assert not dock.startAgentButton.isVisibleTo(dock)
     assert dock.message() == ""
+    assert _history(dock)[0][1] == "succeeded"
+
+
+def test_dock_counts_pending_edits_and_open_conflicts_and_links_to_them(
+        dock, sqlite_agent, use_config, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    _make_conflict(sqlite_agent)
+    local_exec(sqlite_agent, "UPDATE parcels SET owner_name = 'NEW' WHERE prop_id = 100007")
+    use_config(sqlite_agent.config, port=_free_port())
+    asked = []
+    dock.conflictsRequested.connect(lambda: asked.append(True))
+
+    _refresh(dock, qtbot)
+
+    assert dock.pendingLabel.text() == "1"
+    assert dock.conflictsLabel.text().startswith("1 – <a href")
+    dock.conflictsLabel.linkActivated.emit("conflicts")
+    assert asked == [True]
 
 
 def test_dock_shows_a_bad_configuration_as_one_sentence(dock, tmp_path, use_config, qtbot):
@@ -372,6 +501,164 @@ def test_dock_shows_a_bad_configuration_as_one_sentence(dock, tmp_path, use_conf
     assert dock.stateLabel.text() == "Unknown"
     assert "sync.interval_seconds" in dock.message()
     assert "\n" not in dock.message() and "Traceback" not in dock.message()
+
+
+# --- sync now ------------------------------------------------------------------------------
+
+
+def _sync(dock, qtbot) -> list[int]:
+    """Click *Sync now*, wait for the end; the progress values the bar showed."""
+    seen: list[int] = []
+    dock.syncProgress.valueChanged.connect(seen.append)
+    qtbot.mouseClick(dock.syncButton, Qt.MouseButton.LeftButton)
+    assert dock.is_syncing() and not dock.syncButton.isEnabled()
+    assert dock.syncProgress.isVisibleTo(dock)
+    with qtbot.waitSignal(dock.syncFinished, timeout=60_000):
+        pass
+    return seen
+
+
+def test_sync_now_without_an_agent_syncs_in_a_task_with_progress(
+        dock, sqlite_agent, use_config, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "2000")
+    use_config(sqlite_agent.config, port=_free_port())
+
+    seen = _sync(dock, qtbot)
+
+    summary = dock.last_summary
+    assert summary is not None, dock.message()
+    assert summary["via"] == "plugin" and summary["result"] == "success"
+    assert summary["pulled"] >= 2000
+    # the engine reports per table (every 5000 rows of a first copy): one step per table
+    assert len({v for v in seen if 0 < v < 100}) >= 2 and seen[-1] == 100, seen
+    assert seen == sorted(seen), "the bar never goes backwards"
+    assert not dock.syncProgress.isVisibleTo(dock) and dock.syncButton.isEnabled()
+    assert dock.message().startswith("Sync finished: ")
+    assert _row_counts(sqlite_agent.local_path)["parcels"] == 2000
+    qtbot.waitUntil(lambda: not dock.is_refreshing() and bool(_history(dock)), timeout=WAIT_MS)
+    assert _history(dock)[0][1] == "succeeded"
+
+
+def test_sync_now_can_be_cancelled_and_the_next_sync_converges(
+        dock, sqlite_agent, use_config, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "20000")
+    use_config(sqlite_agent.config, port=_free_port())
+
+    with qtbot.waitSignal(dock.syncFinished, timeout=120_000) as finished:
+        dock.sync_now()
+        qtbot.wait(300)
+        dock.cancel_sync()
+
+    assert finished.args[0] is None and dock.last_summary is None
+    assert dock.messageLabel.styleSheet() == "", "a cancel is not an error"
+    assert "cancel" in dock.message() or "stopped" in dock.message(), dock.message()
+    _sync(dock, qtbot)
+    assert dock.last_summary["result"] == "success", dock.message()
+    assert _row_counts(sqlite_agent.local_path)["parcels"] == 20000
+    assert sqlite_agent.run("verify").returncode == 0
+
+
+def test_sync_now_pushes_edits_made_in_qgis_and_reloads_the_layers(
+        dock, sqlite_agent, use_config, qgis_new_project, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    use_config(sqlite_agent.config, port=_free_port())
+    _add_layers(dock, qtbot)
+    parcels = _group_layers(qgis_new_project)["parcels"]
+    central_exec(sqlite_agent, "DELETE FROM parcels WHERE prop_id = 100060")
+    parcels.startEditing()
+    feature = next(parcels.getFeatures("prop_id = 100001"))
+    parcels.changeAttributeValue(feature.id(), parcels.fields().indexOf("owner_name"), "QGIS")
+    assert parcels.commitChanges()
+
+    _sync(dock, qtbot)
+
+    assert dock.last_summary["pushed"] == 1, dock.message()
+    assert central_exec(sqlite_agent, "SELECT owner_name FROM parcels WHERE prop_id = 100001") \
+        == [("QGIS",)]
+    assert parcels.featureCount() == 59, "the layer shows the pulled delete without a reload"
+
+
+def test_sync_now_asks_the_running_agent_and_follows_its_run(
+        dock, county, use_config, running_agent, qtbot):
+    _wait_for_finished_sync(running_agent)
+    use_config(county, port=running_agent)
+    before = json.load(urllib.request.urlopen(
+        f"http://127.0.0.1:{running_agent}/api/v1/syncs?limit=1", timeout=5))["runs"][0]["id"]
+
+    _sync(dock, qtbot)
+
+    summary = dock.last_summary
+    assert summary is not None, dock.message()
+    assert summary["via"] == "agent" and summary["result"] == "success"
+    assert summary["id"] > before and summary["trigger"] == "api"
+
+
+def test_sync_now_reports_a_failure_as_one_sentence(dock, tmp_path, use_config, qtbot):
+    # a central that was never initialised: the agent's own sentence says what to do
+    use_config(_write_config(tmp_path, tmp_path / "local.sqlite", port=_free_port()))
+
+    _sync(dock, qtbot)
+
+    assert dock.last_summary is None
+    assert "init-central" in dock.message() and "\n" not in dock.message()
+    assert dock.syncButton.isEnabled()
+
+
+# --- starting the agent ----------------------------------------------------------------------
+
+
+def _sid(pid: int) -> int:
+    return os.getsid(pid)
+
+
+def test_start_agent_starts_a_detached_agent_that_the_dock_then_shows(
+        dock, sqlite_agent, use_config, started_agents, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    port = _free_port()
+    use_config(sqlite_agent.config, port=port)
+    _refresh(dock, qtbot)
+    assert dock.stateLabel.text() == "Not running"
+
+    qtbot.mouseClick(dock.startAgentButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dock.status is not None and dock.status.running, timeout=40_000)
+
+    assert len(started_agents) == 1
+    launched = started_agents[-1]
+    assert launched.command[1:3] == ["-m", "terrafusion_agent"] and launched.command[-1] == "run"
+    assert _sid(launched.pid) != _sid(0), "the agent must not die with QGIS's session"
+    assert dock.stateLabel.text().startswith("Running")
+    assert not dock.startAgentButton.isVisibleTo(dock)
+    health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5))
+    assert health["local_path"] == str(sqlite_agent.local_path)
+
+
+def test_dock_starts_the_agent_by_itself_once_when_none_answers(
+        dock, sqlite_agent, use_config, started_agents, qtbot):
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    use_config(sqlite_agent.config, port=_free_port())
+    QgsSettings().setValue("terrafusion/start_agent", True)
+
+    _refresh(dock, qtbot)
+    qtbot.waitUntil(lambda: dock.status is not None and dock.status.running, timeout=40_000)
+
+    assert len(started_agents) == 1
+
+
+def test_start_agent_with_a_bad_configuration_says_why(dock, tmp_path, use_config, qtbot,
+                                                       started_agents):
+    bad = tmp_path / "agent.toml"
+    bad.write_text("[http]\nport = 'eighty'\n", encoding="utf-8")
+    use_config(bad)
+
+    dock.start_agent()
+    qtbot.waitUntil(lambda: not dock.is_starting_agent(), timeout=WAIT_MS)
+
+    assert "http.port" in dock.message() and started_agents == []
+    assert dock.startAgentButton.isEnabled()
+
+
+# --- synced layers -------------------------------------------------------------------------
 
 
 def test_add_synced_layers_adds_valid_layers_with_feature_counts_and_crs(
@@ -392,6 +679,22 @@ def test_add_synced_layers_adds_valid_layers_with_feature_counts_and_crs(
     assert layers["districts"].crs().authid() == "EPSG:2927"
     assert not layers["sales"].isSpatial()
     assert "parcels" in dock.message()
+
+
+def test_synced_layers_get_the_plugins_default_styles(dock, county, use_config,
+                                                      qgis_new_project, qtbot):
+    use_config(county)
+
+    _add_layers(dock, qtbot)
+
+    layers = _group_layers(qgis_new_project)
+    parcels, districts = layers["parcels"], layers["districts"]
+    assert parcels.renderer().type() == "singleSymbol"
+    assert parcels.renderer().symbol().color().name() == "#efe6cf"
+    assert parcels.labelsEnabled()
+    assert districts.renderer().type() == "categorizedSymbol"
+    assert {c.value() for c in districts.renderer().categories()} == {
+        "school", "fire", "voting_precinct", "zoning", "levy"}
 
 
 def test_add_synced_layers_twice_adds_no_duplicates(
@@ -421,10 +724,49 @@ def test_add_synced_layers_without_local_copy_says_so_in_one_sentence(
 
 # --- sources -----------------------------------------------------------------------------
 
+UI_FILES = sorted((REPO / "resources" / "ui").glob("*.ui"))
+PLUGIN_SOURCES = sorted((REPO / "terrafusion_plugin").rglob("*.py"))
 
-def test_dock_ui_wires_no_signals():
-    ui = ET.parse(REPO / "resources" / "ui" / "terrafusion_dock.ui").getroot()
-    assert ui.findall(".//connection") == []
+
+def test_every_dialog_has_its_ui_file_loaded_at_run_time_with_no_signals_wired_in_it():
+    assert {p.stem for p in UI_FILES} == {"terrafusion_dock", "export_dialog",
+                                          "settings_dialog", "conflicts_dialog"}
+    for ui in UI_FILES:
+        root = ET.parse(ui).getroot()
+        assert root.findall(".//connection") == [], ui.name
+        # one .ui per module of the same name, loaded with uic at run time
+        module = REPO / "terrafusion_plugin" / f"{ui.stem}.py"
+        assert f'ui_path("{ui.name}")' in module.read_text(encoding="utf-8"), ui.name
+    generated = [p.name for p in PLUGIN_SOURCES if p.name.startswith("ui_") or
+                 p.name.endswith("_rc.py")]
+    assert generated == []
+
+
+def test_qt_is_imported_only_through_qgis_pyqt():
+    offenders = []
+    for source in PLUGIN_SOURCES:
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{source.name}: {n}" for n in names
+                          if n.split(".")[0] in ("PyQt5", "PyQt6", "PySide2", "PySide6", "sip")]
+    assert offenders == []
+
+
+def test_no_bare_qt_enum_members_in_the_plugin():
+    # Qt6 only has scoped enums: Qt.AlignRight must be Qt.AlignmentFlag.AlignRight.
+    pattern = re.compile(r"\b(Qt|QgsTask|QDialogButtonBox|QHeaderView|QSizePolicy|QgsWkbTypes|"
+                         r"QgsFileWidget|Qgis)\.([A-Z][A-Za-z]+)\b(?!\.)")
+    enum_types = {"AlignmentFlag", "ItemDataRole", "CheckState", "ItemFlag", "MouseButton",
+                  "DockWidgetArea", "TextElideMode", "Flag", "StandardButton", "ButtonRole",
+                  "ResizeMode", "Policy", "GeometryType", "Type", "StorageMode",
+                  "MessageLevel"}
+    offenders = []
+    for source in PLUGIN_SOURCES:
+        for match in pattern.finditer(source.read_text(encoding="utf-8")):
+            if match.group(2) not in enum_types and not match.group(2).startswith("QGIS_"):
+                offenders.append(f"{source.name}: {match.group(0)}")
+    assert offenders == []
 
 
 def _ts_translations(context: str) -> dict[str, str]:
@@ -439,20 +781,48 @@ def _ts_translations(context: str) -> dict[str, str]:
     return out
 
 
-def test_spanish_translation_covers_every_plugin_and_dock_string():
-    in_code = set()
-    for source in (REPO / "terrafusion_plugin").rglob("*.py"):
+def _tr_calls() -> set[str]:
+    found = set()
+    for source in PLUGIN_SOURCES:
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                     and node.func.id == "tr" and node.args
                     and isinstance(node.args[0], ast.Constant)):
-                in_code.add(node.args[0].value)
-    ui = ET.parse(REPO / "resources" / "ui" / "terrafusion_dock.ui").getroot()
-    in_ui = {s.text for s in ui.iter("string") if s.text and s.get("notr") != "true"}
+                found.add(node.args[0].value)
+    return found
 
-    assert len(in_code) > 10 and in_ui
-    assert in_code - set(_ts_translations("TerraFusion")) == set()
-    assert in_ui - set(_ts_translations("TerraFusionDock")) == set()
+
+def test_spanish_translation_covers_every_plugin_and_ui_string():
+    in_code = _tr_calls()
+    assert len(in_code) > 150
+    assert sorted(in_code - set(_ts_translations("TerraFusion"))) == []
+    for ui in UI_FILES:
+        root = ET.parse(ui).getroot()
+        in_ui = {s.text for s in root.iter("string") if s.text and s.get("notr") != "true"}
+        context = root.findtext("class")
+        assert in_ui, ui.name
+        assert sorted(in_ui - set(_ts_translations(context))) == [], ui.name
+
+
+def test_translations_keep_every_placeholder():
+    for context in ["TerraFusion"] + [ET.parse(u).getroot().findtext("class") for u in UI_FILES]:
+        for source, translation in _ts_translations(context).items():
+            assert sorted(re.findall(r"\{\w*\}", source)) == sorted(
+                re.findall(r"\{\w*\}", translation)), (source, translation)
+
+
+def test_every_plugin_string_goes_through_tr():
+    # user-facing text handed to a widget as a plain literal would never be translated
+    # (the product name, TerraFusion, is the one literal that stays as it is)
+    setters = re.compile(r"\.(setText|setToolTip|setWindowTitle|pushMessage|addItem|"
+                         r"setPlaceholderText|setSuffix|setSpecialValueText)"
+                         r"\(\s*\"(?!TerraFusion\")[A-Za-z]")
+    offenders = []
+    for source in PLUGIN_SOURCES:
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+            if setters.search(line):
+                offenders.append(f"{source.name}:{number}: {line.strip()}")
+    assert offenders == []
 
 
 # --- the plugin zip ----------------------------------------------------------------------
@@ -477,7 +847,12 @@ def test_zip_holds_one_plugin_folder_without_caches_or_compiled_code(package):
         names = zf.namelist()
     assert {n.split("/")[0] for n in names} == {"terrafusion_plugin"}
     for required in ("__init__.py", "metadata.txt", "LICENSE", "resources/icons/terrafusion.svg",
-                     "resources/ui/terrafusion_dock.ui", "i18n/terrafusion_es.qm",
+                     "resources/icons/sync.svg", "resources/ui/terrafusion_dock.ui",
+                     "resources/ui/export_dialog.ui", "resources/ui/settings_dialog.ui",
+                     "resources/ui/conflicts_dialog.ui", "resources/styles/parcels.qml",
+                     "resources/styles/districts.qml", "processing_provider/provider.py",
+                     "sync_worker.py",
+                     "i18n/terrafusion_es.qm",
                      "ext/terrafusion_agent/__init__.py",
                      "ext/terrafusion_agent/migrations/local/env.py",
                      "ext/terrafusion_agent/migrations/central/env.py",
@@ -502,7 +877,7 @@ def test_zip_metadata_has_what_the_plugin_repository_requires(package):
         assert meta.get(key, "").strip(), key
     assert meta["name"] == "TerraFusion" and meta["qgisMinimumVersion"] == "3.22"
     assert meta["supportsQt6"] == "True" and meta["category"] == "Database"
-    assert meta["hasProcessingProvider"] in ("yes", "no")
+    assert meta["hasProcessingProvider"] == "yes"
     assert "/" not in meta["author"]
     assert all(meta[k].startswith("https://") for k in ("repository", "tracker", "homepage"))
     assert len(meta["about"].splitlines()) > 1
@@ -526,28 +901,41 @@ def test_bundled_agent_syncs_without_any_installed_package(package, tmp_path):
     assert json.loads(sync.stdout)["result"] == "success"
 
 
-def test_unpacked_plugin_loads_with_its_bundled_agent(package):
+def test_unpacked_plugin_loads_with_its_bundled_agent_dialogs_and_provider(
+        package, county, tmp_path):
     _, plugin_dir = package
+    out = tmp_path / "parcels.gpkg"
     script = f"""
 import json, sys
 from unittest import mock
 sys.path.insert(0, {str(plugin_dir.parent)!r})
 from qgis.core import QgsApplication
-from qgis.PyQt.QtWidgets import QDockWidget, QMainWindow
+from qgis.PyQt.QtWidgets import QDialog, QDockWidget, QMainWindow
 app = QgsApplication([], True)
 app.initQgis()
+sys.path.append(QgsApplication.pkgDataPath() + "/python/plugins")
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
 window = QMainWindow()
 iface = mock.MagicMock()
 iface.mainWindow.return_value = window
 import terrafusion_plugin
 plugin = terrafusion_plugin.classFactory(iface)
+plugin.initProcessing()
 plugin.initGui()
+for show in (plugin.show_export, plugin.show_settings, plugin.show_conflicts):
+    show()
 import sqlalchemy, terrafusion_agent
+result = processing.run("terrafusion:export", {{"TABLE": "parcels", "CONFIG": {str(county)!r},
+                                                "OUTPUT": {str(out)!r}}})
 print(json.dumps({{
     "plugin": terrafusion_plugin.__file__,
     "agent": terrafusion_agent.__file__,
     "sqlalchemy": sqlalchemy.__file__,
     "dock": window.findChild(QDockWidget, "TerraFusionDock") is not None,
+    "dialogs": sorted(d.objectName() for d in window.findChildren(QDialog)),
+    "features": result["FEATURES"],
 }}))
 plugin.unload()
 """
@@ -559,3 +947,46 @@ plugin.unload()
     assert loaded["plugin"].startswith(str(plugin_dir))
     assert loaded["agent"].startswith(ext) and loaded["sqlalchemy"].startswith(ext)
     assert loaded["dock"]
+    assert loaded["dialogs"] == ["TerraFusionConflictsDialog", "TerraFusionExportDialog",
+                                 "TerraFusionSettingsDialog"]
+    assert loaded["features"] == DEMO_PARCELS and out.stat().st_size > 0
+
+
+def _qgis_process() -> str:
+    # Debian's qgis_process wrapper adds --noversioncheck, which qgis_process refuses
+    # (QGIS 3.22); the binary behind it is the real thing.
+    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+    if found is None:
+        pytest.skip("qgis_process is not installed")
+    return found
+
+
+def test_both_algorithms_run_from_qgis_process_with_the_unpacked_plugin(package, county,
+                                                                        tmp_path):
+    _, plugin_dir = package
+    profile = tmp_path / "qgis-profile"
+    shutil.copytree(plugin_dir, profile / "profiles" / "default" / "python" / "plugins"
+                    / "terrafusion_plugin")
+    env = _clean_env(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile))
+    qgis_process = _qgis_process()
+    out = tmp_path / "valuable.geojson"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([qgis_process, *args], capture_output=True, text=True, env=env,
+                              timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    run("plugins", "enable", "terrafusion_plugin")
+    listed = run("list").stdout
+    exported = run("run", "terrafusion:export", "--json", "--", "TABLE=parcels",
+                   f"CONFIG={county}", "WHERE=market_value > 300000", f"OUTPUT={out}")
+    synced = run("run", "terrafusion:sync", "--json", "--", f"CONFIG={county}")
+
+    assert "terrafusion:export" in listed and "terrafusion:sync" in listed
+    with sqlite3.connect(county.parent / "local.sqlite") as conn:
+        expected = conn.execute("SELECT count(*) FROM parcels WHERE market_value > 300000"
+                                ).fetchone()[0]
+    assert json.loads(exported.stdout)["results"]["FEATURES"] == expected
+    assert len(json.loads(out.read_text())["features"]) == expected
+    assert json.loads(synced.stdout)["results"]["RESULT"] == "success"

@@ -1,0 +1,416 @@
+"""The Conflicts dialog: open conflicts, local and central side by side, resolve them.
+
+The widgets come from ``resources/ui/conflicts_dialog.ui``; every signal is wired here.
+The columns changed on both sides are highlighted; both geometries are drawn on a
+small map over the project's layer of the same table. Keep local / keep central act on
+every selected conflict at once. Reading and resolving run as ``QgsTask``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFillSymbol,
+    QgsGeometry,
+    QgsLineSymbol,
+    QgsMarkerSymbol,
+    QgsProject,
+    QgsRectangle,
+    QgsSingleSymbolRenderer,
+    QgsUnitTypes,
+    QgsVectorLayer,
+    QgsWkbTypes,
+)
+from qgis.gui import QgsMessageBar
+from qgis.PyQt import uic
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtGui import QBrush, QColor, QFont
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QHeaderView,
+    QPushButton,
+    QSizePolicy,
+    QTableWidgetItem,
+)
+
+from . import paths
+from .conflict_tasks import ConflictsLoadTask, ResolveTask
+from .project_layers import synced_project_layers
+from .terrafusion_dock import DASH, local_time
+from .translation import tr
+
+FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("conflicts_dialog.ui")))
+
+LOCAL_COLOR = "#1f6fb2"
+CENTRAL_COLOR = "#d9730d"
+#: the columns changed on both sides: a warm background that reads on light and dark themes
+CONFLICT_BACKGROUND = QColor(255, 214, 153)
+#: other values that differ between the two sides (merged automatically)
+DIFFERENT_BACKGROUND = QColor(255, 240, 205)
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _value_text(value, geometry: bool, crs: Optional[QgsCoordinateReferenceSystem]) -> str:
+    if value is None:
+        return tr("NULL")
+    if geometry:
+        shape = _geometry(value)
+        if shape is None or shape.isEmpty():
+            return tr("(no geometry)")
+        if shape.type() == QgsWkbTypes.GeometryType.PolygonGeometry:
+            # what tells two versions of a parcel apart at a glance: its area
+            unit = QgsUnitTypes.toAbbreviatedString(crs.mapUnits()) if crs else ""
+            return tr("area {area} {unit}²").format(area=f"{shape.area():,.0f}", unit=unit)
+        return QgsWkbTypes.displayString(shape.wkbType())
+    if isinstance(value, float):
+        return f"{value:,}"  # 64,800.0 and 0.1653 alike: grouped, nothing rounded away
+    return str(value)
+
+
+def _geometry(hex_wkb) -> Optional[QgsGeometry]:
+    if not hex_wkb:
+        return None
+    try:
+        data = bytes.fromhex(str(hex_wkb))
+    except ValueError:
+        return None
+    geometry = QgsGeometry()
+    geometry.fromWkb(data)
+    return None if geometry.isNull() else geometry
+
+
+def _symbol(geometry_type, color: str, dashed: bool):
+    props = {"color": color, "outline_color": color, "outline_width": "0.8",
+             "outline_style": "dash" if dashed else "solid"}
+    if geometry_type == QgsWkbTypes.GeometryType.PolygonGeometry:
+        fill = QColor(color)
+        fill.setAlpha(60)
+        props["color"] = ",".join(str(v) for v in fill.getRgb())
+        return QgsFillSymbol.createSimple(props)
+    if geometry_type == QgsWkbTypes.GeometryType.LineGeometry:
+        return QgsLineSymbol.createSimple({"line_color": color, "line_width": "0.8",
+                                           "line_style": "dash" if dashed else "solid"})
+    return QgsMarkerSymbol.createSimple({"color": color, "size": "3"})
+
+
+class ConflictsDialog(QDialog, FORM_CLASS):
+    """Review the open conflicts and decide which version stays."""
+
+    #: emitted on the main thread after conflicts were resolved (the dock refreshes)
+    conflictsResolved = pyqtSignal(list)  # noqa: N815 - Qt naming
+    #: the user asked for a sync after resolving (the plugin hands it to the dock)
+    syncRequested = pyqtSignal()  # noqa: N815
+
+    def __init__(self, iface=None, parent=None):
+        super().__init__(parent)
+        self.setupUi(self)
+        self.setObjectName("TerraFusionConflictsDialog")
+        self.iface = iface
+        self.project = QgsProject.instance()
+        self.bar = QgsMessageBar(self)
+        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.mainLayout.insertWidget(0, self.bar)
+        self.conflicts: dict[int, dict] = {}
+        self.shapes: dict = {}
+        self._local_path = ""
+        self._load_task: Optional[ConflictsLoadTask] = None
+        self._resolve_task: Optional[ResolveTask] = None
+        #: memory layers with the two versions of the current conflict's geometry
+        self._map_layers: list[QgsVectorLayer] = []
+        self.shown_conflict: Optional[int] = None
+        self.last_resolution = None
+
+        header = self.conflictsTable.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        values = self.valuesTable.horizontalHeader()
+        values.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for column in (1, 2, 3):
+            # the three versions side by side, equally wide, long texts elided
+            values.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        self.valuesTable.setWordWrap(False)
+        self.valuesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.verticalSplitter.setSizes([160, 440])
+        self.detailSplitter.setSizes([600, 360])
+        self.mapCanvas.setCanvasColor(QColor("#ffffff"))
+        self.mapCanvas.enableAntiAliasing(True)
+        self.keepLocalButton.setIcon(QgsApplication.getThemeIcon("/mActionFileSave.svg"))
+        self.keepCentralButton.setIcon(QgsApplication.getThemeIcon("/mActionReload.svg"))
+        self.refreshButton.setIcon(QgsApplication.getThemeIcon("/mActionRefresh.svg"))
+        self.legendLabel.setText(
+            '<span style="color:{lc}">■</span> {local} &nbsp; '
+            '<span style="color:{cc}">■</span> {central}'.format(
+                lc=LOCAL_COLOR, cc=CENTRAL_COLOR, local=tr("Local (yours)"),
+                central=tr("Central")))
+
+        self.conflictsTable.itemSelectionChanged.connect(self._selection_changed)
+        self.keepLocalButton.clicked.connect(lambda: self.resolve_selected("local"))
+        self.keepCentralButton.clicked.connect(lambda: self.resolve_selected("central"))
+        self.refreshButton.clicked.connect(self.load)
+        self.buttonBox.rejected.connect(self.close)
+        self._update_buttons()
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self.load()
+
+    def load(self) -> None:
+        """Read the open conflicts in the background (once at a time)."""
+        if self._load_task is not None:
+            return
+        self.summaryLabel.setText(tr("Reading the conflicts…"))
+        task = ConflictsLoadTask()
+        task.loaded.connect(self._loaded)
+        task.failed.connect(self._load_failed)
+        self._load_task = task
+        QgsApplication.taskManager().addTask(task)
+
+    def is_busy(self) -> bool:
+        return self._load_task is not None or self._resolve_task is not None
+
+    def _loaded(self, conflicts: list, shapes: dict, local_path: str) -> None:
+        self._load_task = None
+        self._local_path = local_path
+        keep = set(self.selected_ids())
+        self.conflicts = {c["id"]: c for c in conflicts}
+        self.shapes = shapes
+        table = self.conflictsTable
+        table.setSortingEnabled(False)
+        table.setRowCount(0)
+        for conflict in conflicts:
+            row = table.rowCount()
+            table.insertRow(row)
+            id_item = QTableWidgetItem()
+            id_item.setData(Qt.ItemDataRole.DisplayRole, conflict["id"])
+            id_item.setData(ID_ROLE, conflict["id"])
+            cells = [id_item, QTableWidgetItem(conflict["table"]),
+                     QTableWidgetItem(", ".join(str(k) for k in conflict["pk"])),
+                     QTableWidgetItem(", ".join(conflict["columns"]) or self._kind(conflict)),
+                     QTableWidgetItem(local_time(conflict.get("detected_at")))]
+            for column, item in enumerate(cells):
+                item.setData(ID_ROLE, conflict["id"])
+                table.setItem(row, column, item)
+        table.setSortingEnabled(True)
+        n = len(conflicts)
+        self.summaryLabel.setText(
+            tr("No open conflicts: every change has reached both sides.") if n == 0 else
+            tr("{n} open conflict(s). Each row was changed here and centrally since the last "
+               "sync; choose which version stays.").format(n=n))
+        selected = False
+        for row in range(table.rowCount()):
+            if table.item(row, 0).data(ID_ROLE) in keep:
+                if selected:
+                    self._add_row_to_selection(row)
+                else:
+                    table.selectRow(row)
+                selected = True
+        if not selected and table.rowCount():
+            table.selectRow(0)
+        if not table.rowCount():
+            self._show_conflict(None)
+        self._update_buttons()
+
+    def _add_row_to_selection(self, row: int) -> None:
+        from qgis.PyQt.QtCore import QItemSelectionModel
+
+        index = self.conflictsTable.model().index(row, 0)
+        self.conflictsTable.selectionModel().select(
+            index, QItemSelectionModel.SelectionFlag.Select
+            | QItemSelectionModel.SelectionFlag.Rows)
+
+    def _load_failed(self, message: str) -> None:
+        self._load_task = None
+        self.summaryLabel.setText("")
+        self.bar.pushMessage(tr("Conflicts"), message, Qgis.MessageLevel.Critical, 0)
+        self._update_buttons()
+
+    @staticmethod
+    def _kind(conflict: dict) -> str:
+        if conflict.get("local") is None:
+            return tr("deleted here, changed centrally")
+        if conflict.get("central") is None:
+            return tr("changed here, deleted centrally")
+        return DASH
+
+    # --- showing one conflict ---------------------------------------------------------------
+
+    def selected_ids(self) -> list[int]:
+        rows = {index.row() for index in self.conflictsTable.selectionModel().selectedRows()}
+        return sorted(self.conflictsTable.item(row, 0).data(ID_ROLE) for row in rows)
+
+    def _selection_changed(self) -> None:
+        ids = self.selected_ids()
+        current = self.conflictsTable.currentRow()
+        shown = None
+        if current >= 0 and self.conflictsTable.item(current, 0) is not None:
+            candidate = self.conflictsTable.item(current, 0).data(ID_ROLE)
+            shown = candidate if candidate in ids else None
+        if shown is None and ids:
+            shown = ids[0]
+        self._show_conflict(self.conflicts.get(shown))
+        self._update_buttons()
+
+    def _show_conflict(self, conflict: Optional[dict]) -> None:
+        self.shown_conflict = conflict["id"] if conflict else None
+        table = self.valuesTable
+        table.setRowCount(0)
+        self._clear_map()
+        if conflict is None:
+            return
+        shape = self.shapes.get(conflict["table"])
+        base, local, central = (conflict.get("base") or {}, conflict.get("local"),
+                                conflict.get("central"))
+        names = list(shape.columns) if shape else []
+        for row in (base, local or {}, central or {}):
+            names += [n for n in row if n not in names]
+        geometry_column = shape.geometry_column if shape else None
+        crs = (QgsCoordinateReferenceSystem(f"EPSG:{shape.srid}")
+               if shape and shape.srid else None)
+        conflicting = set(conflict.get("columns") or [])
+        bold = QFont()
+        bold.setBold(True)
+        for name in names:
+            row = table.rowCount()
+            table.insertRow(row)
+            is_geometry = name == geometry_column
+            texts = [name, _value_text(base.get(name), is_geometry, crs)]
+            for version in (local, central):
+                if version is None:
+                    texts.append(tr("(deleted)"))
+                    continue
+                text = _value_text(version.get(name), is_geometry, crs)
+                if is_geometry and base and version.get(name) != base.get(name):
+                    # two shapes can share type and area: say which one was edited
+                    text = tr("{geometry} (edited)").format(geometry=text)
+                texts.append(text)
+            differs = (local or {}).get(name) != (central or {}).get(name)
+            for column, text in enumerate(texts):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                if name in conflicting:
+                    item.setBackground(QBrush(CONFLICT_BACKGROUND))
+                    item.setForeground(QBrush(QColor("#000000")))
+                    item.setFont(bold)
+                elif differs and column >= 2:
+                    item.setBackground(QBrush(DIFFERENT_BACKGROUND))
+                    item.setForeground(QBrush(QColor("#000000")))
+                table.setItem(row, column, item)
+        if geometry_column:
+            self._show_geometries(conflict, geometry_column, crs)
+
+    def _show_geometries(self, conflict: dict, column: str,
+                         crs: Optional[QgsCoordinateReferenceSystem]) -> None:
+        versions = [("local", LOCAL_COLOR, False), ("central", CENTRAL_COLOR, True)]
+        extent = QgsRectangle()
+        layers = []
+        for key, color, dashed in versions:
+            geometry = _geometry((conflict.get(key) or {}).get(column))
+            if geometry is None:
+                continue
+            kind = QgsWkbTypes.displayString(geometry.wkbType())
+            uri = f"{kind}?crs={crs.authid()}" if crs else kind
+            layer = QgsVectorLayer(uri, key, "memory")
+            feature = QgsFeature()
+            feature.setGeometry(geometry)
+            layer.dataProvider().addFeatures([feature])
+            layer.updateExtents()
+            layer.setRenderer(QgsSingleSymbolRenderer(_symbol(geometry.type(), color, dashed)))
+            layers.append(layer)
+            if extent.isEmpty():
+                extent = geometry.boundingBox()
+            else:
+                extent.combineExtentWith(geometry.boundingBox())
+        if not layers:
+            return
+        self._map_layers = layers
+        context = []
+        if self._local_path:
+            # the project's own layer of the table, as the neighbourhood
+            backdrop = synced_project_layers(self.project, self._local_path).get(
+                conflict["table"])
+            if backdrop is not None:
+                context.append(backdrop)
+        if crs is not None:
+            self.mapCanvas.setDestinationCrs(crs)
+        # central (dashed) over local, both over the neighbourhood
+        self.mapCanvas.setLayers(list(reversed(layers)) + context)
+        if extent.width() == 0 and extent.height() == 0:
+            extent.grow(50)
+        else:
+            extent.scale(1.8)
+        self.mapCanvas.setExtent(extent)
+        self.mapCanvas.refresh()
+
+    def _clear_map(self) -> None:
+        self.mapCanvas.setLayers([])
+        self._map_layers = []
+
+    # --- resolving --------------------------------------------------------------------------
+
+    def resolve_selected(self, keep: str) -> None:
+        """Keep the ``keep`` version ("local"/"central") of every selected conflict."""
+        ids = self.selected_ids()
+        if not ids or self._resolve_task is not None:
+            return
+        self.bar.clearWidgets()
+        task = ResolveTask(ids, keep)
+        task.done.connect(lambda resolution: self._resolved(resolution, keep))
+        task.failed.connect(self._resolve_failed)
+        self._resolve_task = task
+        self._update_buttons()
+        QgsApplication.taskManager().addTask(task)
+
+    def _resolved(self, resolution, keep: str) -> None:
+        self._resolve_task = None
+        self.last_resolution = resolution
+        if resolution.resolved:
+            text = (tr("{n} conflict(s) resolved keeping your version; it reaches the central "
+                       "database at the next sync.") if keep == "local" else
+                    tr("{n} conflict(s) resolved keeping the central version; the local copy "
+                       "has it now.")).format(n=len(resolution.resolved))
+            widget = self.bar.createMessage(tr("Conflicts"), text)
+            button = QPushButton(tr("Sync now"))
+            button.clicked.connect(self.syncRequested)
+            button.clicked.connect(lambda: button.setEnabled(False))
+            widget.layout().addWidget(button)
+            self.bar.pushWidget(widget, Qgis.MessageLevel.Success, 0)
+            self.conflictsResolved.emit(list(resolution.resolved))
+        for error in resolution.errors:
+            self.bar.pushMessage(tr("Conflicts"), error, Qgis.MessageLevel.Critical, 0)
+        self.load()
+
+    def _resolve_failed(self, message: str) -> None:
+        self._resolve_task = None
+        self.bar.pushMessage(tr("Conflicts"), message, Qgis.MessageLevel.Critical, 0)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        chosen = bool(self.selected_ids()) and self._resolve_task is None
+        self.keepLocalButton.setEnabled(chosen)
+        self.keepCentralButton.setEnabled(chosen)
+        n = len(self.selected_ids())
+        self.keepLocalButton.setText(tr("Keep local ({n})").format(n=n) if n > 1
+                                     else tr("Keep local"))
+        self.keepCentralButton.setText(tr("Keep central ({n})").format(n=n) if n > 1
+                                       else tr("Keep central"))
+
+    def teardown(self) -> None:
+        """Detach from running tasks before the plugin goes away."""
+        for task, names in ((self._load_task, ("loaded", "failed")),
+                            (self._resolve_task, ("done", "failed"))):
+            if task is None:
+                continue
+            try:
+                for name in names:
+                    getattr(task, name).disconnect()
+            except (RuntimeError, TypeError):
+                pass
+        self._load_task = self._resolve_task = None
+        self._clear_map()

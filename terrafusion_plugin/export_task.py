@@ -1,0 +1,422 @@
+"""Exports as ``QgsTask``: a synced table through the agent's export engine, or any
+other vector layer of the project through QGIS's own ``QgsVectorFileWriter``.
+
+A synced table is always written by ``terrafusion_agent.export.export_table``, the one
+code path shared with the CLI, the API and ``terrafusion:export``. QGIS's selection and
+QGIS expressions mean nothing to that engine (it reads SQLite directly), so they are
+turned into the primary keys of the chosen rows first: the layer is read in the task,
+and the engine gets ``pk IN (...)`` as its filter. A layer that is not a synced table
+(a shapefile, a WFS...) has no local copy for the engine to read; QGIS writes it, with
+the formats' options taken from the agent so both kinds of export look alike.
+
+``run()`` never touches a widget; the results reach the GUI through signals emitted in
+``finished()`` on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsExpressionContext,
+    QgsExpressionContextUtils,
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsFields,
+    QgsProject,
+    QgsTask,
+    QgsVectorFileWriter,
+    QgsVectorLayer,
+    QgsVectorLayerFeatureSource,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import pyqtSignal
+
+from .translation import tr
+
+log = logging.getLogger("terrafusion.plugin")
+
+#: share of the progress bar for reading the chosen keys before the engine writes
+KEYS_SHARE = 10.0
+
+
+@dataclass
+class FeatureChoice:
+    """Which features of a layer to export: its selection and/or a QGIS expression.
+
+    Built on the main thread. ``source`` is a snapshot of a project layer that the task
+    can read in its own thread; without a project layer, ``uri`` names the table and the
+    task opens it itself, so the GUI thread never waits for the database.
+    """
+
+    source: Optional[QgsVectorLayerFeatureSource]
+    context: QgsExpressionContext
+    fids: Optional[list] = None
+    expression: Optional[str] = None
+    total: int = 0
+    uri: Optional[str] = None
+
+    @classmethod
+    def of(cls, layer: QgsVectorLayer, selected_only: bool,
+           expression: Optional[str]) -> Optional[FeatureChoice]:
+        """None when every feature is wanted. Main thread only (it reads the layer)."""
+        expression = (expression or "").strip() or None
+        if not selected_only and expression is None:
+            return None
+        context = QgsExpressionContext(QgsExpressionContextUtils.globalProjectLayerScopes(layer))
+        fids = sorted(layer.selectedFeatureIds()) if selected_only else None
+        total = len(fids) if fids is not None else max(layer.featureCount(), 0)
+        return cls(QgsVectorLayerFeatureSource(layer), context, fids, expression, total)
+
+    @classmethod
+    def on_table(cls, uri: str, expression: str) -> FeatureChoice:
+        """An expression on a table the project does not show (opened by the task)."""
+        context = QgsExpressionContext()
+        # one scope at a time: appendScope takes each over (a list of new scopes handed to
+        # the constructor is freed by Python under QGIS's feet)
+        context.appendScope(QgsExpressionContextUtils.globalScope())
+        context.appendScope(QgsExpressionContextUtils.projectScope(QgsProject.instance()))
+        return cls(None, context, None, expression.strip(), 0, uri)
+
+    def open(self):
+        """(something with ``fields()`` and ``getFeatures()``, feature count); task side."""
+        if self.source is not None:
+            return self.source, self.total
+        layer = QgsVectorLayer(self.uri, "choice", "spatialite")
+        if not layer.isValid():
+            raise ValueError("QGIS cannot open the table to evaluate the filter")
+        self.context.appendScope(QgsExpressionContextUtils.layerScope(layer))
+        self._layer = layer  # alive while its features are read
+        return layer, max(layer.featureCount(), 0)
+
+    def request(self) -> QgsFeatureRequest:
+        request = QgsFeatureRequest()
+        if self.fids is not None:
+            request.setFilterFids(self.fids)
+        if self.expression:
+            request.setFilterExpression(self.expression)
+            request.setExpressionContext(self.context)
+        return request
+
+
+def sql_literal(value, kind: str) -> str:
+    """A key value as an SQLite literal (keys are numbers or text, never NULL)."""
+    if kind in ("integer", "boolean"):
+        return str(int(value))
+    if kind == "real":
+        return repr(float(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def keys_filter(info, keys: list) -> str:
+    """An SQLite expression matching exactly the rows with the primary keys ``keys``."""
+    from terrafusion_agent.sql import quote_ident
+
+    if not keys:
+        return "0"  # an empty choice exports an empty file, not the whole table
+    kinds = {c.name: c.kind for c in info.columns}
+    if len(info.pk) == 1:
+        column = info.pk[0]
+        values = ", ".join(sql_literal(k[0], kinds.get(column, "text")) for k in keys)
+        return f"{quote_ident(column)} IN ({values})"
+    columns = ", ".join(quote_ident(c) for c in info.pk)
+    rows = ", ".join("(" + ", ".join(sql_literal(v, kinds.get(c, "text"))
+                                     for c, v in zip(info.pk, key)) + ")" for key in keys)
+    return f"({columns}) IN (VALUES {rows})"
+
+
+class _ExportTask(QgsTask):
+    #: emitted on the main thread with the export's result (``ExportResult.to_dict()``)
+    exported = pyqtSignal(dict)
+    #: emitted on the main thread with one sentence and whether it was a cancel
+    failed = pyqtSignal(str, bool)
+    #: True while no fraction can be estimated
+    busyChanged = pyqtSignal(bool)  # noqa: N815 - Qt naming
+
+    def __init__(self, description: str):
+        super().__init__(description, QgsTask.Flag.CanCancel)
+        self.result: Optional[dict] = None
+        self.error: Optional[str] = None
+        self.exception: Optional[BaseException] = None
+        self.was_cancelled = False
+        self._busy: Optional[bool] = None
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)
+
+    def finished(self, result: bool) -> None:
+        if result and self.result is not None:
+            self.exported.emit(self.result)
+            return
+        if self.exception is not None:
+            log.error("The export failed.", exc_info=self.exception)
+        cancelled = self.was_cancelled or (self.error is None and self.exception is None)
+        if cancelled:
+            message = tr("The export was cancelled; no file was left behind.")
+        else:
+            message = self.error or tr("The export failed: {reason}.").format(
+                reason=str(self.exception).rstrip(".") or self.exception.__class__.__name__)
+        self.failed.emit(message, cancelled)
+
+
+class TableExportTask(_ExportTask):
+    """A synced table of the local copy, written by the agent's export engine."""
+
+    def __init__(self, request, choice: Optional[FeatureChoice] = None,
+                 config_path: Optional[str] = None):
+        super().__init__(tr("TerraFusion export of {table}").format(
+            table=request.table or request.preset))
+        self.request = request
+        self.choice = choice
+        self.config_path = config_path
+
+    def run(self) -> bool:
+        from dataclasses import replace
+
+        from terrafusion_agent import config as tf_config
+        from terrafusion_agent.errors import ExportCancelled, TerraFusionError
+        from terrafusion_agent.export import export_table
+
+        try:
+            cfg = tf_config.load(self.config_path)
+            request = self.request
+            share = 0.0
+            if self.choice is not None:
+                share = KEYS_SHARE
+                where = self._chosen_rows(cfg)
+                if where is None:
+                    self.was_cancelled = True
+                    return False
+                request = replace(request, where=_and(request.where, where))
+
+            def progress(p) -> None:
+                self._set_busy(p.fraction is None)
+                if p.fraction is not None:
+                    self.setProgress(share + (100.0 - share) * p.fraction)
+
+            result = export_table(cfg, request, progress=progress, cancel=self.isCanceled)
+        except ExportCancelled:
+            self.was_cancelled = True
+            return False
+        except TerraFusionError as exc:
+            self.error = str(exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
+            self.exception = exc
+            return False
+        self.result = result.to_dict()
+        if self.choice is not None:
+            # the key list is the engine's business; people recognise their own choice
+            self.result.update(where=self.request.where, filter=self.choice.expression,
+                               selected_only=self.choice.fids is not None)
+        return True
+
+    def _chosen_rows(self, cfg) -> Optional[str]:
+        """``pk IN (...)`` for the chosen features; None when cancelled meanwhile."""
+        from terrafusion_agent.export.presets import resolve
+        from terrafusion_agent.stores.local import LocalStore
+
+        table = resolve(cfg, self.request).table
+        local = LocalStore.open_existing(cfg.local_path)
+        try:
+            info = local.table_info(table)
+        finally:
+            local.close()
+        choice = self.choice
+        source, total = choice.open()
+        fields = source.fields()
+        indexes = [fields.indexOf(name) for name in info.pk]
+        if min(indexes) < 0:
+            raise ValueError(f"the layer has no key field {info.pk[indexes.index(-1)]}")
+        request = choice.request()
+        request.setSubsetOfAttributes(indexes)
+        request.setFlags(QgsFeatureRequest.Flag.NoGeometry)
+        keys = []
+        for n, feature in enumerate(source.getFeatures(request)):
+            if self.isCanceled():
+                return None
+            keys.append(tuple(feature.attributes()[i] for i in indexes))
+            if total and n % 500 == 0:
+                self.setProgress(KEYS_SHARE * min(1.0, n / total))
+        return keys_filter(info, keys)
+
+
+def _and(first: Optional[str], second: str) -> str:
+    return f"({first}) AND ({second})" if first else second
+
+
+class LayerExportTask(_ExportTask):
+    """A project layer that is not a synced table, written by ``QgsVectorFileWriter``."""
+
+    def __init__(self, layer: QgsVectorLayer, fmt: str, out: str,
+                 crs: Optional[QgsCoordinateReferenceSystem], fields: list,
+                 choice: Optional[FeatureChoice]):
+        super().__init__(tr("TerraFusion export of {table}").format(table=layer.name()))
+        from terrafusion_agent.export import FORMATS
+
+        self.spec = FORMATS[fmt]
+        self.out = Path(out)
+        self.layer_name = layer.name()
+        # Everything read from the layer is read here, on the main thread.
+        self.choice = choice or FeatureChoice(QgsVectorLayerFeatureSource(layer),
+                                              QgsExpressionContext(), None, None,
+                                              max(layer.featureCount(), 0))
+        self.source_fields = layer.fields()
+        self.field_names = list(fields)
+        self.wkb_type = layer.wkbType()
+        self.source_crs = layer.crs()
+        self.transform_context = QgsProject.instance().transformContext()
+        forced = self.spec.fixed_epsg or (self.spec.default_epsg if crs is None else None)
+        if forced:
+            crs = QgsCoordinateReferenceSystem(f"EPSG:{forced}")
+        self.crs = crs if crs is not None and crs.isValid() else self.source_crs
+
+    def run(self) -> bool:
+        spatial = QgsWkbTypes.geometryType(self.wkb_type) not in (
+            QgsWkbTypes.GeometryType.NullGeometry, QgsWkbTypes.GeometryType.UnknownGeometry)
+        if self.spec.needs_geometry and not spatial:
+            self.error = tr("Layer {layer} has no geometry, so it cannot be written as "
+                            "{format}; choose csv, gpkg or geojson.").format(
+                                layer=self.layer_name, format=self.spec.label)
+            return False
+        work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
+        try:
+            written = self._write(work, spatial)
+            if written is None:
+                self.was_cancelled = True
+                return False
+            size = self._publish(work)
+        except OSError as exc:
+            self.error = tr("The export could not be written to {path}: {reason}.").format(
+                path=self.out, reason=exc.strerror or exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
+            self.exception = exc
+            return False
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.result = {"table": self.layer_name, "format": self.spec.name,
+                       "path": str(self.out), "features": written, "bytes": size,
+                       "crs": self.crs.authid() if spatial else None,
+                       "fields": list(self.out_names.values()), "warnings": []}
+        return True
+
+    def _write(self, work: Path, spatial: bool) -> Optional[int]:
+        from terrafusion_agent.export.formats import layer_options, shorten_names
+
+        names = self.field_names
+        self.out_names = (shorten_names(names, self.spec.max_field_name)
+                          if self.spec.max_field_name else {n: n for n in names})
+        indexes = [self.source_fields.indexOf(n) for n in names]
+        out_fields = QgsFields()
+        for name, index in zip(names, indexes):
+            field = self.source_fields.at(index)
+            field.setName(self.out_names[name])
+            out_fields.append(field)
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = self.spec.driver
+        options.fileEncoding = "UTF-8"
+        options.layerName = self.out.stem
+        epsg = self.crs.postgisSrid() if spatial else None
+        geometry_type = QgsWkbTypes.displayString(QgsWkbTypes.flatType(self.wkb_type)) \
+            if spatial else None
+        options.layerOptions = layer_options(self.spec, geometry_type=geometry_type,
+                                             target_epsg=epsg)
+        target = work / f"{self.out.stem}{self.spec.gdal_extension}"
+        writer = QgsVectorFileWriter.create(
+            str(target), out_fields, self.wkb_type if spatial else QgsWkbTypes.Type.NoGeometry,
+            self.crs, self.transform_context, options)
+        if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
+            raise OSError(0, writer.errorMessage())
+        request = self.choice.request()
+        request.setSubsetOfAttributes(indexes)
+        if spatial:
+            request.setDestinationCrs(self.crs, self.transform_context)
+        else:
+            request.setFlags(QgsFeatureRequest.Flag.NoGeometry)
+        total = self.choice.total or 1
+        written = 0
+        try:
+            for feature in self.choice.source.getFeatures(request):
+                if self.isCanceled():
+                    return None
+                out = QgsFeature(out_fields)
+                if spatial:
+                    out.setGeometry(feature.geometry())
+                out.setAttributes([feature.attributes()[i] for i in indexes])
+                if not writer.addFeature(out):
+                    raise OSError(0, writer.errorMessage() or tr("a feature was refused"))
+                written += 1
+                if written % 200 == 0:
+                    self.setProgress(min(99.0, 100.0 * written / total))
+        finally:
+            del writer  # closes the file; GDAL writes indexes and headers now
+        return written
+
+    def _publish(self, work: Path) -> int:
+        """Move the finished file into place (a shapefile's parts as one zip)."""
+        temp = self.out.with_name(f".{self.out.name}.tf-{secrets.token_hex(4)}")
+        if self.spec.name == "shp":
+            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for part in sorted(work.iterdir()):
+                    zf.write(part, part.name)
+        else:
+            shutil.move(str(work / f"{self.out.stem}{self.spec.gdal_extension}"), temp)
+        os.replace(temp, self.out)
+        return self.out.stat().st_size
+
+
+class ExportSourcesTask(QgsTask):
+    """Reads what the export dialog offers: the synced tables and the configured presets."""
+
+    #: emitted on the main thread with {"tables": [TableInfo], "presets": {name: preset},
+    #: "local_path": str}
+    sourcesReady = pyqtSignal(dict)  # noqa: N815
+    #: emitted on the main thread with one sentence (the dialog still offers project layers)
+    failed = pyqtSignal(str)
+
+    def __init__(self):
+        super().__init__(tr("Reading the TerraFusion local copy"), QgsTask.Flag.CanCancel)
+        self.sources: Optional[dict] = None
+        self.error: Optional[str] = None
+
+    def run(self) -> bool:
+        from terrafusion_agent import config as tf_config
+        from terrafusion_agent.errors import TerraFusionError
+        from terrafusion_agent.stores.local import LocalStore
+
+        try:
+            cfg = tf_config.load(None)
+            local = LocalStore.open_existing(cfg.local_path)
+            try:
+                tables = local.tables()
+            finally:
+                local.close()
+        except TerraFusionError as exc:
+            self.error = str(exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - one sentence for the dialog
+            self.error = tr("The local copy could not be read: {reason}.").format(
+                reason=str(exc).rstrip(".") or exc.__class__.__name__)
+            return False
+        self.sources = {"tables": tables, "presets": dict(cfg.presets),
+                        "local_path": str(cfg.local_path), "order": list(cfg.tables)}
+        return True
+
+    def finished(self, result: bool) -> None:
+        if result and self.sources is not None:
+            self.sourcesReady.emit(self.sources)
+        else:
+            self.failed.emit(self.error or tr("The local copy could not be read: {reason}.")
+                             .format(reason=tr("the task was cancelled")))

@@ -1,0 +1,369 @@
+"""The Settings dialog: writes the agent's TOML configuration, never a password.
+
+The widgets come from ``resources/ui/settings_dialog.ui``; every signal is wired here.
+The central database is reached through a libpq service, a server (its password held
+by the QGIS authentication manager and, for the agent that runs without QGIS, put in
+libpq's own password file) or a SpatiaLite file. The file is validated by the agent's
+loader before it replaces the old one (``config_file.save``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+from qgis.core import Qgis, QgsApplication, QgsAuthMethodConfig, QgsTask
+from qgis.gui import QgsFileWidget, QgsMessageBar
+from qgis.PyQt import uic
+from qgis.PyQt.QtCore import pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QHeaderView,
+    QSizePolicy,
+    QTableWidgetItem,
+)
+
+from . import config_file, paths, plugin_settings
+from .config_file import SERVER, SERVICE, SPATIALITE, Central, Settings, SettingsError
+from .translation import tr
+
+FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("settings_dialog.ui")))
+
+POLICIES = ("manual", "central_wins", "local_wins")
+OK_STYLE = "color: #2e7d32;"
+ERROR_STYLE = "color: #c62828;"
+
+
+def policy_label(policy: str) -> str:
+    return {"manual": tr("Ask me (record a conflict)"), "central_wins": tr("Central wins"),
+            "local_wins": tr("Local wins")}.get(policy, policy)
+
+
+def auth_credentials(auth_id: str) -> tuple[str, str]:
+    """(user, password) of a QGIS authentication configuration; main thread only."""
+    method = QgsAuthMethodConfig()
+    manager = QgsApplication.authManager()
+    if not manager.loadAuthenticationConfig(auth_id, method, True) or not method.isValid():
+        raise SettingsError(tr("The authentication configuration {id} cannot be read; is "
+                               "QGIS's master password set?").format(id=auth_id))
+    if method.method() != "Basic":
+        raise SettingsError(tr("Only a user name and password authentication can be passed "
+                               "to the agent; for certificates use a PostgreSQL service."))
+    user = method.config("username")
+    if not user:
+        raise SettingsError(tr("The authentication configuration {id} has no user name.")
+                            .format(id=auth_id))
+    return user, method.config("password")
+
+
+class CentralCheckTask(QgsTask):
+    """Tries the central connection of a configuration that is not saved yet."""
+
+    def __init__(self, cfg):
+        super().__init__(tr("Testing the TerraFusion central connection"),
+                         QgsTask.Flag.CanCancel)
+        self.cfg = cfg
+        self.answer: Optional[tuple[bool, Optional[str]]] = None
+
+    def run(self) -> bool:
+        from terrafusion_agent import health
+
+        self.answer = health.check_central(self.cfg)
+        return True
+
+
+class SettingsDialog(QDialog, FORM_CLASS):
+    """Edit the agent's configuration file."""
+
+    #: emitted after a successful save with the new ``Config``
+    saved = pyqtSignal(object)
+
+    def __init__(self, iface=None, parent=None):
+        super().__init__(parent)
+        self.setupUi(self)
+        self.setObjectName("TerraFusionSettingsDialog")
+        self.iface = iface
+        self.bar = QgsMessageBar(self)
+        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.mainLayout.insertWidget(0, self.bar)
+        self.config_path: Optional[Path] = None
+        self.document: dict = {}
+        self._check_task: Optional[CentralCheckTask] = None
+        #: the last configuration saved (for tests and the plugin)
+        self.saved_config = None
+
+        for text, kind in ((tr("PostgreSQL service (pg_service.conf)"), SERVICE),
+                           (tr("PostgreSQL server"), SERVER),
+                           (tr("SpatiaLite file"), SPATIALITE)):
+            self.kindCombo.addItem(text, kind)
+        for policy in POLICIES:
+            self.policyCombo.addItem(policy_label(policy), policy)
+        self.spatialiteFile.setStorageMode(QgsFileWidget.StorageMode.GetFile)
+        self.spatialiteFile.setFilter(tr("SpatiaLite databases (*.sqlite *.db)"))
+        self.localFile.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        self.localFile.setConfirmOverwrite(False)
+        self.localFile.setFilter(tr("SpatiaLite databases (*.sqlite *.db)"))
+        self.authSelect.setDataProviderKey("postgres")
+        # a port is never "cleared": the button would only take the digits' room
+        self.serverPortSpin.setShowClearButton(False)
+        self.intervalSpin.setSuffix(tr(" s"))
+        self.intervalSpin.setClearValue(300)
+        self.apiPortSpin.setSpecialValueText(tr("any free port"))
+        self.apiPortSpin.setClearValue(8765)
+        header = self.tablesTable.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+
+        self.kindCombo.currentIndexChanged.connect(self._kind_changed)
+        self.authSelect.selectedConfigIdChanged.connect(self._auth_changed)
+        self.addTableButton.clicked.connect(self.add_table)
+        self.removeTableButton.clicked.connect(self.remove_tables)
+        self.testButton.clicked.connect(self.test_connection)
+        self.buttonBox.accepted.connect(self.save)
+        self.buttonBox.rejected.connect(self.reject)
+        self.load()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Fill the widgets from the configuration file the agent reads."""
+        from terrafusion_agent import config as tf_config
+        from terrafusion_agent.errors import ConfigError
+
+        self.bar.clearWidgets()
+        path, _named = tf_config.resolve_path(None)
+        self.config_path = path
+        self.configPathLabel.setText(tr("Configuration file: {path}").format(path=path))
+        try:
+            self.document = config_file.read_document(path)
+        except SettingsError as exc:
+            self.document = {}
+            self.bar.pushMessage(tr("Settings"), str(exc), Qgis.MessageLevel.Warning, 0)
+        try:
+            # what the file says: overrides from the environment are not the file's
+            cfg = tf_config.load(path, environ={}) if path.exists() else _defaults()
+        except ConfigError as exc:
+            self.bar.pushMessage(tr("Settings"), str(exc), Qgis.MessageLevel.Warning, 0)
+            cfg = _defaults()
+
+        central = config_file.parse_central(
+            (self.document.get("central") or {}).get("url") or cfg.central_url)
+        self.kindCombo.setCurrentIndex(self.kindCombo.findData(central.kind))
+        self._kind_changed()
+        self.serviceCombo.clear()
+        self.serviceCombo.addItems(config_file.pg_services())
+        self.serviceCombo.setCurrentText(central.service)
+        self.hostEdit.setText(central.host)
+        self.serverPortSpin.setValue(central.port or 5432)
+        self.databaseEdit.setText(central.database)
+        self.userEdit.setText(central.user)
+        auth_id = plugin_settings.auth_config() if central.kind == SERVER else ""
+        self.authSelect.setConfigId(auth_id)
+        self._auth_changed(auth_id)
+        self.spatialiteFile.setFilePath(central.path)
+
+        local = (self.document.get("local") or {}).get("path")
+        self.localFile.setFilePath(local or "")
+        self.localFile.lineEdit().setPlaceholderText(str(cfg.local_path))
+
+        self.intervalSpin.setValue(cfg.interval_seconds)
+        self.policyCombo.setCurrentIndex(self.policyCombo.findData(cfg.conflict_policy))
+        self.tablesTable.setRowCount(0)
+        for table in cfg.tables:
+            self.add_table(table, cfg.table_policy.get(table, ""))
+        self.apiPortSpin.setValue(cfg.http_port)
+        self.startAgentCheck.setChecked(plugin_settings.start_agent())
+
+    def _kind_changed(self, *_args) -> None:
+        kind = self.kindCombo.currentData()
+        index = {SERVICE: 0, SERVER: 1, SPATIALITE: 2}[kind]
+        self.centralStack.setCurrentIndex(index)
+        # the stack is as tall as its current page, not as its tallest one
+        for page in range(self.centralStack.count()):
+            policy = (QSizePolicy.Policy.Preferred if page == index
+                      else QSizePolicy.Policy.Ignored)
+            self.centralStack.widget(page).setSizePolicy(policy, policy)
+        self.centralStack.adjustSize()
+        self.testLabel.setText("")
+
+    def _auth_changed(self, auth_id: str) -> None:
+        # With an authentication configuration the user comes from it.
+        self.userEdit.setEnabled(not auth_id)
+        self.userCaption.setEnabled(not auth_id)
+        self.storePasswordCheck.setEnabled(bool(auth_id))
+        self.storePasswordCheck.setToolTip(
+            tr("Writes the password to {path} (readable only by you), where PostgreSQL "
+               "programs such as the agent look for it. Never into the agent's "
+               "configuration.").format(path=config_file.pgpass_path()))
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def add_table(self, name: str = "", policy: str = "") -> None:
+        row = self.tablesTable.rowCount()
+        self.tablesTable.insertRow(row)
+        self.tablesTable.setItem(row, 0, QTableWidgetItem(name))
+        combo = QComboBox()
+        combo.addItem(tr("As above"), "")
+        for value in POLICIES:
+            combo.addItem(policy_label(value), value)
+        combo.setCurrentIndex(max(0, combo.findData(policy)))
+        self.tablesTable.setCellWidget(row, 1, combo)
+        if not name:
+            self.tablesTable.setCurrentCell(row, 0)
+            self.tablesTable.editItem(self.tablesTable.item(row, 0))
+
+    def remove_tables(self) -> None:
+        rows = sorted({index.row() for index in self.tablesTable.selectedIndexes()},
+                      reverse=True)
+        for row in rows:
+            self.tablesTable.removeRow(row)
+
+    def table_policies(self) -> tuple[tuple, dict]:
+        tables, policies = [], {}
+        for row in range(self.tablesTable.rowCount()):
+            item = self.tablesTable.item(row, 0)
+            name = item.text().strip() if item is not None else ""
+            if not name or name in tables:
+                continue
+            tables.append(name)
+            policy = self.tablesTable.cellWidget(row, 1).currentData()
+            if policy:
+                policies[name] = policy
+        return tuple(tables), policies
+
+    # --- building the configuration ---------------------------------------------------------
+
+    def central(self) -> tuple[Central, Optional[str]]:
+        """The central connection and, with an authentication configuration, its password
+        (which only ever goes to libpq's password file, on request)."""
+        kind = self.kindCombo.currentData()
+        if kind == SERVICE:
+            return Central(kind=SERVICE, service=self.serviceCombo.currentText().strip()), None
+        if kind == SPATIALITE:
+            return Central(kind=SPATIALITE, path=self.spatialiteFile.filePath().strip()), None
+        central = Central(kind=SERVER, host=self.hostEdit.text().strip(),
+                          port=self.serverPortSpin.value(),
+                          database=self.databaseEdit.text().strip(),
+                          user=self.userEdit.text().strip())
+        auth_id = self.authSelect.configId()
+        if not auth_id:
+            return central, None
+        user, password = auth_credentials(auth_id)
+        return dataclasses.replace(central, user=user), password
+
+    def settings(self, central: Central) -> Settings:
+        tables, policies = self.table_policies()
+        if not tables:
+            raise SettingsError(tr("Name at least one table to sync."))
+        return Settings(central=central, local_path=self.localFile.filePath(), tables=tables,
+                        interval_seconds=self.intervalSpin.value(),
+                        conflict_policy=self.policyCombo.currentData(),
+                        table_policy=policies, http_port=self.apiPortSpin.value())
+
+    # --- saving -----------------------------------------------------------------------------
+
+    def save(self) -> bool:
+        """Validate and write the configuration; True when it was written."""
+        self.bar.clearWidgets()
+        try:
+            central, password = self.central()
+            document = config_file.apply(self.document, self.settings(central))
+            cfg = config_file.save(self.config_path, document)
+            stored = None
+            if password and self.storePasswordCheck.isChecked():
+                stored = config_file.store_pgpass(central, password)
+        except SettingsError as exc:
+            self.bar.pushMessage(tr("Settings"), str(exc), Qgis.MessageLevel.Critical, 0)
+            return False
+        self.document = document
+        self.saved_config = cfg
+        plugin_settings.set_start_agent(self.startAgentCheck.isChecked())
+        plugin_settings.set_auth_config(self.authSelect.configId()
+                                        if central.kind == SERVER else "")
+        text = tr("Settings saved to {path}. A running agent reads them when it starts: "
+                  "restart it to apply them.").format(path=self.config_path)
+        if stored is not None:
+            text += " " + tr("The password is kept for the agent in {path}.").format(path=stored)
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("TerraFusion", text,
+                                                Qgis.MessageLevel.Success, 10)
+        self.saved.emit(cfg)
+        self.accept()
+        return True
+
+    # --- testing the connection -------------------------------------------------------------
+
+    def test_connection(self) -> None:
+        """Try the central connection as the agent would, in the background."""
+        if self._check_task is not None:
+            return
+        try:
+            central, password = self.central()
+            cfg = self._candidate(central)
+        except SettingsError as exc:
+            self._show_test(False, str(exc))
+            return
+        if password:
+            # In memory only, for this one test: the agent itself gets it from libpq.
+            cfg = dataclasses.replace(cfg, central_url=central.url(password=password))
+        self.testButton.setEnabled(False)
+        self.testLabel.setStyleSheet("")
+        self.testLabel.setText(tr("Connecting…"))
+        task = CentralCheckTask(cfg)
+        task.taskCompleted.connect(lambda: self._tested(task))
+        task.taskTerminated.connect(lambda: self._tested(task))
+        self._check_task = task
+        QgsApplication.taskManager().addTask(task)
+
+    def is_testing(self) -> bool:
+        return self._check_task is not None
+
+    def _candidate(self, central: Central):
+        """The configuration the dialog shows, loaded by the agent, without saving it."""
+        from terrafusion_agent import config as tf_config
+        from terrafusion_agent.errors import ConfigError
+
+        document = config_file.apply(self.document, self.settings(central))
+        folder = self.config_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        # Beside the real file, so relative paths in it mean the same.
+        fd, temp = tempfile.mkstemp(prefix=".agent-test.", suffix=".toml", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(config_file.dumps(document))
+            return tf_config.load(temp, environ={})
+        except ConfigError as exc:
+            raise SettingsError(str(exc).replace(temp, str(self.config_path))) from None
+        finally:
+            os.unlink(temp)
+
+    def _tested(self, task: CentralCheckTask) -> None:
+        if self._check_task is not task:
+            return
+        self._check_task = None
+        self.testButton.setEnabled(True)
+        ok, reason = task.answer or (False, tr("The test was cancelled."))
+        self._show_test(ok, tr("Connected.") if ok else reason)
+
+    def _show_test(self, ok: bool, text: str) -> None:
+        self.testLabel.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
+        self.testLabel.setText(text)
+
+    def teardown(self) -> None:
+        self._check_task = None
+
+
+def _defaults():
+    """The agent's built-in defaults (what an empty configuration file means)."""
+    from terrafusion_agent import config as tf_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        empty = Path(folder) / "agent.toml"
+        empty.write_text("", encoding="utf-8")
+        cfg = tf_config.load(empty, environ={})
+    # relative to nothing: the defaults do not live in that temporary folder
+    return cfg
