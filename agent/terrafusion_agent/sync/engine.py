@@ -98,7 +98,7 @@ def _sync(central, local: LocalStore, config: Config, summary: dict,
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)
-    push(central, local, infos, agent_id, config, summary, stop)
+    push(central, local, infos, agent_id, config, summary, stop, progress)
     central.purge_change_log(config.retention_days)
 
 

@@ -51,6 +51,8 @@ def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
                         local.save_table_info(info)
                     n = _apply_changes(rs, local, info, changed.get(name, []), summary)
                     stats.update(mode="incremental", pulled=n)
+                    if progress and n:
+                        progress(name, n, n)
                 summary["pulled"] += stats["pulled"]
             local.set_meta(CHECKPOINT, new_checkpoint)
             local.set_meta(CENTRAL_ID, central_id)

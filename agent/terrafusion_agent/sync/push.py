@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import SyncCancelled
@@ -24,7 +24,8 @@ BATCH = 500
 
 
 def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
-         config: Config, summary: dict, stop: Optional[threading.Event] = None) -> None:
+         config: Config, summary: dict, stop: Optional[threading.Event] = None,
+         progress: Optional[Callable[[str, int, int], None]] = None) -> None:
     for name, info in infos.items():
         entries = local.pending(name)
         for start in range(0, len(entries), BATCH):
@@ -32,6 +33,8 @@ def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
                 raise SyncCancelled("The sync was stopped before it finished pushing.")
             _push_batch(central, local, info, entries[start:start + BATCH], agent_id,
                         config.policy_for(name), summary)
+            if progress:
+                progress(name, min(start + BATCH, len(entries)), len(entries))
 
 
 def _push_batch(central, local: LocalStore, info: TableInfo, entries: list[dict],
