@@ -62,6 +62,7 @@ BUNDLED = (
     "waitress==3.0.2",
     "werkzeug==3.1.3",
     "filelock==3.19.1",
+    "prometheus-client==0.23.1",  # /metrics
     "typing_extensions==4.15.0",
     "tomli==2.2.1",              # tomllib before Python 3.11
 )
