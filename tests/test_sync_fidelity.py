@@ -69,7 +69,8 @@ def test_values_and_geometries_pull_unchanged(shapes):
         ("POINT Z(1 2 3.5)",)]
     assert local_exec(shapes, "SELECT AsText(geom) FROM lines_m WHERE id = 1") == [
         ("LINESTRING M(0 0 1, 1 1 2)",)]
-    assert local_exec(shapes, f"SELECT name, f, b, d, ts, big, raw FROM {LOCAL_T} WHERE id = 1") == [
+    row = f"SELECT name, f, b, d, ts, big, raw FROM {LOCAL_T} WHERE id = 1"
+    assert local_exec(shapes, row) == [
         ("Ñandú ☃ 😀", 0.1 + 0.2, 1, "2024-02-29", "2024-02-29 13:45:10.123456", 2**62,
          b"\x00\x01\xff")]
 
@@ -82,7 +83,8 @@ def test_values_and_geometries_push_unchanged(shapes):
     local_exec(shapes, "UPDATE pts_z SET geom = GeomFromText('POINT Z(5 6 7.25)', 2927) "
                        "WHERE id = 2")
     local_exec(shapes, f"UPDATE {LOCAL_T} SET name = 'still empty' WHERE id = 6")
-    local_exec(shapes, f"INSERT INTO {LOCAL_T} (id, name, b, d) VALUES (10, 'nuevo', 1, '2025-12-31')")
+    local_exec(shapes, f"INSERT INTO {LOCAL_T} (id, name, b, d) "
+                       "VALUES (10, 'nuevo', 1, '2025-12-31')")
     summary = json.loads(shapes.run("sync", env=ENV).stdout)
     assert summary["pushed"] == 4
     assert central_exec(shapes, f"SELECT name, ST_AsText(geom) FROM {T} WHERE id = 6") == [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -35,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM")
     sub.add_parser("status", help="JSON status (the body of GET /health)")
     sub.add_parser("verify", help="compare counts and checksums of central and local")
+    install = sub.add_parser("install-service",
+                             help="start the agent at login (systemd user service)")
+    install.add_argument("--no-start", action="store_true",
+                         help="only enable it; it starts at the next login")
+    sub.add_parser("uninstall-service", help="stop and remove the systemd user service")
 
     conflicts = sub.add_parser("conflicts", help="inspect and resolve sync conflicts")
     csub = conflicts.add_subparsers(dest="conflicts_command", metavar="ACTION")
@@ -44,6 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     resolve = csub.add_parser("resolve", help="resolve one conflict")
     resolve.add_argument("id", type=_positive_int)
     resolve.add_argument("--keep", choices=("local", "central"), required=True)
+
+    export = sub.add_parser(
+        "export", help="export a table of the local copy to a file; prints a JSON summary",
+        description="Export a table of the local copy. With --preset, TABLE and --format "
+                    "come from the preset (--format may change it); --where and --fields "
+                    "can only narrow the preset's selection; if the preset names the file, "
+                    "--out is the folder to write into.")
+    export.add_argument("table", nargs="?", metavar="TABLE",
+                        help="table to export (optional with --preset)")
+    export.add_argument("--format", metavar="F",
+                        help="gpkg, geojson, shp (one .zip), kml, csv or fgb")
+    export.add_argument("--out", metavar="PATH", required=True,
+                        help="file to write (with a preset that names the file: its folder)")
+    export.add_argument("--crs", metavar="EPSG:N", help="reproject to this CRS")
+    export.add_argument("--where", metavar="EXPR",
+                        help="SQL filter on the table's fields, e.g. \"acres > 1\"")
+    export.add_argument("--fields", metavar="A,B", help="only these fields, in this order")
+    export.add_argument("--preset", metavar="NAME", help="an [export.presets.NAME] of the config")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace the file if it exists")
     return p
 
 
@@ -73,6 +99,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("terrafusion-agent: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head, less...
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -124,16 +153,41 @@ def cmd_run(config, args) -> int:
     try:
         agent.wait()
     finally:
-        agent.stop()
+        clean = agent.stop()
     print("TerraFusion agent stopped.", flush=True)
+    if not clean:
+        # The sync thread is stuck in a database call past the stop deadline: end the
+        # process now; its death rolls the open transaction back (crash-safe by design).
+        import logging
+
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
 def cmd_status(config, args) -> int:
     from terrafusion_agent import health
 
-    _print_json(health.build(config))
+    # A running agent knows more (next sync, a sync in progress): ask it first.
+    _print_json(health.from_running_agent(config) or health.build(config))
     return 0
+
+
+def cmd_install_service(config, args) -> int:
+    from terrafusion_agent.service import systemd
+
+    if config.source is None:
+        raise TerraFusionError(
+            "install-service needs a configuration file; write one (an empty file means "
+            "all defaults) and pass it with --config PATH.")
+    return systemd.install(config.source, start=not args.no_start)
+
+
+def cmd_uninstall_service(config, args) -> int:
+    from terrafusion_agent.service import systemd
+
+    return systemd.uninstall()
 
 
 def cmd_verify(config, args) -> int:
@@ -153,21 +207,60 @@ def cmd_verify(config, args) -> int:
 
 
 def cmd_conflicts(config, args) -> int:
+    if args.conflicts_command == "resolve":
+        from terrafusion_agent.sync.conflicts import resolve
+
+        _print_json(resolve(config, args.id, args.keep))
+        return 0
     from terrafusion_agent.stores.local import LocalStore
 
     local = LocalStore.open_existing(config.local_path)
     try:
-        if args.conflicts_command == "list":
-            _print_json(local.conflicts(include_resolved=args.all))
-            return 0
-        conflict = local.conflict(args.id)
-        if conflict["resolved_at"]:
-            raise TerraFusionError(
-                f"Conflict {args.id} was already resolved ({conflict['resolution']})."
-            )
-        raise TerraFusionError(f"Conflict {args.id} cannot be resolved by this version.")
+        _print_json(local.conflicts(include_resolved=args.all))
+        return 0
     finally:
         local.close()
+
+
+def cmd_export(config, args) -> int:
+    from terrafusion_agent.export import ExportRequest, export_table
+    from terrafusion_agent.export.request import split_fields
+
+    request = ExportRequest(
+        table=args.table, format=args.format, out=args.out, crs=args.crs, where=args.where,
+        fields=split_fields(args.fields), preset=args.preset, overwrite=args.overwrite,
+        trigger="cli")
+    progress = _ExportProgress() if sys.stderr.isatty() else None
+    try:
+        result = export_table(config, request, progress=progress)
+    finally:
+        if progress:
+            progress.done()
+    _print_json(result.to_dict())
+    return 0
+
+
+class _ExportProgress:
+    """Export progress on stderr: a bar when the size can be estimated, else a counter."""
+
+    def __init__(self):
+        self._shown = False
+
+    def __call__(self, p) -> None:
+        size = f"{p.bytes_written / 1e6:,.1f} MB"
+        if p.fraction is not None:
+            width = 30
+            bar = "#" * int(width * p.fraction)
+            line = f"{p.stage:<8} [{bar:<{width}}] {100 * p.fraction:3.0f}%  {size}"
+        else:
+            line = f"{p.stage:<8} {p.features:,} features  {size}"
+        sys.stderr.write(f"\r{line}  {p.elapsed_seconds:5.1f} s ")
+        sys.stderr.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            sys.stderr.write("\n")
 
 
 class _TerminalProgress:
@@ -198,4 +291,7 @@ COMMANDS = {
     "status": cmd_status,
     "verify": cmd_verify,
     "conflicts": cmd_conflicts,
+    "install-service": cmd_install_service,
+    "uninstall-service": cmd_uninstall_service,
+    "export": cmd_export,
 }

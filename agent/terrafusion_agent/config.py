@@ -10,6 +10,7 @@ and bad values are rejected with the key's name in the message.
 from __future__ import annotations
 
 import os
+import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ ENV_CONFIG = "TERRAFUSION_CONFIG"
 ENV_PREFIX = "TERRAFUSION_"
 POLICIES = ("manual", "central_wins", "local_wins")
 EXPORT_FORMATS = ("gpkg", "geojson", "shp", "kml", "csv", "fgb")
+#: placeholders an export preset's ``filename`` template may use
+FILENAME_PLACEHOLDERS = ("table", "preset", "format", "date", "time", "datetime")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_TABLES = ("parcels", "districts", "sales")
 
@@ -133,6 +136,26 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _filename_template(value: Any) -> str:
+    """An export preset's file name: known ``{placeholders}``, and no way out of the folder."""
+    template = _str(value)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid file-name template ({exc})") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in FILENAME_PLACEHOLDERS or spec or conversion:
+            raise ValueError(f"uses {{{name}}}, but only "
+                             f"{', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)} "
+                             "may appear")
+    # A file name, never a path: the output folder is the caller's choice, not the preset's.
+    if any(c in template for c in "/\\:\0") or not template.strip(". "):
+        raise ValueError("must be a file name inside the output folder, not a path")
+    return template
+
+
 def _central_url(value: Any) -> str:
     url = _str(value)
     if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
@@ -165,7 +188,7 @@ _PRESET_SCHEMA: dict[str, Callable[[Any], Any]] = {
     "fields": _str_list,
     "where": _str,
     "max_features": _int_range(1, 2**31),
-    "filename": _str,
+    "filename": _filename_template,
 }
 
 

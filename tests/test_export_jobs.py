@@ -1,0 +1,251 @@
+"""Export jobs (the API's /api/v1/exports): queued, recorded, cancellable, counted; and the
+CLI's progress and Ctrl+C. A bigger county, so that an export lasts long enough to stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import AgentEnv, write_config
+from terrafusion_agent import config as config_mod
+from terrafusion_agent.errors import BadRequest, ExportError, InvalidExport, NotFound
+from terrafusion_agent.export import add_listener, engine, jobs, remove_listener
+
+PARCELS = 20_000
+
+
+@pytest.fixture(scope="module")
+def county(tmp_path_factory) -> AgentEnv:
+    directory = tmp_path_factory.mktemp("county")
+    url = f"sqlite:///{directory / 'central.sqlite'}"
+    env = AgentEnv(directory, write_config(directory, url), url)
+    env.run("init-central", "--demo-parcels", str(PARCELS))
+    env.run("sync")
+    return env
+
+
+@pytest.fixture
+def config(county):
+    return config_mod.load(county.config)
+
+
+@pytest.fixture(autouse=True)
+def _no_jobs_left():
+    yield
+    jobs.shutdown(timeout=30)
+
+
+@pytest.fixture
+def out(tmp_path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def job_rows(config) -> list[tuple]:
+    with sqlite3.connect(config.local_path) as conn:
+        return conn.execute("SELECT id, status, features, bytes, duration_seconds, error, "
+                            "started_at, finished_at FROM tf_export_jobs ORDER BY id").fetchall()
+
+
+def wait_until_writing(config, job_id, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = jobs.get(config, job_id)
+        if state["status"] == "running" and state.get("progress", {}).get("bytes_written"):
+            return state
+        assert state["status"] in ("pending", "running"), state
+        time.sleep(0.05)
+    raise AssertionError("the job never started writing")
+
+
+def test_a_job_completes_with_features_and_bytes_recorded(config, out):
+    target = out / "districts.gpkg"
+    job_id = jobs.submit(config, {"table": "districts", "format": "gpkg", "out": str(target)})
+    state = jobs.wait(config, job_id, timeout=60)
+    assert state["status"] == "completed", state
+    (count,) = sqlite3.connect(config.local_path).execute(
+        "SELECT count(*) FROM districts").fetchone()
+    assert state["features"] == count > 0
+    assert state["bytes"] == target.stat().st_size
+    row = [r for r in job_rows(config) if r[0] == job_id][0]
+    assert row[1:4] == ("completed", count, target.stat().st_size)
+    assert row[4] > 0 and row[5] is None and row[6] and row[7]
+    assert jobs.get(config, str(job_id))["out"] == str(target)
+
+
+def test_cancelling_a_running_job_stops_it_and_leaves_no_file(config, out):
+    job_id = jobs.submit(config, {"table": "parcels", "format": "geojson",
+                                  "out": str(out / "parcels.geojson")})
+    wait_until_writing(config, job_id)
+    asked = time.monotonic()
+    jobs.cancel(config, job_id)
+    state = jobs.wait(config, job_id, timeout=30)
+    assert state["status"] == "cancelled", state
+    assert time.monotonic() - asked < 3  # GDAL's read was interrupted, not waited for
+    assert list(out.iterdir()) == []
+    assert [r[1] for r in job_rows(config) if r[0] == job_id] == ["cancelled"]
+
+
+def test_a_job_cancelled_while_waiting_never_runs(config, out):
+    first = jobs.submit(config, {"table": "parcels", "format": "kml", "out": str(out / "a.kml")})
+    second = jobs.submit(config, {"table": "districts", "format": "csv",
+                                  "out": str(out / "b.csv")})
+    assert jobs.get(config, second)["status"] == "pending"
+    assert jobs.cancel(config, second)["status"] in ("pending", "cancelled")
+    jobs.cancel(config, first)
+    assert jobs.wait(config, second, timeout=30)["status"] == "cancelled"
+    assert jobs.wait(config, first, timeout=30)["status"] == "cancelled"
+    assert jobs.get(config, second)["started_at"] is None
+    assert list(out.iterdir()) == []
+
+
+def test_a_failed_job_leaves_no_file(config, out, monkeypatch):
+    def disk_full(folder, packed):
+        packed.write_bytes(b"PK half a zip")
+        raise ExportError("No space left on device.")
+
+    monkeypatch.setattr(engine, "_zip_shapefile", disk_full)
+    job_id = jobs.submit(config, {"table": "districts", "format": "shp",
+                                  "out": str(out / "districts.zip")})
+    state = jobs.wait(config, job_id, timeout=60)
+    assert state["status"] == "failed"
+    assert "No space left" in state["error"]
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ([], "JSON object"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "color": "red"}, "color"),
+    ({"table": "parcels", "format": "gpkg"}, "'out'"),
+    ({"format": "gpkg", "out": "/tmp/x.gpkg"}, "'table' or a 'preset'"),
+    ({"table": "parcels", "format": "gpkg", "out": "x.gpkg"}, "absolute"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "fields": 3}, "fields"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "overwrite": "yes"},
+     "overwrite"),
+    ({"table": "parcels", "format": "dwg", "out": "/tmp/x.dwg"}, "dwg"),
+    ({"table": "permits", "format": "gpkg", "out": "/tmp/x.gpkg"}, "permits"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "crs": "EPSG:0"}, "EPSG:0"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "where": "acres >>"},
+     "acres >>"),
+    ({"table": "parcels", "format": "gpkg", "out": "/no/such/folder/x.gpkg"}, "does not exist"),
+])
+def test_invalid_requests_are_refused_before_a_job_exists(config, body, fragment):
+    before = len(job_rows(config)) if Path(config.local_path).exists() else 0
+    with pytest.raises(InvalidExport) as caught:
+        jobs.submit(config, body)
+    assert isinstance(caught.value, BadRequest)  # the API answers 4xx
+    message = str(caught.value)
+    assert fragment in message and message.endswith(".") and "\n" not in message
+    assert len(job_rows(config)) == before
+
+
+@pytest.mark.parametrize("job_id", [987654, "no-such-job", "0", "-3", 2**70])
+def test_an_unknown_job_is_not_found(config, job_id):
+    with pytest.raises(NotFound):
+        jobs.get(config, job_id)
+    with pytest.raises(NotFound):
+        jobs.cancel(config, job_id)
+
+
+def test_listeners_count_every_job_result(config, out):
+    events = []
+    add_listener(events.append)
+    try:
+        done = jobs.submit(config, {"table": "districts", "format": "fgb",
+                                    "out": str(out / "d.fgb")})
+        jobs.wait(config, done, timeout=60)
+        slow = jobs.submit(config, {"table": "parcels", "format": "kml",
+                                    "out": str(out / "p.kml")})
+        waiting = jobs.submit(config, {"table": "sales", "format": "csv",
+                                       "out": str(out / "s.csv")})
+        jobs.cancel(config, waiting)
+        jobs.cancel(config, slow)
+        jobs.wait(config, waiting, timeout=30)
+    finally:
+        remove_listener(events.append)
+    results = [(e["format"], e["result"]) for e in events]
+    assert results == [("fgb", "completed"), ("kml", "cancelled"), ("csv", "cancelled")]
+    assert events[0]["features"] > 0 and events[0]["duration_seconds"] > 0
+
+
+def test_jobs_are_listed_newest_first(config, out):
+    ids = [jobs.submit(config, {"table": "districts", "format": "csv",
+                                "out": str(out / f"d{i}.csv")}) for i in range(3)]
+    for job_id in ids:
+        jobs.wait(config, job_id, timeout=60)
+    listed = [j["id"] for j in jobs.list_jobs(config, limit=3)]
+    assert listed == ids[::-1]
+
+
+def test_a_job_left_running_by_a_dead_process_is_failed_and_cleaned(config, out):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = out / "p.geojson"
+    leftover = out / ".p.geojson.tf-0badf00d.geojson"
+    leftover.write_text("{half")
+    with sqlite3.connect(config.local_path) as conn:
+        job_id = conn.execute(
+            "INSERT INTO tf_export_jobs (status, table_name, format, out_path, request_json, "
+            "trigger, pid, created_at, started_at) VALUES ('running', 'parcels', 'geojson', "
+            "?, '{}', 'api', ?, '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z')",
+            (str(target), dead.pid)).lastrowid
+    jobs.shutdown()  # the next use of jobs is a fresh start of the agent
+    state = jobs.get(config, job_id)
+    assert state["status"] == "failed"
+    assert "stopped" in state["error"]
+    assert not leftover.exists()
+
+
+# --- the CLI on a terminal --------------------------------------------------------------
+
+
+def test_the_cli_shows_progress_on_a_terminal(county, out):
+    master, slave = pty.openpty()
+    target = out / "parcels.geojson"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "terrafusion_agent", "--config", str(county.config), "export",
+         "parcels", "--format", "geojson", "--out", str(target)],
+        stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    stdout, _ = proc.communicate(timeout=300)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(stdout)["features"] == PARCELS
+    text = terminal.decode()
+    assert "writing" in text and "%" in text and "\r" in text, text
+
+
+def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
+    target = out / "parcels.kml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "terrafusion_agent", "--config", str(county.config), "export",
+         "parcels", "--format", "kml", "--out", str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".parcels.kml.tf-") and p.stat().st_size > 0
+                  for p in out.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert list(out.iterdir()) == []
