@@ -108,7 +108,7 @@ class Agent:
                     f"{self.config.http_port}: {exc.strerror or exc}."
                 ) from None
             self.scheduler.start()
-            self._server_thread = threading.Thread(target=self.server.run, name="http",
+            self._server_thread = threading.Thread(target=self._serve, name="http",
                                                    daemon=True)
             self._server_thread.start()
         except BaseException:
@@ -165,6 +165,14 @@ class Agent:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
         return True
+
+    def _serve(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            # stop() closes the sockets under the loop's select(): expected then
+            if not self._stop.is_set():
+                raise
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> bool:
         """Stop the schedule, let a running sync end its batch, close the server.
