@@ -52,6 +52,9 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+DRIVER_LOGGERS = ("psycopg",)
+
+
 def setup(level: str, log_dir: Optional[Path], console: bool = False) -> None:
     """Configure the ``terrafusion`` logger; safe to call more than once."""
     root = logging.getLogger("terrafusion")
@@ -76,3 +79,18 @@ def setup(level: str, log_dir: Optional[Path], console: bool = False) -> None:
         ch.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(message)s"))
         ch._terrafusion = True
         root.addHandler(ch)
+    # The database driver's own warnings (e.g. "connection is lost" while the agent is
+    # already reporting the failure) go to the same places, never raw to stderr.
+    for name in DRIVER_LOGGERS:
+        driver = logging.getLogger(name)
+        for h in list(driver.handlers):
+            if getattr(h, "_terrafusion", False):
+                driver.removeHandler(h)
+        handlers = [h for h in root.handlers if getattr(h, "_terrafusion", False)]
+        if not handlers:
+            null = logging.NullHandler()
+            null._terrafusion = True
+            handlers = [null]
+        for h in handlers:
+            driver.addHandler(h)
+        driver.propagate = False
