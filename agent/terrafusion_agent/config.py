@@ -9,6 +9,7 @@ and bad values are rejected with the key's name in the message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import string
 import sys
@@ -88,10 +89,21 @@ class Config:
 
     @property
     def health_url(self) -> str:
-        host = self.http_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.http_port}/health"
+        return f"{api_base_url(self.http_host, self.http_port)}/health"
+
+
+def api_base_url(host: str, port: int) -> str:
+    """The URL a local client uses to reach an agent bound to ``host``: an agent listening
+    on every address (the unspecified address) is reached through loopback."""
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+        if addr.is_unspecified:
+            host = "::1" if addr.version == 6 else "127.0.0.1"
+    except ValueError:
+        pass  # a host name
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 # --- value checkers: each returns the clean value or raises ValueError(reason) -------

@@ -166,12 +166,10 @@ def from_running_agent(config: Config, timeout: float = 2.0) -> Optional[dict]:
 
     if config.http_port == 0:
         return None
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.http_host, config.http_host)
-    host = f"[{host}]" if ":" in host else host
     # the agent is local: a proxy configured for the internet must not see this request
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://{host}:{config.http_port}/health", timeout=timeout) as resp:
+        with opener.open(config.health_url, timeout=timeout) as resp:
             body = json.loads(resp.read().decode("utf-8"))
     except (OSError, ValueError):
         return None

@@ -134,10 +134,9 @@ class Agent:
 
     @property
     def base_url(self) -> str:
-        host = self.config.http_host
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        from terrafusion_agent.config import api_base_url
+
+        return api_base_url(self.config.http_host, self.port)
 
     @property
     def health_url(self) -> str:
