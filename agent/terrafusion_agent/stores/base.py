@@ -95,3 +95,38 @@ def check_tables(store: CentralStore, tables: tuple[str, ...]) -> list[dict]:
                     "geometry": info.geometry.column if info.geometry else None,
                     "rows": store.count(info)})
     return out
+
+
+class ReadSession:
+    """Reads of one pull inside one consistent snapshot; stores add the change queries."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
+        return self.store.read_rows(info)
+
+    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+        return self.store.rows_by_key(info, keys)
+
+    def count(self, info: TableInfo) -> int:
+        return self.store.count(info)
+
+
+class WriteSession:
+    """Writes of one push inside one central transaction."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def lock_rows(self, info: TableInfo, keys) -> dict[tuple, dict]:
+        return self.store.rows_by_key(info, list(keys), lock=True)
+
+    def insert(self, info: TableInfo, rows: list[dict]) -> None:
+        self.store.insert_rows(info, rows)
+
+    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+        self.store.update_rows(info, updates)
+
+    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
+        self.store.delete_rows(info, keys)

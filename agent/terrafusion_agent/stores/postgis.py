@@ -6,7 +6,7 @@ import json
 import logging
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import psycopg
 
@@ -14,7 +14,13 @@ from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.redact import redact, redact_url
 from terrafusion_agent.sql import quote_ident as qi
-from terrafusion_agent.stores.base import Column, GeometryInfo, TableInfo
+from terrafusion_agent.stores.base import (
+    Column,
+    GeometryInfo,
+    ReadSession,
+    TableInfo,
+    WriteSession,
+)
 
 log = logging.getLogger("terrafusion.central")
 
@@ -227,13 +233,13 @@ class PostGISCentral:
             raise _unavailable(self, exc) from None
 
     @contextmanager
-    def write_session(self, agent_id: str) -> Iterator[PgWriteSession]:
+    def write_session(self, agent_id: str) -> Iterator[WriteSession]:
         """One push transaction; changes it makes are marked with ``agent_id``."""
         try:
             with self.conn.transaction():
                 self.conn.execute("SELECT set_config('terrafusion.origin', %s, true)",
                                   (agent_id,))
-                yield PgWriteSession(self)
+                yield WriteSession(self)
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
         except psycopg.Error as exc:
@@ -514,11 +520,8 @@ class PostGISCentral:
                                    f"{_first_line(exc)}.") from None
 
 
-class PgReadSession:
+class PgReadSession(ReadSession):
     """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull."""
-
-    def __init__(self, store: PostGISCentral):
-        self.store = store
 
     def checkpoint(self) -> str:
         """This snapshot, as the checkpoint the next pull starts from."""
@@ -549,33 +552,5 @@ class PgReadSession:
                 out.setdefault(table, []).append(tuple(json.loads(pk)))
         return out
 
-    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
-        return self.store.read_rows(info)
-
     def sql_batches(self, info: TableInfo) -> Iterator[tuple[int, str, Optional[str]]]:
         return self.store.sql_batches(info)
-
-    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
-        return self.store.rows_by_key(info, keys)
-
-    def count(self, info: TableInfo) -> int:
-        return self.store.count(info)
-
-
-class PgWriteSession:
-    """Writes inside one push transaction."""
-
-    def __init__(self, store: PostGISCentral):
-        self.store = store
-
-    def lock_rows(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
-        return self.store.rows_by_key(info, list(keys), lock=True)
-
-    def insert(self, info: TableInfo, rows: list[dict]) -> None:
-        self.store.insert_rows(info, rows)
-
-    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
-        self.store.update_rows(info, updates)
-
-    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
-        self.store.delete_rows(info, keys)

@@ -8,14 +8,20 @@ import sqlite3
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
-from terrafusion_agent.stores.base import Column, GeometryInfo, TableInfo
+from terrafusion_agent.stores.base import (
+    Column,
+    GeometryInfo,
+    ReadSession,
+    TableInfo,
+    WriteSession,
+)
 
 log = logging.getLogger("terrafusion.central")
 
@@ -159,12 +165,12 @@ class SpatiaLiteCentral:
             self.conn.execute("COMMIT")
 
     @contextmanager
-    def write_session(self, agent_id: str) -> Iterator[SqliteWriteSession]:
+    def write_session(self, agent_id: str) -> Iterator[WriteSession]:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             c.execute("UPDATE tf_origin SET origin = ? WHERE id = 1", (agent_id,))
-            yield SqliteWriteSession(self)
+            yield WriteSession(self)
             c.execute("UPDATE tf_origin SET origin = NULL WHERE id = 1")
             c.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -212,7 +218,10 @@ class SpatiaLiteCentral:
                 return
             yield from batch
 
-    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+    def rows_by_key(self, info: TableInfo, keys: list[tuple], lock: bool = False
+                    ) -> dict[tuple, dict]:
+        """Current rows for ``keys``. ``lock`` needs nothing here: inside a write
+        transaction SQLite already excludes every other writer."""
         names = info.column_names
         pk_idx = [names.index(p) for p in info.pk]
         join = " AND ".join(f"t.{qi(p)} = json_extract(k.value, '$[{i}]')"
@@ -308,11 +317,8 @@ def _trigger_names(table: str) -> list[str]:
     return [f"tf_capture_{k}_{table}" for k in ("ins", "upd", "updkey", "del")]
 
 
-class SqliteReadSession:
+class SqliteReadSession(ReadSession):
     """Reads of one pull inside one SQLite read transaction."""
-
-    def __init__(self, store: SpatiaLiteCentral):
-        self.store = store
 
     def checkpoint(self) -> str:
         return str(self.store.conn.execute(
@@ -332,32 +338,3 @@ class SqliteReadSession:
         for table, pk in rows:
             out.setdefault(table, []).append(tuple(json.loads(pk)))
         return out
-
-    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
-        return self.store.read_rows(info)
-
-    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
-        return self.store.rows_by_key(info, keys)
-
-    def count(self, info: TableInfo) -> int:
-        return self.store.count(info)
-
-
-class SqliteWriteSession:
-    """Writes of one push inside one SQLite write transaction."""
-
-    def __init__(self, store: SpatiaLiteCentral):
-        self.store = store
-
-    def lock_rows(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
-        # the write transaction already excludes every other writer
-        return self.store.rows_by_key(info, list(keys))
-
-    def insert(self, info: TableInfo, rows: list[dict]) -> None:
-        self.store.insert_rows(info, rows)
-
-    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
-        self.store.update_rows(info, updates)
-
-    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
-        self.store.delete_rows(info, keys)
