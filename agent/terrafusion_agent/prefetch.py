@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, TypeVar
+from typing import Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
@@ -19,36 +19,63 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """Yield ``items`` produced by a worker thread; its exceptions re-raise here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class Prefetch(Generic[T]):
+    """Iterates ``items`` in a worker thread started at once; the worker's exceptions
+    re-raise in the consumer. Use as a context manager, so that a consumer that stops
+    early also stops the worker."""
 
-    def work() -> None:
+    def __init__(self, items: Iterable[T], depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._work, args=(items,), name="prefetch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self, items: Iterable[T]) -> None:
+        it = iter(items)
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in it:
+                if not self._put(item):
                     return
-            q.put(_DONE)
+            self._put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(_Failure(exc))
+            self._put(_Failure(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # a generator's own clean-up (its connection, say) runs here
 
-    worker = threading.Thread(target=work, name="prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=30)
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _DONE:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, _Failure):
+            self._finished = True
+            raise item.exc
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

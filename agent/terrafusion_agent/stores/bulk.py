@@ -1,124 +1,156 @@
-"""Bulk load of a fresh local table: rows and spatial index built side by side.
+"""Bulk load of a fresh local table, and its spatial index packed rather than grown.
 
-A first sync of a million parcels is dominated by three costs: formatting rows
-centrally, inserting them into SQLite, and building the R*Tree spatial index (about
-9 us per entry whatever the order). Done one after the other, as ogr2ogr does, they add
-up; here they overlap on two cores:
+A first sync of a million parcels has three costs: formatting rows centrally, inserting
+them into SQLite, and the R*Tree spatial index. They are kept apart and overlapped:
 
-- the central database formats batch *n+1* (a prefetch thread) while
-- SQLite inserts batch *n* into the table (with SpatiaLite's per-row triggers suspended
-  for the load), while
-- a second SQLite connection inserts the batch's bounding boxes into an R*Tree in a
-  scratch file.
+- the central database formats batch *n+1* as SQLite literals (a prefetch thread)
+  while SQLite inserts batch *n* (``sqlite3_step`` releases the GIL), with SpatiaLite's
+  per-row triggers suspended for the load;
+- the spatial index is not grown entry by entry (about 20 us each, whatever the order)
+  but packed: meanwhile, on a second connection sharing the pull's snapshot, the
+  central database sorts the boxes along a Hilbert curve and hands over finished leaf
+  nodes in the rtree module's own format; the levels above them (one node per 51
+  below) are built here and everything is written straight into the index's shadow
+  tables (``_node``, ``_rowid``, ``_parent``). A packed tree also answers queries
+  faster than a grown one: its nodes are full and barely overlap.
 
-At the end the scratch R*Tree's shadow tables (``_node``, ``_rowid``, ``_parent``) are
-copied into the table's spatial index, SpatiaLite's triggers are restored, and the layer
-extent is written from the index. ``sqlite3_step`` releases the GIL, so the threads
-really run in parallel. Everything happens inside the caller's transaction: a failure
-or a kill leaves the previous local table untouched.
+Everything happens inside the caller's transaction: a failure or a kill leaves the
+previous local table untouched. SpatiaLite's triggers are restored at the end, so later
+edits maintain the index as usual, and ``rtreecheck`` finds the tree sound.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
 import sqlite3
-import threading
-from pathlib import Path
-from typing import Callable, Iterable, Optional
+import struct
+from contextlib import ExitStack
+from typing import Callable, Iterable, Iterator, Optional
 
-from terrafusion_agent.prefetch import prefetch
+from terrafusion_agent.prefetch import Prefetch
 from terrafusion_agent.sql import quote_ident as qi
 
-log = logging.getLogger("terrafusion.local")
-SHADOWS = ("node", "rowid", "parent")
+#: cells per node of SQLite's rtree module (RTREE_MAXCELLS)
+FANOUT = 51
+#: ``(node number, cell count, cells, xmin, xmax, ymin, ymax)``
+Leaf = tuple
+LeafSource = Callable[[int], Iterable[Leaf]]
 
 
-class _RTreeBuilder(threading.Thread):
-    """Fills an R*Tree in a scratch database from ``(key, xmin, xmax, ymin, ymax)``
-    VALUES batches handed over through :meth:`add`."""
-
-    def __init__(self, path: Path, page_size: int):
-        super().__init__(name="rtree-builder", daemon=True)
-        self.path = path
-        self.page_size = page_size
-        self.batches: queue.Queue = queue.Queue(maxsize=8)
-        self.error: Optional[BaseException] = None
-
-    def add(self, values: str) -> None:
-        self.batches.put(values)
-
-    def finish(self) -> None:
-        self.batches.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-    def run(self) -> None:
-        conn = None
-        try:
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                Path(str(self.path) + suffix).unlink(missing_ok=True)
-            conn = sqlite3.connect(str(self.path), isolation_level=None)
-            # same page size as the local copy: R*Tree nodes are sized from it
-            conn.execute(f"PRAGMA page_size = {int(self.page_size)}")
-            conn.execute("PRAGMA journal_mode = OFF")
-            conn.execute("PRAGMA synchronous = OFF")
-            conn.execute("CREATE VIRTUAL TABLE r USING rtree(pkid, xmin, xmax, ymin, ymax)")
-            conn.execute("BEGIN")
-            while True:
-                values = self.batches.get()
-                if values is None:
-                    break
-                conn.execute("INSERT INTO r VALUES " + values)
-            conn.execute("COMMIT")
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the loading thread
-            self.error = exc
-            while self.batches.get() is not None:  # let the producer finish
-                pass
-        finally:
-            if conn is not None:
-                conn.close()
-
-
-def load(conn: sqlite3.Connection, db_path: Path, table: str, columns: list[str],
-         geometry: Optional[str], batches: Iterable[tuple[int, str, Optional[str]]],
+def load(conn: sqlite3.Connection, table: str, columns: list[str],
+         geometry: Optional[str], batches: Iterable[tuple[int, list[str]]],
+         leaves: Optional[LeafSource] = None,
          progress: Optional[Callable[[int], None]] = None) -> int:
-    """Insert ``batches`` into the empty ``table`` (spatial index already created, or no
-    geometry); returns the number of rows. Runs inside the caller's transaction."""
+    """Insert ``batches`` (row count, ``VALUES`` texts) into the empty ``table``, whose
+    spatial index, if it has a geometry, exists and is empty; returns the row count.
+
+    With ``leaves`` (see :meth:`PostGISCentral.rtree_leaves`) the index is packed from
+    leaves computed centrally while the rows load; otherwise it is filled from the
+    table afterwards. Runs inside the caller's transaction.
+    """
     index = f"idx_{table}_{geometry}" if geometry else None
+    packed = index is not None and leaves is not None
     suspended = _suspend_triggers(conn, table)
-    builder: Optional[_RTreeBuilder] = None
     head = f"INSERT INTO {qi(table)} ({', '.join(qi(c) for c in columns)}) VALUES "
     done = 0
     try:
-        for count, values, boxes in prefetch(batches):
-            if index and builder is None and boxes is not None:
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                builder = _RTreeBuilder(Path(str(db_path) + ".tf-rtree"), page_size)
-                builder.start()
-            if builder is not None and boxes:
-                builder.add(boxes)
-            conn.execute(head + values)
-            done += count
-            if progress:
-                progress(done)
-        if builder is not None:
-            builder.finish()
-            _copy_rtree(conn, builder.path, index)
-        elif index:
-            _fill_index(conn, table, geometry, index)
+        with ExitStack() as stack:
+            rows = stack.enter_context(Prefetch(batches))
+            if packed:
+                packer = _Packer(conn, index)
+                ahead = stack.enter_context(Prefetch(leaves(packer.fanout), depth=256))
+            for count, texts in rows:
+                for values in texts:
+                    conn.execute(head + values)
+                done += count
+                if progress:
+                    progress(done)
+            if packed:
+                packer.clear()
+                for leaf in ahead:
+                    packer.add(leaf)
+                packer.finish()
+            elif index:
+                _fill_index(conn, table, geometry, index)
     finally:
-        if builder is not None and builder.is_alive():
-            builder.finish()
         for sql in suspended:
             conn.execute(sql)
-        if builder is not None:
-            for suffix in ("", "-journal"):
-                Path(str(builder.path) + suffix).unlink(missing_ok=True)
     if geometry:
         _write_statistics(conn, table, geometry, index, done)
     return done
+
+
+class _Packer:
+    """Writes a packed R*Tree into the shadow tables of an empty rtree ``index``: the
+    leaves as they arrive, then the inner levels and the root (node 1)."""
+
+    def __init__(self, conn: sqlite3.Connection, index: str):
+        self.conn = conn
+        self.node, self.rowid, self.parent = (qi(f"{index}_{s}") for s in
+                                              ("node", "rowid", "parent"))
+        # nodes are all as long as the empty root the rtree module made (it reads the
+        # node size back from there); 24 bytes a cell after a 4-byte header, and
+        # fewer than 51 cells a node only in a file with a tiny page size
+        self.size = conn.execute(f"SELECT length(data) FROM {self.node} WHERE nodeno = 1"
+                                 ).fetchone()[0]
+        self.fanout = min(FANOUT, (self.size - 4) // 24)
+        self.level: list[tuple] = []  # (node number, xmin, xmax, ymin, ymax) per leaf
+
+    def clear(self) -> None:
+        """Empty the shadow tables (of the empty root) before the first leaf."""
+        for table in (self.node, self.rowid, self.parent):
+            self.conn.execute(f"DELETE FROM {table}")
+
+    def add(self, leaf: Leaf) -> None:
+        nodeno, count, cells, x0, x1, y0, y1 = leaf
+        cells = bytes(cells)
+        self._write(nodeno, 0, count, cells)
+        # each cell starts with its key: the _rowid table maps it to this leaf
+        self.conn.executemany(f"INSERT INTO {self.rowid} (rowid, nodeno) VALUES (?, ?)",
+                              ((key, nodeno) for key, in struct.iter_unpack(">q16x", cells)))
+        self.level.append((nodeno, x0, x1, y0, y1))
+
+    def finish(self) -> None:
+        level = self.level
+        if not level:
+            self._write(1, 0, 0, b"")  # no geometry at all: the empty root again
+            return
+        if len(level) == 1 and level[0][0] == 1:
+            return  # a single leaf is the root
+        nodeno = max(entry[0] for entry in level) + 1
+        depth = 0
+        while True:
+            depth += 1
+            if len(level) <= self.fanout:
+                self._inner(1, depth, level)
+                return
+            upper = []
+            for group in _even_groups(level, self.fanout):
+                upper.append(self._inner(nodeno, 0, group))
+                nodeno += 1
+            level = upper
+
+    def _inner(self, nodeno: int, depth: int, children: list[tuple]) -> tuple:
+        """Writes an inner node over ``children``; returns its own entry. Only the
+        root's header carries the depth of the tree."""
+        cells = b"".join(struct.pack(">q4f", *child) for child in children)
+        self._write(nodeno, depth, len(children), cells)
+        self.conn.executemany(f"INSERT INTO {self.parent} VALUES (?, ?)",
+                              ((child[0], nodeno) for child in children))
+        return (nodeno, min(c[1] for c in children), max(c[2] for c in children),
+                min(c[3] for c in children), max(c[4] for c in children))
+
+    def _write(self, nodeno: int, depth: int, count: int, cells: bytes) -> None:
+        data = struct.pack(">HH", depth, count) + cells
+        self.conn.execute(f"INSERT INTO {self.node} VALUES (?, ?)",
+                          (nodeno, data + bytes(self.size - len(data))))
+
+
+def _even_groups(items: list, most: int) -> Iterator[list]:
+    """``items`` cut into the fewest consecutive groups of at most ``most``, as even
+    as possible."""
+    groups = -(-len(items) // most)
+    for i in range(groups):
+        yield items[i * len(items) // groups:(i + 1) * len(items) // groups]
 
 
 def _suspend_triggers(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -133,24 +165,6 @@ def _suspend_triggers(conn: sqlite3.Connection, table: str) -> list[str]:
     for name, _ in rows:
         conn.execute(f"DROP TRIGGER {qi(name)}")
     return [sql for _, sql in rows]
-
-
-def _copy_rtree(conn: sqlite3.Connection, scratch: Path, index: str) -> None:
-    src = sqlite3.connect(str(scratch))
-    try:
-        for shadow in SHADOWS:
-            target = qi(f"{index}_{shadow}")
-            cols = [r[1] for r in conn.execute(f"PRAGMA table_info({target})")]
-            conn.execute(f"DELETE FROM {target}")
-            cur = src.execute(f"SELECT {', '.join(qi(c) for c in cols)} FROM r_{shadow}")
-            marks = ", ".join("?" * len(cols))
-            while True:
-                chunk = cur.fetchmany(20000)
-                if not chunk:
-                    break
-                conn.executemany(f"INSERT INTO {target} VALUES ({marks})", chunk)
-    finally:
-        src.close()
 
 
 def _fill_index(conn: sqlite3.Connection, table: str, geometry: str, index: str) -> None:

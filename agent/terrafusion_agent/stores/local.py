@@ -96,7 +96,8 @@ class LocalStore:
 
     def replace_table(self, info: TableInfo, rows: Optional[Iterable[tuple]] = None,
                       progress: Optional[Callable[[int], None]] = None,
-                      sql_batches: Optional[Iterable[tuple[int, str]]] = None) -> int:
+                      sql_batches: Optional[Iterable[tuple[int, list[str]]]] = None,
+                      rtree_leaves: Optional[bulk.LeafSource] = None) -> int:
         """Replace the local table with ``rows`` (inside :meth:`writing`); returns the count.
 
         The spatial index is built after the load (much faster than row by row), the
@@ -122,8 +123,8 @@ class LocalStore:
         if sql_batches is not None:
             if geom:
                 c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
-            n = bulk.load(c, self.path, name, list(info.column_names), geom, sql_batches,
-                          progress)
+            n = bulk.load(c, name, list(info.column_names), geom, sql_batches,
+                          rtree_leaves, progress)
         else:
             c.executemany(_insert_sql(info), _batched(rows or (), progress))
             n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]

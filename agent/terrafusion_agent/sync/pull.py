@@ -74,7 +74,8 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
     total = rs.count(info) if progress else 0
     report = (lambda done: progress(info.name, done, total)) if progress else None
     if hasattr(rs, "sql_batches"):
-        n = local.replace_table(info, None, report, sql_batches=rs.sql_batches(info))
+        n = local.replace_table(info, None, report, sql_batches=rs.sql_batches(info),
+                                rtree_leaves=rs.rtree_leaves(info))
     else:
         n = local.replace_table(info, rs.read_rows(info), report)
     if keys:
