@@ -438,10 +438,12 @@ class PostGISCentral:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(
                     pgsql.Literal(snapshot)))
-                # sorts over the whole table: memory for them, and no JIT compile (it
-                # costs seconds here)
+                # sorts over the whole table: memory for them, no JIT compile (it costs
+                # seconds here), and no parallel workers: the query has the whole copy
+                # of the rows to finish in, and the cores are busy with that copy
                 conn.execute("SET LOCAL work_mem = '256MB'")
                 conn.execute("SET LOCAL jit = off")
+                conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 with conn.cursor(name="tf_rtree_leaves", binary=True) as cur:
                     cur.itersize = 500
                     cur.execute(sql)
