@@ -444,6 +444,9 @@ class PostGISCentral:
                 conn.execute("SET LOCAL work_mem = '256MB'")
                 conn.execute("SET LOCAL jit = off")
                 conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                # the leaves wait in the cursor until every row is in: however long
+                # that takes, this transaction is not abandoned
+                conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
                 with conn.cursor(name="tf_rtree_leaves", binary=True) as cur:
                     cur.itersize = 500
                     cur.execute(sql)
