@@ -15,7 +15,6 @@ the formats' options taken from the agent so both kinds of export look alike.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import shutil
@@ -41,9 +40,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import pyqtSignal
 
+from .background_task import BackgroundTask
 from .translation import tr
-
-log = logging.getLogger("terrafusion.plugin")
 
 #: share of the progress bar for reading the chosen keys before the engine writes
 KEYS_SHARE = 10.0
@@ -134,7 +132,7 @@ def keys_filter(info, keys: list) -> str:
     return f"({columns}) IN (VALUES {rows})"
 
 
-class _ExportTask(QgsTask):
+class _ExportTask(BackgroundTask):
     #: emitted on the main thread with the export's result (``ExportResult.to_dict()``)
     exported = pyqtSignal(dict)
     #: emitted on the main thread with one sentence and whether it was a cancel
@@ -142,11 +140,10 @@ class _ExportTask(QgsTask):
     #: True while no fraction can be estimated
     busyChanged = pyqtSignal(bool)  # noqa: N815 - Qt naming
 
+    failure_log = "The export failed."
+
     def __init__(self, description: str):
         super().__init__(description, QgsTask.Flag.CanCancel)
-        self.result: Optional[dict] = None
-        self.error: Optional[str] = None
-        self.exception: Optional[BaseException] = None
         self.was_cancelled = False
         self._busy: Optional[bool] = None
 
@@ -155,19 +152,17 @@ class _ExportTask(QgsTask):
             self._busy = busy
             self.busyChanged.emit(busy)
 
-    def finished(self, result: bool) -> None:
-        if result and self.result is not None:
-            self.exported.emit(self.result)
-            return
-        if self.exception is not None:
-            log.error("The export failed.", exc_info=self.exception)
+    def succeeded(self, result: dict) -> None:
+        self.exported.emit(result)
+
+    def failure(self) -> str:
+        return tr("The export failed: {reason}.")
+
+    def report(self, sentence: str) -> None:
         cancelled = self.was_cancelled or (self.error is None and self.exception is None)
         if cancelled:
-            message = tr("The export was cancelled; no file was left behind.")
-        else:
-            message = self.error or tr("The export failed: {reason}.").format(
-                reason=str(self.exception).rstrip(".") or self.exception.__class__.__name__)
-        self.failed.emit(message, cancelled)
+            sentence = tr("The export was cancelled; no file was left behind.")
+        self.failed.emit(sentence, cancelled)
 
 
 class TableExportTask(_ExportTask):
@@ -181,46 +176,46 @@ class TableExportTask(_ExportTask):
         self.choice = choice
         self.config_path = config_path
 
-    def run(self) -> bool:
+    def work(self) -> Optional[dict]:
+        from terrafusion_agent.errors import ExportCancelled
+
+        try:
+            result = self._export()
+        except ExportCancelled:
+            result = None
+        if result is None:
+            self.was_cancelled = True
+            return None
+        result = result.to_dict()
+        if self.choice is not None:
+            # the key list is the engine's business; people recognise their own choice
+            result.update(where=self.request.where, filter=self.choice.expression,
+                          selected_only=self.choice.fids is not None)
+        return result
+
+    def _export(self):
+        """The engine's ``ExportResult``; None when cancelled while choosing the rows."""
         from dataclasses import replace
 
         from terrafusion_agent import config as tf_config
-        from terrafusion_agent.errors import ExportCancelled, TerraFusionError
         from terrafusion_agent.export import export_table
 
-        try:
-            cfg = tf_config.load(self.config_path)
-            request = self.request
-            share = 0.0
-            if self.choice is not None:
-                share = KEYS_SHARE
-                where = self._chosen_rows(cfg)
-                if where is None:
-                    self.was_cancelled = True
-                    return False
-                request = replace(request, where=_and(request.where, where))
-
-            def progress(p) -> None:
-                self._set_busy(p.fraction is None)
-                if p.fraction is not None:
-                    self.setProgress(share + (100.0 - share) * p.fraction)
-
-            result = export_table(cfg, request, progress=progress, cancel=self.isCanceled)
-        except ExportCancelled:
-            self.was_cancelled = True
-            return False
-        except TerraFusionError as exc:
-            self.error = str(exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
-        self.result = result.to_dict()
+        cfg = tf_config.load(self.config_path)
+        request = self.request
+        share = 0.0
         if self.choice is not None:
-            # the key list is the engine's business; people recognise their own choice
-            self.result.update(where=self.request.where, filter=self.choice.expression,
-                               selected_only=self.choice.fids is not None)
-        return True
+            share = KEYS_SHARE
+            where = self._chosen_rows(cfg)
+            if where is None:
+                return None
+            request = replace(request, where=_and(request.where, where))
+
+        def progress(p) -> None:
+            self._set_busy(p.fraction is None)
+            if p.fraction is not None:
+                self.setProgress(share + (100.0 - share) * p.fraction)
+
+        return export_table(cfg, request, progress=progress, cancel=self.isCanceled)
 
     def _chosen_rows(self, cfg) -> Optional[str]:
         """``pk IN (...)`` for the chosen features; None when cancelled meanwhile."""
@@ -282,35 +277,34 @@ class LayerExportTask(_ExportTask):
             crs = QgsCoordinateReferenceSystem(f"EPSG:{forced}")
         self.crs = crs if crs is not None and crs.isValid() else self.source_crs
 
-    def run(self) -> bool:
+    def user_errors(self) -> tuple:
+        return ()  # the sentences of this export are worded here, in the plugin
+
+    def work(self) -> Optional[dict]:
         spatial = QgsWkbTypes.geometryType(self.wkb_type) not in (
             QgsWkbTypes.GeometryType.NullGeometry, QgsWkbTypes.GeometryType.UnknownGeometry)
         if self.spec.needs_geometry and not spatial:
             self.error = tr("Layer {layer} has no geometry, so it cannot be written as "
                             "{format}; choose csv, gpkg or geojson.").format(
                                 layer=self.layer_name, format=self.spec.label)
-            return False
+            return None
         work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
         try:
             written = self._write(work, spatial)
             if written is None:
                 self.was_cancelled = True
-                return False
+                return None
             size = self._publish(work)
         except OSError as exc:
             self.error = tr("The export could not be written to {path}: {reason}.").format(
                 path=self.out, reason=exc.strerror or exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
+            return None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        self.result = {"table": self.layer_name, "format": self.spec.name,
-                       "path": str(self.out), "features": written, "bytes": size,
-                       "crs": self.crs.authid() if spatial else None,
-                       "fields": list(self.out_names.values()), "warnings": []}
-        return True
+        return {"table": self.layer_name, "format": self.spec.name,
+                "path": str(self.out), "features": written, "bytes": size,
+                "crs": self.crs.authid() if spatial else None,
+                "fields": list(self.out_names.values()), "warnings": []}
 
     def _write(self, work: Path, spatial: bool) -> Optional[int]:
         from terrafusion_agent.export.formats import layer_options, shorten_names
@@ -377,7 +371,7 @@ class LayerExportTask(_ExportTask):
         return self.out.stat().st_size
 
 
-class ExportSourcesTask(QgsTask):
+class ExportSourcesTask(BackgroundTask):
     """Reads what the export dialog offers: the synced tables and the configured presets."""
 
     #: emitted on the main thread with {"tables": [TableInfo], "presets": {name: preset},
@@ -386,37 +380,26 @@ class ExportSourcesTask(QgsTask):
     #: emitted on the main thread with one sentence (the dialog still offers project layers)
     failed = pyqtSignal(str)
 
+    failure_log = "Reading the local copy failed."
+
     def __init__(self):
         super().__init__(tr("Reading the TerraFusion local copy"), QgsTask.Flag.CanCancel)
-        self.sources: Optional[dict] = None
-        self.error: Optional[str] = None
 
-    def run(self) -> bool:
+    def work(self) -> dict:
         from terrafusion_agent import config as tf_config
-        from terrafusion_agent.errors import TerraFusionError
         from terrafusion_agent.stores.local import LocalStore
 
+        cfg = tf_config.load(None)
+        local = LocalStore.open_existing(cfg.local_path)
         try:
-            cfg = tf_config.load(None)
-            local = LocalStore.open_existing(cfg.local_path)
-            try:
-                tables = local.tables()
-            finally:
-                local.close()
-        except TerraFusionError as exc:
-            self.error = str(exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - one sentence for the dialog
-            self.error = tr("The local copy could not be read: {reason}.").format(
-                reason=str(exc).rstrip(".") or exc.__class__.__name__)
-            return False
-        self.sources = {"tables": tables, "presets": dict(cfg.presets),
-                        "local_path": str(cfg.local_path), "order": list(cfg.tables)}
-        return True
+            tables = local.tables()
+        finally:
+            local.close()
+        return {"tables": tables, "presets": dict(cfg.presets),
+                "local_path": str(cfg.local_path), "order": list(cfg.tables)}
 
-    def finished(self, result: bool) -> None:
-        if result and self.sources is not None:
-            self.sourcesReady.emit(self.sources)
-        else:
-            self.failed.emit(self.error or tr("The local copy could not be read: {reason}.")
-                             .format(reason=tr("the task was cancelled")))
+    def succeeded(self, sources: dict) -> None:
+        self.sourcesReady.emit(sources)
+
+    def failure(self) -> str:
+        return tr("The local copy could not be read: {reason}.")

@@ -10,6 +10,7 @@ from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .agent_status import UNKNOWN, AgentStatus, check_agent
+from .background_task import BackgroundTask
 from .translation import tr
 
 log = logging.getLogger("terrafusion.plugin")
@@ -23,37 +24,34 @@ def _flags():
     return flags | hidden if hidden is not None else flags
 
 
-class AgentStatusTask(QgsTask):
+class AgentStatusTask(BackgroundTask):
     """Reads the configuration and asks the agent for its health."""
 
     #: emitted on the main thread with an :class:`AgentStatus`
     statusReady = pyqtSignal(object)  # noqa: N815 - Qt naming
 
+    failure_log = "The agent status check failed."
+
     def __init__(self):
         super().__init__(tr("Checking the TerraFusion agent"), _flags())
-        self.status: Optional[AgentStatus] = None
-        self.exception: Optional[BaseException] = None
 
-    def run(self) -> bool:
-        try:
-            self.status = check_agent()
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
-        return True
+    def user_errors(self) -> tuple:
+        return ()  # check_agent words the errors it expects into the status itself
 
-    def finished(self, result: bool) -> None:
-        if not result or self.status is None:
-            if self.exception is not None:
-                log.error("The agent status check failed.", exc_info=self.exception)
-            self.status = AgentStatus(
-                state=UNKNOWN,
-                error=tr("The agent status could not be checked: {reason}.").format(
-                    reason=_reason(self.exception)))
-        self.statusReady.emit(self.status)
+    def work(self) -> AgentStatus:
+        return check_agent()
+
+    def succeeded(self, status: AgentStatus) -> None:
+        self.statusReady.emit(status)
+
+    def failure(self) -> str:
+        return tr("The agent status could not be checked: {reason}.")
+
+    def report(self, sentence: str) -> None:
+        self.statusReady.emit(AgentStatus(state=UNKNOWN, error=sentence))
 
 
-class SyncedLayersTask(QgsTask):
+class SyncedLayersTask(BackgroundTask):
     """Lists the tables of the local copy that can be added as layers."""
 
     #: emitted on the main thread with the list from ``synced_layers`` (may be empty)
@@ -61,44 +59,25 @@ class SyncedLayersTask(QgsTask):
     #: emitted on the main thread with one sentence for the user
     failed = pyqtSignal(str)
 
+    failure_log = "Reading the local copy failed."
+
     def __init__(self):
         super().__init__(tr("Reading the TerraFusion local copy"), QgsTask.Flag.CanCancel)
-        self.layers: Optional[list] = None
-        self.error: Optional[str] = None
-        self.exception: Optional[BaseException] = None
 
-    def run(self) -> bool:
+    def work(self) -> list:
         from terrafusion_agent import config as tf_config
-        from terrafusion_agent.errors import TerraFusionError
         from terrafusion_agent.layers import synced_layers
 
-        try:
-            self.layers = synced_layers(tf_config.load(None))
-        except TerraFusionError as exc:
-            self.error = str(exc)  # already a sentence for the user
-            return False
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
-        return True
+        return synced_layers(tf_config.load(None))
 
-    def finished(self, result: bool) -> None:
-        if result and self.layers is not None:
-            self.layersReady.emit(self.layers)
-            return
-        if self.exception is not None:
-            log.error("Reading the local copy failed.", exc_info=self.exception)
-        self.failed.emit(self.error or tr("The local copy could not be read: {reason}.").format(
-            reason=_reason(self.exception)))
+    def succeeded(self, layers: list) -> None:
+        self.layersReady.emit(layers)
+
+    def failure(self) -> str:
+        return tr("The local copy could not be read: {reason}.")
 
 
-def _reason(exc: Optional[BaseException]) -> str:
-    if exc is None:
-        return tr("the task was cancelled")
-    return str(exc).rstrip(".") or exc.__class__.__name__
-
-
-class SyncTask(QgsTask):
+class SyncTask(BackgroundTask):
     """One "Sync now": through the running agent, or in this process when none runs.
 
     The work itself is :func:`sync_runner.sync_now`, shared with ``terrafusion:sync``.
@@ -113,12 +92,11 @@ class SyncTask(QgsTask):
     #: emitted on the main thread with one sentence and whether it was a cancel
     failed = pyqtSignal(str, bool)
 
+    failure_log = "The sync failed."
+
     def __init__(self):
         super().__init__(tr("TerraFusion sync"), QgsTask.Flag.CanCancel)
-        self.summary: Optional[dict] = None
-        self.error: Optional[str] = None
         self.cancelled_by_user = False
-        self.exception: Optional[BaseException] = None
         self._table: Optional[str] = None
         self._busy: Optional[bool] = None
 
@@ -133,45 +111,36 @@ class SyncTask(QgsTask):
             self._table = table
             self.tableChanged.emit(table)
 
-    def run(self) -> bool:
+    def work(self) -> Optional[dict]:
         from terrafusion_agent import config as tf_config
-        from terrafusion_agent.errors import TerraFusionError
 
         from .sync_runner import SyncFailed, sync_now
 
         try:
             cfg = tf_config.load(None)
-            self.summary = sync_now(cfg, progress=self._progress, cancelled=self.isCanceled,
-                                    trigger="plugin")
-            # which copy changed: its layers in the project are re-read afterwards
-            self.summary["local_path"] = str(cfg.local_path)
+            summary = sync_now(cfg, progress=self._progress, cancelled=self.isCanceled,
+                               trigger="plugin")
         except SyncFailed as exc:
             self.error, self.cancelled_by_user = (str(exc) or None), exc.cancelled
-            return False
-        except TerraFusionError as exc:
-            self.error = str(exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
-        return True
+            return None
+        # which copy changed: its layers in the project are re-read afterwards
+        summary["local_path"] = str(cfg.local_path)
+        return summary
 
-    def finished(self, result: bool) -> None:
-        if result and self.summary is not None:
-            self.synced.emit(self.summary)
-            return
-        if self.exception is not None:
-            log.error("The sync failed.", exc_info=self.exception)
+    def succeeded(self, summary: dict) -> None:
+        self.synced.emit(summary)
+
+    def failure(self) -> str:
+        return tr("The sync failed: {reason}.")
+
+    def report(self, sentence: str) -> None:
         cancelled = self.cancelled_by_user or (self.error is None and self.exception is None)
         if cancelled and self.error is None:
-            message = tr("The sync was cancelled.")
-        else:
-            message = self.error or tr("The sync failed: {reason}.").format(
-                reason=_reason(self.exception))
-        self.failed.emit(message, cancelled)
+            sentence = tr("The sync was cancelled.")
+        self.failed.emit(sentence, cancelled)
 
 
-class StartAgentTask(QgsTask):
+class StartAgentTask(BackgroundTask):
     """Starts the bundled agent as a detached process (``python -m terrafusion_agent run``)."""
 
     #: emitted on the main thread with the new process id
@@ -182,39 +151,31 @@ class StartAgentTask(QgsTask):
     #: every agent this QGIS session started (tests and the bench stop them again)
     launched: list = []
 
+    failure_log = "Starting the agent failed."
+
     def __init__(self):
         super().__init__(tr("Starting the TerraFusion agent"))
-        self.pid: Optional[int] = None
-        self.error: Optional[str] = None
-        self.exception: Optional[BaseException] = None
 
-    def run(self) -> bool:
+    def user_errors(self) -> tuple:
+        from .agent_launcher import LaunchError
+
+        return (LaunchError, *super().user_errors())
+
+    def work(self) -> int:
         from terrafusion_agent import config as tf_config
-        from terrafusion_agent.errors import TerraFusionError
 
-        from .agent_launcher import LaunchError, start_agent
+        from .agent_launcher import start_agent
 
-        try:
-            path, named = tf_config.resolve_path(None)
-            cfg = tf_config.load(None)  # a bad file is said here, not by a dying agent
-            launched = start_agent(path if (named or path.exists()) else None,
-                                   cfg.log_dir / "agent-start.log")
-        except (LaunchError, TerraFusionError) as exc:
-            self.error = str(exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - surfaced in finished()
-            self.exception = exc
-            return False
+        path, named = tf_config.resolve_path(None)
+        cfg = tf_config.load(None)  # a bad file is said here, not by a dying agent
+        launched = start_agent(path if (named or path.exists()) else None,
+                               cfg.log_dir / "agent-start.log")
         StartAgentTask.launched.append(launched)
-        self.pid = launched.pid
-        return True
+        return launched.pid
 
-    def finished(self, result: bool) -> None:
-        if result and self.pid is not None:
-            log.info("started the TerraFusion agent (process %d)", self.pid)
-            self.agentStarted.emit(self.pid)
-            return
-        if self.exception is not None:
-            log.error("Starting the agent failed.", exc_info=self.exception)
-        self.failed.emit(self.error or tr("The agent could not be started: {reason}.").format(
-            reason=_reason(self.exception)))
+    def succeeded(self, pid: int) -> None:
+        log.info("started the TerraFusion agent (process %d)", pid)
+        self.agentStarted.emit(pid)
+
+    def failure(self) -> str:
+        return tr("The agent could not be started: {reason}.")
