@@ -1,34 +1,12 @@
 """``terrafusion-agent run``: scheduler, /health/live, clean stop, one agent per local copy."""
 
 import json
-import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
-
-
-def start_agent(agent, *extra_env):
-    env = dict(__import__("os").environ)
-    env.update({"TERRAFUSION_SYNC__INTERVAL_SECONDS": "5"})
-    for extra in extra_env:
-        env.update(extra)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "terrafusion_agent", "--config", str(agent.config), "run"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"health: (http://\S+)/health", line)
-        if m:
-            return proc, m.group(1)
-    proc.kill()
-    raise AssertionError(f"agent did not start: {proc.stderr.read()}")
+from service_helpers import start_process
 
 
 def get(url):
@@ -39,7 +17,7 @@ def get(url):
 @pytest.fixture
 def running(sqlite_agent):
     sqlite_agent.run("init-central", "--demo-parcels", "200")
-    proc, base = start_agent(sqlite_agent)
+    proc, base = start_process(sqlite_agent.config)
     yield sqlite_agent, proc, base
     if proc.poll() is None:
         proc.kill()
@@ -103,7 +81,7 @@ def test_status_asks_the_running_agent(sqlite_agent):
         port = str(s.getsockname()[1])
     sqlite_agent.run("init-central", "--demo-parcels", "20")
     env = {"TERRAFUSION_HTTP__PORT": port}
-    proc, base = start_agent(sqlite_agent, env)
+    proc, base = start_process(sqlite_agent.config, env)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not get(base + "/health")[2]["last_success"]:
