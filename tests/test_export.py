@@ -787,3 +787,114 @@ def test_unexpected_framing_falls_back_to_one_piece(county, out, monkeypatch):
     monkeypatch.setitem(engine._FRAMING, "geojson", (b'"features" : [\n', b"\n]\n}\n", b",\n"))
     assert _export_bytes(config, "geojson", out, "again") == whole
     assert listing(out) == ["again.geojson", "whole.geojson"]
+
+
+# --- the GeoPackage's spatial index copied from the local copy ------------------------------
+
+
+def _gpkg_index(path: Path) -> dict:
+    """What a GeoPackage's spatial index is: schema and triggers, extension, soundness and
+    entries (the tree's shape may differ, its content may not)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            "schema": conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name "
+                                   "LIKE 'rtree%' ORDER BY name").fetchall(),
+            "extensions": conn.execute("SELECT * FROM gpkg_extensions").fetchall(),
+            "check": conn.execute("SELECT rtreecheck('rtree_parcels_geom')").fetchone(),
+            "entries": conn.execute("SELECT * FROM rtree_parcels_geom ORDER BY id").fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+def _gpkg_export(config, out: Path, name: str, where=None) -> Path:
+    from terrafusion_agent.export import ExportRequest, export_table
+
+    target = out / f"{name}.gpkg"
+    export_table(config, ExportRequest(table="parcels", format="gpkg", out=str(target),
+                                       where=where))
+    return target
+
+
+def _spy_copies(monkeypatch) -> list:
+    from terrafusion_agent.export import gpkg_index
+
+    calls: list = []
+    real = gpkg_index.copy_index
+    monkeypatch.setattr(gpkg_index, "copy_index", lambda *a: calls.append(a) or real(*a))
+    return calls
+
+
+def test_gpkg_spatial_index_copied_from_the_local_copy_is_gdals(county, out, monkeypatch):
+    from terrafusion_agent import config as config_mod
+
+    config = config_mod.load(county.config)
+    calls = _spy_copies(monkeypatch)
+    built = _gpkg_export(config, out, "built", where="1 = 1")  # a filter: GDAL builds it
+    assert not calls
+    copied = _gpkg_export(config, out, "copied")
+    assert len(calls) == 1
+    index = _gpkg_index(copied)
+    assert index == _gpkg_index(built)
+    assert index["check"] == ("ok",) and len(index["entries"]) == PARCELS
+    assert index["extensions"] == [("parcels", "geom", "gpkg_rtree_index",
+                                    "http://www.geopackage.org/spec120/#extension_rtree",
+                                    "write-only")]
+    # GDAL uses it for a spatial filter, and answers as it does with its own
+    frame = (1050500, 80500, 1052000, 81500)
+    counts = []
+    for path in (built, copied):
+        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR)  # the layer lives as long as this
+        layer = ds.GetLayer(0)
+        layer.SetSpatialFilterRect(*frame)
+        counts.append(layer.GetFeatureCount())
+        ds = layer = None
+    assert counts[0] == counts[1] > 0
+
+
+def test_gpkg_copied_index_follows_later_edits(county, out, monkeypatch):
+    """Its triggers are the GeoPackage's: edits in QGIS (here through GDAL) keep it right."""
+    from terrafusion_agent import config as config_mod
+
+    config = config_mod.load(county.config)
+    calls = _spy_copies(monkeypatch)
+    files = [_gpkg_export(config, out, "built", where="1 = 1"),
+             _gpkg_export(config, out, "copied")]
+    assert len(calls) == 1
+    for path in files:
+        ds = gdal.OpenEx(str(path), gdal.OF_VECTOR | gdal.OF_UPDATE)
+        layer = ds.GetLayer(0)
+        moved = layer.GetFeature(100005)
+        moved.SetGeometry(ogr.CreateGeometryFromWkt(
+            "MULTIPOLYGON(((10.5 20.25, 30.125 20.25, 30.125 40.75, 10.5 20.25)))"))
+        assert layer.SetFeature(moved) == 0
+        assert layer.DeleteFeature(100007) == 0
+        added = ogr.Feature(layer.GetLayerDefn())
+        added.SetFID(999999)
+        added.SetGeometry(ogr.CreateGeometryFromWkt("MULTIPOLYGON(((1 2, 3 2, 3 4, 1 2)))"))
+        assert layer.CreateFeature(added) == 0
+        ds = layer = None
+    built, copied = (_gpkg_index(path) for path in files)
+    assert copied == built and copied["check"] == ("ok",)
+    ids = {entry[0] for entry in copied["entries"]}
+    assert 999999 in ids and 100007 not in ids
+
+
+def test_gpkg_index_is_built_by_gdal_when_the_local_one_does_not_match(private, out,
+                                                                        monkeypatch):
+    """A local index that lost an entry is not copied: the export still gets a whole one."""
+    import sqlite3
+
+    from terrafusion_agent import config as config_mod
+
+    with contextlib.closing(sqlite3.connect(private.load().local_path)) as conn, conn:
+        conn.execute("DELETE FROM idx_parcels_geom WHERE pkid = 100003")  # the rtree only
+    calls = _spy_copies(monkeypatch)
+    target = _gpkg_export(config_mod.load(private.config), out, "parcels")
+    assert not calls
+    index = _gpkg_index(target)
+    assert index["check"] == ("ok",) and len(index["entries"]) == PARCELS
+    assert listing(out) == ["parcels.gpkg"]

@@ -34,6 +34,9 @@ How it works, and why:
   written by its own GDAL connection and writer at the same time, and the second file's
   features are appended to the first's (each format's framing is checked; if it is not
   what GDAL is known to write, the export is redone in one piece).
+* A GeoPackage's spatial index, which GDAL fills after the rows (two thirds of the time),
+  is copied from the local copy's own when the whole table is exported as it is: the
+  same entries in the same SQLite R*Tree format (see :mod:`.gpkg_index`).
 
 GDAL is imported only inside the functions that write, so importing this module (and the
 CLI, and the agent) stays light.
@@ -63,7 +66,7 @@ from terrafusion_agent.errors import (
     InvalidExport,
     TerraFusionError,
 )
-from terrafusion_agent.export import presets
+from terrafusion_agent.export import gpkg_index, presets
 from terrafusion_agent.export.formats import FormatSpec, layer_options, shorten_names
 from terrafusion_agent.export.request import ExportRequest
 from terrafusion_agent.sql import quote_ident as qi
@@ -905,6 +908,10 @@ def _gdal_write(plan: ExportPlan, work: _Work, temp: Path, shp_dir: Path, packed
                 work.stage = "packing"
                 _zip_shapefile(shp_dir, packed)
                 return
+            index = _copyable_index(plan)
+            if index is not None:
+                _translate_copying_index(gdal, ogr, osr, source, plan, temp, index, errors)
+                return
             split = _split_point(plan) if _worth_splitting(plan) else None
             if split is not None:
                 try:
@@ -917,6 +924,34 @@ def _gdal_write(plan: ExportPlan, work: _Work, temp: Path, shp_dir: Path, packed
         finally:
             _close_source(work, source)
             source = None  # closes GDAL's connection to the local copy
+
+
+def _copyable_index(plan: ExportPlan) -> Optional[str]:
+    """The local copy's spatial index, when it is exactly the GeoPackage's to be: the
+    whole table, in its own CRS, its integer key the feature id (see gpkg_index.py)."""
+    geometry, fid = plan.table.geometry, _gpkg_fid(plan)
+    if (plan.spec.name != "gpkg" or geometry is None or plan.reproject or plan.where
+            or plan.row_conditions() or fid is None):
+        return None
+    key = next(c.source for c in plan.columns if c.name == fid)
+    try:
+        with _open_local(plan.local_path, spatial=False) as conn:
+            return gpkg_index.usable_index(conn, plan.table.name, key, geometry.column)
+    except (sqlite3.Error, TerraFusionError) as exc:
+        log.debug("no spatial index to copy for %s: %s", plan.table.name, exc)
+        return None
+
+
+def _translate_copying_index(gdal, ogr, osr, source, plan: ExportPlan, temp: Path, index: str,
+                             errors: _GdalMessages) -> None:
+    """Write the GeoPackage without a spatial index, then copy in the local copy's."""
+    _translate(gdal, ogr, osr, source, plan, str(temp), errors, spatial_index=False)
+    try:
+        gpkg_index.copy_index(temp, plan.local_path, index, _layer_name(plan),
+                              plan.table.geometry.column, _gpkg_fid(plan))
+    except gpkg_index.IndexNotCopied as exc:
+        raise ExportError(f"The spatial index of {plan.out.name} could not be written: "
+                          f"{str(exc).rstrip('.')}.") from None
 
 
 def _worth_splitting(plan: ExportPlan) -> bool:
@@ -1038,9 +1073,10 @@ def _splice(fmt: str, first: Path, second: Path) -> None:
 
 def _translate(gdal, ogr, osr, source, plan: ExportPlan, dest: str, errors: _GdalMessages,
                limit: Optional[int] = None,
-               rowids: tuple[Optional[int], Optional[int]] = (None, None)) -> None:
+               rowids: tuple[Optional[int], Optional[int]] = (None, None),
+               spatial_index: bool = True) -> None:
     """Create the output layer, then one VectorTranslate call appends the rows to it."""
-    output = _create_output(gdal, ogr, osr, plan, dest, errors)
+    output = _create_output(gdal, ogr, osr, plan, dest, errors, spatial_index)
     options = ["-append", "-nln", _layer_name(plan), "-sql", plan.select_sql(limit, rowids)]
     if plan.table.geometry and plan.reproject:
         options += ["-s_srs", plan.source_srs, "-t_srs", plan.target_srs]
@@ -1065,8 +1101,10 @@ def _translate(gdal, ogr, osr, source, plan: ExportPlan, dest: str, errors: _Gda
         raise ExportError(f"GDAL could not finish {plan.out.name}: {errors.text()}.")
 
 
-def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMessages):
-    """The output dataset with its one layer: CRS, geometry type and typed fields."""
+def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMessages,
+                   spatial_index: bool = True):
+    """The output dataset with its one layer: CRS, geometry type and typed fields; a
+    GeoPackage without a spatial index if ``spatial_index`` is False."""
     spec = plan.spec
     driver = gdal.GetDriverByName(spec.driver)
     output = driver.Create(dest, 0, 0, 0, gdal.GDT_Unknown) if driver else None
@@ -1082,7 +1120,8 @@ def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMes
     fid = _gpkg_fid(plan) if spec.name == "gpkg" else None
     options = layer_options(spec, geometry_type=geometry.geometry_type if geometry else None,
                             target_epsg=_epsg(plan.target_srs), fid_column=fid,
-                            geometry_name=geometry.column if geometry else None)
+                            geometry_name=geometry.column if geometry else None,
+                            spatial_index=spatial_index)
     layer = output.CreateLayer(_layer_name(plan), srs, geometry_type, options=options)
     if layer is None:
         raise ExportError(f"GDAL could not create {plan.out.name}: {errors.text()}.")

@@ -63,10 +63,12 @@ def get_format(name: Optional[str]) -> FormatSpec:
 
 def layer_options(spec: FormatSpec, *, geometry_type: Optional[str], target_epsg: Optional[int],
                   fid_column: Optional[str] = None,
-                  geometry_name: Optional[str] = None) -> list[str]:
-    """GDAL layer creation options (``-lco``) for one export."""
+                  geometry_name: Optional[str] = None,
+                  spatial_index: bool = True) -> list[str]:
+    """GDAL layer creation options (``-lco``) for one export; ``spatial_index=False``
+    leaves a GeoPackage's index to the engine (see export/gpkg_index.py)."""
     if spec.name == "gpkg":
-        opts = []
+        opts = [] if spatial_index else ["SPATIAL_INDEX=NO"]
         if geometry_name:
             opts.append(f"GEOMETRY_NAME={geometry_name}")
         if fid_column:
