@@ -898,3 +898,21 @@ def test_gpkg_index_is_built_by_gdal_when_the_local_one_does_not_match(private, 
     index = _gpkg_index(target)
     assert index["check"] == ("ok",) and len(index["entries"]) == PARCELS
     assert listing(out) == ["parcels.gpkg"]
+
+
+@pytest.mark.parametrize("columns, is_rowid", [
+    ("(id INTEGER PRIMARY KEY NOT NULL, legal_desc TEXT)", True),
+    ("(id integer primary key, g BLOB)", True),
+    ("(id INT PRIMARY KEY, g BLOB)", False),  # INT is not INTEGER: not the rowid
+    ("(id INTEGER PRIMARY KEY DESC, g BLOB)", False),
+    ("(id INTEGER PRIMARY KEY, g BLOB) WITHOUT ROWID", False),
+    ("(id INTEGER, b INTEGER, PRIMARY KEY (id, b))", False),
+])
+def test_only_a_rowid_key_lets_the_index_be_copied(columns, is_rowid):
+    import sqlite3
+
+    from terrafusion_agent.export import gpkg_index
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute(f"CREATE TABLE t {columns}")
+    assert gpkg_index._is_rowid(conn, "t", "id") is is_rowid

@@ -18,6 +18,7 @@ qualify, GDAL builds the index as usual.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Optional
@@ -48,12 +49,23 @@ def usable_index(conn: sqlite3.Connection, table: str, key: str,
     if not row or row[0] != 1:
         return None
     index = f"idx_{table}_{geometry}"
-    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {qi(table)} WHERE _rowid_ IS NOT {qi(key)})"
-                    ).fetchone()[0]:
-        return None  # not an INTEGER PRIMARY KEY
+    if not _is_rowid(conn, table, key):
+        return None
     entries = conn.execute(f"SELECT count(*) FROM {qi(index + '_rowid')}").fetchone()[0]
     rows = conn.execute(f"SELECT count({qi(geometry)}) FROM {qi(table)}").fetchone()[0]
     return index if entries == rows else None
+
+
+def _is_rowid(conn: sqlite3.Connection, table: str, key: str) -> bool:
+    """Whether ``key`` is ``table``'s rowid: its one primary key column, declared
+    INTEGER, in a rowid table (SQLite's rule, leaving out its DESC quirk)."""
+    keys = [(name, decl) for _, name, decl, _, _, pk in
+            conn.execute(f"PRAGMA table_info({qi(table)})") if pk]
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                       (table,)).fetchone()
+    text = (sql[0] if sql else "").upper()
+    return (len(keys) == 1 and keys[0][0] == key and keys[0][1].upper() == "INTEGER"
+            and not re.search(r"WITHOUT\s+ROWID|PRIMARY\s+KEY\s+DESC", text))
 
 
 def copy_index(gpkg: Path, local_path: Path, index: str, layer: str, geometry: str,
