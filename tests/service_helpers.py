@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from conftest import AgentEnv, write_config
+from terrafusion_agent import config as config_mod
+from terrafusion_agent.service.daemon import Agent
+
 # the agent is local: never route test requests through a proxy from the environment
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -83,6 +87,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
 def last_sync_result(base: str) -> Optional[str]:
     body = get(base + "/health").json
     return (body.get("last_sync") or {}).get("result")
+
+
+@contextmanager
+def serving_agent(directory: Path, parcels: int) -> Iterator[tuple[AgentEnv, Agent]]:
+    """An agent serving in this process on a new SpatiaLite central of ``parcels`` demo
+    parcels (it syncs at start, then every five minutes); stopped on leaving."""
+    url = f"sqlite:///{directory / 'central.sqlite'}"
+    env = AgentEnv(directory, write_config(directory, url, "[sync]\ninterval_seconds = 300\n"),
+                   url)
+    env.run("init-central", "--demo-parcels", str(parcels))
+    agent = Agent(config_mod.load(env.config, environ={}))
+    agent.start()
+    try:
+        yield env, agent
+    finally:
+        agent.stop()
 
 
 def start_process(config: Path, env: Optional[dict[str, str]] = None,

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import AgentEnv, write_config
-from service_helpers import call, get, local_write_lock, post, wait_for
-from terrafusion_agent import config as config_mod
+from conftest import AgentEnv
+from service_helpers import call, get, local_write_lock, post, serving_agent, wait_for
 from terrafusion_agent.service.daemon import Agent
 
 CONTRACT_ROUTES = {
@@ -41,20 +40,12 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    d = tmp_path_factory.mktemp("api")
-    url = f"sqlite:///{d / 'central.sqlite'}"
-    env = AgentEnv(d, write_config(d, url, "[sync]\ninterval_seconds = 300\n"), url)
-    env.run("init-central", "--demo-parcels", "200")
-    agent = Agent(config_mod.load(env.config, environ={}))
-    agent.start()
-    try:
+    with serving_agent(tmp_path_factory.mktemp("api"), 200) as (env, agent):
         s = Served(env, agent, agent.base_url, agent.token)
         wait_for(lambda: (get(s.base + "/health").json.get("last_sync") or {}).get("result")
                  == "success", 60, "the first scheduled sync")
         s.wait_idle()
         yield s
-    finally:
-        agent.stop()
 
 
 # --- health -------------------------------------------------------------------------------

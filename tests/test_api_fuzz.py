@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import AgentEnv, write_config
 from hypothesis import settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from service_helpers import get, wait_for
-from terrafusion_agent import config as config_mod
-from terrafusion_agent.service.daemon import Agent
+from service_helpers import get, serving_agent, wait_for
 from terrafusion_agent.service.openapi import document
 
 #: examples per operation and generation mode: enough to find crashes, quick enough for CI
@@ -23,20 +20,12 @@ EXAMPLES = 30
 
 @pytest.fixture(scope="module")
 def fuzzed_agent(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fuzz")
-    url = f"sqlite:///{d / 'central.sqlite'}"
-    env = AgentEnv(d, write_config(d, url, "[sync]\ninterval_seconds = 300\n"), url)
-    env.run("init-central", "--demo-parcels", "50")
     (tmp_path_factory.getbasetemp() / "fuzz-exports").mkdir(exist_ok=True)
-    agent = Agent(config_mod.load(env.config, environ={}))
-    agent.start()
-    try:
+    with serving_agent(tmp_path_factory.mktemp("fuzz"), 50) as (_, agent):
         # a synced, ready agent: any 5xx below is then the API's fault, not the data's
         wait_for(lambda: get(agent.base_url + "/health/ready").status == 200, 60,
                  "the agent to be ready")
         yield agent
-    finally:
-        agent.stop()
 
 
 # The document is loaded from the code that serves GET /openapi.json (test_api checks the

@@ -9,11 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import AgentEnv, write_config
-from service_helpers import get, post, wait_for
-from terrafusion_agent import config as config_mod
+from service_helpers import get, post, serving_agent, wait_for
 from terrafusion_agent.metrics import AgentMetrics
-from terrafusion_agent.service.daemon import Agent
 
 MONITORING = Path(__file__).resolve().parents[1] / "resources" / "monitoring"
 CONTRACT = (
@@ -44,18 +41,10 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    d = tmp_path_factory.mktemp("metrics")
-    url = f"sqlite:///{d / 'central.sqlite'}"
-    env = AgentEnv(d, write_config(d, url, "[sync]\ninterval_seconds = 300\n"), url)
-    env.run("init-central", "--demo-parcels", "100")
-    agent = Agent(config_mod.load(env.config, environ={}))
-    agent.start()
-    try:
+    with serving_agent(tmp_path_factory.mktemp("metrics"), 100) as (env, agent):
         wait_for(lambda: get(agent.base_url + "/health/ready").status == 200, 60, "first sync")
         wait_for(lambda: not agent.scheduler.is_running(), 30, "the sync to end")
         yield env, agent
-    finally:
-        agent.stop()
 
 
 def scrape(agent) -> str:
