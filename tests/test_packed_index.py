@@ -115,3 +115,26 @@ def test_packed_index_keeps_up_with_later_edits(pg_agent, monkeypatch):
     assert conn.execute("SELECT rtreecheck('idx_shapes_geom')").fetchone() == ("ok",)
     assert _index_rows(conn) == _reference_rows(conn)
     _assert_index_answers_like_a_scan(conn, random.Random(3))
+
+
+def test_index_is_built_locally_when_central_cannot_pack_it(pg_agent, monkeypatch, caplog):
+    """Central refusing the second connection (its connection limit, say) costs speed,
+    not the sync: the rows are in, and the index is then filled from them here."""
+    from terrafusion_agent.errors import CentralUnavailable
+    from terrafusion_agent.stores.postgis import PostGISCentral
+
+    def refused(self, info, fanout, snapshot):
+        raise CentralUnavailable("The central database refused a second connection.")
+        yield  # a generator, as the real one
+
+    _central_shapes(pg_agent, 400)
+    pg_agent.run("init-central", env=TABLE_ENV)
+    monkeypatch.setenv("TERRAFUSION_SYNC__TABLES", TABLE_ENV["TERRAFUSION_SYNC__TABLES"])
+    monkeypatch.setattr(PostGISCentral, "rtree_leaves", refused)
+    summary = run_sync(pg_agent.load(), trigger="test")
+    assert summary["result"] == "success"
+    assert "built locally instead" in caplog.text
+    conn = connect(pg_agent.local_path)
+    assert conn.execute("SELECT count(*) FROM shapes").fetchone()[0] == 400
+    assert conn.execute("SELECT rtreecheck('idx_shapes_geom')").fetchone() == ("ok",)
+    assert _index_rows(conn) == _reference_rows(conn)

@@ -21,6 +21,7 @@ edits maintain the index as usual, and ``rtreecheck`` finds the tree sound.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import struct
 from contextlib import ExitStack
@@ -28,6 +29,8 @@ from typing import Callable, Iterable, Iterator, Optional
 
 from terrafusion_agent.prefetch import Prefetch
 from terrafusion_agent.sql import quote_ident as qi
+
+log = logging.getLogger("terrafusion.local")
 
 #: cells per node of SQLite's rtree module (RTREE_MAXCELLS)
 FANOUT = 51
@@ -65,10 +68,18 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
                 if progress:
                     progress(done)
             if packed:
-                packer.clear()
-                for leaf in ahead:
-                    packer.add(leaf)
-                packer.finish()
+                try:
+                    packer.clear()
+                    for leaf in ahead:
+                        packer.add(leaf)
+                    packer.finish()
+                except Exception as exc:  # noqa: BLE001 - the rows are in: index them here
+                    # (central refusing a second connection, say: not worth a failed sync)
+                    log.warning("the spatial index of %s is built locally instead: %s",
+                                table, exc)
+                    packer.clear()
+                    packer.finish()
+                    _fill_index(conn, table, geometry, index)
             elif index:
                 _fill_index(conn, table, geometry, index)
     finally:
@@ -96,9 +107,10 @@ class _Packer:
         self.level: list[tuple] = []  # (node number, xmin, xmax, ymin, ymax) per leaf
 
     def clear(self) -> None:
-        """Empty the shadow tables (of the empty root) before the first leaf."""
+        """Empty the shadow tables (of the empty root, or of a tree left half-written)."""
         for table in (self.node, self.rowid, self.parent):
             self.conn.execute(f"DELETE FROM {table}")
+        self.level = []
 
     def add(self, leaf: Leaf) -> None:
         nodeno, count, cells, x0, x1, y0, y1 = leaf
