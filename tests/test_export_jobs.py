@@ -233,6 +233,14 @@ def test_the_cli_shows_progress_on_a_terminal(county, out):
     assert "writing" in text and "%" in text and "\r" in text, text
 
 
+def _terminal_ctrl_c() -> None:
+    """In the child: Ctrl+C as a shell hands it to a command, whatever earlier tests in
+    this long-lived pytest process did to its own SIGINT (ignored or blocked signals are
+    inherited, and then the CLI never sees one)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
     target = out / "parcels.kml"
     # a filter that costs a few milliseconds a row keeps the export running for seconds
@@ -241,7 +249,8 @@ def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
     proc = subprocess.Popen(
         [sys.executable, "-m", "terrafusion_agent", "--config", str(county.config), "export",
          "parcels", "--format", "kml", "--out", str(target), "--where", slow],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_terminal_ctrl_c)
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".parcels.kml.tf-") and p.stat().st_size > 0
                   for p in out.iterdir()):
