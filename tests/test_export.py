@@ -916,3 +916,14 @@ def test_only_a_rowid_key_lets_the_index_be_copied(columns, is_rowid):
     conn = sqlite3.connect(":memory:")
     conn.execute(f"CREATE TABLE t {columns}")
     assert gpkg_index._is_rowid(conn, "t", "id") is is_rowid
+
+
+def test_flatgeobuf_keeps_its_temporary_file_in_memory_only_when_small():
+    from terrafusion_agent.export.formats import FGB_IN_MEMORY_FEATURES, get_format, layer_options
+
+    def options(features):
+        return layer_options(get_format("fgb"), geometry_type="MULTIPOLYGON", target_epsg=2927,
+                             features=features)
+
+    assert options(100_000) == ["TEMPORARY_DIR=/vsimem/"]
+    assert options(FGB_IN_MEMORY_FEATURES + 1) == []  # next to the output, on disk

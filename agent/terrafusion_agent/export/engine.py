@@ -1121,7 +1121,7 @@ def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMes
     options = layer_options(spec, geometry_type=geometry.geometry_type if geometry else None,
                             target_epsg=_epsg(plan.target_srs), fid_column=fid,
                             geometry_name=geometry.column if geometry else None,
-                            spatial_index=spatial_index)
+                            spatial_index=spatial_index, features=plan.features)
     layer = output.CreateLayer(_layer_name(plan), srs, geometry_type, options=options)
     if layer is None:
         raise ExportError(f"GDAL could not create {plan.out.name}: {errors.text()}.")

@@ -61,10 +61,14 @@ def get_format(name: Optional[str]) -> FormatSpec:
     return spec
 
 
+#: FlatGeobuf exports of at most this many features keep GDAL's temporary file in memory
+FGB_IN_MEMORY_FEATURES = 250_000
+
+
 def layer_options(spec: FormatSpec, *, geometry_type: Optional[str], target_epsg: Optional[int],
                   fid_column: Optional[str] = None,
                   geometry_name: Optional[str] = None,
-                  spatial_index: bool = True) -> list[str]:
+                  spatial_index: bool = True, features: int = 0) -> list[str]:
     """GDAL layer creation options (``-lco``) for one export; ``spatial_index=False``
     leaves a GeoPackage's index to the engine (see export/gpkg_index.py)."""
     if spec.name == "gpkg":
@@ -82,6 +86,11 @@ def layer_options(spec: FormatSpec, *, geometry_type: Optional[str], target_epsg
         return ["RFC7946=YES"] if target_epsg == WGS84 else []
     if spec.name == "shp":
         return ["ENCODING=UTF-8"]  # writes the .cpg, so accents survive in every reader
+    if spec.name == "fgb" and features <= FGB_IN_MEMORY_FEATURES:
+        # GDAL writes the features to a temporary file, then sorts them into the spatial
+        # index when the file is closed: in memory (~0.4 kB a parcel) that round trip
+        # spares the disk, for files small enough to hold there
+        return ["TEMPORARY_DIR=/vsimem/"]
     if spec.name == "csv":
         if geometry_type is None:
             return []
