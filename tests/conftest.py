@@ -87,11 +87,24 @@ def write_config(directory: Path, central_url: str, extra: str = "") -> Path:
     return path
 
 
+def embedded_agent(directory: Path, extra: str = "") -> AgentEnv:
+    """An agent configured with an embedded SpatiaLite central in ``directory``."""
+    url = f"sqlite:///{directory / 'central.sqlite'}"
+    return AgentEnv(directory, write_config(directory, url, extra), url)
+
+
+def synced_county(directory: Path, parcels: int) -> AgentEnv:
+    """An embedded demo county of ``parcels`` parcels, synced once into its local copy."""
+    env = embedded_agent(directory)
+    env.run("init-central", "--demo-parcels", str(parcels))
+    env.run("sync")
+    return env
+
+
 @pytest.fixture
 def sqlite_agent(tmp_path) -> AgentEnv:
     """An agent configured with an embedded SpatiaLite central in tmp_path."""
-    url = f"sqlite:///{tmp_path / 'central.sqlite'}"
-    return AgentEnv(tmp_path, write_config(tmp_path, url), url)
+    return embedded_agent(tmp_path)
 
 
 @pytest.fixture

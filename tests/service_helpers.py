@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from conftest import AgentEnv, write_config
+from conftest import AgentEnv, embedded_agent
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.service.daemon import Agent
 
@@ -93,9 +93,7 @@ def last_sync_result(base: str) -> Optional[str]:
 def serving_agent(directory: Path, parcels: int) -> Iterator[tuple[AgentEnv, Agent]]:
     """An agent serving in this process on a new SpatiaLite central of ``parcels`` demo
     parcels (it syncs at start, then every five minutes); stopped on leaving."""
-    url = f"sqlite:///{directory / 'central.sqlite'}"
-    env = AgentEnv(directory, write_config(directory, url, "[sync]\ninterval_seconds = 300\n"),
-                   url)
+    env = embedded_agent(directory, "[sync]\ninterval_seconds = 300\n")
     env.run("init-central", "--demo-parcels", str(parcels))
     agent = Agent(config_mod.load(env.config, environ={}))
     agent.start()

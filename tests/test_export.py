@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import AgentEnv, write_config
+from conftest import AgentEnv, synced_county, write_config
 from osgeo import gdal, ogr, osr
 from terrafusion_agent.stores import spatialite
 
@@ -37,12 +37,7 @@ SHP_NAMES = {"situs_address": "situs_addr", "market_value": "market_val",
 @pytest.fixture(scope="module")
 def county(tmp_path_factory) -> AgentEnv:
     """One synced demo county for the whole module; tests only read it."""
-    directory = tmp_path_factory.mktemp("county")
-    url = f"sqlite:///{directory / 'central.sqlite'}"
-    env = AgentEnv(directory, write_config(directory, url), url)
-    env.run("init-central", "--demo-parcels", str(PARCELS))
-    env.run("sync")
-    return env
+    return synced_county(tmp_path_factory.mktemp("county"), PARCELS)
 
 
 PRESETS = """

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import AgentEnv, write_config
+from conftest import AgentEnv, synced_county
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.errors import BadRequest, ExportError, InvalidExport, NotFound
 from terrafusion_agent.export import add_listener, engine, jobs, remove_listener
@@ -24,12 +24,7 @@ PARCELS = 20_000
 
 @pytest.fixture(scope="module")
 def county(tmp_path_factory) -> AgentEnv:
-    directory = tmp_path_factory.mktemp("county")
-    url = f"sqlite:///{directory / 'central.sqlite'}"
-    env = AgentEnv(directory, write_config(directory, url), url)
-    env.run("init-central", "--demo-parcels", str(PARCELS))
-    env.run("sync")
-    return env
+    return synced_county(tmp_path_factory.mktemp("county"), PARCELS)
 
 
 @pytest.fixture
