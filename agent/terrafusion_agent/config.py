@@ -238,9 +238,13 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+#: TERRAFUSION_ variables that are not settings: the config path, the fault points
+_NOT_SETTINGS = (ENV_CONFIG, "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE")
+
+
 def _apply_env(data: dict, environ: dict[str, str]) -> None:
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG:
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if len(parts) < 2 or not all(parts):
