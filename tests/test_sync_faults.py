@@ -229,3 +229,24 @@ def test_killed_again_and_again_at_every_boundary_converges(agent):
         proc = agent.run("sync", check=False, env={"TERRAFUSION_FAULT": point})
         assert proc.returncode == -9, f"round {round_}: {point} was not reached"
     assert_converged(agent, len(points), rounds)
+
+
+@pytest.mark.timeout(300)
+def test_unsettled_push_is_recognised_after_both_sides_edited_the_rows_again(agent):
+    sync(agent)
+    edit_both_sides(agent, 1)
+    killed = agent.run("sync", check=False, env={"TERRAFUSION_FAULT": "push.after_central_commit"})
+    assert killed.returncode == -9
+    # central edits another column of the very rows the unsettled push wrote; the
+    # analyst edits the pushed column again
+    central_exec(agent, "UPDATE parcels SET legal_desc = 'CENTRAL ' || prop_id "
+                        "WHERE prop_id = ANY(%s)", (LOCAL_ROWS,))
+    local_exec(agent, "UPDATE parcels SET land_value = land_value + 1 WHERE prop_id IN "
+                      f"({','.join(map(str, LOCAL_ROWS))})")
+    summary = sync(agent)
+    assert summary["conflicts"] == 0 and summary["open_conflicts"] == 0, summary
+    sync(agent)
+    rows = central_exec(agent, "SELECT prop_id, land_value::bigint, legal_desc FROM parcels "
+                               "WHERE prop_id = ANY(%s) ORDER BY prop_id", (LOCAL_ROWS,))
+    assert rows == [(p, 1_000_000 + p + 1, f"CENTRAL {p}") for p in LOCAL_ROWS]
+    assert agent.run("verify", check=False).returncode == 0
