@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -153,6 +154,20 @@ def test_no_password_or_token_in_logs_bodies_or_errors(secret_agent, pg_cluster,
         seen.append(post(base + "/api/v1/syncs", headers={
             "Authorization": f"Bearer {WRONG_TOKEN}"}).text)
         seen.append(post(base + "/api/v1/conflicts/7/resolve", {"keep": "x"}, token=token).text)
+        # requests whose errors quote what the client sent: a token pasted into a path or
+        # a filter comes back in the answer, masked
+        echoed = [
+            post(base + "/api/v1/exports", {"table": "parcels", "format": "csv",
+                                            "out": f"/nonexistent/{token}/parcels.csv"},
+                 token=token),
+            post(base + "/api/v1/exports", {"table": "parcels", "format": "csv",
+                                            "out": str(agent.dir / "parcels.csv"),
+                                            "where": f"Authorization: Bearer {WRONG_TOKEN}"},
+                 token=token),
+        ]
+        for answer in echoed:
+            assert answer.status == 422 and "***" in answer.json["error"], answer
+            seen.append(answer.text)
         seen.append(agent.run("status", env=env).stdout)
         failed = agent.run("sync", check=False, env=env)  # busy: the agent holds the copy
         seen += [failed.stdout, failed.stderr]
@@ -176,6 +191,38 @@ def test_no_password_or_token_in_logs_bodies_or_errors(secret_agent, pg_cluster,
     assert "sync failed" in everything  # the failure was logged and shown ...
     for secret in (PASSWORD, PGPASSWORD, token, WRONG_TOKEN):
         assert secret not in everything  # ... without a secret in any of it
+
+
+#: a raw "%" (not written as %25): libpq refuses the URL and quotes the password alone
+PERCENT_PASSWORD = "Ibis-%zz-Okapi-42"
+
+
+def test_a_password_the_driver_quotes_alone_is_masked_everywhere(tmp_path, pg_url):
+    url = pg_url.replace("postgres@/", f"postgres:{PERCENT_PASSWORD}@/", 1)
+    agent = AgentEnv(tmp_path, write_config(tmp_path, url), url)
+    proc, base = start_process(agent.config, interval=300)
+    seen: list[str] = []
+    try:
+        failed = wait_for(lambda: next((r for r in runs(base) if r["result"] == "failed"),
+                                       None), 30, "the first sync to fail")
+        # the driver's words, with the password in them, reached the run
+        assert 'percent-encoded token: "***"' in failed["error"], failed
+        for path in ("/health", "/health/ready", "/", "/api/v1/syncs"):
+            seen.append(get(base + path).text)
+        seen.append(agent.run("status").stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        seen += [out, err]
+    cli = agent.run("sync", check=False)
+    assert cli.returncode == 1 and "percent-encoded" in cli.stderr
+    seen += [cli.stdout, cli.stderr]
+    seen += [p.read_text() for p in (agent.dir / "logs").glob("agent.jsonl*")]
+    with sqlite3.connect(agent.local_path) as conn:
+        history = conn.execute("SELECT error FROM tf_sync_runs").fetchall()
+    assert len(history) >= 2 and all(error for (error,) in history)
+    seen += [error for (error,) in history]
+    assert PERCENT_PASSWORD not in "\n".join(seen)
 
 
 def test_sigterm_during_a_stuck_sync_exits_0_within_10_s(sqlite_agent):
