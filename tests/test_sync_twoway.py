@@ -60,14 +60,15 @@ def test_central_update_is_pulled_incrementally(synced):
 
 
 def test_central_insert_and_delete_are_pulled(synced):
-    [(sold, sales)] = central_exec(synced, "SELECT prop_id, count(*) FROM sales "
-                                           "GROUP BY prop_id ORDER BY prop_id LIMIT 1")
-    central_exec(synced, "DELETE FROM sales WHERE prop_id = %s", (sold,))
+    gone = [r[0] for r in central_exec(synced, "SELECT sale_id FROM sales ORDER BY sale_id "
+                                               "LIMIT 3")]
+    central_exec(synced, "DELETE FROM sales WHERE sale_id IN (%s, %s, %s)", tuple(gone))
     central_exec(synced, "INSERT INTO sales (prop_id, sale_date, sale_price) "
                          "VALUES (100002, '2026-11-01', 455000)")
     summary = sync(synced)
-    assert summary["rows"]["pull"] == {"insert": 1, "update": 0, "delete": sales}
-    assert local_exec(synced, "SELECT count(*) FROM sales WHERE prop_id = ?", (sold,)) == [(0,)]
+    assert summary["rows"]["pull"] == {"insert": 1, "update": 0, "delete": 3}
+    assert local_exec(synced, "SELECT count(*) FROM sales WHERE sale_id IN (?, ?, ?)",
+                      tuple(gone)) == [(0,)]
     assert verify(synced)[0] == 0
 
 
