@@ -329,6 +329,54 @@ def test_conflicts_are_listed_and_resolved_once(served):
     served.wait_idle()
 
 
+def _make_refused_edit(env: AgentEnv) -> int:
+    """Give one parcel another parcel's geo_id locally: central refuses it as a duplicate."""
+    from terrafusion_agent.stores import spatialite
+
+    local = spatialite.connect(env.local_path)
+    try:
+        first, pid = local.execute("SELECT min(prop_id), max(prop_id) FROM parcels").fetchone()
+        local.execute("UPDATE parcels SET geo_id = (SELECT geo_id FROM parcels "
+                      "WHERE prop_id = ?) || '-DUP' WHERE prop_id = ?", (first, pid))
+        central = spatialite.connect(env.central_url[len("sqlite:///"):])
+        try:
+            # the duplicate is created centrally after the local edit: the local copy's own
+            # unique index cannot stop it, central's refuses it at the push
+            central.execute("UPDATE parcels SET geo_id = geo_id || '-DUP' WHERE prop_id = ?",
+                            (first,))
+        finally:
+            central.close()
+        return pid
+    finally:
+        local.close()
+
+
+def test_rejected_rows_are_reported_listed_and_resolved(served):
+    pid = _make_refused_edit(served.env)
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+
+    health = get(served.base + "/health").json
+    assert health["rejected_rows"] == 1
+    assert health["open_conflicts"] == 0
+    check = health["checks"]["sync:rejected"][0]
+    assert check["status"] == "warn" and check["observedValue"] == 1
+    assert "1 edited row(s) were refused" in check["output"]
+    assert health["status"] == "warn"
+    assert get(served.base + "/health/ready").status == 200  # a refused row is not an outage
+    [entry] = get(served.base + "/api/v1/conflicts").json["conflicts"]
+    assert entry["kind"] == "rejected" and entry["pk"] == [pid]
+    assert "UNIQUE" in entry["message"] and "geo_id" in entry["message"]
+
+    r = post(served.base + f"/api/v1/conflicts/{entry['id']}/resolve", {"keep": "central"},
+             token=served.token)
+    assert r.status == 200, r
+    health = get(served.base + "/health").json
+    assert health["rejected_rows"] == 0
+    assert health["checks"]["sync:rejected"] == [{"status": "pass", "observedValue": 0}]
+    assert get(served.base + "/api/v1/conflicts").json == {"conflicts": []}
+
+
 def test_resolving_an_unknown_conflict_is_a_404(served):
     r = post(served.base + "/api/v1/conflicts/424242/resolve", {"keep": "central"},
              token=served.token)
