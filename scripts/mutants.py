@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PKG = "agent/terrafusion_agent/"
 TWOWAY = "tests/test_sync_twoway.py::"
+FAULTS = "tests/test_sync_faults.py::"
 #: pytest's exit code when tests ran and some failed; anything else but 0 is a broken run
 TESTS_FAILED = 1
 
@@ -68,14 +69,43 @@ MUTANTS: tuple[Mutant, ...] = (
            "a pull overwrites a local edit not yet pushed"),
     # --- push ---------------------------------------------------------------------------
     Mutant("push-drops-updates", PKG + "sync/push.py",
-           "ws.update(info, [(o.key, o.central_update) for o in outcomes if o.central_update])",
+           "ws.update(info, [(o.key, o.central_update) for o in outcomes])",
            "pass",
            (TWOWAY + "test_local_update_reaches_central",),
            "a local edit is settled without reaching central"),
     Mutant("push-reopens-manual-conflicts", PKG + "sync/push.py",
-           'local.mark_conflicted(entry["id"])', "pass",
+           'local.set_entry_state(entry["id"], "conflict")', "pass",
            (TWOWAY + "test_same_column_edits_are_a_recorded_conflict_and_central_is_untouched",),
            "a waiting conflict is recorded again at every sync"),
+    Mutant("receipts-ignored", PKG + "sync/push.py",
+           "receipts = central.receipts(agent_id, batches)", "receipts = {}",
+           (FAULTS + "test_killed_again_and_again_at_every_boundary_converges",),
+           "a push committed centrally but never settled makes the agent conflict with itself"),
+    Mutant("settle-over-later-edit", PKG + "sync/push.py",
+           "    if untouched:\n        if record", "    if entry is not None:\n        if record",
+           (FAULTS + "test_unsettled_push_is_recognised_after_both_sides_edited_the_rows_again",),
+           "an edit made while the push ran is overwritten by the settle"),
+    Mutant("refused-row-stalls-queue", PKG + "sync/push.py",
+           "        if ws.refusal(exc) is None:\n            raise\n        if len",
+           "        if True:\n            raise\n        if len",
+           ("tests/test_sync_rejected.py",),
+           "one row central refuses stops every other edit from reaching it"),
+    Mutant("push-not-durable", PKG + "stores/postgis.py",
+           "                    _durable(cur)\n"
+           "                    cur.execute(\"SELECT set_config(",
+           "                    cur.execute(\"SELECT set_config(",
+           (FAULTS + "test_central_stopped_at_fault_point_converges",),
+           "a push the server acknowledged is lost when it crashes"),
+    Mutant("checkpoint-not-durable", PKG + "stores/postgis.py",
+           "                _durable(cur)\n                cur.execute(\n                    "
+           "\"INSERT INTO tf_agents",
+           "                cur.execute(\n                    \"INSERT INTO tf_agents",
+           (FAULTS + "test_central_stopped_at_fault_point_converges",),
+           "after a server crash, central changes are never pulled"),
+    Mutant("keep-central-drops-later-edits", PKG + "sync/conflicts.py",
+           "kept = {c: now[c] for c in mine if c not in columns}", "kept = {}",
+           (TWOWAY + "test_keep_central_keeps_an_edit_made_after_detection_in_another_column",),
+           "keeping central silently drops edits made after the conflict"),
     # --- reconciliation -----------------------------------------------------------------
     Mutant("same-column-edits-merge", PKG + "sync/conflicts.py",
            "clash = sorted(c for c in mine & theirs if not same(info, c, local, central))",

@@ -81,8 +81,11 @@ def test_a_central_transaction_open_across_a_sync_is_pulled_once_it_commits(pg_a
     # only after a sync has come and gone: that sync cannot see it, the next one must.
     with psycopg.connect(pg_agent.central_url) as late:
         late.execute("UPDATE parcels SET owner_name = 'LATE COMMIT' WHERE prop_id = 100017")
+        # meanwhile others commit: the late transaction's id falls below the snapshot's
+        # horizon, where a window of "ids from the snapshot's xmax on" would never look
+        central_exec(pg_agent, "UPDATE parcels SET owner_name = 'QUICK' WHERE prop_id = 100016")
         during = sync(pg_agent)
-        assert during["tables"]["parcels"] == {"mode": "incremental", "pulled": 0}
+        assert during["tables"]["parcels"] == {"mode": "incremental", "pulled": 1}
         late.commit()
     after = sync(pg_agent)
     assert after["tables"]["parcels"] == {"mode": "incremental", "pulled": 1}
