@@ -257,12 +257,13 @@ class LayerExportTask(_ExportTask):
 
     def __init__(self, layer: QgsVectorLayer, fmt: str, out: str,
                  crs: Optional[QgsCoordinateReferenceSystem], fields: list,
-                 choice: Optional[FeatureChoice]):
+                 choice: Optional[FeatureChoice], config_path: Optional[str] = None):
         super().__init__(tr("TerraFusion export of {table}").format(table=layer.name()))
         from terrafusion_agent.export import FORMATS
 
         self.spec = FORMATS[fmt]
         self.out = Path(out)
+        self.config_path = config_path
         self.layer_name = layer.name()
         # Everything read from the layer is read here, on the main thread.
         self.choice = choice or FeatureChoice(QgsVectorLayerFeatureSource(layer),
@@ -292,7 +293,11 @@ class LayerExportTask(_ExportTask):
                                 layer=self.layer_name, format=self.spec.label)
             return None
         try:
+            _refuse_agent_file(self.out, self.config_path)
             work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
+        except TerraFusionError as exc:
+            self.error = str(exc)
+            return None
         except OSError as exc:
             self.error = self._os_error(exc)
             return None
@@ -436,6 +441,16 @@ def _gdal_messages():
         yield messages
     finally:
         gdal.PopErrorHandler()
+
+
+def _refuse_agent_file(out: Path, config_path: Optional[str]) -> None:
+    """Refuse a target that is one of the agent's own files (the local copy, its
+    configuration...), as the agent's engine does for the synced tables; a configuration
+    that cannot be read is said as it is, since it alone knows where those files are."""
+    from terrafusion_agent import config as tf_config
+    from terrafusion_agent.export.protected import refuse_own_file
+
+    refuse_own_file(tf_config.load(config_path), out)
 
 
 class ExportSourcesTask(BackgroundTask):

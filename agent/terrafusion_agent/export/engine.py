@@ -66,7 +66,7 @@ from terrafusion_agent.errors import (
     InvalidExport,
     TerraFusionError,
 )
-from terrafusion_agent.export import diskfull, gpkg_index, presets
+from terrafusion_agent.export import diskfull, gpkg_index, presets, protected
 from terrafusion_agent.export.formats import FormatSpec, layer_options, shorten_names
 from terrafusion_agent.export.request import ExportRequest
 from terrafusion_agent.sql import quote_ident as qi
@@ -293,6 +293,7 @@ def plan_export(config: Config, request: ExportRequest) -> ExportPlan:
     output file and folder, so an API caller gets a 4xx before a job is queued.
     """
     resolved = presets.resolve(config, request)
+    protected.refuse_own_file(config, resolved.out)
     spec = resolved.spec
     with _open_local(Path(config.local_path), spatial=bool(resolved.where)) as conn:
         info = _table_info(conn, resolved.table, Path(config.local_path))
