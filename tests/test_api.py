@@ -313,6 +313,20 @@ def test_an_invalid_export_request_is_a_422(served, body):
     assert r.json["error"]
 
 
+@pytest.mark.parametrize("key, value", [
+    ("out", "/tmp/parcels\0.geojson"), ("table", "parcels\0"), ("where", "acres > 1\0"),
+    ("crs", "EPSG:4326\0"), ("fields", ["geo_id", "acres\0"]), ("preset", "public\0"),
+    ("format", "geojson\0"),
+])
+def test_a_nul_character_in_an_export_request_is_a_422_naming_the_field(served, key, value):
+    body = {"table": "parcels", "format": "geojson", "out": "/tmp/parcels.geojson",
+            key: value}
+    r = post(served.base + "/api/v1/exports", body, token=served.token)
+    assert r.status == 422, r
+    assert r.json["code"] == "invalid_request"
+    assert f"'{key}'" in r.json["error"] and "NUL" in r.json["error"]
+
+
 def test_an_export_job_runs_and_reports_its_state(served, tmp_path):
     if not _export_engine_present():
         pytest.skip("the export engine is not there yet")
