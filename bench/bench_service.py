@@ -7,7 +7,10 @@ connection as curl or a monitoring probe would make it. Latencies count from eac
 request's scheduled time, so a stalled server cannot hide behind a stalled load
 generator (no coordinated omission).
 
-Goals (issue 4): idle RSS <= 80 MB, idle CPU < 0.5 %, /health p99 < 20 ms.
+Goals (issue 4): idle RSS <= 80 MB, idle CPU < 0.5 %, /health p99 < 20 ms. And /health
+answers within 1 s while 300 other connections sit idle, and while 300 clients dribble
+their request headers a line at a time (waitress's defaults shut every client out for
+up to 120 s at 100 open connections).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ IDLE_SECONDS = 60
 RATE = 200
 LOAD_SECONDS = 10
 PARCELS = 2000
+#: connections held open by others while /health is asked, and how often it is asked
+HELD_CONNECTIONS = 300
+HELD_PROBES = 20
 
 _LOADGEN = r"""
 import http.client, json, sys, threading, time
@@ -66,6 +72,56 @@ def _get(url: str) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _health_ms(host: str, port: int) -> float:
+    """One GET /health on a new connection, in ms (10 s at most)."""
+    import http.client
+
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/health answered {response.status}")
+    finally:
+        conn.close()
+    return (time.perf_counter() - started) * 1000
+
+
+def _health_while_held(host: str, port: int, dribble: bool) -> float:
+    """The slowest of a few /health requests while HELD_CONNECTIONS other connections
+    stay open: idle, or sending a header line every 0.1 s and never ending the request."""
+    import socket
+    import threading
+
+    held = [socket.create_connection((host, port), timeout=10)
+            for _ in range(HELD_CONNECTIONS)]
+    stop = threading.Event()
+
+    def dribbler() -> None:
+        for conn in held:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        n = 0
+        while not stop.wait(0.1):
+            n += 1
+            for conn in held:
+                conn.sendall(f"X-Slow-{n}: 1\r\n".encode())
+
+    thread = threading.Thread(target=dribbler, daemon=True) if dribble else None
+    try:
+        if thread:
+            thread.start()
+            time.sleep(0.5)  # the dribbling is under way
+        return max(_health_ms(host, port) for _ in range(HELD_PROBES))
+    finally:
+        stop.set()
+        if thread:
+            thread.join(10)
+        for conn in held:
+            conn.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -139,6 +195,8 @@ def run(ctx) -> dict:
         result = json.loads(load.stdout)
         lat = result["latencies_ms"]
         rss_after_load = _rss_mb(proc.pid)
+        held_idle_ms = _health_while_held(host, int(port), dribble=False)
+        held_dribbling_ms = _health_while_held(host, int(port), dribble=True)
     finally:
         proc.terminate()
         try:
@@ -161,6 +219,9 @@ def run(ctx) -> dict:
         "health_p99_ms": round(_pct(lat, 0.99), 2),
         "health_max_ms": round(max(lat), 2),
         "rss_after_load_mb": round(rss_after_load, 1),
+        "held_connections": HELD_CONNECTIONS,
+        "health_max_ms_with_idle_connections": round(held_idle_ms, 2),
+        "health_max_ms_with_dribbling_connections": round(held_dribbling_ms, 2),
     }
     out["table"] = [
         ("measure", "value", "goal"),
@@ -169,5 +230,9 @@ def run(ctx) -> dict:
         (f"/health p50 at {RATE} req/s (ms)", out["health_p50_ms"], ""),
         (f"/health p99 at {RATE} req/s (ms)", out["health_p99_ms"], "< 20"),
         ("/health errors", out["health_errors"], "0"),
+        (f"/health with {HELD_CONNECTIONS} idle connections open, slowest (ms)",
+         out["health_max_ms_with_idle_connections"], "< 1000"),
+        (f"/health with {HELD_CONNECTIONS} clients dribbling headers, slowest (ms)",
+         out["health_max_ms_with_dribbling_connections"], "< 1000"),
     ]
     return out
