@@ -81,6 +81,7 @@ def test_halves_cut_short_by_a_full_disk_are_not_written_again_in_one_piece(
     from terrafusion_agent.errors import ExportError
     from terrafusion_agent.export import engine
 
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)  # halves on any machine
     translations = []
     real_translate = engine._translate
     monkeypatch.setattr(engine, "_translate",
@@ -102,6 +103,7 @@ def test_halves_that_fit_but_cannot_be_joined_on_the_disk_say_it_is_full(
     from terrafusion_agent.errors import ExportError
     from terrafusion_agent.export import engine
 
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)  # halves on any machine
     whole = export_to(config, fmt, tmp_path / name_for(fmt)).bytes
     joins = []
     real_splice = engine._splice
