@@ -12,7 +12,9 @@ QGIS edit session would hold it): /health latency meanwhile, and how soon SIGTER
 
 Goals (issue 4): idle RSS <= 80 MB, idle CPU < 0.5 %, /health p99 < 20 ms; /health while
 a sync is stuck under 1 s; exit after SIGINT or SIGTERM within 10 s (README), at once when
-idle.
+idle. And /health answers within 1 s while 300 other connections sit idle, and while 300
+clients dribble their request headers a line at a time (waitress's defaults shut every
+client out for up to 120 s at 100 open connections).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ IDLE_SECONDS = 60
 RATE = 200
 LOAD_SECONDS = 10
 PARCELS = 2000
+#: connections held open by others while /health is asked, and how often it is asked
+HELD_CONNECTIONS = 300
+HELD_PROBES = 20
 
 _LOADGEN = r"""
 import http.client, json, sys, threading, time
@@ -74,6 +79,56 @@ def _get(url: str) -> dict:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def _health_ms(host: str, port: int) -> float:
+    """One GET /health on a new connection, in ms (10 s at most)."""
+    import http.client
+
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/health answered {response.status}")
+    finally:
+        conn.close()
+    return (time.perf_counter() - started) * 1000
+
+
+def _health_while_held(host: str, port: int, dribble: bool) -> float:
+    """The slowest of a few /health requests while HELD_CONNECTIONS other connections
+    stay open: idle, or sending a header line every 0.1 s and never ending the request."""
+    import socket
+    import threading
+
+    held = [socket.create_connection((host, port), timeout=10)
+            for _ in range(HELD_CONNECTIONS)]
+    stop = threading.Event()
+
+    def dribbler() -> None:
+        for conn in held:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        n = 0
+        while not stop.wait(0.1):
+            n += 1
+            for conn in held:
+                conn.sendall(f"X-Slow-{n}: 1\r\n".encode())
+
+    thread = threading.Thread(target=dribbler, daemon=True) if dribble else None
+    try:
+        if thread:
+            thread.start()
+            time.sleep(0.5)  # the dribbling is under way
+        return max(_health_ms(host, port) for _ in range(HELD_PROBES))
+    finally:
+        stop.set()
+        if thread:
+            thread.join(10)
+        for conn in held:
+            conn.close()
 
 
 def _rss_mb(pid: int) -> float:
@@ -192,6 +247,8 @@ def run(ctx) -> dict:
         result = json.loads(load.stdout)
         lat = result["latencies_ms"]
         rss_after_load = _rss_mb(proc.pid)
+        held_idle_ms = _health_while_held(host, int(port), dribble=False)
+        held_dribbling_ms = _health_while_held(host, int(port), dribble=True)
         sigint_idle = _stop_seconds(proc, signal.SIGINT)
     finally:
         if proc.poll() is None:
@@ -216,6 +273,9 @@ def run(ctx) -> dict:
         "rss_after_load_mb": round(rss_after_load, 1),
         "sigint_idle_exit_s": round(sigint_idle, 2),
         **stuck,
+        "held_connections": HELD_CONNECTIONS,
+        "health_max_ms_with_idle_connections": round(held_idle_ms, 2),
+        "health_max_ms_with_dribbling_connections": round(held_dribbling_ms, 2),
     }
     out["table"] = [
         ("measure", "value", "goal"),
@@ -228,5 +288,9 @@ def run(ctx) -> dict:
          "< 1000"),
         ("exit after SIGINT, idle (s)", out["sigint_idle_exit_s"], "< 3"),
         ("exit after SIGTERM, sync stuck (s)", out["sigterm_stuck_sync_exit_s"], "<= 10"),
+        (f"/health with {HELD_CONNECTIONS} idle connections open, slowest (ms)",
+         out["health_max_ms_with_idle_connections"], "< 1000"),
+        (f"/health with {HELD_CONNECTIONS} clients dribbling headers, slowest (ms)",
+         out["health_max_ms_with_dribbling_connections"], "< 1000"),
     ]
     return out

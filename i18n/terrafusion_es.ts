@@ -459,6 +459,16 @@
         <translation>No se pudo escribir la exportación en {path}: {reason}.</translation>
     </message>
     <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="395"/>
+        <source>GDAL could not write {file}: {reason}.</source>
+        <translation>GDAL no pudo escribir {file}: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="403"/>
+        <source>GDAL did not write all of {file}: {reason}.</source>
+        <translation>GDAL no escribió todo {file}: {reason}.</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/export_task.py" line="333"/>
         <source>a feature was refused</source>
         <translation>se rechazó un objeto</translation>

@@ -154,8 +154,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("redact-registered-secrets", PKG + "redact.py",
            "        if value in text:", "        if False:",
            ("tests/test_redact.py",), "the API token reaches messages"),
-    Mutant("url-password-not-registered", PKG + "stores/__init__.py",
-           "    register_url_password(url)\n", "",
+    Mutant("url-password-not-registered", PKG + "config.py",
+           "        register_url_password(central[\"url\"])", "        pass",
            ("tests/test_service.py::test_a_password_the_driver_quotes_alone_is_masked_"
             "everywhere",), "a password libpq quotes alone reaches every output"),
     Mutant("token-not-registered", PKG + "service/token.py",

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import stat
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 import pytest
 from conftest import AgentEnv, synced_county
@@ -424,6 +427,20 @@ def test_an_invalid_export_request_is_a_422(served, body):
     assert r.json["error"]
 
 
+@pytest.mark.parametrize("key, value", [
+    ("out", "/tmp/parcels\0.geojson"), ("table", "parcels\0"), ("where", "acres > 1\0"),
+    ("crs", "EPSG:4326\0"), ("fields", ["geo_id", "acres\0"]), ("preset", "public\0"),
+    ("format", "geojson\0"),
+])
+def test_a_nul_character_in_an_export_request_is_a_422_naming_the_field(served, key, value):
+    body = {"table": "parcels", "format": "geojson", "out": "/tmp/parcels.geojson",
+            key: value}
+    r = post(served.base + "/api/v1/exports", body, token=served.token)
+    assert r.status == 422, r
+    assert r.json["code"] == "invalid_request"
+    assert f"'{key}'" in r.json["error"] and "NUL" in r.json["error"]
+
+
 def test_an_export_job_runs_and_reports_its_state(served, tmp_path):
     if not _export_engine_present():
         pytest.skip("the export engine is not there yet")
@@ -502,3 +519,56 @@ def test_concurrent_requests_all_answer(served):
     for t in threads:
         t.join()
     assert failures == []
+
+
+# --- many connections held open -------------------------------------------------------------
+
+#: connections held open by other clients while /health must still answer
+HELD_CONNECTIONS = 300
+#: generous: the bench measures the real figure (bench/bench_service.py)
+HEALTH_GUARD_SECONDS = 5
+
+
+@contextmanager
+def held_connections(base: str, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` TCP connections to the agent that send nothing, closed on leaving."""
+    host, port = base.split("//", 1)[1].rsplit(":", 1)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            held.append(socket.create_connection((host, int(port)), timeout=5))
+        yield held
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_health_answers_while_hundreds_of_idle_connections_are_open(served):
+    with held_connections(served.base, HELD_CONNECTIONS):
+        r = get(served.base + "/health", timeout=HEALTH_GUARD_SECONDS)
+        assert r.status == 200, r
+        assert get(served.base + "/health/live", timeout=HEALTH_GUARD_SECONDS).status == 200
+
+
+def test_health_answers_while_hundreds_of_clients_dribble_their_headers(served):
+    stop = threading.Event()
+    with held_connections(served.base, HELD_CONNECTIONS) as held:
+        for conn in held:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+
+        def dribble() -> None:
+            # a header line now and then, never the blank line that ends the request
+            for n in range(600):  # bounded: 60 s at most
+                for conn in held:
+                    conn.sendall(f"X-Slow-{n}: 1\r\n".encode())
+                if stop.wait(0.1):
+                    return
+
+        dribbler = threading.Thread(target=dribble, daemon=True)
+        dribbler.start()
+        try:
+            r = get(served.base + "/health", timeout=HEALTH_GUARD_SECONDS)
+            assert r.status == 200, r
+        finally:
+            stop.set()
+            dribbler.join(10)

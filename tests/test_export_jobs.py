@@ -131,6 +131,9 @@ def test_a_failed_job_leaves_no_file(config, out, monkeypatch):
     ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "where": "acres >>"},
      "acres >>"),
     ({"table": "parcels", "format": "gpkg", "out": "/no/such/folder/x.gpkg"}, "does not exist"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x\0.gpkg"}, "'out' contains a NUL"),
+    ({"table": "parcels", "format": "gpkg", "out": "/tmp/x.gpkg", "where": "1\0"},
+     "'where' contains a NUL"),
 ])
 def test_invalid_requests_are_refused_before_a_job_exists(config, body, fragment):
     before = len(job_rows(config)) if Path(config.local_path).exists() else 0

@@ -21,6 +21,14 @@ MASK = "***"
 # Secret values known at run time (the agent's API token): masked wherever they appear.
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+# Passwords written into a configured connection URL, as written and percent-decoded.
+# A driver may quote one back in its own words, where no pattern finds it (libpq:
+# 'invalid percent-encoded token: "pa%ss"'), so each is masked as a known value, however
+# short; one shorter than this only where it stands apart, not inside a longer word.
+_passwords: set[str] = set()
+PASSWORD_ANYWHERE_LENGTH = 6
+_AUTHORITY = re.compile(r"^[a-z][a-z0-9+.-]*://(?P<authority>[^/]*)", re.IGNORECASE)
+_QUERY_PASSWORD_VALUE = re.compile(r"[?&]password=(?P<pw>[^&#]*)", re.IGNORECASE)
 
 
 def register_secret(value: str, min_length: int = 8) -> None:
@@ -32,18 +40,32 @@ def register_secret(value: str, min_length: int = 8) -> None:
 
 
 def register_url_password(url: str) -> None:
-    """Mask the password of ``url`` also where it appears without the URL around it.
+    """Mask the password of a connection URL in every later :func:`redact`: the
+    configuration calls this as it is read, before anything may quote the password."""
+    found = url_passwords(url)
+    if found:
+        with _secrets_lock:
+            _passwords.update(found)
 
-    libpq quotes a password alone in some errors (``invalid percent-encoded token:
-    "..."`` for a raw ``%`` in it), where no URL pattern can recognise it.
-    """
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return
-    if password:
-        for value in {password, unquote(password)}:
-            register_secret(value, min_length=3)  # as short as PGPASSWORD's masking allows
+
+def url_passwords(url: str) -> set[str]:
+    """The password of ``url`` (user info or ``password=`` parameter), as written and
+    percent-decoded; a raw ``@`` in it may end the user info at either ``@``."""
+    raw: set[str] = set()
+    m = _AUTHORITY.match(url or "")
+    if m and "@" in m["authority"]:
+        authority = m["authority"]
+        for userinfo in (authority.split("@", 1)[0], authority.rsplit("@", 1)[0]):
+            if ":" in userinfo:
+                raw.add(userinfo.split(":", 1)[1])
+    raw.update(q["pw"] for q in _QUERY_PASSWORD_VALUE.finditer(url or ""))
+    return {v for value in raw for v in (value, unquote(value)) if v}
+
+
+def _mask_password(text: str, value: str) -> str:
+    if len(value) >= PASSWORD_ANYWHERE_LENGTH:
+        return text.replace(value, MASK)
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", MASK, text)
 
 
 def redact_url(url: str) -> str:
@@ -73,4 +95,8 @@ def redact(text: str) -> str:
     for value in tuple(_secrets):  # a snapshot: another thread may register meanwhile
         if value in text:
             text = text.replace(value, MASK)
+    # longest first: a password containing a shorter one is masked whole
+    for value in sorted(tuple(_passwords), key=len, reverse=True):
+        if value in text:
+            text = _mask_password(text, value)
     return text

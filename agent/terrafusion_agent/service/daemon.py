@@ -84,7 +84,7 @@ class Agent:
         from waitress import create_server
 
         from terrafusion_agent.service import token as token_mod
-        from terrafusion_agent.service.http import Api
+        from terrafusion_agent.service.http import Api, server_options
         from terrafusion_agent.stores.local import LocalStore
 
         self.lock.acquire()
@@ -101,7 +101,7 @@ class Agent:
                 self.server = create_server(
                     Api(self), map=self._map, host=self.config.http_host,
                     port=self.config.http_port, threads=HTTP_THREADS,
-                    ident="terrafusion-agent", expose_tracebacks=False)
+                    ident="terrafusion-agent", expose_tracebacks=False, **server_options())
             except OSError as exc:
                 raise TerraFusionError(
                     f"The agent cannot listen on {self.config.http_host}:"

@@ -15,10 +15,8 @@ def open_central(config: Config, create: bool = False) -> CentralStore:
         from terrafusion_agent.stores.sqlite_central import SpatiaLiteCentral
 
         return SpatiaLiteCentral(url[len("sqlite:///"):], create=create)
-    from terrafusion_agent.redact import register_url_password
     from terrafusion_agent.stores.postgis import PostGISCentral
 
-    register_url_password(url)
     return PostGISCentral(url, config.central_schema, config.connect_timeout_seconds,
                           config.statement_timeout_seconds)
 
