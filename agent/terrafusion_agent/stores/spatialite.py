@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Optional
 
 from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.stores.base import numeric_kind
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -81,7 +83,10 @@ def declared_kind(decl: str) -> str:
         return "datetime"
     if d.startswith("DATE"):
         return "date"
-    if any(t in d for t in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+    if "NUMERIC" in d or "DECIMAL" in d:
+        size = re.search(r"\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)", d)
+        return numeric_kind(int(size.group(1)), int(size.group(2) or 0)) if size else "decimal"
+    if any(t in d for t in ("REAL", "FLOA", "DOUB")):
         return "real"
     if "BLOB" in d:
         return "blob"
@@ -92,6 +97,9 @@ def declared_kind(decl: str) -> str:
 KIND_DECL = {
     "integer": "INTEGER",
     "real": "DOUBLE",
+    # not NUMERIC: QGIS reads only REAL, DOUBLE and FLOAT columns as numbers; the digits
+    # a double cannot hold are kept beside it (see stores/rows.py)
+    "decimal": "DOUBLE",
     "boolean": "BOOLEAN",
     "text": "TEXT",
     "date": "DATE",

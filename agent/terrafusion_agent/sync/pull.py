@@ -78,6 +78,8 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
                                 rtree_leaves=rs.rtree_leaves(info))
     else:
         n = local.replace_table(info, rs.read_rows(info), report)
+    if keys and _kinds_changed(old, info):
+        local.rewrite_bases(old, info)
     if keys:
         fresh = local.rows_by_key(info, keys)
         names = set(info.column_names)
@@ -89,6 +91,13 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
             else:
                 local.delete_rows(info, [key])
     return n
+
+
+def _kinds_changed(old: TableInfo, new: TableInfo) -> bool:
+    """Whether a column kept its name but changed its kind (say a numeric that now
+    travels exactly, after copies made by an earlier version)."""
+    kinds = {c.name: c.kind for c in old.columns}
+    return any(kinds.get(c.name, c.kind) != c.kind for c in new.columns)
 
 
 def _apply_changes(rs, local: LocalStore, info: TableInfo, keys: list[tuple],
