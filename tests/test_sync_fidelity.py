@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 from conftest import central_exec, local_exec
 from osgeo import ogr
-
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import same
