@@ -294,3 +294,27 @@ def test_embedded_central_numerics_round_trip_exactly(sqlite_agent):
     assert central_exec(sqlite_agent, "SELECT label, n, typeof(n) FROM nums WHERE id = 1") == [
         ("kept", 12345678901234567, "integer")]
     assert sqlite_agent.run("verify", env=env, check=False).returncode == 0
+
+
+def test_unconstrained_numerics_beyond_a_doubles_range_arrive_exactly(pg_agent):
+    """Any numeric: far beyond a double's range (a double would be infinite or zero),
+    more digits than a double keeps, in a table keyed by two columns in another order
+    than its columns'."""
+    env = {"TERRAFUSION_SYNC__TABLES": '["pairs"]'}
+    central_exec(pg_agent, "CREATE TABLE pairs (a integer, b text, n numeric, "
+                           "PRIMARY KEY (b, a))")
+    values = {(1, "x"): Decimal("1e400"), (2, "x"): Decimal("-1e-400"),
+              (1, "y"): Decimal("12345678901234567890.123"), (2, "y"): Decimal("0.1"),
+              (3, "y"): Decimal("-Infinity"), (4, "y"): None}
+    for (a, b), n in values.items():
+        central_exec(pg_agent, "INSERT INTO pairs VALUES (%s, %s, %s)", (a, b, n))
+    pg_agent.run("init-central", env=env)
+    pg_agent.run("sync", env=env)
+    store = LocalStore.open(pg_agent.local_path)
+    try:
+        info = store.table_info("pairs")
+        local = {(a, b): n for a, b, n in store.read_rows(info)}
+    finally:
+        store.close()
+    assert numbers(local) == values
+    assert pg_agent.run("verify", env=env, check=False).returncode == 0

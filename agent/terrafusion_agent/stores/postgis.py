@@ -379,8 +379,8 @@ class PostGISCentral:
         """SQL giving, for a decimal the double of :meth:`_literal_sql` does not hold
         exactly, the text of an SQLite tuple (key values..., exact digits); else NULL."""
         c = qi(col.name)
-        keys = " || ',' || ".join(self._literal_sql(info, k) for k in info.columns
-                                  if k.name in info.pk)
+        by_name = {k.name: k for k in info.columns}
+        keys = " || ',' || ".join(self._literal_sql(info, by_name[p]) for p in info.pk)
         entry = f"'(' || {keys} || ',' || quote_literal(({c})::text) || ')'"
         return (f"CASE WHEN {c} IS NULL OR {c} IN (0, 'NaN', 'Infinity', '-Infinity') "
                 f"THEN NULL WHEN abs({c}) > 1.7976931348623157e308 OR abs({c}) < 1e-320 "
