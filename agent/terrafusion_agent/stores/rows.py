@@ -6,13 +6,14 @@ bytes (geometry as ISO WKB). The same shape comes out of both central stores and
 local copy, so rows from any side compare directly.
 
 Exact decimals (kind "decimal") come from central as :class:`~decimal.Decimal`. The
-local copy keeps them in a DOUBLE column, which QGIS and OGR read as a number (SQLite
-turns any number written into a NUMERIC or DOUBLE column into a double, so no column
-type both keeps 18 digits and reads as a number there). A value the double does not
-hold exactly is kept beside it, as text, in :data:`EXACT_TABLE`, for as long as the
-column still holds that double: edited in QGIS, the column's new double is the value.
-A double stands for the decimal it prints as (its shortest repr), which is also what
-is pushed, so ``1.5``, ``1.50`` and ``Decimal("1.500000")`` are one value.
+local copy keeps them in a DOUBLE column: QGIS reads only REAL, DOUBLE and FLOAT
+columns as numbers (GDAL adds NUMERIC and DECIMAL), and SQLite turns a number written
+into any of them into a double, so no column type both keeps 18 digits and reads as a
+number. A value the double does not hold exactly is kept beside it, as text, in
+:data:`EXACT_TABLE`, for as long as the column still holds that double: edited in
+QGIS, the column's new double is the value. A double stands for the decimal it prints
+as (its shortest repr), which is also what is pushed, so ``1.5``, ``1.50`` and
+``Decimal("1.500000")`` are one value.
 
 Local triggers record the row as it was before its first edit (the *base*) as a JSON
 object built with SQL only: reals as 17-digit strings (JSON's 15 digits would not
