@@ -155,6 +155,16 @@ class LocalStore:
         for stmt in capture.create_sql(info, local_name(info.name)):
             self.conn.execute(stmt)
 
+    def rewrite_bases(self, old: TableInfo, new: TableInfo) -> None:
+        """The base rows of captured edits, recorded by the triggers of table layout
+        ``old``, in the form ``new`` reads (a column whose kind changed reads them
+        differently: a double's 17 digits are another decimal than the double)."""
+        cur = self.conn.execute("SELECT id, base_json FROM tf_local_changes "
+                                "WHERE table_name = ? AND base_json IS NOT NULL", (new.name,))
+        self.conn.executemany(
+            "UPDATE tf_local_changes SET base_json = ? WHERE id = ?",
+            [(rows.encode_base(new, rows.decode_base(old, base)), i) for i, base in cur])
+
     # --- applying central rows (inside writing()) ---------------------------------------
 
     def upsert_rows(self, info: TableInfo, rows: list[dict]) -> None:
@@ -272,16 +282,6 @@ class LocalStore:
         cur = self.conn.execute("SELECT pk_json FROM tf_local_changes WHERE table_name = ?",
                                 (table,))
         return {tuple(json.loads(r[0])) for r in cur}
-
-    def rewrite_bases(self, old: TableInfo, new: TableInfo) -> None:
-        """The base rows of captured edits, recorded by the triggers of table layout
-        ``old``, in the form ``new`` reads (a column whose kind changed reads them
-        differently: a double's 17 digits are another decimal than the double)."""
-        cur = self.conn.execute("SELECT id, base_json FROM tf_local_changes "
-                                "WHERE table_name = ? AND base_json IS NOT NULL", (new.name,))
-        self.conn.executemany(
-            "UPDATE tf_local_changes SET base_json = ? WHERE id = ?",
-            [(rows.encode_base(new, rows.decode_base(old, base)), i) for i, base in cur])
 
     def settle_change(self, entry: dict, info: TableInfo, central_row: Optional[dict]) -> None:
         """The edit in ``entry`` reached central (which now holds ``central_row``): drop
