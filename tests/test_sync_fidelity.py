@@ -222,17 +222,22 @@ def test_a_row_pushed_back_whole_keeps_every_digit(shapes):
 
 def test_equal_numbers_spelled_differently_are_no_change_in_the_merge(shapes):
     sync(shapes)
-    # central rewrites the same numbers (-1.5 as -1.50, 0 as 0.000) and changes others
+    # central rewrites the same numbers (-1.5 as -1.50, 0.000001 as 0.0000010, 0 as
+    # 0.000) and changes others
     central_exec(shapes, f"UPDATE {T} SET n = -1.50, name = 'central' WHERE id = 3")
+    central_exec(shapes, f"UPDATE {T} SET n = 0.0000010, name = 'central' WHERE id = 5")
     central_exec(shapes, f"UPDATE {T} SET n = 0.000, big = 7 WHERE id = 2")
-    # locally: a real change of one, and -0 for 0 (no change) beside another edit
+    # locally: real changes of two (the trigger records 0.000001, a double, as the
+    # 17 digits 9.9999999999999995e-07), and -0 for 0 (no change) beside another edit
     local_exec(shapes, f"UPDATE {LOCAL_T} SET n = 2.5 WHERE id = 3")
+    local_exec(shapes, f"UPDATE {LOCAL_T} SET n = 3.5 WHERE id = 5")
     local_exec(shapes, f"UPDATE {LOCAL_T} SET n = -0.0, name = 'local' WHERE id = 2")
     summary = sync(shapes)
     assert summary["conflicts"] == 0
-    assert central_exec(shapes, f"SELECT id, name, n, big FROM {T} WHERE id IN (2, 3) "
+    assert central_exec(shapes, f"SELECT id, name, n, big FROM {T} WHERE id IN (2, 3, 5) "
                                 "ORDER BY id") == [
-        (2, "local", Decimal("0.000000"), 7), (3, "central", Decimal("2.500000"), 0)]
+        (2, "local", Decimal("0.000000"), 7), (3, "central", Decimal("2.500000"), 0),
+        (5, "central", Decimal("3.500000"), 1)]
     assert verify(shapes)[0] == 0
 
 

@@ -58,14 +58,17 @@ def base_json_sql(info: TableInfo, alias: str) -> str:
         if c.kind == "real":
             expr = f"CASE WHEN {ref} IS NULL THEN NULL ELSE printf('%!.17g', {ref}) END"
         elif c.kind == "decimal":
-            # json() makes the digits a JSON number (a double); SQLite prints infinity
-            # as Inf, which JSON cannot hold, and text stays text
-            double = (f"CASE typeof({ref}) WHEN 'real' THEN CASE WHEN abs({ref}) <= "
-                      f"1.7976931348623157e308 THEN json(printf('%!.17g', {ref})) "
-                      f"WHEN {ref} > 0 THEN 'Infinity' ELSE '-Infinity' END "
-                      f"ELSE CAST({ref} AS TEXT) END")
-            names = (ql(info.name), ql(c.name))
-            expr = f"coalesce({exact_sql(info, c.name, alias, names)}, {double})"
+            # JSON text, which json() makes a JSON value right where json_object takes
+            # it (a JSON subtype need not survive CASE in every SQLite): the exact
+            # digits as a string, else the double as a number (infinity, which SQLite
+            # prints as Inf, as a string)
+            double = (f"CASE typeof({ref}) WHEN 'null' THEN 'null' WHEN 'real' THEN "
+                      f"CASE WHEN abs({ref}) <= 1.7976931348623157e308 THEN "
+                      f"printf('%!.17g', {ref}) WHEN {ref} > 0 THEN '\"Infinity\"' "
+                      f"ELSE '\"-Infinity\"' END ELSE json_quote(CAST({ref} AS TEXT)) END")
+            exact = exact_sql(info, c.name, alias, (ql(info.name), ql(c.name)),
+                              "json_quote(value)")
+            expr = f"json(coalesce({exact}, {double}))"
         elif c.kind == "geometry":
             expr = f"CASE WHEN {ref} IS NULL THEN NULL ELSE hex(AsBinary({ref})) END"
         elif c.kind == "blob":
@@ -80,11 +83,13 @@ def pk_json_sql(info: TableInfo, alias: str) -> str:
     return "json_array(" + ", ".join(f"{alias}.{qi(p)}" for p in info.pk) + ")"
 
 
-def exact_sql(info: TableInfo, column: str, alias: str, names: tuple[str, str]) -> str:
-    """SQL (SQLite) for the exact digits of decimal ``column`` of local row ``alias``,
-    NULL when its double is the value. ``names``: SQL for the table's and the column's
-    name (``?`` placeholders, or literals where nothing can be bound: in a trigger)."""
-    return (f"(SELECT value FROM {EXACT_TABLE} WHERE table_name = {names[0]} "
+def exact_sql(info: TableInfo, column: str, alias: str, names: tuple[str, str],
+              value: str = "value") -> str:
+    """SQL (SQLite) for the exact digits of decimal ``column`` of local row ``alias``
+    (as the expression ``value`` of them), NULL when its double is the value.
+    ``names``: SQL for the table's and the column's name (``?`` placeholders, or
+    literals where nothing can be bound: in a trigger)."""
+    return (f"(SELECT {value} FROM {EXACT_TABLE} WHERE table_name = {names[0]} "
             f"AND pk_json = {pk_json_sql(info, alias)} AND column_name = {names[1]} "
             f"AND approx = {alias}.{qi(column)})")
 
