@@ -280,18 +280,21 @@ def test_a_copy_made_before_exact_numerics_upgrades_and_keeps_its_edits(shapes):
 
 
 def test_embedded_central_numerics_round_trip_exactly(sqlite_agent):
-    """A NUMERIC column of an SQLite central holds integers beyond a double exactly."""
+    """A NUMERIC column of an SQLite central holds integers beyond a double exactly,
+    whatever size it declares (SQLite holds no column to it)."""
     env = {"TERRAFUSION_SYNC__TABLES": '["nums"]'}
     conn = connect(sqlite_agent.central_url[len("sqlite:///"):], create=True)
     conn.execute("CREATE TABLE nums (id INTEGER PRIMARY KEY, label TEXT, n NUMERIC, "
                  "d DECIMAL(10,2))")
     conn.close()
     central_exec(sqlite_agent, "INSERT INTO nums VALUES (1, 'a', 12345678901234567, 1.5), "
-                               "(2, 'b', 0.1 + 0.2, 2.25), (3, 'c', NULL, NULL)")
+                               "(2, 'b', 0.1 + 0.2, 98765432109876543), (3, 'c', NULL, NULL)")
     sqlite_agent.run("init-central", env=env)
     sqlite_agent.run("sync", env=env)
     assert local_values(sqlite_agent, "nums") == {
         1: Decimal("12345678901234567"), 2: 0.1 + 0.2, 3: None}
+    assert local_values(sqlite_agent, "nums", "d") == {
+        1: 1.5, 2: Decimal("98765432109876543"), 3: None}
     assert sqlite_agent.run("verify", env=env, check=False).returncode == 0
     local_exec(sqlite_agent, "UPDATE nums SET label = 'kept' WHERE id = 1")
     central_exec(sqlite_agent, "DELETE FROM nums WHERE id = 1")

@@ -10,20 +10,6 @@ from typing import Any, Iterator, Optional, Protocol
 #: of more than 15 digits, or of any): it travels as :class:`decimal.Decimal`.
 KINDS = ("integer", "real", "decimal", "boolean", "text", "date", "datetime", "blob",
          "geometry")
-#: significant digits a double keeps of every decimal (DBL_DIG): a decimal with at most
-#: this many survives a round trip through the nearest double
-DOUBLE_DIGITS = 15
-
-
-def numeric_kind(precision: Optional[int], scale: int = 0) -> str:
-    """The kind of a decimal column declared with ``precision`` and ``scale`` (precision
-    None: unconstrained). Its values travel as doubles ("real") when every one of them
-    survives the round trip through a double: at most 15 significant digits, within a
-    double's normal range. Any other column may hold numbers a double would change."""
-    if (precision is not None and precision <= DOUBLE_DIGITS
-            and precision - scale <= 308 and scale <= 307):
-        return "real"
-    return "decimal"
 
 
 @dataclass(frozen=True)

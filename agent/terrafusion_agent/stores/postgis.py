@@ -22,7 +22,6 @@ from terrafusion_agent.stores.base import (
     ReadSession,
     TableInfo,
     WriteSession,
-    numeric_kind,
 )
 from terrafusion_agent.stores.rows import to_decimal
 
@@ -44,6 +43,9 @@ _READ = {
     "geometry": ("ST_AsBinary({c})", "bytea"),
 }
 _TEXT = ("{c}::text", "text")
+#: significant digits a double keeps of every decimal (DBL_DIG): a decimal with at most
+#: this many survives a round trip through the nearest double
+_DOUBLE_DIGITS = 15
 #: offline key blocks: where they start when the key has no sequence, and their size
 _HIGH_KEYS = {"int8": (1 << 50, 1_000_000), "int4": (2_000_000_000, 10_000)}
 _SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
@@ -51,6 +53,19 @@ _SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
 
 _BASE_TYPES = ("GEOMETRY", "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING",
                "MULTIPOLYGON", "GEOMETRYCOLLECTION")
+
+
+def _numeric_kind(full_type: str) -> str:
+    """The kind of a numeric column of type ``full_type`` ("numeric(14,2)"): its values
+    travel as doubles ("real") when every one survives the round trip through a double
+    (at most 15 significant digits, within a double's normal range); any other numeric,
+    also one without a declared precision, may hold numbers a double would change."""
+    size = re.fullmatch(r"numeric\((\d+),(-?\d+)\)", full_type)
+    if size:
+        precision, scale = map(int, size.groups())
+        if precision <= _DOUBLE_DIGITS and precision - scale <= 308 and scale <= 307:
+            return "real"
+    return "decimal"
 
 
 def _type_and_dims(gtype: str, ndims: int) -> tuple[str, str]:
@@ -211,11 +226,8 @@ class PostGISCentral:
             if kind == "geometry" and (geometry is None or cname != geometry.column):
                 kind = "blob"  # extra geometry columns travel as WKB blobs
             if kind == "decimal":
-                size = re.fullmatch(r"numeric\((\d+),(-?\d+)\)", full_type)
-                kind = numeric_kind(*map(int, size.groups())) if size else "decimal"
-                if cname in pk:
-                    # the local copy finds a row by its key's double, as it always has
-                    kind = "real"
+                # the local copy finds a row by its key's double, as it always has
+                kind = "real" if cname in pk else _numeric_kind(full_type)
             columns.append(Column(cname, kind, bool(nullable), full_type))
         return TableInfo(name, tuple(columns), pk, geometry)
 

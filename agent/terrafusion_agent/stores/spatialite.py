@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 from typing import Optional
 
 from terrafusion_agent.errors import TerraFusionError
-from terrafusion_agent.stores.base import numeric_kind
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -84,8 +82,9 @@ def declared_kind(decl: str) -> str:
     if d.startswith("DATE"):
         return "date"
     if "NUMERIC" in d or "DECIMAL" in d:
-        size = re.search(r"\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\)", d)
-        return numeric_kind(int(size.group(1)), int(size.group(2) or 0)) if size else "decimal"
+        # whatever its declared size: SQLite holds no column to it (an integer of 18
+        # digits stays one in a NUMERIC(10,2) column), and a double cannot hold that
+        return "decimal"
     if any(t in d for t in ("REAL", "FLOA", "DOUB")):
         return "real"
     if "BLOB" in d:
