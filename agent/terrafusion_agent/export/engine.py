@@ -553,7 +553,7 @@ def _scan(conn: sqlite3.Connection, info: TableInfo, columns: list[OutputColumn]
         col = qi(c.source)
         if c.kind == "integer":
             exprs += [f"max(abs({col}))", f"min({col})"]
-        elif spec.name == "shp" and c.kind not in ("real", "date", "boolean"):
+        elif spec.name == "shp" and c.kind not in ("real", "decimal", "date", "boolean"):
             exprs.append(f"max(length(CAST({col} AS BLOB)))")  # bytes, as dBase counts
     sql = f"SELECT {', '.join(exprs)} FROM {qi(info.name)}"
     if where:
@@ -587,7 +587,7 @@ def _field_type(kind: str, spec: FormatSpec) -> tuple[str, int, int, bool]:
     """OGR type, width, precision and read-as-text of a column kind in a format."""
     if kind == "integer":
         return "Integer", 0, 0, False
-    if kind == "real":
+    if kind in ("real", "decimal"):  # a decimal's column holds its nearest double
         return ("Real", 24, 15, False) if spec.name == "shp" else ("Real", 0, 0, False)
     if kind == "boolean":
         return "Integer", (1 if spec.name == "shp" else 0), 0, False

@@ -38,18 +38,23 @@ FANOUT = 51
 #: ``(node number, cell count, cells, xmin, xmax, ymin, ymax)``
 Leaf = tuple
 LeafSource = Callable[[int], Iterable[Leaf]]
+#: (row count, ``VALUES`` texts, {decimal column: ``VALUES`` texts of its exact digits})
+Batch = tuple[int, list[str], dict[str, list[str]]]
 
 
 def load(conn: sqlite3.Connection, table: str, columns: list[str],
-         geometry: Optional[str], batches: Iterable[tuple[int, list[str]]],
+         geometry: Optional[str], batches: Iterable[Batch],
          leaves: Optional[LeafSource] = None,
-         progress: Optional[Callable[[int], None]] = None) -> int:
-    """Insert ``batches`` (row count, ``VALUES`` texts) into the empty ``table``, whose
-    spatial index, if it has a geometry, exists and is empty; returns the row count.
+         progress: Optional[Callable[[int], None]] = None,
+         exact: Optional[Callable[[str, str], None]] = None) -> int:
+    """Insert ``batches`` into the empty ``table``, whose spatial index, if it has a
+    geometry, exists and is empty; returns the row count.
 
     With ``leaves`` (see :meth:`PostGISCentral.rtree_leaves`) the index is packed from
     leaves computed centrally while the rows load; otherwise it is filled from the
-    table afterwards. Runs inside the caller's transaction.
+    table afterwards. ``exact(column, values)`` stores the digits of a batch's decimals
+    that their doubles do not hold, once the batch's rows are in. Runs inside the
+    caller's transaction.
     """
     index = f"idx_{table}_{geometry}" if geometry else None
     packed = index is not None and leaves is not None
@@ -62,9 +67,12 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
             if packed:
                 packer = _Packer(conn, index)
                 ahead = stack.enter_context(Prefetch(leaves(packer.fanout), depth=256))
-            for count, texts in rows:
+            for count, texts, digits in rows:
                 for values in texts:
                     conn.execute(head + values)
+                for column, texts in digits.items():
+                    for values in texts:
+                        exact(column, values)
                 done += count
                 faults.point("pull.mid_bulk_copy")
                 if progress:

@@ -8,6 +8,7 @@ import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -16,6 +17,7 @@ from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionErro
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores import bulk, capture, rows, spatialite
 from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.rows import EXACT_TABLE, exact_sql, local_decimal, pk_json_sql
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.local")
@@ -122,6 +124,7 @@ class LocalStore:
         name = local_name(info.name)
         if self._exists(name):
             c.execute("SELECT DropTable(NULL, ?)", (name,))
+        c.execute(f"DELETE FROM {EXACT_TABLE} WHERE table_name = ?", (info.name,))
         c.execute(_create_table_sql(info))
         if info.geometry:
             g = info.geometry
@@ -137,9 +140,14 @@ class LocalStore:
             if geom:
                 c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
             n = bulk.load(c, name, list(info.column_names), geom, sql_batches,
-                          rtree_leaves, progress)
+                          rtree_leaves, progress,
+                          lambda column, values: self._load_exact(info, column, values))
         else:
+            digits: list[tuple] = []
+            if _decimal_indexes(info):
+                rows = _split_decimals(info, rows or (), digits)
             c.executemany(_insert_sql(info), _batched(rows or (), progress))
+            self._store_exact(info, digits)
             n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]
             if geom:
                 c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
@@ -160,6 +168,16 @@ class LocalStore:
         for stmt in capture.create_sql(info, local_name(info.name)):
             self.conn.execute(stmt)
 
+    def rewrite_bases(self, old: TableInfo, new: TableInfo) -> None:
+        """The base rows of captured edits, recorded by the triggers of table layout
+        ``old``, in the form ``new`` reads (a column whose kind changed reads them
+        differently: a double's 17 digits are another decimal than the double)."""
+        cur = self.conn.execute("SELECT id, base_json FROM tf_local_changes "
+                                "WHERE table_name = ? AND base_json IS NOT NULL", (new.name,))
+        self.conn.executemany(
+            "UPDATE tf_local_changes SET base_json = ? WHERE id = ?",
+            [(rows.encode_base(new, rows.decode_base(old, base)), i) for i, base in cur])
+
     # --- applying central rows (inside writing()) ---------------------------------------
 
     def upsert_rows(self, info: TableInfo, rows: list[dict]) -> None:
@@ -175,10 +193,13 @@ class LocalStore:
         conflict = ", ".join(qi(p) for p in info.pk)
         action = ("DO UPDATE SET " + ", ".join(f"{qi(n)} = excluded.{qi(n)}" for n in plain)
                   if plain else "DO NOTHING")
+        values = [tuple(r.get(c.name) for c in info.columns) for r in rows]
+        digits: list[tuple] = []
+        if _decimal_indexes(info):
+            values = list(_split_decimals(info, values, digits))
         self.conn.executemany(
             f"INSERT INTO {_table(info)} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT ({conflict}) {action}",
-            [[r.get(c.name) for c in info.columns] for r in rows])
+            f"ON CONFLICT ({conflict}) {action}", values)
         if geom:
             g = qi(geom)
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
@@ -186,6 +207,9 @@ class LocalStore:
                 f"UPDATE {_table(info)} SET {g} = GeomFromWKB(?, {int(info.geometry.srid)}) "
                 f"WHERE {where} AND AsBinary({g}) IS NOT ?",
                 [[r.get(geom), *(r[p] for p in info.pk), r.get(geom)] for r in rows])
+        if _decimal_indexes(info):
+            self._forget_exact(info, [tuple(r[p] for p in info.pk) for r in rows])
+            self._store_exact(info, digits)
 
     def existing_keys(self, info: TableInfo, keys: list[tuple]) -> set[tuple]:
         """Which of ``keys`` have a row locally (one query for a single-column key)."""
@@ -202,22 +226,57 @@ class LocalStore:
 
     def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
         if keys:
+            if _decimal_indexes(info):
+                self._forget_exact(info, keys)
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
             self.conn.executemany(f"DELETE FROM {_table(info)} WHERE {where}",
                                   [list(k) for k in keys])
 
     def rows_by_key(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
         names = info.column_names
-        exprs = ", ".join(f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
-                          for c in info.columns)
-        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
-        sql = f"SELECT {exprs} FROM {_table(info)} WHERE {where}"
+        select, params = _select_sql(info)
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        sql = f"{select} WHERE {where}"
+        decimals = _decimal_indexes(info)
         out = {}
         for key in keys:
-            row = self.conn.execute(sql, list(key)).fetchone()
+            row = self.conn.execute(sql, [*params, *key]).fetchone()
             if row is not None:
-                out[key] = dict(zip(names, row))
+                out[key] = dict(zip(names, _with_exact(decimals, row)))
         return out
+
+    # --- exact decimals (see stores/rows.py) --------------------------------------------
+
+    def _store_exact(self, info: TableInfo, digits: list[tuple]) -> None:
+        """Keep ``digits`` ((column, exact digits, key) of rows already written) beside
+        the doubles their columns now hold."""
+        by_column: dict[str, list] = {}
+        for column, text, key in digits:
+            by_column.setdefault(column, []).append((info.name, column, text, *key))
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        for column, params in by_column.items():
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO {EXACT_TABLE} (table_name, pk_json, column_name, "
+                f"value, approx) SELECT ?, {pk_json_sql(info, 't')}, ?, ?, t.{qi(column)} "
+                f"FROM {_table(info)} t WHERE {where}", params)
+
+    def _load_exact(self, info: TableInfo, column: str, values: str) -> None:
+        """The bulk form of :meth:`_store_exact`: ``values`` is the text of SQLite
+        tuples (key values..., exact digits) of rows already loaded."""
+        on = " AND ".join(f"t.{qi(p)} = v.column{i + 1}" for i, p in enumerate(info.pk))
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {EXACT_TABLE} (table_name, pk_json, column_name, value, "
+            f"approx) SELECT ?, {pk_json_sql(info, 't')}, ?, v.column{len(info.pk) + 1}, "
+            f"t.{qi(column)} FROM (VALUES {values}) AS v JOIN {_table(info)} t ON {on}",
+            (info.name, column))
+
+    def _forget_exact(self, info: TableInfo, keys: list[tuple]) -> None:
+        """Drop the exact digits kept for the rows with ``keys`` (while they exist)."""
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        self.conn.executemany(
+            f"DELETE FROM {EXACT_TABLE} WHERE table_name = ? AND pk_json = "
+            f"(SELECT {pk_json_sql(info, 't')} FROM {_table(info)} t WHERE {where})",
+            [(info.name, *key) for key in keys])
 
     # --- captured edits -----------------------------------------------------------------
 
@@ -358,13 +417,15 @@ class LocalStore:
         ).fetchone()[0])
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
-        exprs = [f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
-                 for c in info.columns]
-        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {_table(info)}")
+        select, params = _select_sql(info)
+        decimals = _decimal_indexes(info)
+        cur = self.conn.execute(select, params)
         while True:
             batch = cur.fetchmany(BATCH)
             if not batch:
                 return
+            if decimals:
+                batch = [_with_exact(decimals, row) for row in batch]
             yield from batch
 
     def count(self, info: TableInfo) -> int:
@@ -485,6 +546,48 @@ def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
             progress(n)
     if progress:
         progress(n)
+
+
+def _decimal_indexes(info: TableInfo) -> list[int]:
+    return [i for i, c in enumerate(info.columns) if c.kind == "decimal"]
+
+
+def _select_sql(info: TableInfo) -> tuple[str, list[str]]:
+    """SELECT of the rows of ``info`` (alias ``t``) in wire form, then the exact digits
+    of each decimal column (see :func:`_with_exact`), and its parameters."""
+    exprs = [f"AsBinary(t.{qi(c.name)})" if c.kind == "geometry" else f"t.{qi(c.name)}"
+             for c in info.columns]
+    params: list[str] = []
+    for i in _decimal_indexes(info):
+        exprs.append(exact_sql(info, info.columns[i].name, "t", ("?", "?")))
+        params += [info.name, info.columns[i].name]
+    return f"SELECT {', '.join(exprs)} FROM {_table(info)} t", params
+
+
+def _with_exact(decimals: list[int], row: tuple) -> tuple:
+    """A row of :func:`_select_sql` with each decimal's exact digits in its place."""
+    if not decimals:
+        return row
+    values = list(row[:len(row) - len(decimals)])
+    for i, digits in zip(decimals, row[len(values):]):
+        if digits is not None:
+            values[i] = Decimal(digits)
+    return tuple(values)
+
+
+def _split_decimals(info: TableInfo, rows: Iterable[tuple], digits: list[tuple]
+                    ) -> Iterator[tuple]:
+    """``rows`` with each decimal as the double its column stores; the digits a double
+    does not hold go to ``digits`` as (column, exact digits, key)."""
+    decimals = _decimal_indexes(info)
+    pk = [info.column_names.index(p) for p in info.pk]
+    for row in rows:
+        values = list(row)
+        for i in decimals:
+            values[i], text = local_decimal(values[i])
+            if text is not None:
+                digits.append((info.columns[i].name, text, tuple(row[k] for k in pk)))
+        yield tuple(values)
 
 
 def _create_table_sql(info: TableInfo) -> str:

@@ -81,7 +81,11 @@ def declared_kind(decl: str) -> str:
         return "datetime"
     if d.startswith("DATE"):
         return "date"
-    if any(t in d for t in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+    if "NUMERIC" in d or "DECIMAL" in d:
+        # whatever its declared size: SQLite holds no column to it (an integer of 18
+        # digits stays one in a NUMERIC(10,2) column), and a double cannot hold that
+        return "decimal"
+    if any(t in d for t in ("REAL", "FLOA", "DOUB")):
         return "real"
     if "BLOB" in d:
         return "blob"
@@ -92,6 +96,9 @@ def declared_kind(decl: str) -> str:
 KIND_DECL = {
     "integer": "INTEGER",
     "real": "DOUBLE",
+    # not NUMERIC: QGIS reads only REAL, DOUBLE and FLOAT columns as numbers; the digits
+    # a double cannot hold are kept beside it (see stores/rows.py)
+    "decimal": "DOUBLE",
     "boolean": "BOOLEAN",
     "text": "TEXT",
     "date": "DATE",
