@@ -266,24 +266,27 @@ class Agent:
             else:
                 self.metrics.sync_ended_badly(result, duration,
                                               self.scheduler.consecutive_failures)
-        last = figures.get("last_sync") or {}
+        # a failed attempt's own figures, never the previous run's: an attempt the busy
+        # or full local copy could not take in has no record (and no figures) yet
+        run = summary if summary is not None else getattr(error, "sync_run", None)
         fields: dict[str, Any] = {
             "event": "sync", "trigger": trigger, "result": result,
-            "duration_seconds": round(duration, 3),
-            "run_id": (summary or {}).get("id", last.get("id")),
+            "duration_seconds": round(duration, 3), "run_id": (run or {}).get("id"),
         }
-        if summary is not None:
-            fields.update({k: summary.get(k) for k in ("pulled", "pushed", "conflicts", "rows")})
-        else:
-            fields.update({k: last.get(k) for k in ("pulled", "pushed", "conflicts")})
+        fields.update({k: (run or {}).get(k) for k in ("pulled", "pushed", "conflicts", "rows")
+                       if run is not None and k in run})
         fields["pending_local_edits"] = figures.get("pending_local_edits")
         fields["open_conflicts"] = figures.get("open_conflicts")
         if error is not None:
             fields["error"] = redact(str(error))
         level = logging.INFO if result in ("success", "cancelled") else logging.WARNING
-        log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s", result,
-                trigger, duration, fields.get("pulled"), fields.get("pushed"),
-                fields.get("conflicts"), extra=fields)
+        if run is None:
+            log.log(level, "sync %s (%s) in %.2f s, not recorded: %s", result, trigger,
+                    duration, fields.get("error"), extra=fields)
+        else:
+            log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s",
+                    result, trigger, duration, fields.get("pulled"), fields.get("pushed"),
+                    fields.get("conflicts"), extra=fields)
         release_memory()
 
     # --- conflicts ----------------------------------------------------------------------
