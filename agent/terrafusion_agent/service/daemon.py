@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import CentralUnavailable, TerraFusionError
+from terrafusion_agent.errors import CentralUnavailable, LocalDamaged, TerraFusionError
 from terrafusion_agent.health import HealthMonitor
 from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.redact import redact
@@ -91,7 +91,11 @@ class Agent:
         self._locked = True
         try:
             self.token = token_mod.load_or_create(self.config.token_file)
-            LocalStore.open(self.config.local_path).close()  # create + migrate up front
+            try:
+                LocalStore.open(self.config.local_path).close()  # create + migrate up front
+            except LocalDamaged as exc:
+                # keep serving: /health and every scheduled sync say so until it is recovered
+                log.error("%s", exc)
             self.metrics = self._make_metrics()
             last_ok = parse(self.monitor.local.refresh()["last_success"])
             if last_ok is not None and self.metrics is not None:
