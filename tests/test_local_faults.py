@@ -338,6 +338,17 @@ def test_a_copy_held_busy_fails_the_cli_sync_in_one_sentence(pg_agent):
                      str(agent.local_path), "busy", "QGIS may be saving")
 
 
+def test_a_run_left_running_by_a_killed_sync_is_closed_by_the_next(pg_agent):
+    agent = synced(pg_agent, 50)
+    # what a sync killed with SIGKILL (or one whose end the copy refused) leaves behind
+    local_exec(agent, "INSERT INTO tf_sync_runs (started_at, result, trigger) "
+                      "VALUES ('2026-01-01T00:00:00.000Z', 'running', 'cli')")
+    agent.run("sync")
+    runs = local_exec(agent, "SELECT result, error FROM tf_sync_runs ORDER BY id")
+    assert [result for result, _ in runs] == ["success", "failed", "success"]
+    assert "ended without recording its result" in runs[1][1]
+
+
 def test_the_agent_records_a_busy_attempt_and_syncs_at_the_next_tick(pg_agent, caplog):
     agent = synced(pg_agent, 50)
     caplog.set_level(logging.INFO, logger="terrafusion")

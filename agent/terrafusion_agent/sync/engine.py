@@ -60,8 +60,13 @@ def run_sync(config: Config, trigger: str = "manual",
         _unrecorded(config, attempt, exc)
         raise
     try:
-        _record_earlier_attempts(local)
-        run_id = local.start_run(trigger, attempt["started_at"])
+        # one transaction: whoever looks for the newest run (POST /api/v1/syncs waits for
+        # its id) sees this one, never an earlier attempt written just before it
+        earlier = _deferred(local.path)
+        with local.writing():
+            _record_earlier_attempts(local, earlier)
+            run_id = local.start_run(trigger, attempt["started_at"])
+        _forget(local.path, earlier)
     except TerraFusionError as exc:
         local.close()
         _unrecorded(config, attempt, exc)
@@ -166,19 +171,23 @@ def _write_record(local: LocalStore, r: dict) -> None:
                      error=r["error"], finished_at=r["finished_at"])
 
 
-def _record_earlier_attempts(local: LocalStore) -> None:
+def _deferred(path) -> list[dict]:
+    with _pending_lock:
+        return list(_pending_records.get(str(path), []))
+
+
+def _forget(path, written: list[dict]) -> None:
+    with _pending_lock:
+        left = [r for r in _pending_records.get(str(path), [])
+                if not any(r is w for w in written)]
+        _pending_records[str(path)] = left
+
+
+def _record_earlier_attempts(local: LocalStore, records: list[dict]) -> None:
     """Write what earlier attempts could not, then close runs still marked running: the
     caller holds the local lock, so no other sync of this copy is under way."""
-    with _pending_lock:
-        records = _pending_records.pop(str(local.path), [])
-    try:
-        while records:
-            _write_record(local, records[0])
-            records.pop(0)
-    finally:
-        if records:
-            with _pending_lock:
-                _pending_records.setdefault(str(local.path), [])[:0] = records
+    for record in records:
+        _write_record(local, record)
     for run in local.recent_runs(5):
         if run["result"] == "running":
             local.finish_run(run["id"], "failed", pulled=run["pulled"], pushed=run["pushed"],
