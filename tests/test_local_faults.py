@@ -176,9 +176,10 @@ def test_a_copy_whose_first_page_is_damaged_names_recover_everywhere(pg_agent):
         body = get(running.base_url + "/health").json
         assert body["checks"]["local:reachable"][0]["status"] == "fail"
         assert RECOVER in body["checks"]["local:reachable"][0]["output"]
-        answer = get(running.base_url + "/api/v1/conflicts")
-        assert answer.status == 503 and answer.json["code"] == "local_damaged"
-        assert RECOVER in answer.json["error"]
+        for route in ("/api/v1/conflicts", "/api/v1/exports/1"):
+            answer = get(running.base_url + route)
+            assert answer.status == 503 and answer.json["code"] == "local_damaged", route
+            assert RECOVER in answer.json["error"]
     finally:
         running.stop()
 
