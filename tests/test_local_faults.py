@@ -183,6 +183,13 @@ def test_a_copy_whose_first_page_is_damaged_names_recover_everywhere(pg_agent):
     finally:
         running.stop()
 
+    # nothing of it can be read, not even its pending edits: rebuilt all the same
+    report = json.loads(agent.run("recover").stdout)
+    assert report["edits_saved"] == 0 and report["edits_lost"] == 0
+    assert ["none of its pending edits can be read" in p for p in report["problems"]] == [
+        True]
+    assert agent.run("verify", check=False).returncode == 0
+
 
 def test_a_sync_that_meets_a_damaged_copy_fails_the_agents_local_check(pg_agent):
     agent = synced(pg_agent)

@@ -212,7 +212,13 @@ def cmd_verify(config, args) -> int:
 def cmd_recover(config, args) -> int:
     from terrafusion_agent.sync.recover import recover
 
-    _print_json(recover(config))
+    progress = _TerminalProgress() if sys.stderr.isatty() else None
+    try:
+        report = recover(config, progress=progress)
+    finally:
+        if progress:
+            progress.done()
+    _print_json(report)
     return 0
 
 

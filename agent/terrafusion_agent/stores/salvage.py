@@ -63,8 +63,9 @@ class DamagedCopy:
                                            what="damaged local copy")
             self.conn.execute("PRAGMA query_only = 1")
         except (TerraFusionError, sqlite3.Error) as exc:
-            self.problems.append(f"The damaged copy cannot be opened at all ({_reason(exc)}); "
-                                 "none of its pending edits can be read.")
+            what = (_reason(exc) if isinstance(exc, TerraFusionError)
+                    else f"The damaged copy {self.path} cannot be opened ({_reason(exc)})")
+            self.problems.append(f"{what}; none of its pending edits can be read.")
             if self.conn is not None:
                 self.conn.close()
                 self.conn = None

@@ -22,14 +22,14 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import AgentBusy, LocalUnavailable
 from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.salvage import DamagedCopy, Unreadable, restore_edit
-from terrafusion_agent.sync.engine import run_sync
+from terrafusion_agent.sync.engine import Progress, run_sync
 
 log = logging.getLogger("terrafusion.sync")
 #: SQLite's companion files, moved together with their database (WAL first: a database
@@ -37,9 +37,10 @@ log = logging.getLogger("terrafusion.sync")
 _COMPANIONS = ("-wal", "-shm", "")
 
 
-def recover(config: Config) -> dict[str, Any]:
+def recover(config: Config, progress: Optional[Progress] = None) -> dict[str, Any]:
     """Rebuild the local copy from central, re-applying its readable pending edits, and
-    return the report: where the damaged file went, the edits saved and those lost."""
+    return the report: where the damaged file went, the edits saved and those lost.
+    ``progress`` follows the first sync that builds the new copy."""
     path = Path(config.local_path)
     if not path.exists():
         raise LocalUnavailable(f"There is no local copy at {path} to recover; a sync "
@@ -51,12 +52,12 @@ def recover(config: Config) -> dict[str, Any]:
         raise AgentBusy(f"A TerraFusion agent is using the local copy {path}; stop it "
                         "before 'terrafusion-agent recover'.") from None
     try:
-        return _recover(config, path)
+        return _recover(config, path, progress)
     finally:
         lock.release()
 
 
-def _recover(config: Config, path: Path) -> dict[str, Any]:
+def _recover(config: Config, path: Path, progress: Optional[Progress]) -> dict[str, Any]:
     damaged = DamagedCopy(path)
     try:
         damaged.check_no_writer(config.local_busy_timeout_seconds)
@@ -64,7 +65,7 @@ def _recover(config: Config, path: Path) -> dict[str, Any]:
         _remove(work)  # left by a recovery that was interrupted
         try:
             summary = run_sync(dataclasses.replace(config, local_path=work),
-                               trigger="recover")
+                               trigger="recover", progress=progress)
             saved, lost = _reapply(damaged, work, config)
         except BaseException:
             _remove(work)
