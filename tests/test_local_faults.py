@@ -271,6 +271,27 @@ def test_recover_rebuilds_the_copy_and_reapplies_every_edit_it_can_still_read(pg
     assert conflict["pk"] == [100150] and conflict["local"]["owner_name"] == "LOCAL-CONFLICT"
 
 
+def test_a_damaged_page_of_the_edit_log_loses_only_the_edits_it_holds(pg_agent):
+    agent = synced(pg_agent)
+    local_exec(agent, "UPDATE parcels SET land_value = land_value + 1 "
+                      "WHERE prop_id BETWEEN 100001 AND 100120")
+    conn = sqlite3.connect(agent.local_path)
+    leaves = conn.execute("SELECT pageno, ncell FROM dbstat WHERE name = 'tf_local_changes' "
+                          "AND pagetype = 'leaf' ORDER BY pageno").fetchall()
+    conn.close()
+    assert len(leaves) >= 3
+    page, held = leaves[len(leaves) // 2]  # neither the first nor the last
+    damage_pages(agent.local_path, [page])
+
+    report = json.loads(agent.run("recover").stdout)
+
+    assert report["edits_saved"] == 120 - held
+    assert ["Some pending edits cannot be read" in p for p in report["problems"]] == [True]
+    assert local_exec(agent, "SELECT count(*) FROM tf_local_changes "
+                             "WHERE state = 'pending'") == [(120 - held,)]
+    assert json.loads(agent.run("sync").stdout)["rows"]["push"]["update"] == 120 - held
+
+
 def test_recover_refuses_while_an_agent_holds_the_local_lock(pg_agent):
     agent = synced(pg_agent, 50)
     before = digest(agent.local_path)

@@ -129,61 +129,52 @@ class DamagedCopy:
     # --- reading around damaged pages -------------------------------------------------
 
     def _scan(self, table: str, columns: list[str], what: str) -> Iterator[tuple]:
+        """Every readable row of ``table``, one query per row.
+
+        A scan cannot be trusted here: SQLite reads one row ahead, so a damaged page also
+        loses the row before it, and a scan resumed past the damage seeks back into it.
+        A lookup of "the first row from rowid N" reads only the pages on N's way; one that
+        lands in a damaged page fails, and the next rowid is tried, until one reads.
+        """
         if self.conn is None:
             return
-        cols = ", ".join(qi(c) for c in columns)
-        sql = f"SELECT rowid, {cols} FROM {qi(table)} WHERE rowid > ? ORDER BY rowid"
-        last = -(1 << 63)
+        t = qi(table)
+        sql = (f"SELECT rowid, {', '.join(qi(c) for c in columns)} FROM {t} "
+               "WHERE rowid >= ? ORDER BY rowid LIMIT 1")
+        first, top = self._bounds(t)
+        start, limit = first, top
         while True:
             try:
-                for row in self.conn.execute(sql, (last,)):
-                    last = row[0]
-                    yield row[1:]
-                return
+                row = self.conn.execute(sql, (start,)).fetchone()
             except sqlite3.Error as exc:
                 if not _is_damage(self.path, exc):
                     self.problems.append(f"The {what} cannot be read: {_reason(exc)}.")
                     return
-                damage = _reason(exc)
-            resume = self._next_readable(table, cols, last)
-            note = (f"Some {what} cannot be read ({damage})"
-                    + ("; the readable ones after them were kept." if resume else "."))
-            if note not in self.problems:
-                self.problems.append(note)
-            if resume is None:
+                note = f"Some {what} cannot be read ({_reason(exc)}); the others were kept."
+                if note not in self.problems:
+                    self.problems.append(note)
+                if limit is None:  # the last rowid is unknown: look this far ahead at most
+                    limit = start + _PROBE_LIMIT
+                start += 1
+                if start > limit:
+                    return
+                continue
+            if row is None:
                 return
-            last = resume - 1
+            start = row[0] + 1
+            yield row[1:]
 
-    def _next_readable(self, table: str, cols: str, after: int) -> Optional[int]:
-        """The first rowid above ``after`` whose row reads. Rowids are looked up one at a
-        time: a lookup that lands in a damaged page fails, one past it succeeds; a row
-        found whose own values do not read (a damaged overflow page) is passed over."""
+    def _bounds(self, table: str) -> tuple[int, Optional[int]]:
+        """(first rowid to look from, last rowid or None when unreadable)."""
         assert self.conn is not None
-        try:
-            top = self.conn.execute(f"SELECT max(rowid) FROM {qi(table)}").fetchone()[0]
-        except sqlite3.Error:
-            top = None
-        limit = top if top is not None else after + _PROBE_LIMIT
-        probe = after + 1
-        while probe <= limit:
+        bounds = []
+        for fn, fallback in (("min", 1), ("max", None)):  # rowids start at 1 unless forced
             try:
-                found = self.conn.execute(
-                    f"SELECT rowid FROM {qi(table)} WHERE rowid >= ? ORDER BY rowid LIMIT 1",
-                    (probe,)).fetchone()
+                value = self.conn.execute(f"SELECT {fn}(rowid) FROM {table}").fetchone()[0]
             except sqlite3.Error:
-                probe += 1  # this rowid's page is damaged
-                continue
-            if found is None:
-                return None
-            rowid = int(found[0])
-            try:
-                self.conn.execute(f"SELECT {cols} FROM {qi(table)} WHERE rowid = ?",
-                                  (rowid,)).fetchone()
-            except sqlite3.Error:
-                probe = rowid + 1  # its values are on a damaged overflow page
-                continue
-            return rowid
-        return None
+                value = fallback
+            bounds.append(fallback if value is None else value)
+        return bounds[0], bounds[1]
 
 
 def restore_edit(local: LocalStore, info: TableInfo, edit: Edit,
