@@ -1,9 +1,9 @@
 """Reading what is still readable in a damaged local copy, and putting it into a new one.
 
 SQLite stops a query at the first unreadable page, so nothing here reads a table in one
-go: the edit log is scanned by rowid, skipping past a damaged page to the next rowid
-that reads, and each edited row is fetched on its own by key. A damaged page then costs
-the entries and rows it holds, and nothing else.
+go: the edit log is read one entry per lookup, stepping past a damaged page to the next
+rowid that reads, and each edited row is fetched on its own by key. A damaged page then
+costs the entries and rows it holds, and nothing else.
 """
 
 from __future__ import annotations
