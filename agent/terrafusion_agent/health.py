@@ -76,8 +76,10 @@ def read_local(config: Config) -> dict[str, Any]:
         figures["last_success"] = ok["finished_at"] if ok else None
         figures["open_conflicts"] = local.open_conflict_count()
         figures["pending_local_edits"] = local.pending_count()
-        if (figures["last_sync"] or {}).get("result") == "failed":
-            _check_damage(local, figures["last_sync"]["id"])
+        last = figures["last_sync"] or {}
+        # a failure of the local copy names it (a central one does not): worth a check
+        if last.get("result") == "failed" and str(local.path) in (last.get("error") or ""):
+            _check_damage(local, last["id"])
         figures["check"] = {"status": "pass"}
     except TerraFusionError as exc:  # damaged, busy, unreadable: already one sentence
         figures["check"] = {"status": "fail", "output": redact(str(exc))}
@@ -103,7 +105,7 @@ def _check_damage(local, failed_run: int) -> None:
 
     The figures above read only a few small tables, so a copy damaged elsewhere (in a
     synced table) would pass while every sync fails on it; reading every page costs too
-    much for each health query, but is cheap once a sync has failed.
+    much for each health query, but not once after a sync failed on the local copy.
     """
     try:
         st = local.path.stat()
