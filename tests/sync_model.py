@@ -1,0 +1,1521 @@
+"""A model-based randomized test of sync: three agents, a central writer, faults, restarts.
+
+Three agents (each its own config and local copy) and a central writer (plain psycopg, as
+the assessment system would write) edit one demo county at random from a seeded
+generator: local updates of the same and of different columns, local geometry edits,
+local deletes, offline inserts of parcels and sales (SQLite picks the key; the agent's
+triggers make it permanent), central updates, deletes, inserts and an added column
+(schema drift), interleaved with syncs through the CLI, syncs killed at named fault
+points (``TERRAFUSION_FAULT``), syncs paused at a fault point while the central server
+is stopped with ``pg_ctl -m immediate`` and started again, conflict resolutions, and
+central restarts.
+
+**The model.** Every value written is unique to its cell (it carries the writer and the
+operation number), so a value names the edit that made it. Each edit is recorded with
+the value its writer saw in that cell when it wrote (``prev``): an agent sees its local
+copy, the central writer sees central inside its transaction. A delete writes a
+tombstone into every column of the row, seeing the row's values. The ``prev`` links
+make a history per cell.
+
+**The oracle.** An edit is *accounted for* when
+
+- it is on the lineage of the central value (the central value, its ``prev``, that
+  one's ``prev``, ...; for a missing row, the lineages of the effective deletes): it
+  arrived, or a writer who had seen it overwrote it;
+- or it is part of a recorded conflict (``conflicts list --all``) on its row and column,
+  as the local or the central value (for a delete: a conflict with a missing side);
+- or it was dropped by a "keep central" resolution of its own agent (the conflict's
+  columns only), or a later edit that saw it is accounted for.
+
+An edit is *delivered* once its agent ran a successful sync that started after it (and
+after the last resolution on that row, and no conflict of its agent holds the row), or
+once its value was seen centrally; central edits are delivered when they commit. After
+every step that can change central, every delivered edit must be accounted for (else:
+a loss), every central value must be one somebody wrote, and every row inserted offline
+must exist at most once centrally. Every new conflict is checked to be true: each of its
+columns was changed by two different writers to different values, central's value is
+not the agent's own earlier push and not older than the base. After a successful sync
+of one agent alone, its local copy equals central except for rows it holds in conflict,
+and nothing is left pending. "Keep local" must get the local value through (or be a new
+conflict); "keep central" must keep central's values of the conflicting columns and
+still push the other columns edited locally. At the end, all conflicts are resolved,
+every agent syncs twice without faults, and then: every edit is delivered and accounted
+for, every copy equals central, ``verify`` exits 0 everywhere, nothing is pending.
+
+Run ``python tests/sync_model.py --minutes 10`` (what ``make soak`` does) for a soak of
+many episodes; ``tests/test_sync_model.py`` runs one episode of the CI size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+for _p in (str(REPO / "agent"), str(HERE)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import psycopg  # noqa: E402
+from conftest import AgentEnv, write_config  # noqa: E402
+from pgcluster import PgCluster  # noqa: E402
+from terrafusion_agent.faults import POINTS  # noqa: E402
+
+PARCELS = 300
+HOT_KEYS = list(range(100001, 100013))  # rows every writer edits: contention on purpose
+AGENTS = ("A", "B", "C")
+CENTRAL = "W"
+ABSENT = "<no row>"
+GEOM = "geom"
+KEYS = {"parcels": "prop_id", "sales": "sale_id"}
+#: columns the update operations pick from (added columns join parcels)
+EDITABLE = {"parcels": ["owner_name", "situs_address", "land_value"], "sales": ["sale_price"]}
+#: the column that marks a row inserted by the test, and its prefix
+MARKER = {"parcels": "legal_desc", "sales": "sale_date"}
+FIRST_SALE_MARK = datetime.date(2031, 1, 1)
+SYNC_TIMEOUT = 180
+#: central settings a bare ``pg_ctl start`` must find again after an immediate stop. The
+#: WAL writer is slowed down so that an acknowledged asynchronous commit really is lost
+#: by an immediate stop: the agent's writes must be durable whatever the server does.
+SERVER_SETTINGS = {
+    "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+    "wal_writer_delay": "10s", "max_connections": "100", "shared_buffers": "128MB",
+}
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def val(col: str, v: Any) -> Optional[str]:
+    """A comparable, printable form of one value as central, a local copy or a conflict
+    record shows it (numbers to 4 decimals, geometry as lower-case WKB hex)."""
+    if v is None:
+        return None
+    if col == GEOM:
+        return "g:" + (v.lower() if isinstance(v, str) else bytes(v).hex())
+    if isinstance(v, bool):
+        return f"n:{int(v)}.0000"
+    if isinstance(v, (int, float, Decimal)):
+        d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+        return "n:" + str(d.quantize(Decimal("0.0001")))
+    if isinstance(v, (datetime.date, datetime.datetime)):
+        return "s:" + v.isoformat()
+    return "s:" + str(v)
+
+
+def show(v: Optional[str]) -> str:
+    if v is None:
+        return "NULL"
+    if v.startswith("g:"):
+        return f"<geometry {v[2:14]}..{v[-8:]}>"
+    return repr(v[2:]) if v.startswith("s:") else v[2:] if v.startswith("n:") else v
+
+
+def qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- the model and its oracle ---------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Write:
+    """One edit of one cell (an insert or a delete is one Write per column)."""
+
+    id: int
+    writer: str
+    table: str
+    key: Any
+    col: str
+    value: Optional[str]
+    prev: Optional[str]
+    kind: str  # set | insert | delete
+    t: int
+    step: int
+    seen_central: Optional[int] = None  # the step at which central first showed it
+    discarded: bool = False  # dropped by a "keep central" of its own agent
+    excluded: set = field(default_factory=set)  # conflicts that no longer account for it
+
+    def describe(self) -> str:
+        what = {"set": f"set {self.col} = {show(self.value)}",
+                "insert": f"inserted it ({self.col} = {show(self.value)})",
+                "delete": "deleted it"}[self.kind]
+        seen = "" if self.seen_central is None else f", on central at step {self.seen_central}"
+        flags = "".join([seen, ", dropped by keep central" if self.discarded else "",
+                         f", kept local in conflict {sorted(self.excluded)}"
+                         if self.excluded else ""])
+        return (f"{self.writer} at step {self.step} on {self.table} {self.key}: {what} "
+                f"(saw {show(self.prev)}{flags})")
+
+
+@dataclass
+class Cell:
+    writes: list = field(default_factory=list)
+    by_value: dict = field(default_factory=dict)
+    children: dict = field(default_factory=dict)  # prev value -> writes that saw it
+
+
+@dataclass
+class AgentView:
+    """What the model knows of one agent."""
+
+    name: str
+    last_ok_start: int = -1  # clock at the start of its last successful sync
+    conflicts: dict = field(default_factory=dict)  # id -> conflict record
+    resolved_t: dict = field(default_factory=dict)  # row -> clock of its last resolution
+    expectations: list = field(default_factory=list)  # (clock, conflict, keep)
+
+    @property
+    def open_rows(self) -> set:
+        return {(c["table"], tuple(c["pk"])[0]) for c in self.conflicts.values()
+                if c["resolved_at"] is None}
+
+    def open_conflicts(self) -> list:
+        return [c for c in self.conflicts.values() if c["resolved_at"] is None]
+
+
+@dataclass
+class Discrepancy:
+    kind: str  # loss | false_conflict | duplicate | unknown_value | divergence | ...
+    text: str
+    count: int = 1
+
+
+class Model:
+    """Every edit, every conflict record and what each agent has delivered; the oracle."""
+
+    def __init__(self, agents=AGENTS):
+        self.clock = 0
+        self.cells: dict[tuple, Cell] = {}
+        self.initial: dict[tuple, dict] = {}  # (table, key) -> {col: value} at the start
+        self.added: dict[str, Optional[str]] = {}  # column added centrally -> its default
+        self.row_writes: dict[tuple, list] = {}
+        self.row_conflicts: dict[tuple, list] = {}  # row -> [(agent, conflict)]
+        self.inserted: dict[tuple, tuple] = {}  # (table, marker) -> (key, writer, step)
+        self.agents = {a: AgentView(a) for a in agents}
+        self._ids = 0
+
+    def tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    # --- recording ----------------------------------------------------------------------
+
+    def load_initial(self, central: dict) -> None:
+        for table, rows in central.items():
+            for key, row in rows.items():
+                self.initial[(table, key)] = dict(row)
+
+    def initial_values(self, table: str, key: Any, col: str) -> set:
+        row = self.initial.get((table, key))
+        if row is not None and col in row:
+            return {row[col]}
+        if table == "parcels" and col in self.added:
+            return {None, self.added[col]}
+        return {ABSENT}
+
+    def _add(self, writer, table, key, col, value, prev, kind, step) -> Write:
+        self._ids += 1
+        w = Write(self._ids, writer, table, key, col, value, prev, kind, self.tick(), step)
+        cell = self.cells.setdefault((table, key, col), Cell())
+        cell.writes.append(w)
+        cell.by_value[value] = w
+        cell.children.setdefault(prev, []).append(w)
+        self.row_writes.setdefault((table, key), []).append(w)
+        return w
+
+    def known(self, table, key, col, value) -> bool:
+        cell = self.cells.get((table, key, col))
+        return (cell is not None and value in cell.by_value) or \
+            value in self.initial_values(table, key, col)
+
+    def record_set(self, writer, table, key, col, value, prev, step) -> Write:
+        return self._add(writer, table, key, col, value, prev, "set", step)
+
+    def record_insert(self, writer, table, key, row: dict, step) -> list:
+        self.inserted[(table, row[MARKER[table]])] = (key, writer, step)
+        return [self._add(writer, table, key, c, v, ABSENT, "insert", step)
+                for c, v in row.items()]
+
+    def record_delete(self, writer, table, key, seen: dict, step) -> list:
+        self._ids += 1
+        tomb = f"deleted by {writer} at step {step} (#{self._ids})"
+        return [self._add(writer, table, key, c, tomb, v, "delete", step)
+                for c, v in seen.items()]
+
+    def add_column(self, col: str, default: Optional[str]) -> None:
+        self.added[col] = default
+
+    def key_in_use(self, table: str, key: Any) -> bool:
+        return (table, key) in self.initial or (table, key) in self.row_writes
+
+    # --- agents -------------------------------------------------------------------------
+
+    def sync_succeeded(self, agent: str, started: int) -> None:
+        view = self.agents[agent]
+        view.last_ok_start = max(view.last_ok_start, started)
+
+    def delivered(self, w: Write) -> bool:
+        if w.writer == CENTRAL or w.seen_central is not None:
+            return True
+        view = self.agents[w.writer]
+        row = (w.table, w.key)
+        if row in view.open_rows:
+            return False
+        return view.last_ok_start > max(w.t, view.resolved_t.get(row, -1))
+
+    def conflicts_listed(self, agent: str, records: list) -> list[Discrepancy]:
+        """Take in an agent's ``conflicts list --all``; new records are checked to be true."""
+        view = self.agents[agent]
+        out = []
+        for c in records:
+            new = c["id"] not in view.conflicts
+            view.conflicts[c["id"]] = c
+            if new:
+                row = (c["table"], tuple(c["pk"])[0])
+                self.row_conflicts.setdefault(row, []).append((agent, c))
+                out.extend(self._check_conflict(agent, c))
+        return out
+
+    def resolved(self, agent: str, conflict: dict, keep: str) -> None:
+        """A resolution went through: "keep central" drops this agent's edits of the
+        conflicting columns made so far; "keep local" must get them through, so this
+        conflict no longer accounts for them."""
+        t = self.tick()
+        view = self.agents[agent]
+        row = (conflict["table"], tuple(conflict["pk"])[0])
+        view.resolved_t[row] = t
+        cols = set(conflict["columns"])
+        for w in self.row_writes.get(row, []):
+            if w.writer != agent or w.t >= t:
+                continue
+            hit = conflict["local"] is None if w.kind == "delete" else w.col in cols
+            if not hit:
+                continue
+            if keep == "central":
+                w.discarded = True
+            else:
+                w.excluded.add((agent, conflict["id"]))
+        view.expectations.append((t, conflict, keep))
+
+    # --- the oracle ---------------------------------------------------------------------
+
+    def _norm_row(self, table: str, row: Optional[dict]) -> Optional[dict]:
+        if row is None:
+            return None
+        return {c: val(c, v) for c, v in row.items()}
+
+    def writer_of(self, table, key, col, value) -> str:
+        cell = self.cells.get((table, key, col))
+        if cell is not None and value in cell.by_value:
+            return cell.by_value[value].writer
+        if value in self.initial_values(table, key, col):
+            return "origin"
+        return "nobody"
+
+    def _lineage(self, cell: Optional[Cell], value) -> list:
+        chain, seen = [], set()
+        while value not in seen:
+            seen.add(value)
+            chain.append(value)
+            w = cell.by_value.get(value) if cell is not None else None
+            if w is None:
+                break
+            value = w.prev
+        return chain
+
+    def _check_conflict(self, agent: str, c: dict) -> list[Discrepancy]:
+        table, key = c["table"], tuple(c["pk"])[0]
+        cols = c["columns"]
+        base, local, central = (self._norm_row(table, c[s]) for s in ("base", "local", "central"))
+        where = f"conflict {c['id']} of agent {agent} on {table} {key} columns {cols}"
+        problems, kind = [], "false_conflict"
+        for side, row in (("base", base), ("local", local), ("central", central)):
+            for col, v in (row or {}).items():
+                if not self.known(table, key, col, v):
+                    problems.append(f"its {side} value of {col} {show(v)} was never written")
+        if table not in KEYS:
+            problems.append("nobody edits this table")
+        elif not cols:
+            problems.append("it names no column")
+        elif base is None:
+            owner = self.writer_of(table, key, KEYS[table], (central or {}).get(KEYS[table]))
+            who = self.inserted_by(table, central) or owner
+            problems.append(f"a row inserted offline met a central row under its key "
+                            f"(central's row was inserted by {who})")
+        elif local is None:  # deleted here, updated centrally
+            for col in cols:
+                b, n = base.get(col), (central or {}).get(col)
+                if b == n:
+                    problems.append(f"central did not change {col} ({show(b)})")
+                elif self.writer_of(table, key, col, n) == agent:
+                    problems.append(f"central's {col} {show(n)} is this agent's own push")
+        elif central is None:  # updated here, deleted centrally
+            if not any(w.kind == "delete" and w.writer != agent
+                       for w in self.row_writes.get((table, key), [])):
+                problems.append("nobody else deleted the row")
+            for col in cols:
+                if base.get(col) == local.get(col):
+                    problems.append(f"this agent did not change {col} ({show(base.get(col))})")
+        else:
+            for col in cols:
+                b, mine, n = base.get(col), local.get(col), central.get(col)
+                wl, wn = (self.writer_of(table, key, col, v) for v in (mine, n))
+                if b == mine:
+                    problems.append(f"this agent did not change {col} ({show(b)})")
+                elif b == n:
+                    problems.append(f"central did not change {col} ({show(b)})")
+                elif mine == n:
+                    problems.append(f"both sides hold the same {col} {show(mine)}")
+                elif wn == agent:
+                    problems.append(f"central's {col} {show(n)} is this agent's own push")
+                elif wl == wn:
+                    problems.append(f"{col}: {show(mine)} and {show(n)} both come from {wl}")
+                elif n in self._lineage(self.cells.get((table, key, col)), b)[1:]:
+                    kind = "loss"
+                    problems.append(f"central's {col} {show(n)} is older than the base "
+                                    f"{show(b)}: central lost a write")
+        if not problems:
+            return []
+        return [Discrepancy(kind, f"{where}: " + "; ".join(problems) +
+                            f"\n    base {c['base']}\n    local {c['local']}"
+                            f"\n    central {c['central']}")]
+
+    def inserted_by(self, table: str, row: Optional[dict]) -> Optional[str]:
+        if row is None or table not in MARKER:
+            return None
+        found = self.inserted.get((table, row.get(MARKER[table])))
+        return None if found is None else f"{found[1]} at step {found[2]}"
+
+    def _in_conflict(self, w: Write) -> bool:
+        for agent, c in self.row_conflicts.get((w.table, w.key), []):
+            if (agent, c["id"]) in w.excluded:
+                continue
+            if w.kind == "delete":
+                if c["local"] is None or c["central"] is None:
+                    return True
+            elif w.col in c["columns"]:
+                for side in (c["local"], c["central"]):
+                    if side is not None and val(w.col, side.get(w.col)) == w.value:
+                        return True
+        return False
+
+    def _effective_deletes(self, cell: Cell) -> list:
+        return [w for w in cell.writes if w.kind == "delete" and self.delivered(w)
+                and not w.discarded and not self._in_conflict(w)]
+
+    def check_central(self, central: dict, step: int = 0) -> list[Discrepancy]:
+        """Everything decidable from central alone (see the module docstring)."""
+        out: list[Discrepancy] = []
+        for table, rows in central.items():
+            for key, row in rows.items():
+                for col, v in row.items():
+                    cell = self.cells.get((table, key, col))
+                    if cell is not None and v in cell.by_value:
+                        w = cell.by_value[v]
+                        w.seen_central = step if w.seen_central is None else w.seen_central
+                    elif v not in self.initial_values(table, key, col):
+                        out.append(Discrepancy(
+                            "unknown_value", f"central {table} {key} {col} = {show(v)}, "
+                            "a value nobody wrote there" + self._history(table, key, col)))
+        out.extend(self._check_markers(central))
+        losses = []
+        for (table, key, col), cell in self.cells.items():
+            row = central.get(table, {}).get(key)
+            now = ABSENT if row is None else row.get(col, ABSENT)
+            lineage = set(self._lineage(cell, now))
+            if now == ABSENT:
+                for d in self._effective_deletes(cell):
+                    lineage.update(self._lineage(cell, d.value))
+            memo: dict = {}
+            for w in cell.writes:
+                if self.delivered(w) and not self._accounted(cell, w, lineage, memo):
+                    losses.append(f"{w.describe()}; central has {show(now)}"
+                                  + self._history(table, key, col))
+        if losses:
+            out.append(Discrepancy("loss", f"{len(losses)} edit(s) lost:\n  " +
+                                   "\n  ".join(losses), len(losses)))
+        return out
+
+    def _accounted(self, cell: Cell, w: Write, lineage: set, memo: dict) -> bool:
+        if w.id in memo:
+            return memo[w.id]
+        memo[w.id] = False  # no cycles: a write only sees older values
+        ok = (w.discarded or w.value in lineage or self._in_conflict(w)
+              or any(not self.delivered(child) or self._accounted(cell, child, lineage, memo)
+                     for child in cell.children.get(w.value, [])))
+        memo[w.id] = ok
+        return ok
+
+    def _history(self, table, key, col) -> str:
+        cell = self.cells.get((table, key, col))
+        lines = [f"initially {', '.join(show(v) for v in self.initial_values(table, key, col))}"]
+        lines += [w.describe() for w in (cell.writes if cell else [])]
+        lines += [f"conflict {c['id']} of {a}: columns {c['columns']}, resolution "
+                  f"{c['resolution']}" for a, c in self.row_conflicts.get((table, key), [])]
+        return "\n      history: " + "\n               ".join(lines)
+
+    def _check_markers(self, central: dict) -> list[Discrepancy]:
+        out = []
+        for table, col in MARKER.items():
+            seen: dict = {}
+            for key, row in central.get(table, {}).items():
+                if (table, row.get(col)) in self.inserted:
+                    seen.setdefault(row[col], []).append(key)
+            for marker, keys in seen.items():
+                expect, writer, step = self.inserted[(table, marker)]
+                if keys != [expect]:
+                    out.append(Discrepancy(
+                        "duplicate", f"the {table} row inserted by {writer} at step {step} "
+                        f"under key {expect} is centrally under key(s) {keys}"))
+        return out
+
+    def check_copy(self, agent: str, local: dict, central: dict) -> list[Discrepancy]:
+        """After a successful sync of this agent alone: its copy equals central except
+        for the rows it holds in conflict."""
+        held = self.agents[agent].open_rows
+        diffs = []
+        for table in KEYS:
+            lrows, crows = local.get(table, {}), central.get(table, {})
+            lcols = next(iter(lrows.values()), {}).keys()
+            ccols = next(iter(crows.values()), {}).keys()
+            if lrows and crows and set(lcols) != set(ccols):
+                diffs.append(f"{table}: local columns {sorted(lcols)}, central {sorted(ccols)}")
+                continue
+            for key in sorted(set(lrows) | set(crows), key=str):
+                if (table, key) in held:
+                    continue
+                lr, cr = lrows.get(key), crows.get(key)
+                if lr is None or cr is None:
+                    diffs.append(f"{table} {key}: only {'central' if lr is None else 'local'}"
+                                 f" has the row" + self._row_history(table, key))
+                    continue
+                for col in cr:
+                    if lr.get(col) != cr[col]:
+                        diffs.append(f"{table} {key} {col}: local {show(lr.get(col))}, "
+                                     f"central {show(cr[col])}" + self._history(table, key, col))
+        if not diffs:
+            return []
+        return [Discrepancy("divergence", f"agent {agent}'s copy differs from central after "
+                            f"its sync ({len(diffs)}):\n  " + "\n  ".join(diffs[:8]))]
+
+    def _row_history(self, table, key) -> str:
+        ws = self.row_writes.get((table, key), [])
+        lines = sorted({f"{w.writer} {w.kind} at step {w.step}" for w in ws})
+        return ("\n      row history: " + "; ".join(lines)) if lines else ""
+
+    def check_resolutions(self, agent: str, central: dict) -> list[Discrepancy]:
+        """After this agent's next successful sync, "keep central" shows centrally."""
+        view = self.agents[agent]
+        out, left = [], []
+        for t, c, keep in view.expectations:
+            if view.last_ok_start <= t:
+                left.append((t, c, keep))
+                continue
+            if keep != "central":
+                continue  # keep local: the exclusion in resolved() makes a drop a loss
+            table, key = c["table"], tuple(c["pk"])[0]
+            row = central.get(table, {}).get(key)
+            if c["central"] is None and row is not None:
+                out.append(Discrepancy("resolution", f"{agent} kept central's delete of "
+                                       f"{table} {key} (conflict {c['id']}), yet the row "
+                                       "is back centrally"))
+            elif c["local"] is not None and c["central"] is not None and row is not None:
+                for col in c["columns"]:
+                    mine = val(col, c["local"].get(col))
+                    if row.get(col) == mine:
+                        out.append(Discrepancy(
+                            "resolution", f"{agent} kept central in conflict {c['id']} on "
+                            f"{table} {key}, yet its local {col} {show(mine)} reached central"))
+        view.expectations = left
+        return out
+
+    def check_final(self) -> list[Discrepancy]:
+        late = [w for cell in self.cells.values() for w in cell.writes if not self.delivered(w)]
+        if not late:
+            return []
+        return [Discrepancy("loss", f"{len(late)} edit(s) never delivered after the final "
+                            "syncs:\n  " + "\n  ".join(w.describe() for w in late[:10]),
+                            len(late))]
+
+
+# --- the systems under test -----------------------------------------------------------------
+
+
+class Central:
+    """The throwaway PostgreSQL server, stopped and started again at will, and the
+    county database in it, written as the assessment system would (plain psycopg)."""
+
+    def __init__(self):
+        self.cluster = PgCluster().start()
+        for name, value in {**SERVER_SETTINGS, "port": str(self.cluster.port),
+                            "unix_socket_directories": str(self.cluster.root),
+                            "listen_addresses": ""}.items():
+            self.cluster.psql("postgres", f"ALTER SYSTEM SET {name} = '{value}'")
+        self.restart()
+        self.url = ""
+
+    def create(self, name: str) -> str:
+        self.url = self.cluster.create_db(name)
+        self.dbname = name
+        return self.url
+
+    def drop(self) -> None:
+        self.cluster.drop_db(self.dbname)
+
+    def stop(self) -> None:
+        self.cluster._run(str(self.cluster.bindir / "pg_ctl"), "-D", str(self.cluster.data),
+                          "-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        self.cluster._run(str(self.cluster.bindir / "pg_ctl"), "-D", str(self.cluster.data),
+                          "-w", "-l", str(self.cluster.root / "server.log"), "start")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def ensure_running(self) -> None:
+        try:
+            self.cluster.psql("postgres", "SELECT 1")
+        except subprocess.CalledProcessError:
+            self.start()
+
+    def close(self) -> None:
+        self.cluster.stop()
+
+    def connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
+        # the assessment system's commits are durable; only the agent's are under test
+        conn.execute("SET synchronous_commit = on")
+        conn.execute("SET lock_timeout = '20s'")
+        return conn
+
+    def columns(self, conn, table: str) -> list[str]:
+        return [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "'public' AND table_name = %s ORDER BY ordinal_position", (table,))]
+
+    def read(self, conn, table: str, where: str = "", params: tuple = ()) -> dict:
+        cols = self.columns(conn, table)
+        exprs = ", ".join(f"ST_AsBinary({qi(c)})" if c == GEOM else qi(c) for c in cols)
+        out = {}
+        for r in conn.execute(f"SELECT {exprs} FROM {qi(table)} {where}", params):
+            row = {c: val(c, v) for c, v in zip(cols, r)}
+            out[r[cols.index(KEYS[table])]] = row
+        return out
+
+    def snapshot(self) -> dict:
+        with self.connect() as conn:
+            return {t: self.read(conn, t) for t in KEYS}
+
+
+def local_connect(path: Path) -> sqlite3.Connection:
+    """The local copy opened as QGIS or any SpatiaLite client would."""
+    conn = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+    conn.enable_load_extension(True)
+    conn.load_extension("mod_spatialite")
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    return conn
+
+
+def local_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({qi(table)})")]
+
+
+def local_read(conn: sqlite3.Connection, table: str, where: str = "",
+               params: tuple = ()) -> dict:
+    cols = local_columns(conn, table)
+    exprs = ", ".join(f"AsBinary({qi(c)})" if c == GEOM else qi(c) for c in cols)
+    out = {}
+    for r in conn.execute(f"SELECT {exprs} FROM {qi(table)} {where}", params):
+        out[r[cols.index(KEYS[table])]] = {c: val(c, v) for c, v in zip(cols, r)}
+    return out
+
+
+@dataclass
+class SyncRun:
+    agent: str
+    started: int
+    rc: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    fault: Optional[str] = None
+    fired: bool = False
+    restarted: bool = False  # the central server went away during the run
+    edited_during: bool = False  # a local edit was made while it ran
+    central_written: bool = False  # central was written while it ran
+
+    @property
+    def summary(self) -> Optional[dict]:
+        try:
+            return json.loads(self.stdout) if self.rc == 0 else None
+        except ValueError:
+            return None
+
+    def outcome(self) -> str:
+        fault = f" [{self.fault}{' fired' if self.fired else ' not reached'}]" \
+            if self.fault else ""
+        restart = " [central restarted]" if self.restarted else ""
+        if self.rc == 0:
+            s = self.summary or {}
+            what = (f"ok pulled {s.get('pulled')} pushed {s.get('pushed')} "
+                    f"conflicts {s.get('conflicts')} pending {s.get('pending')}")
+        elif self.rc == -9:
+            what = "killed"
+        else:
+            what = f"exit {self.rc}: {self.stderr.strip()[-200:]}"
+        return what + fault + restart
+
+
+class ModelFailure(AssertionError):
+    """A discrepancy; ``stats`` holds the episode's counts up to it."""
+
+    def __init__(self, message: str, stats: Stats):
+        super().__init__(message)
+        self.stats = stats
+
+
+@dataclass
+class Stats:
+    ops: Counter = field(default_factory=Counter)
+    syncs: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)
+    fired_points: Counter = field(default_factory=Counter)
+    unreached_points: Counter = field(default_factory=Counter)
+    restarts: int = 0
+    conflicts: int = 0
+    resolved: Counter = field(default_factory=Counter)
+    problems: Counter = field(default_factory=Counter)
+    episodes: int = 0
+    steps: int = 0
+    failures: list = field(default_factory=list)
+
+    def merge(self, other: Stats) -> None:
+        for name in ("ops", "syncs", "faults", "fired_points", "unreached_points",
+                     "resolved", "problems"):
+            getattr(self, name).update(getattr(other, name))
+        self.restarts += other.restarts
+        self.conflicts += other.conflicts
+        self.episodes += other.episodes
+        self.steps += other.steps
+        self.failures += other.failures
+
+    def report(self) -> str:
+        def fmt(c: Counter) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+        return "\n".join([
+            f"episodes {self.episodes}, steps {self.steps}",
+            f"operations {sum(self.ops.values())}: {fmt(self.ops)}",
+            f"syncs {sum(self.syncs.values())}: {fmt(self.syncs)}",
+            f"faults armed {self.faults['armed']}, fired (crashes and pauses) "
+            f"{self.faults['fired']}, not reached {self.faults['unreached']} "
+            f"({self.faults['unreached_expected']} expected: the sync had no such step)",
+            f"  fired at: {fmt(self.fired_points)}",
+            f"  not reached although the sync had that step: {fmt(self.unreached_points)}",
+            f"central restarts {self.restarts}",
+            f"conflicts recorded {self.conflicts}, resolved {fmt(self.resolved)}",
+            f"losses {self.problems['loss']}, other discrepancies "
+            f"{fmt(Counter({k: v for k, v in self.problems.items() if k != 'loss'}))}",
+        ])
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+
+class Episode:
+    """One county, three agents and a central writer, ``steps`` random operations, the
+    final convergence and the full check."""
+
+    def __init__(self, central: Central, workdir: Path, seed: int, steps: int,
+                 log: Callable[[str], None] = lambda s: None):
+        self.central, self.dir, self.seed, self.steps = central, workdir, seed, steps
+        self.rng = random.Random(seed)
+        self.model = Model()
+        self.stats = Stats(episodes=1)
+        self.history: list[str] = []
+        self.step = 0
+        self.opno = 0
+        self.log = log
+        self.drift = 0
+        self.pauses = 0
+        self.env = self._child_env()
+        self.agents: dict[str, AgentEnv] = {}
+        self.conns: dict[str, sqlite3.Connection] = {}
+        self.needs_full_copy: set[str] = set()
+        self.w_keys = 0
+
+    def _child_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TERRAFUSION_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO / "agent"), *filter(None, [env.get("PYTHONPATH")])])
+        for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            env[var] = str(self.dir / "xdg" / var.lower())
+        return env
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def cli(self, agent: str, *args: str, extra: Optional[dict] = None,
+            timeout: float = SYNC_TIMEOUT) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "terrafusion_agent", "--config",
+             str(self.agents[agent].config), *args],
+            capture_output=True, text=True, timeout=timeout, env={**self.env, **(extra or {})})
+
+    def popen_sync(self, agent: str, extra: Optional[dict] = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "terrafusion_agent", "--config",
+             str(self.agents[agent].config), "sync"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**self.env, **(extra or {})})
+
+    def note(self, text: str) -> None:
+        line = f"step {self.step:4d}: {text}"
+        self.history.append(line)
+        self.log(line)
+
+    def fail(self, problems: list[Discrepancy]) -> None:
+        for p in problems:
+            self.stats.problems[p.kind] += p.count
+        tail = "\n".join(self.history[-30:])
+        body = "\n".join(f"[{p.kind}] {p.text}" for p in problems)
+        message = (f"sync model: seed {self.seed}, step {self.step}: {len(problems)} "
+                   f"discrepancy(ies)\n{body}\n--- last operations (seed {self.seed}) ---\n"
+                   f"{tail}\n--- reproduce: SYNC_MODEL_SEED={self.seed} "
+                   f"SYNC_MODEL_STEPS={self.steps} pytest tests/test_sync_model.py, or "
+                   f"python tests/sync_model.py --seed {self.seed} --steps {self.steps}")
+        self.stats.failures.append(message)
+        raise ModelFailure(message, self.stats)
+
+    def tag(self, writer: str) -> str:
+        self.opno += 1
+        return f"{writer}{self.opno}"
+
+    def number(self, writer: str, base: int) -> int:
+        self.opno += 1
+        return base + self.opno * 10 + "ABCW".index(writer)
+
+    # --- setup --------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        url = self.central.url
+        for name in AGENTS:
+            d = self.dir / name
+            self.agents[name] = AgentEnv(d, write_config(d, url), url)
+        proc = self.cli("A", "init-central", "--demo-parcels", str(PARCELS))
+        if proc.returncode:
+            raise RuntimeError(f"init-central failed: {proc.stderr}")
+        with self.central.connect() as conn:
+            conn.execute("CHECKPOINT")  # the county survives the restarts to come
+        for name in AGENTS:
+            run = self.run_sync(name, fault=None)
+            if run.rc:
+                raise RuntimeError(f"first sync of {name} failed: {run.stderr}")
+            self.conns[name] = local_connect(self.agents[name].local_path)
+        self.model.load_initial(self.central.snapshot())
+        self.note(f"county of {PARCELS} parcels, agents {', '.join(AGENTS)} synced")
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+    # --- local edits, as QGIS makes them --------------------------------------------------
+
+    def local_keys(self, agent: str, table: str) -> list:
+        return [r[0] for r in self.conns[agent].execute(
+            f"SELECT {qi(KEYS[table])} FROM {qi(table)}")]
+
+    def pick_key(self, keys: list, table: str):
+        if table == "parcels" and self.rng.random() < 0.55:
+            hot = [k for k in HOT_KEYS if k in set(keys)]
+            if hot:
+                return self.rng.choice(hot)
+        return self.rng.choice(keys) if keys else None
+
+    def local_edit(self, agent: str, table: str, key, col: str, expr: str,
+                   params: Callable[[int], tuple]) -> Optional[Write]:
+        """One UPDATE in its own transaction; the value seen before it is its prev.
+        ``params(attempt)``: a geometry edit that lands on a value the cell already had
+        is rolled back and tried with the next attempt's parameters."""
+        conn = self.conns[agent]
+        pk = qi(KEYS[table])
+        read = f"AsBinary({qi(col)})" if col == GEOM else qi(col)
+        for attempt in range(5):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                prev = conn.execute(f"SELECT {read} FROM {qi(table)} WHERE {pk} = ?",
+                                    (key,)).fetchone()
+                if prev is None:
+                    conn.execute("ROLLBACK")
+                    return None
+                conn.execute(f"UPDATE {qi(table)} SET {qi(col)} = {expr} WHERE {pk} = ?",
+                             (*params(attempt), key))
+                new = conn.execute(f"SELECT {read} FROM {qi(table)} WHERE {pk} = ?",
+                                   (key,)).fetchone()[0]
+                value = val(col, new)
+                if self.model.known(table, key, col, value):
+                    conn.execute("ROLLBACK")  # a geometry that happens to exist already
+                    continue
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return self.model.record_set(agent, table, key, col, value, val(col, prev[0]),
+                                         self.step)
+        return None
+
+    def op_local_update(self, agent: str) -> str:
+        table = "sales" if self.rng.random() < 0.2 else "parcels"
+        key = self.pick_key(self.local_keys(agent, table), table)
+        cols = [c for c in EDITABLE[table] + (list(self.model.added) if table == "parcels"
+                                               else [])
+                if c in local_columns(self.conns[agent], table)]
+        col = self.rng.choice(cols)
+        if col in ("land_value", "sale_price"):
+            value: Any = self.number(agent, 1_000_000)
+        else:
+            value = f"{self.tag(agent)} {col}"
+        w = self.local_edit(agent, table, key, col, "?", lambda i: (value,))
+        return f"{agent} local update {table} {key} {col} = {value!r}" + ("" if w else " (gone)")
+
+    def op_local_geometry(self, agent: str) -> str:
+        key = self.pick_key(self.local_keys(agent, "parcels"), "parcels")
+        n = self.number(agent, 0)
+        if self.rng.random() < 0.5:
+            w = self.local_edit(agent, "parcels", key, GEOM, "ST_Translate(geom, ?, ?, 0)",
+                                lambda i: (n % 97 + 1, n % 89 + 1 + i))
+            what = "ST_Translate"
+        else:
+            def square(i: int) -> tuple:
+                x, y = 1_040_000 + (n % 5000) * 7, 60_000 + (n // 5000) * 7 + i
+                return (f"MULTIPOLYGON((({x} {y}, {x + 50} {y}, {x + 50} {y + 40}, "
+                        f"{x} {y + 40}, {x} {y})))",)
+            w = self.local_edit(agent, "parcels", key, GEOM, "GeomFromText(?, 2927)", square)
+            what = "GeomFromText"
+        return f"{agent} local geometry {what} parcels {key}" + ("" if w else " (gone)")
+
+    def op_local_delete(self, agent: str) -> str:
+        table = "sales" if self.rng.random() < 0.4 else "parcels"
+        keys = self.local_keys(agent, table)
+        if table == "parcels":
+            keys = [k for k in keys if k not in HOT_KEYS[:4]]  # keep some rows contended
+        key = self.pick_key(keys, table)
+        conn = self.conns[agent]
+        conn.execute("BEGIN IMMEDIATE")
+        seen = local_read(conn, table, f"WHERE {qi(KEYS[table])} = ?", (key,)).get(key)
+        conn.execute(f"DELETE FROM {qi(table)} WHERE {qi(KEYS[table])} = ?", (key,))
+        conn.execute("COMMIT")
+        if seen:
+            self.model.record_delete(agent, table, key, seen, self.step)
+        return f"{agent} local delete {table} {key}"
+
+    def op_local_insert(self, agent: str) -> str:
+        """A feature digitised offline: no key given, SQLite picks one and the agent's
+        trigger stores the row under its next permanent key."""
+        conn = self.conns[agent]
+        tag = self.tag(agent)
+        if self.rng.random() < 0.6:
+            table = "parcels"
+            x, y = 1_030_000 + (self.opno % 4000) * 9, 50_000 + (self.opno // 4000) * 9
+            marker = f"INS {tag} LOT 1"
+            row = {"geo_id": f"N-{tag}", "situs_address": f"{tag} situs", "owner_name":
+                   f"{tag} owner", "legal_desc": marker, "acres": 0.25,
+                   "land_value": self.number(agent, 3_000_000), "impr_value": 0,
+                   "market_value": 1, "tax_area_code": "101", "property_use_code": "11",
+                   "year_built": 2026}
+            cols = ", ".join(qi(c) for c in [*row, GEOM])
+            conn.execute(f"INSERT INTO parcels ({cols}) VALUES ({', '.join('?' * len(row))}, "
+                         "GeomFromText(?, 2927))",
+                         (*row.values(), f"MULTIPOLYGON((({x} {y}, {x + 30} {y}, {x + 30} "
+                                         f"{y + 30}, {x} {y + 30}, {x} {y})))"))
+        else:
+            table = "sales"
+            parcels = self.local_keys(agent, "parcels")
+            marker = (FIRST_SALE_MARK + datetime.timedelta(days=self.opno)).isoformat()
+            row = {"prop_id": self.rng.choice(parcels), "sale_date": marker,
+                   "sale_price": self.number(agent, 4_000_000)}
+            conn.execute("INSERT INTO sales (prop_id, sale_date, sale_price) VALUES (?, ?, ?)",
+                         tuple(row.values()))
+        stored = local_read(conn, table, f"WHERE {qi(MARKER[table])} = ?", (marker,))
+        if len(stored) != 1:
+            self.fail([Discrepancy("duplicate", f"{agent}'s offline insert {marker} is "
+                                   f"stored {len(stored)} times locally")])
+        key, values = next(iter(stored.items()))
+        if self.model.key_in_use(table, key):
+            self.fail([Discrepancy("duplicate", f"{agent}'s offline insert into {table} got "
+                                   f"key {key}, which another row has used")])
+        values = {c: v for c, v in values.items()
+                  if c not in self.model.added}  # left empty: not an edit
+        self.model.record_insert(agent, table, key, values, self.step)
+        return f"{agent} offline insert {table} key {key} ({marker})"
+
+    # --- the central writer ---------------------------------------------------------------
+
+    def central_keys(self, conn, table: str) -> list:
+        return [r[0] for r in conn.execute(f"SELECT {qi(KEYS[table])} FROM {qi(table)}")]
+
+    def central_edit(self, conn, table: str, key, col: str, expr: str,
+                     params: Callable[[int], tuple]) -> Optional[Write]:
+        """One UPDATE in its own transaction, the row locked while its old value is read."""
+        pk = qi(KEYS[table])
+        read = f"ST_AsBinary({qi(col)})" if col == GEOM else qi(col)
+        for attempt in range(5):
+            with conn.transaction():
+                prev = conn.execute(f"SELECT {read} FROM {qi(table)} WHERE {pk} = %s "
+                                    "FOR UPDATE", (key,)).fetchone()
+                if prev is None:
+                    return None
+                new = conn.execute(f"UPDATE {qi(table)} SET {qi(col)} = {expr} WHERE {pk} = "
+                                   f"%s RETURNING {read}", (*params(attempt), key)).fetchone()[0]
+                value = val(col, new)
+                if self.model.known(table, key, col, value):
+                    raise psycopg.Rollback()  # a geometry the cell had already: next attempt
+                return self.model.record_set(CENTRAL, table, key, col, value,
+                                             val(col, prev[0]), self.step)
+        return None
+
+    def op_central_update(self) -> str:
+        table = "sales" if self.rng.random() < 0.2 else "parcels"
+        with self.central.connect() as conn:
+            key = self.pick_key(self.central_keys(conn, table), table)
+            cols = [c for c in EDITABLE[table] + (list(self.model.added)
+                                                  if table == "parcels" else [])]
+            col = self.rng.choice(cols)
+            if col in ("land_value", "sale_price"):
+                value: Any = self.number(CENTRAL, 1_000_000)
+            else:
+                value = f"{self.tag(CENTRAL)} {col}"
+            w = self.central_edit(conn, table, key, col, "%s", lambda i: (value,))
+        return f"W central update {table} {key} {col} = {value!r}" + ("" if w else " (gone)")
+
+    def op_central_geometry(self) -> str:
+        with self.central.connect() as conn:
+            key = self.pick_key(self.central_keys(conn, "parcels"), "parcels")
+            n = self.number(CENTRAL, 0)
+            w = self.central_edit(conn, "parcels", key, GEOM, "ST_Translate(geom, %s, %s)",
+                                  lambda i: (n % 83 + 1, n % 79 + 1 + i))
+        return f"W central geometry ST_Translate parcels {key}" + ("" if w else " (gone)")
+
+    def op_central_delete(self) -> str:
+        table = "sales" if self.rng.random() < 0.4 else "parcels"
+        with self.central.connect() as conn:
+            keys = self.central_keys(conn, table)
+            if table == "parcels":
+                keys = [k for k in keys if k not in HOT_KEYS[:4]]
+            key = self.pick_key(keys, table)
+            with conn.transaction():
+                seen = self.central.read(conn, table, f"WHERE {qi(KEYS[table])} = %s "
+                                         "FOR UPDATE", (key,)).get(key)
+                conn.execute(f"DELETE FROM {qi(table)} WHERE {qi(KEYS[table])} = %s", (key,))
+        if seen:
+            self.model.record_delete(CENTRAL, table, key, seen, self.step)
+        return f"W central delete {table} {key}"
+
+    def op_central_insert(self) -> str:
+        tag = self.tag(CENTRAL)
+        with self.central.connect() as conn, conn.transaction():
+            if self.rng.random() < 0.6:
+                table = "parcels"
+                self.w_keys += 1
+                key = 200_000 + self.w_keys  # the assessment system's own numbering
+                x, y = 1_020_000 + (self.opno % 4000) * 9, 40_000 + (self.opno // 4000) * 9
+                marker = f"INS {tag} LOT 1"
+                conn.execute(
+                    "INSERT INTO parcels (prop_id, geo_id, situs_address, owner_name, "
+                    "legal_desc, acres, land_value, impr_value, market_value, tax_area_code, "
+                    "property_use_code, year_built, geom) VALUES (%s, %s, %s, %s, %s, 0.5, "
+                    "%s, 100, 200, '102', '12', 1999, ST_Multi(ST_MakeEnvelope(%s, %s, %s, "
+                    "%s, 2927)))",
+                    (key, f"N-{tag}", f"{tag} situs", f"{tag} owner", marker,
+                     self.number(CENTRAL, 5_000_000), x, y, x + 20, y + 20))
+            else:
+                table = "sales"
+                marker = (FIRST_SALE_MARK + datetime.timedelta(days=self.opno)).isoformat()
+                key = conn.execute(
+                    "INSERT INTO sales (prop_id, sale_date, sale_price) VALUES "
+                    "((SELECT min(prop_id) FROM parcels), %s, %s) RETURNING sale_id",
+                    (marker, self.number(CENTRAL, 6_000_000))).fetchone()[0]
+            row = self.central.read(conn, table, f"WHERE {qi(KEYS[table])} = %s", (key,))[key]
+        self.model.record_insert(CENTRAL, table, key, row, self.step)
+        return f"W central insert {table} key {key} ({marker})"
+
+    def op_add_column(self) -> str:
+        self.drift += 1
+        col = f"note_{self.drift}"
+        default = f"default {self.drift}" if self.rng.random() < 0.5 else None
+        clause = f" DEFAULT '{default}'" if default else ""
+        with self.central.connect() as conn:
+            conn.execute(f"ALTER TABLE parcels ADD COLUMN {qi(col)} text{clause}")
+        self.model.add_column(col, val(col, default))
+        self.needs_full_copy.update(AGENTS)
+        return f"W central ALTER TABLE parcels ADD COLUMN {col} text{clause}"
+
+    # --- syncs, faults, restarts ----------------------------------------------------------
+
+    def predicted_reachable(self, agent: str, point: str, nth: int) -> Optional[bool]:
+        """Whether this sync will pass ``point`` at least ``nth`` times (None: unknown)."""
+        if point.startswith("pull."):
+            if point == "pull.mid_bulk_copy":
+                return agent in self.needs_full_copy or None
+            return nth == 1
+        if point == "schema.mid_rebuild":
+            return agent in self.needs_full_copy and nth == 1
+        if point.startswith("push."):
+            tables = self.pending_tables(agent)
+            return nth <= len(tables)
+        if point.startswith("keys."):
+            return False  # a block of a million keys never runs low here
+        if point.startswith("resolve."):
+            return False  # only `conflicts resolve` passes it
+        return None  # settle and purge depend on state the model does not follow
+
+    def pending_tables(self, agent: str) -> set:
+        view = self.model.agents[agent]
+        return {w.table for (table, key), ws in self.model.row_writes.items() for w in ws
+                if w.writer == agent and w.t > view.last_ok_start
+                and (table, key) not in view.open_rows}
+
+    def choose_fault(self, agent: str) -> Optional[str]:
+        if self.rng.random() >= 0.4:
+            return None
+        points = [p for p in POINTS if not p.startswith("resolve.")]
+        likely = [p for p in points if self.predicted_reachable(agent, p, 1)]
+        point = self.rng.choice(likely if likely and self.rng.random() < 0.75 else points)
+        nth = 2 if point.startswith("push.") and self.rng.random() < 0.25 else 1
+        return point if nth == 1 else f"{point}:{nth}"
+
+    def run_sync(self, agent: str, fault: Optional[str], pause_action: Optional[str] = None
+                 ) -> SyncRun:
+        """One `terrafusion-agent sync`; with ``pause_action`` the process stops at the
+        fault point while the central server is restarted (or written to)."""
+        run = SyncRun(agent, self.model.tick(), fault=fault)
+        extra = {}
+        if fault:
+            extra["TERRAFUSION_FAULT"] = fault
+            self.stats.faults["armed"] += 1
+        pause = None
+        if fault and pause_action:
+            self.pauses += 1
+            pause = self.dir / f"pause-{self.pauses}"
+            extra["TERRAFUSION_FAULT_PAUSE"] = str(pause)
+        proc = self.popen_sync(agent, extra)
+        try:
+            if pause is not None:
+                reached = pause.with_name(pause.name + ".reached")
+                deadline = time.monotonic() + SYNC_TIMEOUT
+                while not reached.exists() and proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired("sync", SYNC_TIMEOUT)
+                    time.sleep(0.005)
+                if reached.exists():
+                    run.fired = True
+                    if pause_action == "restart":
+                        self.central.stop()
+                        run.restarted = True
+                        time.sleep(self.rng.choice([0, 0, 0.2]))
+                        self.central.start()
+                        self.stats.restarts += 1
+                    else:
+                        run.central_written = True
+                        self.note(f"  while {agent} waits at {fault}: "
+                                  + self.central_op_between())
+                    pause.with_name(pause.name + ".go").touch()
+            run.stdout, run.stderr = proc.communicate(timeout=SYNC_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            if pause is not None:
+                pause.with_name(pause.name + ".go").touch()
+            self.fail([Discrepancy("sync", f"the sync of {agent} (fault {fault}) did not "
+                                   f"finish within {SYNC_TIMEOUT} s")])
+        run.rc = proc.returncode
+        if run.rc == -9:
+            run.fired = True
+        return run
+
+    def central_op_between(self) -> str:
+        op = self.rng.choice([self.op_central_update, self.op_central_update,
+                              self.op_central_geometry, self.op_central_insert,
+                              self.op_central_delete])
+        self.stats.ops["central_while_paused"] += 1
+        return op()
+
+    def settle_run(self, run: SyncRun, alone: bool) -> list[Discrepancy]:
+        """Book one finished sync: fault accounting, the model, and the checks that this
+        outcome makes decidable."""
+        problems: list[Discrepancy] = []
+        agent = run.agent
+        if run.fault:
+            point, _, nth = run.fault.partition(":")
+            if run.fired:
+                self.stats.faults["fired"] += 1
+                self.stats.fired_points[point] += 1
+            elif run.rc == 0:
+                self.stats.faults["unreached"] += 1
+                reach = self.predicted_reachable(agent, point, int(nth or 1))
+                if reach is False:
+                    self.stats.faults["unreached_expected"] += 1
+                else:
+                    self.stats.unreached_points[point] += 1
+        if run.rc == 0:
+            self.stats.syncs["ok"] += 1
+            self.model.sync_succeeded(agent, run.started)
+            self.needs_full_copy.discard(agent)
+            summary = run.summary
+            if summary is None:
+                problems.append(Discrepancy("sync", f"{agent}'s sync printed no JSON summary"))
+            elif not run.edited_during and summary.get("pending"):
+                problems.append(Discrepancy("sync", f"{agent}'s sync succeeded with "
+                                            f"{summary['pending']} edit(s) still pending"))
+        elif run.rc == -9 and run.fault:
+            self.stats.syncs["killed at a fault point"] += 1
+        elif run.rc == 1 and run.restarted:
+            self.stats.syncs["failed: central restarted"] += 1
+            lines = run.stderr.strip().splitlines()
+            if len(lines) != 1 or "Traceback" in run.stderr:
+                problems.append(Discrepancy("sync", f"{agent}'s sync failed without one clear "
+                                            f"sentence:\n{run.stderr}"))
+        else:
+            self.stats.syncs[f"failed: exit {run.rc}"] += 1
+            problems.append(Discrepancy("sync", f"{agent}'s sync exited {run.rc} (fault "
+                                        f"{run.fault}, central restarted: {run.restarted}):"
+                                        f"\n{run.stderr.strip()}"))
+        problems += self.refresh_conflicts(agent)
+        return problems
+
+    def refresh_conflicts(self, agent: str) -> list[Discrepancy]:
+        proc = self.cli(agent, "conflicts", "list", "--all")
+        if proc.returncode:
+            return [Discrepancy("cli", f"conflicts list of {agent} exited "
+                                f"{proc.returncode}: {proc.stderr}")]
+        records = json.loads(proc.stdout)
+        before = len(self.model.agents[agent].conflicts)
+        problems = self.model.conflicts_listed(agent, records)
+        self.stats.conflicts += len(self.model.agents[agent].conflicts) - before
+        return problems
+
+    def op_sync(self, agent: str) -> str:
+        fault = self.choose_fault(agent)
+        action = None
+        if fault and self.rng.random() < 0.35:
+            action = "restart" if self.rng.random() < 0.7 else "write"
+            if action == "write" and fault.split(":")[0] in (
+                    "push.before_central_commit", "keys.during_allocation",
+                    "purge.before_commit"):
+                action = "restart"  # central rows are locked there: a writer would wait
+        run = self.run_sync(agent, fault, action)
+        problems = self.settle_run(run, alone=True)
+        self.note(f"{agent} sync -> {run.outcome()}")
+        central = self.central.snapshot()
+        problems += self.model.check_central(central, self.step)
+        if run.rc == 0 and not run.restarted and not run.central_written:
+            local = {t: local_read(self.conns[agent], t) for t in KEYS}
+            problems += self.model.check_copy(agent, local, central)
+            problems += self.model.check_resolutions(agent, central)
+        if problems:
+            self.fail(problems)
+        return f"{agent} sync"
+
+    def op_sync_together(self) -> str:
+        """Two or three agents sync at once; maybe a fault in one, a central write or a
+        local edit meanwhile, or a central restart in the middle."""
+        names = self.rng.sample(AGENTS, self.rng.choice([2, 3]))
+        runs, procs = [], []
+        faulty = self.rng.choice(names) if self.rng.random() < 0.3 else None
+        for name in names:
+            fault = self.choose_fault(name) if name == faulty else None
+            run = SyncRun(name, self.model.tick(), fault=fault)
+            if fault:
+                self.stats.faults["armed"] += 1
+            runs.append(run)
+            procs.append(self.popen_sync(name, {"TERRAFUSION_FAULT": fault} if fault else None))
+        extra = self.rng.random()
+        notes = []
+        if extra < 0.2:
+            time.sleep(self.rng.uniform(0.05, 0.3))
+            self.central.restart()
+            self.stats.restarts += 1
+            for run in runs:
+                run.restarted = True
+            notes.append("central restarted meanwhile")
+        elif extra < 0.45:
+            notes.append("meanwhile " + self.central_op_between())
+        elif extra < 0.65:
+            i = self.rng.randrange(len(names))
+            runs[i].edited_during = True
+            notes.append("meanwhile " + self.op_local_update(names[i]))
+        problems: list[Discrepancy] = []
+        for run, proc in zip(runs, procs):
+            try:
+                run.stdout, run.stderr = proc.communicate(timeout=SYNC_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                self.fail([Discrepancy("sync", f"the sync of {run.agent} did not finish")])
+            run.rc = proc.returncode
+            run.fired = run.rc == -9
+        for run in runs:
+            problems += self.settle_run(run, alone=False)
+        self.note(f"syncs together ({'; '.join(notes) or 'nothing else'}): " +
+                  "; ".join(f"{r.agent} -> {r.outcome()}" for r in runs))
+        problems += self.model.check_central(self.central.snapshot(), self.step)
+        if problems:
+            self.fail(problems)
+        return "syncs together"
+
+    def op_restart(self) -> str:
+        """The central server stops at once (as on a crash); maybe an agent tries to sync
+        while it is down; then it starts again."""
+        self.central.stop()
+        self.stats.restarts += 1
+        text = "central stopped (immediate) and started"
+        problems = []
+        if self.rng.random() < 0.5:
+            agent = self.rng.choice(AGENTS)
+            run = SyncRun(agent, self.model.tick(), restarted=True)
+            proc = self.cli(agent, "sync")
+            run.rc, run.stdout, run.stderr = proc.returncode, proc.stdout, proc.stderr
+            if run.rc != 1:
+                problems.append(Discrepancy("sync", f"{agent}'s sync with central down "
+                                            f"exited {run.rc}: {run.stderr}"))
+            problems += self.settle_run(run, alone=True)
+            text += f"; {agent} synced while it was down -> {run.outcome()}"
+        self.central.start()
+        self.note(text)
+        problems += self.model.check_central(self.central.snapshot(), self.step)
+        if problems:
+            self.fail(problems)
+        return "central restart"
+
+    def op_resolve(self) -> Optional[str]:
+        candidates = [(a, c) for a in AGENTS for c in self.model.agents[a].open_conflicts()]
+        if not candidates:
+            return None
+        agent, c = self.rng.choice(candidates)
+        keep = self.rng.choice(["local", "central"])
+        return self.resolve(agent, c, keep, fault_ok=True)
+
+    def resolve(self, agent: str, c: dict, keep: str, fault_ok: bool = False) -> str:
+        extra = None
+        if fault_ok and self.rng.random() < 0.15:
+            extra = {"TERRAFUSION_FAULT": "resolve.before_local_commit"}
+            self.stats.faults["armed"] += 1
+        proc = self.cli(agent, "conflicts", "resolve", str(c["id"]), "--keep", keep,
+                        extra=extra)
+        outcome = "ok"
+        problems: list[Discrepancy] = []
+        if extra and proc.returncode == -9:
+            self.stats.faults["fired"] += 1
+            self.stats.fired_points["resolve.before_local_commit"] += 1
+            outcome = "killed at resolve.before_local_commit"
+        elif proc.returncode:
+            problems.append(Discrepancy("cli", f"conflicts resolve {c['id']} --keep {keep} "
+                                        f"of {agent} exited {proc.returncode}: {proc.stderr}"))
+        elif extra:
+            self.stats.faults["unreached"] += 1
+            self.stats.unreached_points["resolve.before_local_commit"] += 1
+        problems += self.refresh_conflicts(agent)
+        now = self.model.agents[agent].conflicts[c["id"]]
+        if now["resolved_at"] is not None:
+            self.model.resolved(agent, c, keep)
+            self.stats.resolved[f"keep {keep}"] += 1
+        elif proc.returncode == 0:
+            problems.append(Discrepancy("cli", f"conflict {c['id']} of {agent} is still open "
+                                        f"after resolve --keep {keep}"))
+        self.note(f"{agent} conflicts resolve {c['id']} ({c['table']} {c['pk']} "
+                  f"{c['columns']}) --keep {keep} -> {outcome}")
+        if problems:
+            self.fail(problems)
+        return f"{agent} resolve"
+
+    # --- the episode ----------------------------------------------------------------------
+
+    def choose_op(self) -> tuple[str, Callable[[], Optional[str]]]:
+        a = self.rng.choice(AGENTS)
+        table = [
+            (30, "local update", lambda: self.op_local_update(a)),
+            (6, "local geometry", lambda: self.op_local_geometry(a)),
+            (4, "local delete", lambda: self.op_local_delete(a)),
+            (8, "offline insert", lambda: self.op_local_insert(a)),
+            (11, "central update", self.op_central_update),
+            (3, "central geometry", self.op_central_geometry),
+            (3, "central delete", self.op_central_delete),
+            (4, "central insert", self.op_central_insert),
+            (0.6 if self.drift < 3 else 0, "central add column", self.op_add_column),
+            (17, "sync", lambda: self.op_sync(a)),
+            (4, "syncs together", self.op_sync_together),
+            (5, "resolve", self.op_resolve),
+            (1.2, "central restart", self.op_restart),
+        ]
+        x = self.rng.uniform(0, sum(w for w, _, _ in table))
+        for weight, name, op in table:
+            x -= weight
+            if x <= 0:
+                return name, op
+        return table[0][1], table[0][2]
+
+    def run(self) -> Stats:
+        self.setup()
+        for step in range(1, self.steps + 1):
+            self.step = step
+            name, op = self.choose_op()
+            text = op()
+            if text is None:
+                continue  # nothing to do (no open conflict to resolve)
+            self.stats.ops[name] += 1
+            if name.startswith("central") and name != "central restart":
+                self.note(text)
+                problems = self.model.check_central(self.central.snapshot(), self.step)
+                if problems:
+                    self.fail(problems)
+            elif name.startswith(("local", "offline")):
+                self.note(text)
+        self.stats.steps = self.steps
+        self.finish()
+        return self.stats
+
+    def finish(self) -> None:
+        """Resolve every conflict, sync every agent until nothing moves, then twice more
+        without faults, and check everything."""
+        self.step = self.steps + 1
+        self.note("final: resolve everything, sync until quiet")
+        for rnd in range(8):
+            for agent in AGENTS:
+                for c in self.model.agents[agent].open_conflicts():
+                    keep = self.rng.choice(["local", "central"]) if rnd < 3 else "central"
+                    self.resolve(agent, c, keep)
+            recorded = self.stats.conflicts
+            for agent in AGENTS:
+                self.final_sync(agent)
+            if self.stats.conflicts == recorded and not any(
+                    self.model.agents[a].open_conflicts() for a in AGENTS):
+                break
+        for _ in range(2):
+            for agent in AGENTS:
+                self.final_sync(agent)
+        problems = []
+        central = self.central.snapshot()
+        problems += self.model.check_central(central, self.step)
+        problems += self.model.check_final()
+        for agent in AGENTS:
+            view = self.model.agents[agent]
+            if view.open_conflicts():
+                problems.append(Discrepancy("conflict", f"{agent} still has open conflicts "
+                                            f"after the final syncs: {view.open_conflicts()}"))
+            local = {t: local_read(self.conns[agent], t) for t in KEYS}
+            problems += self.model.check_copy(agent, local, central)
+            problems += self.model.check_resolutions(agent, central)
+            proc = self.cli(agent, "verify")
+            if proc.returncode:
+                problems.append(Discrepancy("verify", f"verify of {agent} exited "
+                                            f"{proc.returncode}:\n{proc.stdout}{proc.stderr}"))
+        self.note("final check done")
+        if problems:
+            self.fail(problems)
+
+    def final_sync(self, agent: str) -> None:
+        run = self.run_sync(agent, fault=None)
+        problems = self.settle_run(run, alone=True)
+        self.stats.ops["final sync"] += 1
+        self.note(f"{agent} final sync -> {run.outcome()}")
+        if run.rc == 0:
+            summary = run.summary or {}
+            if summary.get("pending"):
+                problems.append(Discrepancy("sync", f"{agent} has {summary['pending']} "
+                                            "edit(s) pending after a final sync"))
+        central = self.central.snapshot()
+        problems += self.model.check_central(central, self.step)
+        if run.rc == 0:
+            local = {t: local_read(self.conns[agent], t) for t in KEYS}
+            problems += self.model.check_copy(agent, local, central)
+            problems += self.model.check_resolutions(agent, central)
+        if problems:
+            self.fail(problems)
+
+
+def run_episode(seed: int, steps: int, workdir: Path, central: Optional[Central] = None,
+                log: Callable[[str], None] = lambda s: None) -> Stats:
+    """One episode on a fresh county (and a server of its own unless one is given);
+    raises ModelFailure naming the seed, the step, the recent operations and what is
+    wrong."""
+    own = central is None
+    if central is None:
+        central = Central()
+    central.create(f"county_{seed}")
+    episode = Episode(central, Path(workdir), seed, steps, log)
+    try:
+        return episode.run()
+    finally:
+        episode.close()
+        if own:
+            central.close()
+        else:
+            central.ensure_running()
+            central.drop()
+
+
+def soak(minutes: float, seed: Optional[int], steps: int, verbose: bool) -> int:
+    """Episodes with fresh seeds until the time is up; prints the totals."""
+    base = seed if seed is not None else random.SystemRandom().randrange(1, 10**9)
+    deadline = time.monotonic() + minutes * 60
+    total = Stats()
+    central = Central()
+    root = Path(tempfile.mkdtemp(prefix="tf-soak-"))
+    n = 0
+    try:
+        while True:
+            episode_seed = base + n
+            print(f"episode {n + 1}: seed {episode_seed}, {steps} steps", flush=True)
+            try:
+                stats = run_episode(episode_seed, steps, root / str(n), central,
+                                    log=print if verbose else (lambda s: None))
+            except ModelFailure as exc:
+                stats = exc.stats
+                print(str(exc), flush=True)
+            total.merge(stats)
+            shutil.rmtree(root / str(n), ignore_errors=True)
+            n += 1
+            if minutes == 0 or time.monotonic() > deadline:
+                break
+    finally:
+        central.close()
+        shutil.rmtree(root, ignore_errors=True)
+    print("\n=== soak summary ===")
+    print(total.report())
+    if total.failures:
+        print(f"\n{len(total.failures)} episode(s) failed; first seeds: " + ", ".join(
+            f.split("seed ")[1].split(",")[0] for f in total.failures[:10]))
+        return 1
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10,
+                        help="run episodes until this much time has passed (0: one episode)")
+    parser.add_argument("--seed", type=int, help="first episode's seed (default: random)")
+    parser.add_argument("--steps", type=int, default=600, help="operations per episode")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every operation")
+    args = parser.parse_args(argv)
+    return soak(args.minutes, args.seed, args.steps, args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
