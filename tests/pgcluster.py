@@ -35,7 +35,9 @@ def _free_port() -> int:
 
 
 class PgCluster:
-    def __init__(self):
+    def __init__(self, extra_options: str = ""):
+        #: more ``-c name=value`` server settings (a test's own cluster)
+        self.extra_options = extra_options
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="tf-pg-"))
         self.data = self.root / "data"
@@ -55,14 +57,28 @@ class PgCluster:
         os.chmod(self.root, 0o755)
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust",
                   "-U", self.user, "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
-        opts = (f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
-                "-c shared_buffers=256MB -c max_wal_size=4GB")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w",
-                  "-l", str(self.root / "server.log"), "start")
+        self._pg_ctl_start()
         self.psql("postgres", "CREATE DATABASE tf_template")
         self.psql("tf_template", "CREATE EXTENSION postgis")
         return self
+
+    def _pg_ctl_start(self) -> None:
+        # fast and unsafe on purpose: a test's data never has to survive the machine
+        opts = (f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+                f"-c shared_buffers=256MB -c max_wal_size=4GB {self.extra_options}")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w",
+                  "-l", str(self.root / "server.log"), "start")
+
+    def crash(self) -> None:
+        """Stop the server at once, as a power cut would for its processes (no
+        checkpoint, no flush of WAL still in memory)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                  "-w", "stop")
+
+    def restart(self) -> None:
+        """Start the server again after :meth:`crash` (it recovers from its WAL)."""
+        self._pg_ctl_start()
 
     def stop(self) -> None:
         try:

@@ -161,6 +161,71 @@ def test_resolve_keep_central_updates_local_and_fetches_newer_central(synced):
     assert verify(synced)[0] == 0
 
 
+def test_keep_central_keeps_an_edit_made_after_detection_in_another_column(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'LOCAL-1' WHERE prop_id = 100011")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'CENTRAL-1' WHERE prop_id = 100011")
+    sync(synced)
+    local_exec(synced, "UPDATE parcels SET situs_address = 'LOCAL-LATER' "
+                       "WHERE prop_id = 100011")
+    [c] = conflicts(synced)
+    assert c["local"]["situs_address"] == "LOCAL-LATER"  # the row as it is now
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "central")
+    sync(synced)
+    sync(synced)
+    sql = "SELECT owner_name, situs_address FROM parcels WHERE prop_id = %s"
+    assert central_exec(synced, sql, (100011,)) == [("CENTRAL-1", "LOCAL-LATER")]
+    assert local_exec(synced, sql.replace("%s", "?"), (100011,)) == [
+        ("CENTRAL-1", "LOCAL-LATER")]
+    assert conflicts(synced) == []
+    assert verify(synced)[0] == 0
+
+
+def test_keep_central_merges_a_disjoint_local_edit_of_the_conflicting_row(synced):
+    # one local edit touching two columns; central changed one of them and another one
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MINE', legal_desc = 'MY LEGAL' "
+                       "WHERE prop_id = 100012")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS', situs_address = 'THEIR "
+                         "ADDRESS' WHERE prop_id = 100012")
+    sync(synced)
+    [c] = conflicts(synced)
+    assert c["columns"] == ["owner_name"]
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "central")
+    sync(synced)
+    row = "SELECT owner_name, legal_desc, situs_address FROM parcels WHERE prop_id = 100012"
+    assert central_exec(synced, row) == [("THEIRS", "MY LEGAL", "THEIR ADDRESS")]
+    assert local_exec(synced, row) == [("THEIRS", "MY LEGAL", "THEIR ADDRESS")]
+
+
+def test_keep_local_never_reverts_a_disjoint_central_edit(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MINE' WHERE prop_id = 100013")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS', situs_address = 'THEIR "
+                         "ADDRESS' WHERE prop_id = 100013")
+    sync(synced)
+    [c] = conflicts(synced)
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "local")
+    sync(synced)
+    row = "SELECT owner_name, situs_address FROM parcels WHERE prop_id = 100013"
+    assert central_exec(synced, row) == [("MINE", "THEIR ADDRESS")]
+    assert local_exec(synced, row) == [("MINE", "THEIR ADDRESS")]
+    assert verify(synced)[0] == 0
+
+
+def test_edit_of_the_conflicting_column_after_keep_central_is_a_new_conflict(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'LOCAL-1' WHERE prop_id = 100014")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'CENTRAL-1' WHERE prop_id = 100014")
+    sync(synced)
+    [c] = conflicts(synced)
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "central")
+    local_exec(synced, "UPDATE parcels SET owner_name = 'LOCAL-2' WHERE prop_id = 100014")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'CENTRAL-2' WHERE prop_id = 100014")
+    sync(synced)
+    [again] = conflicts(synced)
+    assert again["columns"] == ["owner_name"]
+    assert again["local"]["owner_name"] == "LOCAL-2"
+    assert again["central"]["owner_name"] == "CENTRAL-2"
+    assert owner(synced, 100014) == "CENTRAL-2"
+
+
 def test_resolving_twice_or_an_unknown_conflict_is_refused(synced):
     proc = synced.run("conflicts", "resolve", "99", "--keep", "local", check=False)
     assert proc.returncode == 1 and "no conflict with id 99" in proc.stderr

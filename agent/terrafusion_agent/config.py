@@ -29,8 +29,6 @@ from terrafusion_agent.errors import ConfigError
 APP_NAME = "terrafusion"
 ENV_CONFIG = "TERRAFUSION_CONFIG"
 ENV_PREFIX = "TERRAFUSION_"
-#: variables with the prefix that are not settings (the config file, the fault points)
-ENV_NOT_SETTINGS = (ENV_CONFIG, "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE")
 POLICIES = ("manual", "central_wins", "local_wins")
 EXPORT_FORMATS = ("gpkg", "geojson", "shp", "kml", "csv", "fgb")
 #: placeholders an export preset's ``filename`` template may use
@@ -240,9 +238,13 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+#: TERRAFUSION_ variables that are not settings: the config path, the fault points
+_NOT_SETTINGS = (ENV_CONFIG, "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE")
+
+
 def _apply_env(data: dict, environ: dict[str, str]) -> None:
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if len(parts) < 2 or not all(parts):

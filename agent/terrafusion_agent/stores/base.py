@@ -97,6 +97,24 @@ def check_tables(store: CentralStore, tables: tuple[str, ...]) -> list[dict]:
     return out
 
 
+def topological(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """``names`` with each parent before its children (``edges``: (child, parent));
+    otherwise in the given order. A cycle keeps the given order for its members."""
+    parents: dict[str, set[str]] = {n: set() for n in names}
+    for child, parent in edges:
+        if child in parents and parent in parents and child != parent:
+            parents[child].add(parent)
+    out: list[str] = []
+    placed: set[str] = set()
+    while len(out) < len(names):
+        ready = [n for n in names if n not in placed and parents[n] <= placed]
+        if not ready:  # a cycle: take the first remaining table as it comes
+            ready = [next(n for n in names if n not in placed)]
+        out.append(ready[0])
+        placed.add(ready[0])
+    return out
+
+
 class ReadSession:
     """Reads of one pull inside one consistent snapshot; stores add the change queries."""
 
@@ -114,10 +132,16 @@ class ReadSession:
 
 
 class WriteSession:
-    """Writes of one push inside one central transaction."""
+    """Writes of one push inside one central transaction.
 
-    def __init__(self, store):
+    A store's session adds :meth:`savepoint` (a nested transaction that a refused row
+    rolls back alone), :meth:`refusal` (the server's sentence when an error means
+    "central refuses this row", None for any other error) and :meth:`record_receipt`.
+    """
+
+    def __init__(self, store, agent_id: str):
         self.store = store
+        self.agent_id = agent_id
 
     def lock_rows(self, info: TableInfo, keys) -> dict[tuple, dict]:
         return self.store.rows_by_key(info, list(keys), lock=True)
@@ -130,3 +154,7 @@ class WriteSession:
 
     def delete(self, info: TableInfo, keys: list[tuple]) -> None:
         self.store.delete_rows(info, keys)
+
+    def record_receipt(self, batch_id: str, parts: list[str]) -> None:
+        """Store what this batch did (``parts``: JSON texts) in the batch's transaction."""
+        self.store.insert_receipt(self.agent_id, batch_id, parts)

@@ -27,6 +27,7 @@ import struct
 from contextlib import ExitStack
 from typing import Callable, Iterable, Iterator, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.prefetch import Prefetch
 from terrafusion_agent.sql import quote_ident as qi
 
@@ -65,6 +66,7 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
                 for values in texts:
                     conn.execute(head + values)
                 done += count
+                faults.point("pull.mid_bulk_copy")
                 if progress:
                     progress(done)
             if packed:

@@ -21,6 +21,9 @@ delete, insert         update (same base)
 Tables with a single integer key also get permanent keys for rows digitised offline: a
 row inserted without a key (SQLite would pick max+1, which another agent may pick too)
 is stored under the next key of a block reserved for this agent centrally instead.
+
+An edit of a row that central refused (state ``rejected``) makes it ``pending`` again:
+the analyst fixed it, so the next sync tries it again.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.stores.rows import base_json_sql, pk_json_sql
 
+#: bumped whenever the triggers below change: a local copy made by an older agent gets
+#: them reinstalled when it is opened
+VERSION = "2"
 NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+#: a captured edit waiting for a fresh copy, or refused by central, is an edit again
+REOPEN = "state = CASE state WHEN 'refetch' THEN 'pending' WHEN 'rejected' THEN 'pending' " \
+    "ELSE state END"
 GUARD_OFF = "(SELECT active FROM tf_apply_guard WHERE id = 1) = 0"
 
 
@@ -49,7 +58,7 @@ def _record_insert(t: str, pk: str) -> str:
         f"VALUES ({t}, {pk}, 'insert', NULL, {NOW}, 1) "
         "ON CONFLICT (table_name, pk_json) DO UPDATE SET "
         "op = CASE op WHEN 'delete' THEN 'update' WHEN 'refetch' THEN 'insert' ELSE op END, "
-        "state = CASE state WHEN 'refetch' THEN 'pending' ELSE state END, "
+        f"{REOPEN}, "
         "changed_at = excluded.changed_at, version = version + 1;"
     )
 
@@ -61,7 +70,7 @@ def _record_delete(t: str, pk: str, base: str) -> str:
         f"SELECT {t}, {pk}, 'delete', {base}, {NOW}, 1 "
         f"WHERE NOT EXISTS (SELECT 1 FROM tf_local_changes WHERE {where});\n"
         f"  UPDATE tf_local_changes SET base_json = CASE op WHEN 'refetch' THEN {base} "
-        "ELSE base_json END, state = CASE state WHEN 'refetch' THEN 'pending' ELSE state END, "
+        f"ELSE base_json END, {REOPEN}, "
         f"op = 'delete', changed_at = {NOW}, "
         f"version = version + 1 WHERE {where} AND op IN ('update', 'refetch');\n"
         f"  DELETE FROM tf_local_changes WHERE {where} AND op = 'insert';"
@@ -89,7 +98,7 @@ def create_sql(info: TableInfo, local_table: str) -> list[str]:
         "ON CONFLICT (table_name, pk_json) DO UPDATE SET "
         # a row fetched again after "keep central" and then edited: a normal edit
         "base_json = CASE op WHEN 'refetch' THEN excluded.base_json ELSE base_json END, "
-        "state = CASE state WHEN 'refetch' THEN 'pending' ELSE state END, "
+        f"{REOPEN}, "
         "op = CASE op WHEN 'refetch' THEN 'update' ELSE op END, "
         "changed_at = excluded.changed_at, version = version + 1;\nEND")
     stmts.append(

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores import bulk, capture, rows, spatialite
@@ -40,7 +41,19 @@ class LocalStore:
 
             if not migrations.is_current("local", conn):
                 migrations.upgrade_local(path)
-        return cls(path, conn)
+        store = cls(path, conn)
+        if migrate:
+            store._refresh_capture()
+        return store
+
+    def _refresh_capture(self) -> None:
+        """Reinstall the capture triggers made by an older version of this agent."""
+        if self.meta("capture_version") == capture.VERSION:
+            return
+        with self.writing():
+            for info in self.tables():
+                self.install_capture(info)
+            self.set_meta("capture_version", capture.VERSION)
 
     @classmethod
     def open_existing(cls, path: Path) -> LocalStore:
@@ -224,24 +237,48 @@ class LocalStore:
                                 (table,))
         return {tuple(json.loads(r[0])) for r in cur}
 
-    def settle_change(self, entry: dict, info: TableInfo, central_row: Optional[dict]) -> None:
-        """The edit in ``entry`` reached central (which now holds ``central_row``): drop
-        it, unless the row was edited again meanwhile; then keep the newer edit, with
-        central's row as its new base."""
-        cur = self.conn.execute("DELETE FROM tf_local_changes WHERE id = ? AND version = ?",
-                                (entry["id"], entry["version"]))
-        if cur.rowcount:
-            return
-        if central_row is None:
-            self.conn.execute(
-                "UPDATE tf_local_changes SET base_json = NULL, "
-                "op = CASE WHEN op = 'update' THEN 'insert' ELSE op END WHERE id = ?",
-                (entry["id"],))
-        else:
-            self.conn.execute(
-                "UPDATE tf_local_changes SET base_json = ?, "
-                "op = CASE WHEN op = 'insert' THEN 'update' ELSE op END WHERE id = ?",
-                (rows.encode_base(info, central_row), entry["id"]))
+    def entry(self, table: str, key: tuple) -> Optional[dict]:
+        """The captured edit of one row (any state), or None."""
+        row = self.conn.execute(
+            "SELECT id, op, base_json, version, state FROM tf_local_changes "
+            "WHERE table_name = ? AND pk_json = ?", (table, rows.pk_json(key))).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "pk": key, "op": row[1], "base_json": row[2],
+                "version": row[3], "state": row[4]}
+
+    def put_entry(self, table: str, key: tuple, op: str, base_json: Optional[str],
+                  state: str = "pending") -> None:
+        """Make the row's captured edit exactly this (an edit the engine rebased)."""
+        self.conn.execute(
+            "INSERT INTO tf_local_changes (table_name, pk_json, op, base_json, state, "
+            "changed_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+            "ON CONFLICT (table_name, pk_json) DO UPDATE SET op = excluded.op, "
+            "base_json = excluded.base_json, state = excluded.state, version = version + 1",
+            (table, rows.pk_json(key), op, base_json, state))
+
+    def delete_entry(self, entry_id: int) -> None:
+        self.conn.execute("DELETE FROM tf_local_changes WHERE id = ?", (entry_id,))
+
+    def set_entry_state(self, entry_id: int, state: str) -> None:
+        self.conn.execute("UPDATE tf_local_changes SET state = ? WHERE id = ?",
+                          (state, entry_id))
+
+    # --- push batches in flight (see the migration l0004) ---------------------------------
+
+    def begin_batch(self, batch_id: str) -> None:
+        """Record, before its central transaction, that a push batch may commit."""
+        with self.writing():
+            self.conn.execute("INSERT INTO tf_push_inflight (batch_id, started_at) "
+                              "VALUES (?, ?)", (batch_id, utc_now()))
+
+    def end_batch(self, batch_id: str) -> None:
+        """Inside the settle's transaction: the batch is settled (or never committed)."""
+        self.conn.execute("DELETE FROM tf_push_inflight WHERE batch_id = ?", (batch_id,))
+
+    def batches_in_flight(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT batch_id FROM tf_push_inflight ORDER BY started_at, batch_id")]
 
     def drop_change(self, table: str, key: tuple) -> None:
         self.conn.execute("DELETE FROM tf_local_changes WHERE table_name = ? AND pk_json = ?",
@@ -253,16 +290,39 @@ class LocalStore:
 
     def record_conflict(self, info: TableInfo, key: tuple, columns: list[str],
                         base: Optional[dict], local: Optional[dict], central: Optional[dict],
-                        resolution: Optional[str] = None) -> int:
+                        resolution: Optional[str] = None, kind: str = "conflict",
+                        message: Optional[str] = None) -> int:
         now = utc_now()
         cur = self.conn.execute(
             "INSERT INTO tf_conflicts (table_name, pk_json, columns_json, base_json, "
-            "local_json, central_json, detected_at, resolved_at, resolution) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "local_json, central_json, detected_at, resolved_at, resolution, kind, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (info.name, rows.pk_json(key), json.dumps(columns),
              rows.encode_base(info, base), rows.encode_base(info, local),
-             rows.encode_base(info, central), now, now if resolution else None, resolution))
+             rows.encode_base(info, central), now, now if resolution else None, resolution,
+             kind, message))
         return int(cur.lastrowid)
+
+    def record_rejected(self, info: TableInfo, key: tuple, message: str,
+                        base: Optional[dict], local: Optional[dict],
+                        central: Optional[dict]) -> None:
+        """Central refused this row: one open record per row, with the latest message."""
+        cur = self.conn.execute(
+            "UPDATE tf_conflicts SET message = ?, local_json = ?, central_json = ?, "
+            "detected_at = ? WHERE table_name = ? AND pk_json = ? AND kind = 'rejected' "
+            "AND resolved_at IS NULL",
+            (message, rows.encode_base(info, local), rows.encode_base(info, central),
+             utc_now(), info.name, rows.pk_json(key)))
+        if not cur.rowcount:
+            self.record_conflict(info, key, [], base, local, central, kind="rejected",
+                                 message=message)
+
+    def settle_rejected(self, table: str, key: tuple, resolution: str = "accepted") -> None:
+        """The row went through (or was given up): its open refusal is settled."""
+        self.conn.execute(
+            "UPDATE tf_conflicts SET resolved_at = ?, resolution = ? WHERE table_name = ? "
+            "AND pk_json = ? AND kind = 'rejected' AND resolved_at IS NULL",
+            (utc_now(), resolution, table, rows.pk_json(key)))
 
     def resolve_conflict(self, conflict_id: int, resolution: str) -> None:
         self.conn.execute("UPDATE tf_conflicts SET resolved_at = ?, resolution = ? WHERE id = ?",
@@ -343,24 +403,49 @@ class LocalStore:
 
     # --- conflicts ----------------------------------------------------------------------
 
-    def conflicts(self, include_resolved: bool = False) -> list[dict[str, Any]]:
-        where = "" if include_resolved else "WHERE resolved_at IS NULL"
+    def conflicts(self, include_resolved: bool = False,
+                  conflict_id: Optional[int] = None) -> list[dict[str, Any]]:
+        """Conflicts and rejected rows. An open one shows the local row as it is now
+        (an edit made after detection included), which is what a resolution applies to."""
+        where, args = ("WHERE 1 = 1", []) if include_resolved else (
+            "WHERE resolved_at IS NULL", [])
+        if conflict_id is not None:
+            where, args = where + " AND id = ?", [conflict_id]
         cur = self.conn.execute(
-            "SELECT id, table_name, pk_json, columns_json, base_json, local_json, "
-            f"central_json, detected_at, resolved_at, resolution FROM tf_conflicts {where} "
-            "ORDER BY id")
+            "SELECT id, kind, table_name, pk_json, columns_json, base_json, local_json, "
+            "central_json, detected_at, resolved_at, resolution, message FROM tf_conflicts "
+            f"{where} ORDER BY id", args)
         infos = {i.name: i for i in self.tables()}
         out = []
-        for (cid, table, pk, cols, base, loc, cen, detected, resolved,
-             resolution) in cur.fetchall():
+        for (cid, kind, table, pk, cols, base, loc, cen, detected, resolved, resolution,
+             message) in cur.fetchall():
             info = infos.get(table)
-            out.append({
-                "id": cid, "table": table, "pk": json.loads(pk), "columns": json.loads(cols),
+            if resolved is None and info is not None:
+                now = self.rows_by_key(info, [tuple(json.loads(pk))])
+                loc = rows.encode_base(info, next(iter(now.values()), None))
+            item = {
+                "id": cid, "kind": kind, "table": table, "pk": json.loads(pk),
+                "columns": json.loads(cols),
                 "base": rows.for_display(info, base), "local": rows.for_display(info, loc),
                 "central": rows.for_display(info, cen),
                 "detected_at": detected, "resolved_at": resolved, "resolution": resolution,
-            })
+            }
+            if kind == "rejected":
+                item["message"] = message
+            out.append(item)
         return out
+
+    def conflict_record(self, conflict_id: int) -> dict[str, Any]:
+        """One conflict as stored (rows in their stored JSON form), for a resolution."""
+        row = self.conn.execute(
+            "SELECT id, kind, table_name, pk_json, columns_json, base_json, local_json, "
+            "central_json, resolved_at, resolution FROM tf_conflicts WHERE id = ?",
+            (conflict_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"There is no conflict with id {conflict_id}.")
+        keys = ("id", "kind", "table", "pk_json", "columns_json", "base_json", "local_json",
+                "central_json", "resolved_at", "resolution")
+        return dict(zip(keys, row))
 
     def pending_count(self, table: Optional[str] = None) -> int:
         """Local edits captured and not yet pushed (conflicted ones excluded)."""
@@ -371,27 +456,35 @@ class LocalStore:
         return int(self.conn.execute(sql, args).fetchone()[0])
 
     def open_conflict_count(self) -> int:
+        """Open conflicts (rejected rows are counted by :meth:`rejected_count`)."""
         return int(self.conn.execute(
-            "SELECT count(*) FROM tf_conflicts WHERE resolved_at IS NULL").fetchone()[0])
+            "SELECT count(*) FROM tf_conflicts WHERE resolved_at IS NULL "
+            "AND kind = 'conflict'").fetchone()[0])
+
+    def rejected_count(self) -> int:
+        """Rows central refused, waiting for a fix or a decision."""
+        return int(self.conn.execute(
+            "SELECT count(*) FROM tf_conflicts WHERE resolved_at IS NULL "
+            "AND kind = 'rejected'").fetchone()[0])
 
     def conflict(self, conflict_id: int) -> dict[str, Any]:
-        for c in self.conflicts(include_resolved=True):
-            if c["id"] == conflict_id:
-                return c
-        raise NotFound(f"There is no conflict with id {conflict_id}.")
+        found = self.conflicts(include_resolved=True, conflict_id=conflict_id)
+        if not found:
+            raise NotFound(f"There is no conflict with id {conflict_id}.")
+        return found[0]
 
 
 def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
-    if progress is None:
-        yield from rows
-        return
     n = 0
     for row in rows:
-        yield row
+        yield row  # executemany inserts it before asking for the next one
         n += 1
-        if n % BATCH == 0:
+        if n == 1:
+            faults.point("pull.mid_bulk_copy")
+        if progress and n % BATCH == 0:
             progress(n)
-    progress(n)
+    if progress:
+        progress(n)
 
 
 def _create_table_sql(info: TableInfo) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, Optional
 import psycopg
 from psycopg import sql as pgsql
 
+from terrafusion_agent import faults
 from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.redact import redact, redact_url
@@ -21,6 +22,7 @@ from terrafusion_agent.stores.base import (
     ReadSession,
     TableInfo,
     WriteSession,
+    topological,
 )
 
 log = logging.getLogger("terrafusion.central")
@@ -160,6 +162,11 @@ class PostGISCentral:
         return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
                                  (self._rel("tf_change_log"),)))
 
+    def bookkeeping_current(self) -> bool:
+        """True when the bookkeeping has everything this agent writes (push receipts)."""
+        return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
+                                 (self._rel("tf_push_receipts"),)))
+
     def table_info(self, name: str) -> TableInfo:
         with self.conn.cursor() as cur:
             cur.execute(
@@ -226,14 +233,23 @@ class PostGISCentral:
 
     def central_id(self) -> str:
         """This database's identity, so an agent notices being pointed at another one."""
-        self.execute("INSERT INTO tf_settings (key, value) VALUES ('central_id', %s) "
-                     "ON CONFLICT (key) DO NOTHING", (str(uuid.uuid4()),))
+        found = self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
+        if found:
+            return found
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                _durable(cur)
+                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('central_id', %s) "
+                            "ON CONFLICT (key) DO NOTHING", (str(uuid.uuid4()),))
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
         return self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
 
     def purge_change_log(self, retention_days: int) -> int:
         """Drop change-log entries older than the retention; remember the horizon."""
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
+                _durable(cur)
                 cur.execute(
                     "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
                     "make_interval(days => %s) RETURNING tx) "
@@ -245,7 +261,29 @@ class PostGISCentral:
                         "ON CONFLICT (key) DO UPDATE SET value = greatest("
                         "tf_settings.value::numeric, excluded.value::numeric)::text",
                         (max_tx,))
+                faults.point("purge.before_commit")
                 return int(n)
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
+    def heartbeat(self, agent: dict) -> None:
+        """Record (or refresh) this agent in ``tf_agents``, durably.
+
+        Called after a pull's snapshot, it also makes every commit that snapshot saw
+        durable: a commit flushed with ``synchronous_commit = on`` flushes the whole WAL
+        before it, asynchronous commits of other sessions included. The agent's
+        checkpoint then never names a transaction a server crash could lose (its id
+        would be handed to a later transaction, which the next pull would skip)."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                _durable(cur)
+                cur.execute(
+                    "INSERT INTO tf_agents (agent_id, hostname, local_path, version, "
+                    "registered_at, last_seen_at) VALUES (%(agent_id)s, %(hostname)s, "
+                    "%(local_path)s, %(version)s, %(now)s, %(now)s) ON CONFLICT (agent_id) "
+                    "DO UPDATE SET hostname = excluded.hostname, local_path = "
+                    "excluded.local_path, version = excluded.version, "
+                    "last_seen_at = excluded.last_seen_at", agent)
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
@@ -260,13 +298,22 @@ class PostGISCentral:
             raise _unavailable(self, exc) from None
 
     @contextmanager
-    def write_session(self, agent_id: str) -> Iterator[WriteSession]:
-        """One push transaction; changes it makes are marked with ``agent_id``."""
+    def write_session(self, agent_id: str) -> Iterator[PgWriteSession]:
+        """One push transaction; changes it makes are marked with ``agent_id``.
+
+        Durable whatever the server's ``synchronous_commit``: the agent settles its local
+        edits on this commit, so an acknowledged commit must survive a server crash.
+        The agent's advisory lock orders it after any transaction of an earlier process
+        of the same agent that is still committing (see :meth:`receipts`).
+        """
         try:
             with self.conn.transaction():
-                self.conn.execute("SELECT set_config('terrafusion.origin', %s, true)",
-                                  (agent_id,))
-                yield WriteSession(self)
+                with self.conn.cursor() as cur:
+                    _durable(cur)
+                    cur.execute("SELECT set_config('terrafusion.origin', %s, true), "
+                                "pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                (agent_id, "tf_push:" + agent_id))
+                yield PgWriteSession(self, agent_id)
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
         except psycopg.Error as exc:
@@ -285,6 +332,7 @@ class PostGISCentral:
             col.db_type or "", "int8")
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
+                _durable(cur)
                 cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (self._rel(info.name), pk))
                 seq = cur.fetchone()[0]
                 if seq:
@@ -309,9 +357,55 @@ class PostGISCentral:
                 cur.execute("INSERT INTO tf_key_blocks (table_name, agent_id, first_key, "
                             "last_key) VALUES (%s, %s, %s, %s)",
                             (info.name, agent_id, first, last))
+                faults.point("keys.during_allocation")
                 return first, last
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
+
+    # --- push receipts ------------------------------------------------------------------
+
+    def insert_receipt(self, agent_id: str, batch_id: str, parts: list[str]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany("INSERT INTO tf_push_receipts (agent_id, batch_id, part, outcomes) "
+                            "VALUES (%s, %s, %s, %s)",
+                            [(agent_id, batch_id, i, text) for i, text in enumerate(parts)])
+
+    def receipts(self, agent_id: str, batch_ids: list[str]) -> dict[str, list[str]]:
+        """The receipts of those batches that committed: {batch id: [JSON parts]}.
+
+        Taken under the agent's push lock, so a batch whose commit an earlier (killed)
+        process of this agent had already sent is answered after that commit ends.
+        """
+        out: dict[str, list[str]] = {}
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                            ("tf_push:" + agent_id,))
+                cur.execute("SELECT batch_id, outcomes FROM tf_push_receipts WHERE agent_id = %s "
+                            "AND batch_id = ANY(%s) ORDER BY batch_id, part",
+                            (agent_id, list(batch_ids)))
+                for batch_id, text in cur:
+                    out.setdefault(batch_id, []).append(text)
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+        return out
+
+    def clear_receipts(self, agent_id: str) -> None:
+        """Forget this agent's receipts: it has settled every batch they describe."""
+        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
+
+    def dependency_order(self, names: list[str]) -> list[str]:
+        """``names`` with every table referenced by a foreign key before the tables that
+        reference it (a push inserts parents first and deletes children first)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "WITH t AS (SELECT n, to_regclass(r) AS oid FROM unnest(%s::text[], %s::text[]) "
+                "AS u(n, r)) SELECT DISTINCT child.n, parent.n FROM pg_constraint c "
+                "JOIN t child ON child.oid = c.conrelid JOIN t parent ON parent.oid = c.confrelid "
+                "WHERE c.contype = 'f' AND c.conrelid <> c.confrelid",
+                (list(names), [self._rel(n) for n in names]))
+            edges = cur.fetchall()
+        return topological(names, edges)
 
     # --- data ---------------------------------------------------------------------------
 
@@ -596,6 +690,34 @@ class PostGISCentral:
         except psycopg.Error as exc:
             raise TerraFusionError(f"The central database refused a statement: "
                                    f"{_first_line(exc)}.") from None
+
+
+def _durable(cur) -> None:
+    """This transaction's commit is flushed before it is acknowledged, whatever the
+    server's default (some servers run ``synchronous_commit = off`` for speed)."""
+    cur.execute("SET LOCAL synchronous_commit = on")
+
+
+#: SQLSTATE classes meaning "central refuses this row": data exceptions, integrity
+#: violations, a trigger's RAISE, a missing privilege, a row-level security check
+_REFUSALS = ("22", "23", "P0001", "42501", "44000")
+
+
+class PgWriteSession(WriteSession):
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.store.conn.transaction():
+            yield
+
+    def refusal(self, exc: BaseException) -> Optional[str]:
+        state = getattr(exc, "sqlstate", None) or ""
+        if not isinstance(exc, psycopg.Error) or not state.startswith(_REFUSALS):
+            return None
+        diag = exc.diag
+        text = diag.message_primary or _first_line(exc)
+        if diag.message_detail:
+            text = f"{text.rstrip('.')}. {diag.message_detail}"
+        return redact(text)
 
 
 class PgReadSession(ReadSession):

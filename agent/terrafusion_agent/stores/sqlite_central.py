@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
@@ -21,6 +22,7 @@ from terrafusion_agent.stores.base import (
     ReadSession,
     TableInfo,
     WriteSession,
+    topological,
 )
 
 log = logging.getLogger("terrafusion.central")
@@ -43,6 +45,8 @@ class SpatiaLiteCentral:
             self.conn = spatialite.connect(self.path, create=create, what="central database")
         except TerraFusionError as exc:
             raise CentralUnavailable(str(exc)) from None
+        # an agent settles its local edits on a push's commit: it must survive power loss
+        self.conn.execute("PRAGMA synchronous = FULL")
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -89,6 +93,9 @@ class SpatiaLiteCentral:
 
     def has_bookkeeping(self) -> bool:
         return self.table_exists("tf_change_log")
+
+    def bookkeeping_current(self) -> bool:
+        return self.table_exists("tf_push_receipts")
 
     # --- change tracking ----------------------------------------------------------------
 
@@ -149,11 +156,21 @@ class SpatiaLiteCentral:
                 c.execute("INSERT INTO tf_settings (key, value) VALUES ('purged_seq', ?) "
                           "ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), "
                           "CAST(excluded.value AS INTEGER))", (str(row[1]),))
+                faults.point("purge.before_commit")
             c.execute("COMMIT")
             return int(row[0])
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def heartbeat(self, agent: dict) -> None:
+        """Record (or refresh) this agent in ``tf_agents``."""
+        self.execute(
+            "INSERT INTO tf_agents (agent_id, hostname, local_path, version, registered_at, "
+            "last_seen_at) VALUES (:agent_id, :hostname, :local_path, :version, :now, :now) "
+            "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
+            "local_path = excluded.local_path, version = excluded.version, "
+            "last_seen_at = excluded.last_seen_at", agent)
 
     @contextmanager
     def read_session(self) -> Iterator[SqliteReadSession]:
@@ -165,12 +182,12 @@ class SpatiaLiteCentral:
             self.conn.execute("COMMIT")
 
     @contextmanager
-    def write_session(self, agent_id: str) -> Iterator[WriteSession]:
+    def write_session(self, agent_id: str) -> Iterator[SqliteWriteSession]:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             c.execute("UPDATE tf_origin SET origin = ? WHERE id = 1", (agent_id,))
-            yield WriteSession(self)
+            yield SqliteWriteSession(self, agent_id)
             c.execute("UPDATE tf_origin SET origin = NULL WHERE id = 1")
             c.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -194,11 +211,40 @@ class SpatiaLiteCentral:
             last = first + size - 1
             c.execute("INSERT INTO tf_key_blocks (table_name, agent_id, first_key, last_key) "
                       "VALUES (?, ?, ?, ?)", (info.name, agent_id, first, last))
+            faults.point("keys.during_allocation")
             c.execute("COMMIT")
             return first, last
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    # --- push receipts ------------------------------------------------------------------
+
+    def insert_receipt(self, agent_id: str, batch_id: str, parts: list[str]) -> None:
+        self.conn.executemany(
+            "INSERT INTO tf_push_receipts (agent_id, batch_id, part, outcomes) "
+            "VALUES (?, ?, ?, ?)", [(agent_id, batch_id, i, t) for i, t in enumerate(parts)])
+
+    def receipts(self, agent_id: str, batch_ids: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        rows = self.conn.execute(
+            "SELECT batch_id, outcomes FROM tf_push_receipts WHERE agent_id = ? AND batch_id "
+            "IN (SELECT value FROM json_each(?)) ORDER BY batch_id, part",
+            (agent_id, json.dumps(list(batch_ids))))
+        for batch_id, text in rows:
+            out.setdefault(batch_id, []).append(text)
+        return out
+
+    def clear_receipts(self, agent_id: str) -> None:
+        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = ?", (agent_id,))
+
+    def dependency_order(self, names: list[str]) -> list[str]:
+        edges = []
+        for name in names:
+            for row in self.conn.execute("SELECT \"table\" FROM pragma_foreign_key_list(?)",
+                                         (name,)):
+                edges.append((name, row[0]))
+        return topological(names, edges)
 
     # --- data ---------------------------------------------------------------------------
 
@@ -315,6 +361,29 @@ class SpatiaLiteCentral:
 
 def _trigger_names(table: str) -> list[str]:
     return [f"tf_capture_{k}_{table}" for k in ("ins", "upd", "updkey", "del")]
+
+
+class SqliteWriteSession(WriteSession):
+    _savepoints = 0
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        c = self.store.conn
+        SqliteWriteSession._savepoints += 1
+        name = f"tf_sp{SqliteWriteSession._savepoints}"
+        c.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            c.execute(f"ROLLBACK TO {name}")
+            c.execute(f"RELEASE {name}")
+            raise
+        c.execute(f"RELEASE {name}")
+
+    def refusal(self, exc: BaseException) -> Optional[str]:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return str(exc)
+        return None
 
 
 class SqliteReadSession(ReadSession):

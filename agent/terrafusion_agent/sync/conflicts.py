@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import NotFound, TerraFusionError
 from terrafusion_agent.stores.base import TableInfo
@@ -23,7 +24,7 @@ from terrafusion_agent.stores.rows import (
     Row,
     changed_columns,
     decode_base,
-    pk_json,
+    encode_base,
     rows_equal,
     same,
 )
@@ -130,61 +131,99 @@ def _conflict(info: TableInfo, o: Outcome, columns: list[str], policy: str) -> O
 
 
 def resolve(config: Config, conflict_id: int, keep: str) -> dict:
-    """Resolve an open conflict, keeping the ``local`` or the ``central`` version.
+    """Resolve an open conflict or rejected row, keeping the ``local`` or ``central`` side.
 
-    The choice is recorded at once and travels at the next sync: keeping local pushes the
-    local row over the central one seen at detection (a central change made since is a
-    new conflict, never overwritten); keeping central puts that row in the local copy
-    now and fetches any newer central version at the next sync.
+    The choice applies to what the analyst sees: the conflicting columns as detected and
+    the local row as it is now. Every other local edit, also one made after detection,
+    stays an edit and is merged at the next sync like any other (a column central changed
+    again meanwhile is a new conflict, never an overwrite). Keeping local pushes the local
+    values over the central row seen at detection; keeping central puts that row's values
+    in the local copy now and fetches any newer central version at the next sync.
+    For a rejected row, keeping local tries it again at the next sync, keeping central
+    drops the local edit.
     """
     if keep not in ("local", "central"):
         raise TerraFusionError(f"Keep must be 'local' or 'central', not {keep!r}.")
     local = LocalStore.open_existing(config.local_path)
     try:
-        conflict = local.conflict(conflict_id)
-        if conflict["resolved_at"]:
+        record = local.conflict_record(conflict_id)
+        if record["resolved_at"]:
             raise TerraFusionError(
-                f"Conflict {conflict_id} was already resolved ({conflict['resolution']}).")
+                f"Conflict {conflict_id} was already resolved ({record['resolution']}).")
         try:
-            info = local.table_info(conflict["table"])
+            info = local.table_info(record["table"])
         except NotFound:
             raise TerraFusionError(
-                f"Conflict {conflict_id} is about table {conflict['table']}, which is no "
+                f"Conflict {conflict_id} is about table {record['table']}, which is no "
                 "longer synced.") from None
-        key = tuple(conflict["pk"])
-        central_json = (None if conflict["central"] is None
-                        else json.dumps(conflict["central"], ensure_ascii=False))
-        central = decode_base(info, central_json)
+        key = tuple(json.loads(record["pk_json"]))
+        central = decode_base(info, record["central_json"])
         with local.writing():
-            exists = bool(local.rows_by_key(info, [key]))
-            if keep == "local":
-                if central is None:
-                    op = "insert" if exists else None
-                else:
-                    op = "update" if exists else "delete"
-                if op is None:
-                    local.drop_change(info.name, key)
-                else:
-                    local.conn.execute(
-                        "INSERT INTO tf_local_changes (table_name, pk_json, op, base_json, "
-                        "state, changed_at) VALUES (?, ?, ?, ?, 'pending', "
-                        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (table_name, "
-                        "pk_json) DO UPDATE SET op = excluded.op, base_json = excluded.base_json, "
-                        "state = 'pending', version = version + 1",
-                        (info.name, pk_json(key), op, central_json))
+            now = local.rows_by_key(info, [key]).get(key)
+            entry = local.entry(info.name, key)
+            if record["kind"] == "rejected":
+                _resolve_rejected(local, info, key, keep, entry, central)
             else:
-                if central is None:
-                    local.delete_rows(info, [key])
-                else:
-                    local.upsert_rows(info, [central])
-                local.conn.execute(
-                    "INSERT INTO tf_local_changes (table_name, pk_json, op, base_json, state, "
-                    "changed_at) VALUES (?, ?, 'refetch', NULL, 'refetch', "
-                    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (table_name, pk_json) "
-                    "DO UPDATE SET op = 'refetch', base_json = NULL, state = 'refetch', "
-                    "version = version + 1",
-                    (info.name, pk_json(key)))
+                base = decode_base(info, entry["base_json"]) if entry else None
+                columns = json.loads(record["columns_json"])
+                _resolve_conflict(local, info, key, keep, columns, base, central, now)
             local.resolve_conflict(conflict_id, f"keep_{keep}")
+            faults.point("resolve.before_local_commit")
         return local.conflict(conflict_id)
     finally:
         local.close()
+
+
+def _resolve_conflict(local: LocalStore, info: TableInfo, key: tuple, keep: str,
+                      columns: list[str], base: Optional[Row], central: Optional[Row],
+                      now: Optional[Row]) -> None:
+    # the analyst's own edits: every column changed locally since the last sync
+    mine = set(info.column_names) if base is None else changed_columns(info, base, now)
+    if keep == "local":
+        if now is None:
+            if central is None:
+                local.drop_change(info.name, key)
+            else:
+                local.put_entry(info.name, key, "delete", encode_base(info, central))
+        elif central is None:
+            local.put_entry(info.name, key, "insert", None)
+        else:
+            _set_local(local, info, central, now, {c: now[c] for c in mine})
+            local.put_entry(info.name, key, "update", encode_base(info, central))
+        return
+    if central is None or now is None:
+        if central is None:
+            local.delete_rows(info, [key])
+        else:
+            local.upsert_rows(info, [central])
+        local.put_entry(info.name, key, "refetch", None, state="refetch")
+        return
+    kept = {c: now[c] for c in mine if c not in columns}
+    merged = _set_local(local, info, central, now, kept)
+    if rows_equal(info, merged, central):
+        local.put_entry(info.name, key, "refetch", None, state="refetch")
+    else:
+        local.put_entry(info.name, key, "update", encode_base(info, central))
+
+
+def _set_local(local: LocalStore, info: TableInfo, central: Row, now: Row,
+               overlay: dict[str, Any]) -> Row:
+    """Make the local row ``central`` with ``overlay`` on top; returns that row."""
+    merged = dict(central)
+    merged.update(overlay)
+    if not rows_equal(info, merged, now):
+        local.upsert_rows(info, [merged])
+    return merged
+
+
+def _resolve_rejected(local: LocalStore, info: TableInfo, key: tuple, keep: str,
+                      entry: Optional[dict], central: Optional[Row]) -> None:
+    if keep == "local":
+        if entry is not None:
+            local.set_entry_state(entry["id"], "pending")
+        return
+    if central is None:
+        local.delete_rows(info, [key])
+    else:
+        local.upsert_rows(info, [central])
+    local.put_entry(info.name, key, "refetch", None, state="refetch")

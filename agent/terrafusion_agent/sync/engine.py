@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from terrafusion_agent import __version__
+from terrafusion_agent import __version__, faults
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
     CentralUnavailable,
@@ -26,7 +26,7 @@ from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import capture, open_central
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.sync.pull import pull
-from terrafusion_agent.sync.push import push
+from terrafusion_agent.sync.push import push, settle_unacknowledged
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.sync")
@@ -49,7 +49,7 @@ def run_sync(config: Config, trigger: str = "manual",
     local = LocalStore.open(config.local_path)
     run_id = local.start_run(trigger)
     summary: dict = {"id": run_id, "trigger": trigger, "started_at": utc_now(),
-                     "pulled": 0, "pushed": 0, "conflicts": 0, "tables": {},
+                     "pulled": 0, "pushed": 0, "conflicts": 0, "rejected": 0, "tables": {},
                      "rows": {d: {"insert": 0, "update": 0, "delete": 0}
                               for d in ("pull", "push")}}
     try:
@@ -77,6 +77,7 @@ def run_sync(config: Config, trigger: str = "manual",
                      conflicts=summary["conflicts"])
     summary["pending"] = local.pending_count()
     summary["open_conflicts"] = local.open_conflict_count()
+    summary["open_rejected"] = local.rejected_count()
     local.close()
     summary.update(result="success", finished_at=utc_now(),
                    duration_seconds=round(time.monotonic() - started, 3))
@@ -93,8 +94,8 @@ def _sync(central, local: LocalStore, config: Config, summary: dict,
           progress: Optional[Progress], stop: Optional[threading.Event]) -> None:
     agent_id = local.agent_id()
     infos = _tracked_tables(central, config)
-    _register_agent(central, local, config, agent_id)
-    pull(central, local, infos, agent_id, summary, progress)
+    settle_unacknowledged(central, local, agent_id, summary)
+    pull(central, local, infos, _heartbeat(local, config, agent_id), summary, progress)
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)
@@ -107,6 +108,11 @@ def _tracked_tables(central, config: Config) -> dict:
         raise TerraFusionError(
             f"The central database {central.describe()} has no TerraFusion change tracking; "
             "run 'terrafusion-agent init-central' first.")
+    if not central.bookkeeping_current():
+        raise TerraFusionError(
+            f"The central database {central.describe()} has TerraFusion bookkeeping older "
+            "than this agent; run 'terrafusion-agent init-central' to upgrade it (the data "
+            "and the other agents' checkpoints are kept).")
     infos = {}
     for name in config.tables:
         info = central.table_info(name)
@@ -127,18 +133,13 @@ def _refill_keys(central, local: LocalStore, infos: dict, agent_id: str) -> None
         if left is not None and left >= KEYS_LOW_WATER:
             continue
         block = central.allocate_keys(info, agent_id)
+        faults.point("keys.after_allocation")
         if block is not None:
             with local.writing():
                 local.set_key_block(name, *block)
 
 
-def _register_agent(central, local: LocalStore, config: Config, agent_id: str) -> None:
-    """Record (or refresh) this agent in the central ``tf_agents`` table."""
-    now = utc_now()
-    p = "%s" if central.kind == "postgis" else "?"
-    central.execute(
-        "INSERT INTO tf_agents (agent_id, hostname, local_path, version, registered_at, "
-        f"last_seen_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (agent_id) DO UPDATE "
-        "SET hostname = excluded.hostname, local_path = excluded.local_path, "
-        "version = excluded.version, last_seen_at = excluded.last_seen_at",
-        (agent_id, socket.gethostname(), str(config.local_path), __version__, now, now))
+def _heartbeat(local: LocalStore, config: Config, agent_id: str) -> dict:
+    """This agent's row in the central ``tf_agents`` table, written by the pull."""
+    return {"agent_id": agent_id, "hostname": socket.gethostname(),
+            "local_path": str(config.local_path), "version": __version__, "now": utc_now()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.errors import NotFound
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.stores.local import LocalStore
@@ -26,19 +27,22 @@ def same_layout(a: TableInfo, b: TableInfo) -> bool:
             and [(c.name, c.kind) for c in a.columns] == [(c.name, c.kind) for c in b.columns])
 
 
-def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
+def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent: dict,
          summary: dict, progress: Optional[Callable[[str, int, int], None]] = None) -> None:
+    """``agent``: this agent's heartbeat row (see ``central.heartbeat``)."""
+    agent_id = agent["agent_id"]
     central_id = central.central_id()
-    with central.read_session() as rs:
-        checkpoint = local.meta(CHECKPOINT)
-        new_checkpoint = rs.checkpoint()
-        resync = (checkpoint is None or local.meta(CENTRAL_ID) != central_id
-                  or rs.lost_since(checkpoint))
-        if resync and checkpoint is not None:
-            log.warning("checkpoint %s is no longer usable: copying every table again",
-                        checkpoint)
-        changed = {} if resync else rs.changed_keys(checkpoint, agent_id)
-        with local.writing():
+    with local.writing():
+        with central.read_session() as rs:
+            checkpoint = local.meta(CHECKPOINT)
+            new_checkpoint = rs.checkpoint()
+            resync = (checkpoint is None or local.meta(CENTRAL_ID) != central_id
+                      or rs.lost_since(checkpoint))
+            if resync and checkpoint is not None:
+                log.warning("checkpoint %s is no longer usable: copying every table again",
+                            checkpoint)
+            changed = {} if resync else rs.changed_keys(checkpoint, agent_id)
+            faults.point("pull.after_snapshot")
             for name, info in infos.items():
                 local_info = _local_info(local, name)
                 stats = summary["tables"].setdefault(name, {})
@@ -54,8 +58,13 @@ def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
                     if progress and n:
                         progress(name, n, n)
                 summary["pulled"] += stats["pulled"]
-            local.set_meta(CHECKPOINT, new_checkpoint)
-            local.set_meta(CENTRAL_ID, central_id)
+        # after the snapshot: its durable commit makes every commit the snapshot saw
+        # durable, so the checkpoint never names a transaction a server crash loses
+        central.heartbeat(agent)
+        local.set_meta(CHECKPOINT, new_checkpoint)
+        local.set_meta(CENTRAL_ID, central_id)
+        faults.point("pull.before_local_commit")
+    faults.point("pull.after_local_commit")
 
 
 def _local_info(local: LocalStore, name: str) -> Optional[TableInfo]:
@@ -78,6 +87,8 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
                                 rtree_leaves=rs.rtree_leaves(info))
     else:
         n = local.replace_table(info, rs.read_rows(info), report)
+    if old is not None and not same_layout(old, info):
+        faults.point("schema.mid_rebuild")
     if keys:
         fresh = local.rows_by_key(info, keys)
         names = set(info.column_names)

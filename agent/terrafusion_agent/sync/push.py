@@ -1,76 +1,266 @@
-"""Push: send captured local edits to central in batches, reconciling each row.
+"""Push: send the captured local edits to central in one transaction, with a receipt.
 
-Each batch is one central transaction that locks its rows, so nobody changes them
-between the comparison and the write. Local edit entries are settled only after the
-central commit; if the agent dies in between, the next push finds central already equal
-to the local row and does nothing (re-delivery is a no-op).
+Every pending edit of every synced table goes in one central transaction, so rows
+changed together in one local transaction (a parcel split: one parcel deleted, two
+inserted, their sales moved) reach central together. Inside it, rows are inserted and
+updated parents first and deleted children first (foreign-key order); a row central
+refuses (a constraint, a trigger, a privilege) is set aside as *rejected* with the
+server's message and the rest goes through.
+
+The transaction also writes a *receipt*: per row, which captured edit (and version) it
+pushed, the row central then holds and any conflict it recorded. The batch's id is
+recorded locally before the central transaction and removed by the local settle that
+follows the commit. If the agent dies in between, the next sync finds the id, reads the
+receipt from central and settles exactly what was committed (:func:`settle_unacknowledged`)
+before anything else: a later local edit of a pushed row is rebased onto the pushed row,
+never compared with a stale base.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from typing import Callable, Optional
+import uuid
+from typing import Any, Callable, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import SyncCancelled
+from terrafusion_agent.errors import NotFound, SyncCancelled
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.stores.local import LocalStore
-from terrafusion_agent.stores.rows import decode_base
+from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
 
 log = logging.getLogger("terrafusion.sync")
+#: keys locked and compared per statement, and outcomes per receipt part
 BATCH = 500
 
 
 def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
          config: Config, summary: dict, stop: Optional[threading.Event] = None,
          progress: Optional[Callable[[str, int, int], None]] = None) -> None:
-    for name, info in infos.items():
-        entries = local.pending(name)
-        for start in range(0, len(entries), BATCH):
-            if stop is not None and stop.is_set():
-                raise SyncCancelled("The sync was stopped before it finished pushing.")
-            _push_batch(central, local, info, entries[start:start + BATCH], agent_id,
-                        config.policy_for(name), summary)
-            if progress:
-                progress(name, min(start + BATCH, len(entries)), len(entries))
-
-
-def _push_batch(central, local: LocalStore, info: TableInfo, entries: list[dict],
-                agent_id: str, policy: str, summary: dict) -> None:
-    keys = [e["pk"] for e in entries]
-    local_rows = local.rows_by_key(info, keys)
+    queue = {name: local.pending(name) for name in infos}
+    if not any(queue.values()):
+        return
+    order = central.dependency_order(list(infos))
+    batch_id = uuid.uuid4().hex
+    local.begin_batch(batch_id)
+    records: list[dict] = []
     with central.write_session(agent_id) as ws:
-        central_rows = ws.lock_rows(info, keys)
-        outcomes = [
-            reconcile(info, e["pk"], e["op"], decode_base(info, e["base_json"]),
-                      local_rows.get(e["pk"]), central_rows.get(e["pk"]), policy)
-            for e in entries]
-        ws.delete(info, [o.key for o in outcomes if o.central_delete])
-        ws.insert(info, [o.central_insert for o in outcomes if o.central_insert is not None])
-        ws.update(info, [(o.key, o.central_update) for o in outcomes if o.central_update])
-    # central has committed: now the local side of each outcome
+        planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]] = []
+        for name in order:  # one fixed order: agents lock rows without deadlocking
+            info, entries = infos[name], queue[name]
+            pairs: list[tuple[dict, Outcome]] = []
+            for start in range(0, len(entries), BATCH):
+                if stop is not None and stop.is_set():
+                    raise SyncCancelled("The sync was stopped before it finished pushing.")
+                chunk = entries[start:start + BATCH]
+                keys = [e["pk"] for e in chunk]
+                local_rows = local.rows_by_key(info, keys)
+                central_rows = ws.lock_rows(info, keys)
+                policy = config.policy_for(name)
+                pairs += [(e, reconcile(info, e["pk"], e["op"], decode_base(info, e["base_json"]),
+                                        local_rows.get(e["pk"]), central_rows.get(e["pk"]),
+                                        policy)) for e in chunk]
+                if progress:
+                    progress(name, min(start + BATCH, len(entries)), len(entries))
+            planned.append((info, pairs))
+        refused = _write(ws, planned)
+        for info, pairs in planned:
+            records += [_record(info, e, o, refused.get((info.name, o.key)))
+                        for e, o in pairs]
+        ws.record_receipt(batch_id, [json.dumps(records[i:i + BATCH], ensure_ascii=False)
+                                     for i in range(0, len(records), BATCH)])
+        faults.point("push.before_central_commit")
+    faults.point("push.after_central_commit")
     with local.writing():
-        for entry, o in zip(entries, outcomes):
-            _settle_locally(local, info, entry, o, summary)
+        by_name = {info.name: info for info, _ in planned}
+        for record in records:
+            settle(local, by_name[record["t"]], record, summary)
+        local.end_batch(batch_id)
+        faults.point("push.before_local_commit")
+    faults.point("push.after_local_commit")
+    central.clear_receipts(agent_id)
 
 
-def _settle_locally(local: LocalStore, info: TableInfo, entry: dict, o: Outcome,
-                    summary: dict) -> None:
-    if o.pushed_op:
-        summary["rows"]["push"][o.pushed_op] += 1
-        summary["pushed"] += 1
-    if o.conflict_columns is not None:
-        summary["conflicts"] += 1
-        local.record_conflict(info, o.key, o.conflict_columns, o.base, o.local, o.central,
-                              resolution=o.resolution)
-        if o.resolution is None:  # manual: wait for a person, touch nothing
-            local.mark_conflicted(entry["id"])
-            return
-        log.info("conflict on %s %s settled by policy %s", info.name, o.key, o.resolution)
+def _write(ws, planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]]
+           ) -> dict[tuple[str, tuple], str]:
+    """Write every outcome centrally; returns the refused rows with the server's message.
+
+    Inserts and updates go parents first, deletes children first. A row refused in an
+    earlier step is tried once more at the end (it may have waited for a delete, such as
+    a unique value moving from a deleted row to a new one) before it counts as refused.
+    """
+    steps: list[tuple[str, TableInfo, list[Outcome]]] = []
+    for info, pairs in planned:
+        steps.append(("insert", info, [o for _, o in pairs if o.central_insert is not None]))
+    for info, pairs in planned:
+        steps.append(("update", info, [o for _, o in pairs if o.central_update]))
+    for info, pairs in reversed(planned):
+        steps.append(("delete", info, [o for _, o in pairs if o.central_delete]))
+    refused: dict[tuple[str, tuple], tuple[str, TableInfo, Outcome, str]] = {}
+    for op, info, outcomes in steps:
+        for o, message in _apply(ws, op, info, outcomes):
+            refused[(info.name, o.key)] = (op, info, o, message)
+    for (name, key), (op, info, o, _) in list(refused.items()):
+        if not _apply(ws, op, info, [o]):
+            del refused[(name, key)]
+    return {k: v[3] for k, v in refused.items()}
+
+
+def _apply(ws, op: str, info: TableInfo, outcomes: list[Outcome]
+           ) -> list[tuple[Outcome, str]]:
+    """Apply one step in a savepoint; when central refuses it, row by row to find which
+    rows it refuses. Returns those rows with the server's message."""
+    if not outcomes:
+        return []
+    try:
+        with ws.savepoint():
+            _step(ws, op, info, outcomes)
+        return []
+    except Exception as exc:  # noqa: BLE001 - refusal() decides, anything else re-raises
+        if ws.refusal(exc) is None:
+            raise
+        if len(outcomes) == 1:
+            return [(outcomes[0], ws.refusal(exc))]
+    out = []
+    for o in outcomes:
+        try:
+            with ws.savepoint():
+                _step(ws, op, info, [o])
+        except Exception as exc:  # noqa: BLE001 - as above
+            message = ws.refusal(exc)
+            if message is None:
+                raise
+            out.append((o, message))
+    return out
+
+
+def _step(ws, op: str, info: TableInfo, outcomes: list[Outcome]) -> None:
+    if op == "insert":
+        ws.insert(info, [o.central_insert for o in outcomes])
+    elif op == "update":
+        ws.update(info, [(o.key, o.central_update) for o in outcomes])
+    else:
+        ws.delete(info, [o.key for o in outcomes])
+
+
+def _record(info: TableInfo, entry: dict, o: Outcome, refused: Optional[str]) -> dict:
+    """One row of the receipt: everything the local settle needs, as JSON."""
+    apply = None
     if o.local_delete:
-        local.delete_rows(info, [o.key])
+        apply = "delete"
     elif o.local_upsert is not None:
-        local.upsert_rows(info, [o.local_upsert])
-    local.settle_change(entry, info, o.central_after)
+        apply = "upsert"
+    record: dict[str, Any] = {
+        "t": info.name, "k": list(o.key), "e": entry["id"], "v": entry["version"],
+        "l0": encode_base(info, o.local), "after": encode_base(info, o.central_after),
+    }
+    if refused is not None:
+        record.update(rejected=refused, base=entry["base_json"],
+                      central=encode_base(info, o.central))
+        return record
+    record.update(op=o.pushed_op, apply=apply)
+    if o.conflict_columns is not None:
+        record.update(conflict=o.conflict_columns, resolution=o.resolution,
+                      base=encode_base(info, o.base), central=encode_base(info, o.central))
+    return record
+
+
+def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict) -> None:
+    """The local side of one pushed row (inside ``local.writing()``), from its receipt."""
+    key = tuple(record["k"])
+    entry = local.entry(info.name, key)
+    untouched = (entry is not None and entry["id"] == record["e"]
+                 and entry["version"] == record["v"])
+    pushed_local = decode_base(info, record["l0"])
+    after = decode_base(info, record["after"])
+    if "rejected" in record:
+        summary["rejected"] = summary.get("rejected", 0) + 1
+        local.record_rejected(info, key, record["rejected"], decode_base(info, record["base"]),
+                              pushed_local, decode_base(info, record["central"]))
+        if untouched:
+            local.set_entry_state(entry["id"], "rejected")
+        return  # an edit made since stays pending: the next sync tries it
+    if record["op"]:
+        summary["rows"]["push"][record["op"]] += 1
+        summary["pushed"] += 1
+    if record.get("conflict") is not None:
+        summary["conflicts"] += 1
+        local.record_conflict(info, key, record["conflict"], decode_base(info, record["base"]),
+                              pushed_local, decode_base(info, record["central"]),
+                              resolution=record["resolution"])
+        if record["resolution"] is None:  # manual: wait for a person, touch nothing
+            if entry is not None:
+                local.set_entry_state(entry["id"], "conflict")
+            return
+        log.info("conflict on %s %s settled by policy %s", info.name, key,
+                 record["resolution"])
+    local.settle_rejected(info.name, key)
+    if untouched:
+        if record["apply"] == "delete":
+            local.delete_rows(info, [key])
+        elif record["apply"] == "upsert":
+            local.upsert_rows(info, [after])
+        local.delete_entry(entry["id"])
+        return
+    _rebase(local, info, key, pushed_local, after)
+
+
+def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Optional[Row],
+            after: Optional[Row]) -> None:
+    """The row was edited locally after the push read it: the later edit becomes an edit
+    of the row central now holds (``after``), so it is merged and conflict-checked
+    against that row at the next push, like any other edit."""
+    now = local.rows_by_key(info, [key]).get(key)
+    if now is None:  # deleted locally since
+        if after is None:
+            local.drop_change(info.name, key)
+        else:
+            local.put_entry(info.name, key, "delete", encode_base(info, after))
+        return
+    if after is None:
+        if pushed_local is None:  # this push deleted it; the row was made again since
+            local.put_entry(info.name, key, "insert", None)
+        else:  # a policy removed it: the later edit now stands against that delete
+            local.put_entry(info.name, key, "update", encode_base(info, pushed_local))
+        return
+    later = [c.name for c in info.columns
+             if pushed_local is None or not same(info, c.name, pushed_local, now)]
+    merged = dict(after)
+    merged.update({c: now[c] for c in later})
+    if any(not same(info, c.name, merged, now) for c in info.columns):
+        local.upsert_rows(info, [merged])
+    local.put_entry(info.name, key, "update", encode_base(info, after))
+
+
+def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: dict) -> None:
+    """Settle push batches that an earlier run committed centrally but died before
+    settling locally (their ids are still recorded locally), from central's receipts.
+    A batch without a receipt never committed: its edits are still pending as they were."""
+    batches = local.batches_in_flight()
+    if not batches:
+        return
+    receipts = central.receipts(agent_id, batches)
+    infos: dict[str, Optional[TableInfo]] = {}
+    settled = 0
+    with local.writing():
+        for batch_id in batches:
+            for part in receipts.get(batch_id, []):
+                for record in json.loads(part):
+                    name = record["t"]
+                    if name not in infos:
+                        try:
+                            infos[name] = local.table_info(name)
+                        except NotFound:  # no longer synced
+                            infos[name] = None
+                    if infos[name] is not None:
+                        settle(local, infos[name], record, summary)
+                        settled += 1
+            local.end_batch(batch_id)
+        faults.point("settle.before_local_commit")
+    if settled:
+        log.info("settled %d pushed rows of an interrupted sync from central's receipt",
+                 settled)
+    central.clear_receipts(agent_id)
