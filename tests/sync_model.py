@@ -89,6 +89,9 @@ EDITABLE = {"parcels": ["owner_name", "situs_address", "land_value"], "sales": [
 MARKER = {"parcels": "legal_desc", "sales": "sale_date"}
 FIRST_SALE_MARK = datetime.date(2031, 1, 1)
 SYNC_TIMEOUT = 180
+#: fault points a sync passes before its pull commits locally
+BEFORE_PULL_COMMIT = ("settle.", "pull.after_snapshot", "pull.mid_bulk_copy",
+                      "pull.before_local_commit", "schema.")
 #: central settings a bare ``pg_ctl start`` must find again after an immediate stop. The
 #: WAL writer is slowed down so that an acknowledged asynchronous commit really is lost
 #: by an immediate stop: the agent's writes must be durable whatever the server does.
@@ -685,6 +688,7 @@ class SyncRun:
     restarted: bool = False  # the central server went away during the run
     edited_during: bool = False  # a local edit was made while it ran
     central_written: bool = False  # central was written while it ran
+    queue: tuple = (0, 0)  # (pending edits, push batches in flight) when it started
 
     @property
     def summary(self) -> Optional[dict]:
@@ -787,9 +791,9 @@ class Episode:
         self.env = self._child_env()
         self.agents: dict[str, AgentEnv] = {}
         self.conns: dict[str, sqlite3.Connection] = {}
-        self.needs_full_copy: set[str] = set()
-        #: whether an agent's next sync has a push batch of an interrupted sync to settle
-        self.in_flight: dict[str, Optional[bool]] = {}
+        #: whether an agent's next pull copies parcels in full (a column was added
+        #: centrally since); None once a sync that failed may or may not have done it
+        self.full_copy: dict[str, Optional[bool]] = {}
         self.w_keys = 0
 
     def _child_env(self) -> dict:
@@ -1110,36 +1114,44 @@ class Episode:
         with self.central.connect() as conn:
             conn.execute(f"ALTER TABLE parcels ADD COLUMN {qi(col)} text{clause}")
         self.model.add_column(col, val(col, default))
-        self.needs_full_copy.update(AGENTS)
+        self.full_copy.update({a: True for a in AGENTS})
         return f"W central ALTER TABLE parcels ADD COLUMN {col} text{clause}"
 
     # --- syncs, faults, restarts ----------------------------------------------------------
 
-    def predicted_reachable(self, agent: str, point: str, nth: int) -> Optional[bool]:
-        """Whether this sync will pass ``point`` ``nth`` times (None: cannot tell)."""
+    def queue(self, agent: str) -> tuple[int, int]:
+        """(edits waiting to be pushed, push batches of an interrupted sync) as the local
+        copy holds them: only to tell which fault points a sync will pass."""
+        conn = self.conns.get(agent)
+        if conn is None:
+            return 0, 0
+        pending = conn.execute("SELECT count(*) FROM tf_local_changes "
+                               "WHERE state = 'pending'").fetchone()[0]
+        in_flight = conn.execute("SELECT count(*) FROM tf_push_inflight").fetchone()[0]
+        return pending, in_flight
+
+    def predicted_reachable(self, agent: str, point: str, nth: int,
+                            queue: tuple[int, int]) -> Optional[bool]:
+        """Whether a sync starting with ``queue`` passes ``point`` ``nth`` times
+        (None: cannot tell)."""
         if nth != 1:
             return False  # every point is passed at most once per sync here
         if point in ("pull.mid_bulk_copy", "schema.mid_rebuild"):
-            return agent in self.needs_full_copy
+            return self.full_copy.get(agent, False)
         if point.startswith("pull.") or point == "purge.before_commit":
             return True
         if point.startswith("push."):
-            return bool(self.pending_tables(agent)) or None
+            return queue[0] > 0
         if point == "settle.before_local_commit":
-            return self.in_flight.get(agent, False)
+            return queue[1] > 0
         return False  # keys: a block of a million never runs low; resolve: not a sync
-
-    def pending_tables(self, agent: str) -> set:
-        view = self.model.agents[agent]
-        return {w.table for (table, key), ws in self.model.row_writes.items() for w in ws
-                if w.writer == agent and w.t > view.last_ok_start
-                and (table, key) not in view.open_rows}
 
     def choose_fault(self, agent: str) -> Optional[str]:
         if self.rng.random() >= 0.4:
             return None
         points = [p for p in POINTS if not p.startswith("resolve.")]
-        likely = [p for p in points if self.predicted_reachable(agent, p, 1)]
+        queue = self.queue(agent)
+        likely = [p for p in points if self.predicted_reachable(agent, p, 1, queue)]
         point = self.rng.choice(likely if likely and self.rng.random() < 0.75 else points)
         return point if self.rng.random() < 0.9 else f"{point}:2"
 
@@ -1147,7 +1159,7 @@ class Episode:
                  ) -> SyncRun:
         """One `terrafusion-agent sync`; with ``pause_action`` the process stops at the
         fault point while the central server is restarted (or written to)."""
-        run = SyncRun(agent, self.model.tick(), fault=fault)
+        run = SyncRun(agent, self.model.tick(), fault=fault, queue=self.queue(agent))
         extra = {}
         if fault:
             extra["TERRAFUSION_FAULT"] = fault
@@ -1211,22 +1223,21 @@ class Episode:
                 self.stats.fired_points[point] += 1
             elif run.rc == 0:
                 self.stats.faults["unreached"] += 1
-                reach = self.predicted_reachable(agent, point, int(nth or 1))
+                reach = self.predicted_reachable(agent, point, int(nth or 1), run.queue)
                 if reach is False:
                     self.stats.faults["unreached_expected"] += 1
                 else:
                     self.stats.unreached_points[point] += 1
-        if run.rc == 0:
-            self.in_flight[agent] = False
-        elif run.fired and run.fault and run.fault.startswith(
-                ("push.before_", "push.after_central")):
-            self.in_flight[agent] = True
-        elif run.rc != 0 and not self.in_flight.get(agent):
-            self.in_flight[agent] = None  # it may have died inside the push
+                    if reach:
+                        self.note(f"  {point} was not reached although this sync had it")
+        if run.fired and run.fault and not run.fault.startswith(BEFORE_PULL_COMMIT):
+            self.full_copy[agent] = False  # it died after its pull committed
+        elif run.rc != 0 and self.full_copy.get(agent):
+            self.full_copy[agent] = None
         if run.rc == 0:
             self.stats.syncs["ok"] += 1
             self.model.sync_succeeded(agent, run.started)
-            self.needs_full_copy.discard(agent)
+            self.full_copy[agent] = False
             summary = run.summary
             if summary is None:
                 problems.append(Discrepancy("sync", f"{agent}'s sync printed no JSON summary"))
@@ -1290,7 +1301,7 @@ class Episode:
         faulty = self.rng.choice(names) if self.rng.random() < 0.3 else None
         for name in names:
             fault = self.choose_fault(name) if name == faulty else None
-            run = SyncRun(name, self.model.tick(), fault=fault)
+            run = SyncRun(name, self.model.tick(), fault=fault, queue=self.queue(name))
             if fault:
                 self.stats.faults["armed"] += 1
             runs.append(run)
