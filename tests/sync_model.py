@@ -830,11 +830,14 @@ class Episode:
             self.stats.problems[p.kind] += p.count
         tail = "\n".join(self.history[-30:])
         body = "\n".join(f"[{p.kind}] {p.text}" for p in problems)
-        message = (f"sync model: seed {self.seed}, step {self.step}: {len(problems)} "
-                   f"discrepancy(ies)\n{body}\n--- last operations (seed {self.seed}) ---\n"
-                   f"{tail}\n--- reproduce: SYNC_MODEL_SEED={self.seed} "
-                   f"SYNC_MODEL_STEPS={self.steps} pytest tests/test_sync_model.py, or "
-                   f"python tests/sync_model.py --seed {self.seed} --steps {self.steps}")
+        count = f"{len(problems)} discrepanc{'y' if len(problems) == 1 else 'ies'}"
+        message = (f"sync model: seed {self.seed}, step {self.step}: {count}\n{body}\n"
+                   f"--- last operations (seed {self.seed}) ---\n{tail}\n"
+                   f"--- replay: SYNC_MODEL_SEED={self.seed} SYNC_MODEL_STEPS={self.steps} "
+                   f"pytest tests/test_sync_model.py, or python tests/sync_model.py "
+                   f"--seed {self.seed} --steps {self.steps} --minutes 0 -v (the same "
+                   "operations, until a step that depends on timing, such as syncs together "
+                   "or a restart, takes another course)")
         self.stats.failures.append(message)
         raise ModelFailure(message, self.stats)
 
