@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup apt demo test soak lint package deploy bench clean
+.PHONY: setup apt demo test soak mutants lint package deploy bench clean
 
 setup: apt $(VENV)/.installed
 
@@ -49,6 +49,12 @@ MINUTES ?= 10
 soak: setup
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PY) tests/sync_model.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
+
+# Each mutant breaks one promise of the README in a temporary copy of the tree (never this
+# one); the tests named for it must fail. A few minutes; not part of make test.
+mutants: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) scripts/mutants.py
 
 lint: setup
 	$(VENV)/bin/ruff check agent terrafusion_plugin tests migrations scripts bench

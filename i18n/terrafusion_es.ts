@@ -239,6 +239,61 @@
         <translation>Mantener la local</translation>
     </message>
     <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>{n} edited row(s) were refused by the central database: fix the row and sync, try again, or drop your edit.</source>
+        <translation>{n} fila(s) editada(s) rechazada(s) por la base de datos central: corrija la fila y sincronice, vuelva a intentarlo o descarte su edición.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Refused by central: {message}</source>
+        <translation>Rechazada por la central: {message}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Refused by the central database: {message}</source>
+        <translation>Rechazada por la base de datos central: {message}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Try again ({n})</source>
+        <translation>Reintentar ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Try again</source>
+        <translation>Reintentar</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Send your edit again at the next sync, once the central database can accept it</source>
+        <translation>Enviar su edición de nuevo en la próxima sincronización, cuando la base de datos central pueda aceptarla</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Drop my edit ({n})</source>
+        <translation>Descartar mi edición ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Drop my edit</source>
+        <translation>Descartar mi edición</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Drop your edit and take the central version of the row back into the local copy</source>
+        <translation>Descartar su edición y recuperar la versión central de la fila en la copia local</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Keep your version of the selected rows; it is sent to the central database at the next sync</source>
+        <translation>Mantener su versión de las filas seleccionadas; se envía a la base de datos central en la próxima sincronización</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/conflicts_dialog.py"/>
+        <source>Take the central version of the selected rows into the local copy now</source>
+        <translation>Llevar ahora la versión central de las filas seleccionadas a la copia local</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/conflicts_dialog.py" line="404"/>
         <source>Keep central ({n})</source>
         <translation>Mantener la central ({n})</translation>
@@ -402,6 +457,16 @@
         <location filename="../terrafusion_plugin/export_task.py" line="275"/>
         <source>The export could not be written to {path}: {reason}.</source>
         <translation>No se pudo escribir la exportación en {path}: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="395"/>
+        <source>GDAL could not write {file}: {reason}.</source>
+        <translation>GDAL no pudo escribir {file}: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/export_task.py" line="403"/>
+        <source>GDAL did not write all of {file}: {reason}.</source>
+        <translation>GDAL no escribió todo {file}: {reason}.</translation>
     </message>
     <message>
         <location filename="../terrafusion_plugin/export_task.py" line="333"/>

@@ -4,6 +4,9 @@ The widgets come from ``resources/ui/conflicts_dialog.ui``; every signal is wire
 The columns changed on both sides are highlighted; both geometries are drawn on a
 small map over the project's layer of the same table. Keep local / keep central act on
 every selected conflict at once. Reading and resolving run as ``QgsTask``.
+
+Rows the central database refused (``kind`` "rejected") are listed here too, with the
+server's reason: for them keep central drops the local edit and keep local sends it again.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ def _value_text(value, geometry: bool, crs: Optional[QgsCoordinateReferenceSyste
     if isinstance(value, float):
         return f"{value:,}"  # 64,800.0 and 0.1653 alike: grouped, nothing rounded away
     return str(value)
+
+
+def _refused(conflict: dict) -> bool:
+    """A row the central database refused, rather than a two-sided conflict."""
+    return conflict.get("kind") == "rejected"
 
 
 def _geometry(hex_wkb) -> Optional[QgsGeometry]:
@@ -148,6 +156,9 @@ class ConflictsDialog(QDialog, FORM_CLASS):
                 lc=LOCAL_COLOR, cc=CENTRAL_COLOR, local=tr("Local (yours)"),
                 central=tr("Central")))
 
+        self.reasonLabel.setVisible(False)
+        self.reasonLabel.setStyleSheet("font-weight: bold")
+
         self.conflictsTable.itemSelectionChanged.connect(self._selection_changed)
         self.keepLocalButton.clicked.connect(lambda: self.resolve_selected("local"))
         self.keepCentralButton.clicked.connect(lambda: self.resolve_selected("central"))
@@ -192,17 +203,24 @@ class ConflictsDialog(QDialog, FORM_CLASS):
             id_item.setData(ID_ROLE, conflict["id"])
             cells = [id_item, QTableWidgetItem(conflict["table"]),
                      QTableWidgetItem(", ".join(str(k) for k in conflict["pk"])),
-                     QTableWidgetItem(", ".join(conflict["columns"]) or self._kind(conflict)),
+                     self._what_item(conflict),
                      QTableWidgetItem(local_time(conflict.get("detected_at")))]
             for column, item in enumerate(cells):
                 item.setData(ID_ROLE, conflict["id"])
                 table.setItem(row, column, item)
         table.setSortingEnabled(True)
-        n = len(conflicts)
-        self.summaryLabel.setText(
-            tr("No open conflicts: every change has reached both sides.") if n == 0 else
-            tr("{n} open conflict(s). Each row was changed here and centrally since the last "
-               "sync; choose which version stays.").format(n=n))
+        refused = sum(1 for c in conflicts if _refused(c))
+        n = len(conflicts) - refused
+        texts = []
+        if n or not refused:
+            texts.append(
+                tr("No open conflicts: every change has reached both sides.") if n == 0 else
+                tr("{n} open conflict(s). Each row was changed here and centrally since the "
+                   "last sync; choose which version stays.").format(n=n))
+        if refused:
+            texts.append(tr("{n} edited row(s) were refused by the central database: fix the "
+                            "row and sync, try again, or drop your edit.").format(n=refused))
+        self.summaryLabel.setText(" ".join(texts))
         selected = False
         for row in range(table.rowCount()):
             if table.item(row, 0).data(ID_ROLE) in keep:
@@ -230,6 +248,14 @@ class ConflictsDialog(QDialog, FORM_CLASS):
         self.summaryLabel.setText("")
         self.bar.pushMessage(tr("Conflicts"), message, Qgis.MessageLevel.Critical, 0)
         self._update_buttons()
+
+    def _what_item(self, conflict: dict) -> QTableWidgetItem:
+        if _refused(conflict):
+            item = QTableWidgetItem(tr("Refused by central: {message}").format(
+                message=conflict.get("message") or DASH))
+            item.setToolTip(conflict.get("message") or "")
+            return item
+        return QTableWidgetItem(", ".join(conflict["columns"]) or self._kind(conflict))
 
     @staticmethod
     def _kind(conflict: dict) -> str:
@@ -262,6 +288,10 @@ class ConflictsDialog(QDialog, FORM_CLASS):
         table = self.valuesTable
         table.setRowCount(0)
         self._clear_map()
+        refused = conflict is not None and _refused(conflict)
+        self.reasonLabel.setVisible(refused)
+        self.reasonLabel.setText(tr("Refused by the central database: {message}").format(
+            message=conflict.get("message") or DASH) if refused else "")
         if conflict is None:
             return
         shape = self.shapes.get(conflict["table"])
@@ -395,11 +425,30 @@ class ConflictsDialog(QDialog, FORM_CLASS):
         chosen = bool(self.selected_ids()) and self._resolve_task is None
         self.keepLocalButton.setEnabled(chosen)
         self.keepCentralButton.setEnabled(chosen)
-        n = len(self.selected_ids())
+        ids = self.selected_ids()
+        n = len(ids)
+        if ids and all(_refused(self.conflicts.get(i) or {}) for i in ids):
+            # for a refused row there is no second version to choose: the edit goes or stays
+            self.keepLocalButton.setText(tr("Try again ({n})").format(n=n) if n > 1
+                                         else tr("Try again"))
+            self.keepLocalButton.setToolTip(tr(
+                "Send your edit again at the next sync, once the central database can "
+                "accept it"))
+            self.keepCentralButton.setText(tr("Drop my edit ({n})").format(n=n) if n > 1
+                                           else tr("Drop my edit"))
+            self.keepCentralButton.setToolTip(tr(
+                "Drop your edit and take the central version of the row back into the "
+                "local copy"))
+            return
         self.keepLocalButton.setText(tr("Keep local ({n})").format(n=n) if n > 1
                                      else tr("Keep local"))
         self.keepCentralButton.setText(tr("Keep central ({n})").format(n=n) if n > 1
                                        else tr("Keep central"))
+        self.keepLocalButton.setToolTip(tr(
+            "Keep your version of the selected rows; it is sent to the central database at "
+            "the next sync"))
+        self.keepCentralButton.setToolTip(tr(
+            "Take the central version of the selected rows into the local copy now"))
 
     def teardown(self) -> None:
         """Detach from running tasks before the plugin goes away."""

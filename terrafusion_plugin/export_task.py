@@ -15,6 +15,7 @@ the formats' options taken from the agent so both kinds of export look alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -256,12 +257,13 @@ class LayerExportTask(_ExportTask):
 
     def __init__(self, layer: QgsVectorLayer, fmt: str, out: str,
                  crs: Optional[QgsCoordinateReferenceSystem], fields: list,
-                 choice: Optional[FeatureChoice]):
+                 choice: Optional[FeatureChoice], config_path: Optional[str] = None):
         super().__init__(tr("TerraFusion export of {table}").format(table=layer.name()))
         from terrafusion_agent.export import FORMATS
 
         self.spec = FORMATS[fmt]
         self.out = Path(out)
+        self.config_path = config_path
         self.layer_name = layer.name()
         # Everything read from the layer is read here, on the main thread.
         self.choice = choice or FeatureChoice(QgsVectorLayerFeatureSource(layer),
@@ -281,6 +283,8 @@ class LayerExportTask(_ExportTask):
         return ()  # the sentences of this export are worded here, in the plugin
 
     def work(self) -> Optional[dict]:
+        from terrafusion_agent.errors import TerraFusionError
+
         spatial = QgsWkbTypes.geometryType(self.wkb_type) not in (
             QgsWkbTypes.GeometryType.NullGeometry, QgsWkbTypes.GeometryType.UnknownGeometry)
         if self.spec.needs_geometry and not spatial:
@@ -288,16 +292,28 @@ class LayerExportTask(_ExportTask):
                             "{format}; choose csv, gpkg or geojson.").format(
                                 layer=self.layer_name, format=self.spec.label)
             return None
-        work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
         try:
-            written = self._write(work, spatial)
+            _refuse_agent_file(self.out, self.config_path)
+            work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
+        except TerraFusionError as exc:
+            self.error = str(exc)
+            return None
+        except OSError as exc:
+            self.error = self._os_error(exc)
+            return None
+        try:
+            with _gdal_messages() as messages:
+                written = self._write(work, spatial)
             if written is None:
                 self.was_cancelled = True
                 return None
+            self._check(work, written, messages)
             size = self._publish(work)
+        except TerraFusionError as exc:
+            self.error = str(exc)
+            return None
         except OSError as exc:
-            self.error = tr("The export could not be written to {path}: {reason}.").format(
-                path=self.out, reason=exc.strerror or exc)
+            self.error = self._os_error(exc)
             return None
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -358,17 +374,83 @@ class LayerExportTask(_ExportTask):
             del writer  # closes the file; GDAL writes indexes and headers now
         return written
 
+    def _os_error(self, exc: OSError) -> str:
+        from terrafusion_agent.export import diskfull
+
+        if diskfull.is_full_error(exc) or diskfull.nearly_full(self.out.parent):
+            return str(diskfull.error(self.out))
+        return tr("The export could not be written to {path}: {reason}.").format(
+            path=self.out, reason=exc.strerror or exc)
+
+    def _check(self, work: Path, written: int, messages: list) -> None:
+        """A file QGIS's writer left cut short is an error, never an export: QGIS does not
+        hear what GDAL's writers say when they close (see the agent's diskfull.py)."""
+        from terrafusion_agent.errors import ExportError
+        from terrafusion_agent.export import diskfull
+
+        full = diskfull.said_full(messages) or diskfull.nearly_full(self.out.parent)
+        if messages:
+            if full:
+                raise diskfull.error(self.out)
+            raise ExportError(tr("GDAL could not write {file}: {reason}.").format(
+                file=self.out.name, reason=str(messages[0]).rstrip(".")))
+        if self.spec.name != "shp":
+            target = work / f"{self.out.stem}{self.spec.gdal_extension}"
+            reason = diskfull.incomplete(target, self.spec.name, written, self.out.parent)
+            if reason is not None and full:
+                raise diskfull.error(self.out)
+            if reason is not None:
+                raise ExportError(tr("GDAL did not write all of {file}: {reason}.").format(
+                    file=self.out.name, reason=reason))
+
     def _publish(self, work: Path) -> int:
         """Move the finished file into place (a shapefile's parts as one zip)."""
+        from terrafusion_agent.export import diskfull
+
         temp = self.out.with_name(f".{self.out.name}.tf-{secrets.token_hex(4)}")
-        if self.spec.name == "shp":
-            with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
-                for part in sorted(work.iterdir()):
-                    zf.write(part, part.name)
-        else:
-            shutil.move(str(work / f"{self.out.stem}{self.spec.gdal_extension}"), temp)
-        os.replace(temp, self.out)
+        try:
+            if self.spec.name == "shp":
+                with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for part in sorted(work.iterdir()):
+                        zf.write(part, part.name)
+            else:
+                shutil.move(str(work / f"{self.out.stem}{self.spec.gdal_extension}"), temp)
+            diskfull.flush_to_disk(temp)
+            os.replace(temp, self.out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
         return self.out.stat().st_size
+
+
+@contextlib.contextmanager
+def _gdal_messages():
+    """GDAL's failures on this thread while QGIS's writer works, collected (the task's
+    thread has its own GDAL error handler stack, so QGIS's own handler is left alone)."""
+    from osgeo import gdal
+
+    messages: list = []
+
+    def handler(err_class, err_no, message):
+        if err_class >= gdal.CE_Failure:
+            messages.append(str(message))
+
+    gdal.PushErrorHandler(handler)
+    try:
+        yield messages
+    finally:
+        gdal.PopErrorHandler()
+
+
+def _refuse_agent_file(out: Path, config_path: Optional[str]) -> None:
+    """Refuse a target that is one of the agent's own files (the local copy, its
+    configuration...), as the agent's engine does for the synced tables; a configuration
+    that cannot be read is said as it is, since it alone knows where those files are."""
+    from terrafusion_agent import config as tf_config
+    from terrafusion_agent.export.protected import refuse_own_file
+
+    refuse_own_file(tf_config.load(config_path), out)
 
 
 class ExportSourcesTask(BackgroundTask):

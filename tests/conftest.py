@@ -102,6 +102,31 @@ def synced_county(directory: Path, parcels: int) -> AgentEnv:
 
 
 @pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(size)`` mounts a real file system of ``size`` bytes (tmpfs) in a new
+    folder under tmp_path and returns the folder; each is unmounted at the end. A full
+    disk made this way fails writes the way a real one does (ENOSPC at the write).
+    Mounting needs root: the test is skipped otherwise."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill up needs root")
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted) + 1}"
+        folder.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs",
+                        str(folder)], check=True, capture_output=True, timeout=30)
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode:
+            # something still holds a file there (a test that failed half way)
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+@pytest.fixture
 def sqlite_agent(tmp_path) -> AgentEnv:
     """An agent configured with an embedded SpatiaLite central in tmp_path."""
     return embedded_agent(tmp_path)

@@ -548,6 +548,30 @@ def test_existing_file_is_refused_without_overwrite(agent, out):
     assert listing(out) == ["p.csv"]
 
 
+def test_a_file_that_appears_at_the_target_during_the_export_is_kept(county, out, monkeypatch):
+    from terrafusion_agent import config as config_mod
+    from terrafusion_agent.errors import InvalidExport
+    from terrafusion_agent.export import ExportRequest, engine, export_table
+
+    target = out / "d.geojson"
+    real_write = engine._gdal_write
+
+    def a_colleague_saves_meanwhile(*args, **kwargs):
+        real_write(*args, **kwargs)
+        # after every check passed and GDAL wrote the temp file, before it is published
+        target.write_text("saved by a colleague")
+
+    monkeypatch.setattr(engine, "_gdal_write", a_colleague_saves_meanwhile)
+    with pytest.raises(InvalidExport) as caught:
+        export_table(config_mod.load(county.config),
+                     ExportRequest(table="districts", format="geojson", out=str(target)))
+    message = str(caught.value)
+    assert str(target) in message and "already exists" in message and "--overwrite" in message
+    assert message.endswith(".") and "\n" not in message
+    assert target.read_text() == "saved by a colleague"
+    assert listing(out) == ["d.geojson"]
+
+
 def test_shapefile_must_be_a_zip(agent, out):
     proc = export(agent, "parcels", "--format", "shp", "--out", str(out / "p.shp"),
                   check=False)

@@ -19,6 +19,7 @@ CONTRACT = (
     "terrafusion_sync_open_conflicts", "terrafusion_sync_pending_changes",
     "terrafusion_sync_last_success_timestamp_seconds", "terrafusion_export_jobs_total",
     "terrafusion_export_duration_seconds", "terrafusion_export_features_total",
+    "terrafusion_sync_rejected_rows",
 )
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool (Debian package prometheus) is missing")
@@ -105,6 +106,30 @@ def test_gauges_follow_the_local_copy(served):
     wait_for(lambda: parse(scrape(agent))["terrafusion_sync_pending_changes"] == 0, 30,
              "the edits to be pushed")
     assert parse(scrape(agent))['terrafusion_sync_rows_total{direction="push",op="update"}'] >= 2
+
+
+def test_rejected_rows_gauge_counts_rows_central_refused(served):
+    env, agent = served
+    from terrafusion_agent.stores import spatialite
+
+    local = spatialite.connect(env.local_path)
+    central = spatialite.connect(env.central_url[len("sqlite:///"):])
+    try:
+        first, pid = local.execute("SELECT min(prop_id), max(prop_id) FROM parcels").fetchone()
+        local.execute("UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = ?", (pid,))
+        central.execute("UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = ?", (first,))
+    finally:
+        local.close()
+        central.close()
+    assert parse(scrape(agent))["terrafusion_sync_rejected_rows"] == 0
+    assert post(agent.base_url + "/api/v1/syncs", token=agent.token).status == 202
+    wait_for(lambda: parse(scrape(agent))["terrafusion_sync_rejected_rows"] == 1, 30,
+             "the refused row to be counted")
+    [entry] = get(agent.base_url + "/api/v1/conflicts").json["conflicts"]
+    assert post(agent.base_url + f"/api/v1/conflicts/{entry['id']}/resolve",
+                {"keep": "central"}, token=agent.token).status == 200
+    agent.monitor.local.refresh()
+    assert parse(scrape(agent))["terrafusion_sync_rejected_rows"] == 0
 
 
 def _export_engine_present() -> bool:

@@ -475,6 +475,48 @@ def test_keep_local_resolves_a_real_conflict_that_then_reaches_central(
         == [(1.0,)]
 
 
+@pytest.fixture
+def refused(sqlite_agent, use_config):
+    """A synced county where central refused one local edit (a geo_id it holds already)."""
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    local_exec(sqlite_agent, "UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = 100005")
+    central_exec(sqlite_agent, "UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = 100006")
+    assert json.loads(sqlite_agent.run("sync").stdout)["rejected"] == 1
+    use_config(sqlite_agent.config, port=_free_port())
+    return sqlite_agent
+
+
+def test_a_refused_row_shows_the_servers_reason_and_drop_my_edit_restores_central(
+        plugin, refused, qtbot):
+    central_geo_id = central_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005")
+    dialog = _conflicts_dialog(plugin, qtbot)
+
+    assert dialog.conflictsTable.rowCount() == 1
+    what = dialog.conflictsTable.item(0, 3).text()
+    assert what.startswith("Refused by central: ") and "UNIQUE" in what
+    assert "refused by the central database" in dialog.summaryLabel.text()
+    assert "open conflict" not in dialog.summaryLabel.text()
+    assert dialog.reasonLabel.isVisibleTo(dialog)
+    assert "geo_id" in dialog.reasonLabel.text()
+    assert _values(dialog)["geo_id"][1] == "TAKEN"
+    assert dialog.keepLocalButton.text() == "Try again"
+    assert dialog.keepCentralButton.text() == "Drop my edit"
+
+    with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
+        dialog.keepCentralButton.click()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+    assert dialog.conflictsTable.rowCount() == 0
+    assert not dialog.reasonLabel.isVisibleTo(dialog)
+    assert dialog.keepCentralButton.text() == "Keep central"
+    assert local_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005") == \
+        central_geo_id
+    assert json.loads(refused.run("sync").stdout)["pushed"] == 0
+    assert central_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005") == \
+        central_geo_id
+
+
 def test_keep_central_resolves_many_conflicts_at_once(plugin, conflicted, qtbot):
     dialog = _conflicts_dialog(plugin, qtbot)
     dialog.conflictsTable.selectAll()

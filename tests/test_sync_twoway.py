@@ -60,13 +60,48 @@ def test_central_update_is_pulled_incrementally(synced):
 
 
 def test_central_insert_and_delete_are_pulled(synced):
-    central_exec(synced, "DELETE FROM sales WHERE prop_id = 100001")
+    gone = [r[0] for r in central_exec(synced, "SELECT sale_id FROM sales ORDER BY sale_id "
+                                               "LIMIT 3")]
+    central_exec(synced, "DELETE FROM sales WHERE sale_id IN (%s, %s, %s)", tuple(gone))
     central_exec(synced, "INSERT INTO sales (prop_id, sale_date, sale_price) "
                          "VALUES (100002, '2026-11-01', 455000)")
     summary = sync(synced)
-    assert summary["rows"]["pull"]["insert"] == 1
-    assert summary["rows"]["pull"]["delete"] >= 0
+    assert summary["rows"]["pull"] == {"insert": 1, "update": 0, "delete": 3}
+    assert local_exec(synced, "SELECT count(*) FROM sales WHERE sale_id IN (?, ?, ?)",
+                      tuple(gone)) == [(0,)]
     assert verify(synced)[0] == 0
+
+
+def test_a_central_transaction_open_across_a_sync_is_pulled_once_it_commits(pg_agent):
+    import psycopg
+
+    pg_agent.run("init-central", "--demo-parcels", "50")
+    sync(pg_agent)
+    # The assessment system's transaction takes its change-log entry now and commits
+    # only after a sync has come and gone: that sync cannot see it, the next one must.
+    with psycopg.connect(pg_agent.central_url) as late:
+        late.execute("UPDATE parcels SET owner_name = 'LATE COMMIT' WHERE prop_id = 100017")
+        # meanwhile others commit: the late transaction's id falls below the snapshot's
+        # horizon, where a window of "ids from the snapshot's xmax on" would never look
+        central_exec(pg_agent, "UPDATE parcels SET owner_name = 'QUICK' WHERE prop_id = 100016")
+        during = sync(pg_agent)
+        assert during["tables"]["parcels"] == {"mode": "incremental", "pulled": 1}
+        late.commit()
+    after = sync(pg_agent)
+    assert after["tables"]["parcels"] == {"mode": "incremental", "pulled": 1}
+    assert owner(pg_agent, 100017, "local") == "LATE COMMIT"
+    assert verify(pg_agent)[0] == 0
+
+
+def test_the_agent_does_not_pull_back_what_it_pushed(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'PUSHED' WHERE prop_id = 100018")
+    local_exec(synced, "INSERT INTO sales (prop_id, sale_date, sale_price) "
+                       "VALUES (100018, '2026-05-05', 321000)")
+    local_exec(synced, "DELETE FROM sales WHERE sale_id = (SELECT min(sale_id) FROM sales)")
+    assert sync(synced)["rows"]["push"] == {"insert": 1, "update": 1, "delete": 1}
+    summary = sync(synced)
+    assert summary["pulled"] == 0
+    assert summary["rows"]["pull"] == {"insert": 0, "update": 0, "delete": 0}
 
 
 def test_disjoint_column_edits_merge(synced):
@@ -114,6 +149,23 @@ def test_policy_settles_conflicts_and_records_them(synced, policy, expected):
     [c] = conflicts(synced, "--all")
     assert c["resolution"] == policy and c["resolved_at"]
     assert verify(synced)[0] == 0
+
+
+@pytest.mark.parametrize("policy", ["central_wins", "local_wins"])
+def test_a_policy_records_the_values_it_overwrote(synced, policy):
+    env = {"TERRAFUSION_SYNC__TABLE_POLICY__PARCELS": policy}
+    local_exec(synced, "UPDATE parcels SET land_value = 1, owner_name = 'L' "
+                       "WHERE prop_id = 100019")
+    central_exec(synced, "UPDATE parcels SET land_value = 2, acres = 7 WHERE prop_id = 100019")
+    sync(synced, **env)
+    [c] = conflicts(synced, "--all")
+    assert c["resolution"] == policy and c["columns"] == ["land_value"]
+    # both sides as they were, the overwritten one included, whole rows
+    assert (c["local"]["land_value"], c["local"]["owner_name"]) == (1.0, "L")
+    assert (c["central"]["land_value"], c["central"]["acres"]) == (2.0, 7.0)
+    assert c["base"]["land_value"] not in (1.0, 2.0)
+    for side in ("local", "central"):
+        assert c[side]["prop_id"] == 100019 and c[side]["geo_id"] == c["base"]["geo_id"]
 
 
 def test_local_delete_against_central_update_is_a_conflict(synced):
@@ -224,6 +276,35 @@ def test_edit_of_the_conflicting_column_after_keep_central_is_a_new_conflict(syn
     assert again["local"]["owner_name"] == "LOCAL-2"
     assert again["central"]["owner_name"] == "CENTRAL-2"
     assert owner(synced, 100014) == "CENTRAL-2"
+
+
+def test_keep_local_over_a_central_row_changed_again_is_a_new_conflict(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MINE' WHERE prop_id = 100020")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS' WHERE prop_id = 100020")
+    sync(synced)
+    [first] = conflicts(synced)
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS AGAIN' WHERE prop_id = 100020")
+    synced.run("conflicts", "resolve", str(first["id"]), "--keep", "local")
+    summary = sync(synced)
+    assert summary["conflicts"] == 1 and summary["rows"]["push"]["update"] == 0
+    assert owner(synced, 100020) == "THEIRS AGAIN"  # not overwritten by the decision
+    assert owner(synced, 100020, "local") == "MINE"
+    [second] = conflicts(synced)
+    assert second["id"] != first["id"] and second["columns"] == ["owner_name"]
+    assert (second["local"]["owner_name"], second["central"]["owner_name"]) == (
+        "MINE", "THEIRS AGAIN")
+
+
+def test_verify_reports_pending_edits(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'NOT PUSHED' "
+                       "WHERE prop_id IN (100021, 100022)")
+    code, report = verify(synced)
+    assert code == 1
+    pending = {name: t["pending_edits"] for name, t in report["tables"].items()}
+    assert pending == {"parcels": 2, "districts": 0, "sales": 0}
+    sync(synced)
+    code, report = verify(synced)
+    assert code == 0 and report["tables"]["parcels"]["pending_edits"] == 0
 
 
 def test_resolving_twice_or_an_unknown_conflict_is_refused(synced):

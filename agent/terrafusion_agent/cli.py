@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from terrafusion_agent import __version__
 from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.redact import redact
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TerraFusionError as exc:
         if args.debug:
             raise
-        print(f"terrafusion-agent: {exc}", file=sys.stderr)
+        print(f"terrafusion-agent: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("terrafusion-agent: interrupted.", file=sys.stderr)

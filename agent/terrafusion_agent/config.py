@@ -25,6 +25,7 @@ else:  # pragma: no cover - QGIS builds with an older Python
 import platformdirs
 
 from terrafusion_agent.errors import ConfigError
+from terrafusion_agent.redact import register_url_password
 
 APP_NAME = "terrafusion"
 ENV_CONFIG = "TERRAFUSION_CONFIG"
@@ -334,6 +335,8 @@ def load(
         if section not in _SCHEMA and section != "export":
             raise ConfigError(f"Unknown configuration section [{section}].")
     central = _check_section(data, "central")
+    if "url" in central:
+        register_url_password(central["url"])  # a secret from this moment on
     local = _check_section(data, "local")
     sync = _check_section(data, "sync")
     http = _check_section(data, "http")

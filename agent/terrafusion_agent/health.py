@@ -53,13 +53,15 @@ def check_central(config: Config) -> CentralCheck:
 
 
 def read_local(config: Config) -> dict[str, Any]:
-    """The local copy's figures and its check: last runs, pending edits, open conflicts.
+    """The local copy's figures and its check: last runs, pending edits, open conflicts,
+    rows central refused.
 
     Opens the copy without migrating it: a running agent migrated it at start, and a
     status query must stay a read.
     """
     figures: dict[str, Any] = {"last_sync": None, "last_success": None,
-                               "pending_local_edits": None, "open_conflicts": None}
+                               "pending_local_edits": None, "open_conflicts": None,
+                               "rejected_rows": None}
     if not config.local_path.exists():
         figures["check"] = {"status": "warn", "output": "The local copy has not been created yet."}
         return figures
@@ -75,6 +77,7 @@ def read_local(config: Config) -> dict[str, Any]:
         ok = local.last_run("success")
         figures["last_success"] = ok["finished_at"] if ok else None
         figures["open_conflicts"] = local.open_conflict_count()
+        figures["rejected_rows"] = local.rejected_count()
         figures["pending_local_edits"] = local.pending_count()
         figures["check"] = {"status": "pass"}
     except (TerraFusionError, sqlite3.Error) as exc:
@@ -117,6 +120,7 @@ def build(config: Config, *, next_sync: Optional[str] = None,
         "last_success": local["last_success"],
         "pending_local_edits": local["pending_local_edits"],
         "open_conflicts": local["open_conflicts"],
+        "rejected_rows": local.get("rejected_rows"),
         "checks": {},
     }
     if sync_state is not None:
@@ -149,6 +153,13 @@ def build(config: Config, *, next_sync: Optional[str] = None,
         {"status": "warn", "observedValue": open_conflicts,
          "output": f"{open_conflicts} conflict(s) wait for a decision."}
         if open_conflicts else {"status": "pass", "observedValue": 0}]
+    rejected = body["rejected_rows"] or 0
+    # a refused row waits for a fix by the analyst; the rest of the queue still syncs
+    checks["sync:rejected"] = [
+        {"status": "warn", "observedValue": rejected,
+         "output": f"{rejected} edited row(s) were refused by the central database and "
+                   "wait for a fix or a decision."}
+        if rejected else {"status": "pass", "observedValue": 0}]
 
     statuses = {c[0]["status"] for c in checks.values()}
     body["status"] = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"

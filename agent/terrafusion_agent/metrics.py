@@ -34,8 +34,10 @@ class AgentMetrics:
     """The agent's metrics and the few calls that move them."""
 
     def __init__(self, *, open_conflicts: Optional[Callable[[], float]] = None,
-                 pending_changes: Optional[Callable[[], float]] = None):
-        """``open_conflicts`` and ``pending_changes`` are read at scrape time."""
+                 pending_changes: Optional[Callable[[], float]] = None,
+                 rejected_rows: Optional[Callable[[], float]] = None):
+        """``open_conflicts``, ``pending_changes`` and ``rejected_rows`` are read at
+        scrape time."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.info = Info("terrafusion_agent", "The running TerraFusion agent.", registry=r)
@@ -52,6 +54,10 @@ class AgentMetrics:
             "terrafusion_sync_conflicts", "Conflicts detected by sync runs.", registry=r)
         self.open_conflicts = Gauge(
             "terrafusion_sync_open_conflicts", "Conflicts waiting for a decision.", registry=r)
+        self.rejected_rows = Gauge(
+            "terrafusion_sync_rejected_rows",
+            "Local edits the central database refused, waiting for a fix or a decision.",
+            registry=r)
         self.pending_changes = Gauge(
             "terrafusion_sync_pending_changes", "Local edits not yet pushed to central.",
             registry=r)
@@ -86,6 +92,8 @@ class AgentMetrics:
             self.open_conflicts.set_function(open_conflicts)
         if pending_changes is not None:
             self.pending_changes.set_function(pending_changes)
+        if rejected_rows is not None:
+            self.rejected_rows.set_function(rejected_rows)
 
     # --- sync ---------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ from terrafusion_agent.errors import (
     InvalidExport,
     TerraFusionError,
 )
-from terrafusion_agent.export import gpkg_index, presets
+from terrafusion_agent.export import diskfull, gpkg_index, presets, protected
 from terrafusion_agent.export.formats import FormatSpec, layer_options, shorten_names
 from terrafusion_agent.export.request import ExportRequest
 from terrafusion_agent.sql import quote_ident as qi
@@ -143,6 +143,15 @@ class ExportPlan:
         if self.skip_null_geometry and self.table.geometry:
             return [f"{qi(self.table.geometry.column)} IS NOT NULL"]
         return []
+
+    def filter_sql(self) -> str:
+        """`` WHERE ...`` choosing the exported rows (empty for the whole table)."""
+        conditions = ([f"({self.where})"] if self.where else []) + self.row_conditions()
+        return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+    def count_sql(self) -> str:
+        """How many rows the export selects."""
+        return f"SELECT count(*) FROM {qi(self.table.name)}{self.filter_sql()}"
 
     @property
     def reproject(self) -> bool:
@@ -284,6 +293,7 @@ def plan_export(config: Config, request: ExportRequest) -> ExportPlan:
     output file and folder, so an API caller gets a 4xx before a job is queued.
     """
     resolved = presets.resolve(config, request)
+    protected.refuse_own_file(config, resolved.out)
     spec = resolved.spec
     with _open_local(Path(config.local_path), spatial=bool(resolved.where)) as conn:
         info = _table_info(conn, resolved.table, Path(config.local_path))
@@ -608,6 +618,8 @@ def _check_output(path: Path, overwrite: bool) -> None:
         probe.touch(exist_ok=False)
         probe.unlink()
     except OSError as exc:
+        if diskfull.is_full_error(exc):
+            raise InvalidExport(str(diskfull.error(path))) from None
         raise InvalidExport(f"The folder {folder} is not writable "
                             f"({exc.strerror or exc.__class__.__name__}).") from None
 
@@ -715,6 +727,8 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
     def target() -> None:
         try:
             _gdal_write(plan, work, temp, shp_dir, packed, want_estimate=progress is not None)
+        except (OSError, sqlite3.Error) as exc:
+            work.error = _detached(_sentence_for(plan, exc))
         except BaseException as exc:
             work.error = _detached(exc)
 
@@ -731,7 +745,10 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
         if work.error is not None:
             raise work.error
         final = packed if plan.spec.name == "shp" else temp
-        _publish(final, plan.out, plan.overwrite)
+        try:
+            _publish(final, plan.out, plan.overwrite)
+        except OSError as exc:
+            raise _sentence_for(plan, exc) from None
         size = plan.out.stat().st_size
         if progress:
             progress(ExportProgress("done", plan.features, size,
@@ -894,36 +911,80 @@ def _close_source(work: _Work, source) -> None:
 
 def _gdal_write(plan: ExportPlan, work: _Work, temp: Path, shp_dir: Path, packed: Path,
                 want_estimate: bool) -> None:
-    """The GDAL thread: open the local copy read-only and translate into the temp file."""
+    """The GDAL thread: open the local copy read-only, translate into the temp file, and
+    make sure the file is whole before it may be published."""
     gdal, ogr, osr = _gdal()
     with _gdal_errors(gdal) as errors:
         source = _open_source(gdal, plan, work, errors)
         try:
             if want_estimate and plan.spec.streaming and plan.features > SAMPLE_ROWS:
                 work.estimated_bytes = _estimate_size(gdal, ogr, osr, source, plan)
-            if plan.spec.name == "shp":
-                shp_dir.mkdir()
-                dest = shp_dir / f"{_layer_name(plan)}.shp"
-                _translate(gdal, ogr, osr, source, plan, str(dest), errors)
-                work.stage = "packing"
-                _zip_shapefile(shp_dir, packed)
-                return
-            index = _copyable_index(plan)
-            if index is not None:
-                _translate_copying_index(gdal, ogr, osr, source, plan, temp, index, errors)
-                return
-            split = _split_point(plan) if _worth_splitting(plan) else None
-            if split is not None:
-                try:
-                    _translate_halves(gdal, ogr, osr, source, plan, work, temp, split, errors)
-                    return
-                except _SpliceError as exc:  # GDAL wrote something unexpected: redo it
-                    log.warning("cannot join the halves of %s (%s); writing it in one piece",
-                                plan.out.name, str(exc))
-            _translate(gdal, ogr, osr, source, plan, str(temp), errors)
+            finished = _translate_to_temp(gdal, ogr, osr, source, plan, work, temp, shp_dir,
+                                          packed, errors)
         finally:
             _close_source(work, source)
             source = None  # closes GDAL's connection to the local copy
+    _check_written(plan, finished)
+
+
+def _translate_to_temp(gdal, ogr, osr, source, plan: ExportPlan, work: _Work, temp: Path,
+                       shp_dir: Path, packed: Path, errors: _GdalMessages) -> Path:
+    """Write the export the fastest way its format allows; returns the file written."""
+    if plan.spec.name == "shp":
+        shp_dir.mkdir()
+        dest = shp_dir / f"{_layer_name(plan)}.shp"
+        _translate(gdal, ogr, osr, source, plan, str(dest), errors)
+        work.stage = "packing"
+        _zip_shapefile(shp_dir, packed)
+        return packed
+    index = _copyable_index(plan)
+    if index is not None:
+        _translate_copying_index(gdal, ogr, osr, source, plan, temp, index, errors)
+        return temp
+    split = _split_point(plan) if _worth_splitting(plan) else None
+    if split is not None:
+        try:
+            _translate_halves(gdal, ogr, osr, source, plan, work, temp, split, errors)
+            return temp
+        except _SpliceError as exc:
+            if diskfull.nearly_full(plan.out.parent):
+                # halves cut short by a full disk: the whole export written again onto
+                # it would only fail again, later
+                raise diskfull.error(plan.out) from None
+            log.warning("cannot join the halves of %s (%s); writing it in one piece",
+                        plan.out.name, str(exc))
+            _remove_prefixed(temp.parent, temp.name[:-len(plan.spec.gdal_extension)])
+    _translate(gdal, ogr, osr, source, plan, str(temp), errors)
+    return temp
+
+
+def _check_written(plan: ExportPlan, path: Path) -> None:
+    """Flush the finished file to the disk and make sure it is whole (see diskfull.py);
+    a file cut short is an error, never an export."""
+    diskfull.flush_to_disk(path)
+    reason = diskfull.incomplete(path, plan.spec.name, plan.features, plan.out.parent,
+                                 recount=lambda: _count_rows(plan))
+    if reason is None:
+        return
+    if diskfull.nearly_full(plan.out.parent):
+        raise diskfull.error(plan.out)
+    raise ExportError(f"GDAL did not write all of {plan.out.name}: {reason}; nothing was "
+                      "published, try the export again.")
+
+
+def _count_rows(plan: ExportPlan) -> int:
+    """The rows the export selects, counted now."""
+    with _open_local(plan.local_path, spatial=bool(plan.where)) as conn:
+        return int(conn.execute(plan.count_sql()).fetchone()[0])
+
+
+def _sentence_for(plan: ExportPlan, exc: BaseException) -> ExportError:
+    """An operating-system or SQLite error while writing, as one sentence."""
+    if diskfull.is_full_error(exc) or diskfull.nearly_full(plan.out.parent):
+        return diskfull.error(plan.out)
+    reason = getattr(exc, "strerror", None) or _sentence(str(exc)) or exc.__class__.__name__
+    return ExportError(f"{plan.out.name} could not be written in {plan.out.parent}: "
+                       f"{reason}.")
 
 
 def _copyable_index(plan: ExportPlan) -> Optional[str]:
@@ -950,6 +1011,8 @@ def _translate_copying_index(gdal, ogr, osr, source, plan: ExportPlan, temp: Pat
         gpkg_index.copy_index(temp, plan.local_path, index, _layer_name(plan),
                               plan.table.geometry.column, _gpkg_fid(plan))
     except gpkg_index.IndexNotCopied as exc:
+        if diskfull.said_full([str(exc)]) or diskfull.nearly_full(plan.out.parent):
+            raise diskfull.error(plan.out) from None
         raise ExportError(f"The spatial index of {plan.out.name} could not be written: "
                           f"{str(exc).rstrip('.')}.") from None
 
@@ -962,11 +1025,9 @@ def _worth_splitting(plan: ExportPlan) -> bool:
 
 def _split_point(plan: ExportPlan) -> Optional[int]:
     """The rowid that splits the exported rows in two equal halves."""
-    conditions = ([f"({plan.where})"] if plan.where else []) + plan.row_conditions()
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     try:
         with _open_local(plan.local_path, spatial=bool(plan.where)) as conn:
-            row = conn.execute(f"SELECT _rowid_ FROM {qi(plan.table.name)}{where} "
+            row = conn.execute(f"SELECT _rowid_ FROM {qi(plan.table.name)}{plan.filter_sql()} "
                                "ORDER BY _rowid_ LIMIT 1 OFFSET ?",
                                (plan.features // 2,)).fetchone()
     except (sqlite3.Error, TerraFusionError) as exc:
@@ -1009,7 +1070,10 @@ def _translate_halves(gdal, ogr, osr, source, plan: ExportPlan, work: _Work, tem
     if failure:
         raise failure[0]
     work.stage = "joining"
-    _splice(plan.spec.name, temp, second)
+    try:
+        _splice(plan.spec.name, temp, second)
+    except OSError as exc:
+        raise _sentence_for(plan, exc) from None
     second.unlink()
 
 
@@ -1091,14 +1155,30 @@ def _translate(gdal, ogr, osr, source, plan: ExportPlan, dest: str, errors: _Gda
     except RuntimeError as exc:  # when some other code turned on gdal.UseExceptions()
         errors.append(str(exc))
         result = None
-    if result is None:
-        raise ExportError(f"GDAL could not write {plan.out.name}: {errors.text()}.")
-    for message in errors:  # the file was written: these did not stop it
-        log.warning("GDAL while writing %s: %s", plan.out.name, message)
+    # GDAL hands the dataset back even when it gave up half way ("Terminating translation
+    # prematurely"): the file then holds only some of the rows
+    stopped = result is None or any(m.startswith(_GAVE_UP) for m in errors)
+    said = list(errors)
     errors.clear()
     result = output = None  # closing flushes the file (FlatGeobuf writes its index now)
-    if errors:
-        raise ExportError(f"GDAL could not finish {plan.out.name}: {errors.text()}.")
+    if stopped or errors:
+        raise _gdal_failure(plan, said + list(errors), "write" if stopped else "finish")
+    for message in said:  # the file was written: these did not stop it
+        log.warning("GDAL while writing %s: %s", plan.out.name, message)
+
+
+#: how VectorTranslate says it wrote only part of the rows
+_GAVE_UP = ("Terminating translation prematurely", "Unable to write feature")
+
+
+def _gdal_failure(plan: ExportPlan, messages: list[str], verb: str) -> ExportError:
+    """The sentence for a write GDAL failed: a full disk when any message or the disk
+    itself says so, else the first message that is a cause, not a consequence."""
+    if diskfull.said_full(messages) or diskfull.nearly_full(plan.out.parent):
+        return diskfull.error(plan.out)
+    causes = [m for m in messages if not m.startswith(_GAVE_UP)]
+    reason = _sentence((causes or messages or ["GDAL gave no reason"])[0])
+    return ExportError(f"GDAL could not {verb} {plan.out.name}: {reason}.")
 
 
 def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMessages,
@@ -1109,7 +1189,7 @@ def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMes
     driver = gdal.GetDriverByName(spec.driver)
     output = driver.Create(dest, 0, 0, 0, gdal.GDT_Unknown) if driver else None
     if output is None:
-        raise ExportError(f"GDAL could not create {plan.out.name}: {errors.text()}.")
+        raise _gdal_failure(plan, list(errors), "create")
     geometry = plan.table.geometry
     srs, geometry_type = None, ogr.wkbNone
     if geometry:
@@ -1124,7 +1204,7 @@ def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMes
                             spatial_index=spatial_index, features=plan.features)
     layer = output.CreateLayer(_layer_name(plan), srs, geometry_type, options=options)
     if layer is None:
-        raise ExportError(f"GDAL could not create {plan.out.name}: {errors.text()}.")
+        raise _gdal_failure(plan, list(errors), "create")
     for c in plan.columns:
         # The GeoPackage's FID column is also created as a field: GDAL then takes each
         # feature's id from it, which an append could not otherwise set.
@@ -1135,8 +1215,7 @@ def _create_output(gdal, ogr, osr, plan: ExportPlan, dest: str, errors: _GdalMes
         defn.SetWidth(c.width)
         defn.SetPrecision(c.precision)
         if layer.CreateField(defn) != 0:
-            raise ExportError(f"GDAL could not create field {c.name} in {plan.out.name}: "
-                              f"{errors.text()}.")
+            raise _gdal_failure(plan, list(errors), f"create field {c.name} in")
     return output
 
 

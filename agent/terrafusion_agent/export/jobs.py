@@ -40,6 +40,7 @@ from terrafusion_agent.config import Config
 from terrafusion_agent.errors import ExportCancelled, InvalidExport, NotFound, TerraFusionError
 from terrafusion_agent.export import engine
 from terrafusion_agent.export.request import ExportRequest, request_from_body
+from terrafusion_agent.redact import redact
 from terrafusion_agent.timeutil import utc_now
 
 # The agent loads this module on the first export request and answers 503 when it cannot:
@@ -220,6 +221,7 @@ class _Jobs:
     def _finish(self, job: _Job, status: str, started: Optional[float] = None,
                 error: Optional[str] = None) -> None:
         duration = None if started is None else round(time.monotonic() - started, 3)
+        error = None if error is None else redact(error)  # kept, and served, for good
         job.row.update(status=status, error=error, finished_at=utc_now(),
                        duration_seconds=duration)
         self.save(job, "status", "error", "finished_at", "duration_seconds", "features",

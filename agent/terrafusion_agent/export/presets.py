@@ -18,7 +18,7 @@ from typing import Optional
 from terrafusion_agent.config import Config, ExportPreset
 from terrafusion_agent.errors import InvalidExport
 from terrafusion_agent.export.formats import FormatSpec, get_format
-from terrafusion_agent.export.request import ExportRequest
+from terrafusion_agent.export.request import ExportRequest, refuse_nul
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ResolvedRequest:
 def resolve(config: Config, request: ExportRequest,
             now: Optional[datetime] = None) -> ResolvedRequest:
     """Apply the named preset (if any) to ``request``; raises :class:`InvalidExport`."""
+    refuse_nul(request)
     preset = _preset(config, request.preset) if request.preset else None
     if preset is None:
         if not request.table:

@@ -42,6 +42,23 @@ class ExportRequest:
         }
 
 
+def refuse_nul(request: ExportRequest) -> None:
+    """Raise :class:`InvalidExport` if a value of ``request`` holds a NUL character.
+
+    No file name, table name or SQL text can: the operating system and SQLite would
+    refuse it deep inside the export, far from the value that caused it.
+    """
+    for key in ("table", "preset", "format", "out", "crs", "where", "fields"):
+        _no_nul(key, getattr(request, key))
+
+
+def _no_nul(key: str, value: Any) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if any(v is not None and "\0" in str(v) for v in values):
+        raise InvalidExport(f"The export's {key!r} contains a NUL character, which no name, "
+                            "path or filter may hold.")
+
+
 def request_from_body(body: Any, *, trigger: str = "api") -> ExportRequest:
     """Check an API request body's shape and types; raises :class:`InvalidExport` (4xx).
 
@@ -62,6 +79,7 @@ def request_from_body(body: Any, *, trigger: str = "api") -> ExportRequest:
             continue
         if not isinstance(value, str) or not value.strip():
             raise InvalidExport(f"The export request's {key!r} must be a non-empty string.")
+        _no_nul(key, value)
         values[key] = value.strip() if key != "where" else value
     if "table" not in values and "preset" not in values:
         raise InvalidExport("The export request needs a 'table' or a 'preset'.")
@@ -78,6 +96,7 @@ def request_from_body(body: Any, *, trigger: str = "api") -> ExportRequest:
         if not isinstance(fields, list) or not fields or not all(
                 isinstance(f, str) and f.strip() for f in fields):
             raise InvalidExport("The export request's 'fields' must be a list of field names.")
+        _no_nul("fields", fields)
         values["fields"] = tuple(f.strip() for f in fields)
     overwrite = body.get("overwrite", False)
     if not isinstance(overwrite, bool):

@@ -84,7 +84,7 @@ class Agent:
         from waitress import create_server
 
         from terrafusion_agent.service import token as token_mod
-        from terrafusion_agent.service.http import Api
+        from terrafusion_agent.service.http import Api, server_options
         from terrafusion_agent.stores.local import LocalStore
 
         self.lock.acquire()
@@ -101,7 +101,7 @@ class Agent:
                 self.server = create_server(
                     Api(self), map=self._map, host=self.config.http_host,
                     port=self.config.http_port, threads=HTTP_THREADS,
-                    ident="terrafusion-agent", expose_tracebacks=False)
+                    ident="terrafusion-agent", expose_tracebacks=False, **server_options())
             except OSError as exc:
                 raise TerraFusionError(
                     f"The agent cannot listen on {self.config.http_host}:"
@@ -126,7 +126,8 @@ class Agent:
             return None
         return AgentMetrics(
             open_conflicts=lambda: self.monitor.figure("open_conflicts"),
-            pending_changes=lambda: self.monitor.figure("pending_local_edits"))
+            pending_changes=lambda: self.monitor.figure("pending_local_edits"),
+            rejected_rows=lambda: self.monitor.figure("rejected_rows"))
 
     @property
     def port(self) -> int:
@@ -278,6 +279,7 @@ class Agent:
             fields.update({k: last.get(k) for k in ("pulled", "pushed", "conflicts")})
         fields["pending_local_edits"] = figures.get("pending_local_edits")
         fields["open_conflicts"] = figures.get("open_conflicts")
+        fields["rejected_rows"] = figures.get("rejected_rows")
         if error is not None:
             fields["error"] = redact(str(error))
         level = logging.INFO if result in ("success", "cancelled") else logging.WARNING

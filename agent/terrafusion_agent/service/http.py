@@ -28,6 +28,39 @@ log = logging.getLogger("terrafusion.http")
 #: largest request body accepted (export requests are small JSON objects)
 MAX_BODY_BYTES = 1 << 20
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "[::1]"}
+#: connections held open by clients: at most this many, and never more than half the
+#: file descriptors the process may open (the rest are for databases, GDAL and logs)
+MAX_CONNECTIONS = 1000
+MIN_CONNECTIONS = 100
+#: an idle connection is closed after this long (waitress: 120 s), looked for this often
+IDLE_TIMEOUT_SECONDS = 15
+CLEANUP_INTERVAL_SECONDS = 5
+
+
+def server_options() -> dict[str, Any]:
+    """The waitress settings of the agent's server.
+
+    waitress's defaults stop accepting at 100 open connections and close an idle one only
+    after 120 s: a hundred idle or slow sockets (a stuck client, a port scan, a browser's
+    pre-opened connections) would keep every client out, ``/health`` included, for two
+    minutes. A connection costs waitress a file descriptor and a small buffer, not a
+    thread (its event loop reads requests and hands only complete ones to the workers),
+    so the limit follows the descriptors this process may open; ``poll()`` lets the loop
+    watch more than the 1024 that ``select()`` can.
+    """
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        budget = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else soft // 2
+    except (ImportError, OSError, ValueError):  # Windows: select() watches up to 512
+        budget = 400
+    return {
+        "connection_limit": max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, budget)),
+        "channel_timeout": IDLE_TIMEOUT_SECONDS,
+        "cleanup_interval": CLEANUP_INTERVAL_SECONDS,
+        "asyncore_use_poll": True,
+    }
 
 
 class ApiError(Exception):

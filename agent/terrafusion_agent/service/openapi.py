@@ -103,6 +103,8 @@ _SCHEMAS: dict[str, Any] = {
             "last_success": {"type": "string", "format": "date-time", "nullable": True},
             "pending_local_edits": {"type": "integer", "nullable": True},
             "open_conflicts": {"type": "integer", "nullable": True},
+            "rejected_rows": {"type": "integer", "nullable": True,
+                              "description": "Local edits the central database refused."},
             "sync_running": {
                 "type": "object", "nullable": True,
                 "properties": {"trigger": {"type": "string"},
@@ -138,6 +140,9 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["id", "table", "pk"],
         "properties": {
             "id": {"type": "integer"},
+            "kind": {"type": "string", "enum": ["conflict", "rejected"]},
+            "message": {"type": "string", "nullable": True,
+                        "description": "Why central refused the row (rejected only)."},
             "table": {"type": "string"},
             "pk": {},
             "columns": {},

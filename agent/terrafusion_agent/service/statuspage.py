@@ -74,6 +74,7 @@ def render(body: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         _row("Next sync", body.get("next_sync")),
         _row("Pending local edits", body.get("pending_local_edits")),
         _row("Open conflicts", body.get("open_conflicts")),
+        _row("Refused by central", body.get("rejected_rows")),
         _row("Failures in a row", body.get("consecutive_failures")),
     ])
     run_rows = "".join(
