@@ -42,6 +42,15 @@ still push the other columns edited locally. At the end, all conflicts are resol
 every agent syncs twice without faults, and then: every edit is delivered and accounted
 for, every copy equals central, ``verify`` exits 0 everywhere, nothing is pending.
 
+**Faults.** A sync armed with a fault point that it never reaches exits 0: that is
+counted, not failed, and told apart by what the sync had to do (the queue and the
+in-flight push batches in its local copy when it started, a full copy after a column was
+added), so the totals show how many faults fired and how many could not have.
+
+**Notices** are product behaviour worth knowing that is not a loss (the first INSERT on a
+long-lived SpatiaLite connection after the agent rebuilt the table); they are counted and
+reported with their seed and step, and do not fail a run.
+
 Run ``python tests/sync_model.py --minutes 10`` (what ``make soak`` does) for a soak of
 many episodes; ``tests/test_sync_model.py`` runs one episode of the CI size.
 """
