@@ -1153,7 +1153,8 @@ class Episode:
         if point.startswith("pull.") or point == "purge.before_commit":
             return True
         if point.startswith("push."):
-            return queue[0] > 0
+            # an interrupted push's receipt may settle the whole queue before the push
+            return queue[0] > 0 if not queue[1] else None
         if point == "settle.before_local_commit":
             return queue[1] > 0
         return False  # keys: a block of a million never runs low; resolve: not a sync
@@ -1162,6 +1163,8 @@ class Episode:
         if self.rng.random() >= 0.4:
             return None
         points = [p for p in POINTS if not p.startswith("resolve.")]
+        if self.full_copy.get(agent) and self.rng.random() < 0.5:
+            return self.rng.choice(["pull.mid_bulk_copy", "schema.mid_rebuild"])
         queue = self.queue(agent)
         likely = [p for p in points if self.predicted_reachable(agent, p, 1, queue)]
         point = self.rng.choice(likely if likely and self.rng.random() < 0.75 else points)
