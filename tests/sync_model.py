@@ -766,7 +766,9 @@ class Stats:
             f"syncs {sum(self.syncs.values())}: {fmt(self.syncs)}",
             f"faults armed {self.faults['armed']}, fired (crashes and pauses) "
             f"{self.faults['fired']}, not reached {self.faults['unreached']} "
-            f"({self.faults['unreached_expected']} expected: the sync had no such step)",
+            f"({self.faults['unreached_expected']} expected: the sync had no such step; "
+            f"{self.faults['unreached_maybe']} after an interrupted push, whose receipt may "
+            "leave nothing to push)",
             f"  fired at: {fmt(self.fired_points)}",
             f"  not reached although the sync had that step: {fmt(self.unreached_points)}",
             f"central restarts {self.restarts}",
@@ -1241,10 +1243,11 @@ class Episode:
                 reach = self.predicted_reachable(agent, point, int(nth or 1), run.queue)
                 if reach is False:
                     self.stats.faults["unreached_expected"] += 1
+                elif reach is None:
+                    self.stats.faults["unreached_maybe"] += 1
                 else:
                     self.stats.unreached_points[point] += 1
-                    if reach:
-                        self.note(f"  {point} was not reached although this sync had it")
+                    self.note(f"  {point} was not reached although this sync had it")
         if run.fired and run.fault and not run.fault.startswith(BEFORE_PULL_COMMIT):
             self.full_copy[agent] = False  # it died after its pull committed
         elif run.rc != 0 and self.full_copy.get(agent):
