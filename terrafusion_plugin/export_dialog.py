@@ -50,7 +50,8 @@ FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("export_dialog.ui")))
 
 TABLE, LAYER = "table", "layer"
 #: field types of the agent's column kinds (for the expression builder's field list)
-KIND_TYPES = {"integer": QVariant.LongLong, "real": QVariant.Double, "boolean": QVariant.Bool,
+KIND_TYPES = {"integer": QVariant.LongLong, "real": QVariant.Double,
+              "decimal": QVariant.Double, "boolean": QVariant.Bool,
               "text": QVariant.String, "date": QVariant.Date, "datetime": QVariant.DateTime,
               "blob": QVariant.ByteArray}
 #: how long the success message stays in QGIS's message bar

@@ -1,6 +1,7 @@
 """Edits made in QGIS (its own SpatiaLite connection) are captured and pushed."""
 
 import json
+from decimal import Decimal
 
 from conftest import central_exec
 from qgis.core import QgsFeature, QgsGeometry, QgsVectorLayer
@@ -67,3 +68,29 @@ def test_qgis_keeps_working_while_the_agent_syncs(qgis_app, sqlite_agent):
     sqlite_agent.run("sync")
     assert central_exec(sqlite_agent, "SELECT acres FROM parcels WHERE prop_id = 100002") == [
         (2.5,)]
+
+
+def test_qgis_edits_of_exact_numerics_reach_central_digit_for_digit(qgis_app, pg_agent):
+    """QGIS edits a numeric(18,6) column as a double: an untouched value keeps all of
+    its 18 digits centrally, an edited one arrives as every digit QGIS shows."""
+    env = {"TERRAFUSION_SYNC__TABLES": '["readings"]'}
+    central_exec(pg_agent, "CREATE TABLE readings (id integer PRIMARY KEY, label text, "
+                           "value numeric(18,6))")
+    central_exec(pg_agent, "INSERT INTO readings VALUES (1, 'a', 123456789012.123456), "
+                           "(2, 'b', 123456789012.123456)")
+    pg_agent.run("init-central", env=env)
+    pg_agent.run("sync", env=env)
+    layer = QgsVectorLayer(f"dbname='{pg_agent.local_path}' table=\"readings\"", "readings",
+                           "spatialite")
+    fields = layer.fields()
+    fids = {f["id"]: f.id() for f in layer.getFeatures()}
+    assert layer.startEditing()
+    assert layer.changeAttributeValue(fids[1], fields.indexOf("label"), "edited in QGIS")
+    assert layer.changeAttributeValue(fids[2], fields.indexOf("value"), 98765432109.87654)
+    assert layer.commitChanges(), layer.commitErrors()
+
+    pg_agent.run("sync", env=env)
+    assert central_exec(pg_agent, "SELECT id, label, value FROM readings ORDER BY id") == [
+        (1, "edited in QGIS", Decimal("123456789012.123456")),
+        (2, "b", Decimal("98765432109.876540"))]
+    assert pg_agent.run("verify", env=env, check=False).returncode == 0

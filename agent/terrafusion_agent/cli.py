@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM")
     sub.add_parser("status", help="JSON status (the body of GET /health)")
     sub.add_parser("verify", help="compare counts and checksums of central and local")
+    sub.add_parser("recover",
+                   help="rebuild a damaged local copy from central, re-applying the "
+                        "pending edits still readable and keeping the damaged file")
     install = sub.add_parser("install-service",
                              help="start the agent at login (systemd user service)")
     install.add_argument("--no-start", action="store_true",
@@ -207,6 +210,19 @@ def cmd_verify(config, args) -> int:
     return 0 if report["ok"] else 1
 
 
+def cmd_recover(config, args) -> int:
+    from terrafusion_agent.sync.recover import recover
+
+    progress = _TerminalProgress() if sys.stderr.isatty() else None
+    try:
+        report = recover(config, progress=progress)
+    finally:
+        if progress:
+            progress.done()
+    _print_json(report)
+    return 0
+
+
 def cmd_conflicts(config, args) -> int:
     if args.conflicts_command == "resolve":
         from terrafusion_agent.sync.conflicts import resolve
@@ -291,6 +307,7 @@ COMMANDS = {
     "run": cmd_run,
     "status": cmd_status,
     "verify": cmd_verify,
+    "recover": cmd_recover,
     "conflicts": cmd_conflicts,
     "install-service": cmd_install_service,
     "uninstall-service": cmd_uninstall_service,

@@ -73,6 +73,9 @@ class Config:
     statement_timeout_seconds: int
     retention_days: int
     local_path: Path
+    #: how long a write to the local copy waits for another program's write lock (QGIS
+    #: saving an edit session) before the sync gives up and says the copy is busy
+    local_busy_timeout_seconds: int
     tables: tuple[str, ...]
     interval_seconds: int
     conflict_policy: str
@@ -185,7 +188,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
         "statement_timeout_seconds": _int_range(1, 86400),
         "retention_days": _int_range(1, 3650),
     },
-    "local": {"path": _str},
+    "local": {"path": _str, "busy_timeout_seconds": _int_range(1, 3600)},
     "sync": {
         "tables": _str_list,
         "interval_seconds": _int_range(5, 7 * 86400),
@@ -360,6 +363,7 @@ def load(
         statement_timeout_seconds=central.get("statement_timeout_seconds", 600),
         retention_days=central.get("retention_days", 30),
         local_path=_path(local["path"], base) if "path" in local else data_dir / "local.sqlite",
+        local_busy_timeout_seconds=local.get("busy_timeout_seconds", 30),
         tables=sync.get("tables", DEFAULT_TABLES),
         interval_seconds=sync.get("interval_seconds", 300),
         conflict_policy=sync.get("conflict_policy", "manual"),

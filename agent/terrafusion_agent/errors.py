@@ -23,7 +23,16 @@ class CentralUnavailable(TerraFusionError):
 
 
 class LocalUnavailable(TerraFusionError):
-    """The local SpatiaLite copy cannot be opened."""
+    """The local SpatiaLite copy cannot be opened, read or written (full disk, read-only
+    folder...)."""
+
+
+class LocalDamaged(LocalUnavailable):
+    """SQLite found the local copy's file damaged; ``terrafusion-agent recover`` rebuilds it."""
+
+
+class LocalBusy(LocalUnavailable):
+    """Another program (QGIS saving edits) held the local copy's write lock too long."""
 
 
 class TableError(TerraFusionError):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 from terrafusion_agent import __version__
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.errors import LocalDamaged, TerraFusionError
 from terrafusion_agent.redact import redact
 from terrafusion_agent.timeutil import parse, utc_now
 
@@ -79,8 +79,14 @@ def read_local(config: Config) -> dict[str, Any]:
         figures["open_conflicts"] = local.open_conflict_count()
         figures["rejected_rows"] = local.rejected_count()
         figures["pending_local_edits"] = local.pending_count()
+        last = figures["last_sync"] or {}
+        # a failure of the local copy names it (a central one does not): worth a check
+        if last.get("result") == "failed" and str(local.path) in (last.get("error") or ""):
+            _check_damage(local, last["id"])
         figures["check"] = {"status": "pass"}
-    except (TerraFusionError, sqlite3.Error) as exc:
+    except TerraFusionError as exc:  # damaged, busy, unreadable: already one sentence
+        figures["check"] = {"status": "fail", "output": redact(str(exc))}
+    except sqlite3.Error as exc:
         figures["check"] = {
             "status": "fail",
             "output": redact(f"The local copy {config.local_path} cannot be read: {exc}. "
@@ -91,6 +97,34 @@ def read_local(config: Config) -> dict[str, Any]:
     if figures["last_sync"] and figures["last_sync"].get("error"):
         figures["last_sync"]["error"] = redact(str(figures["last_sync"]["error"]))
     return figures
+
+
+#: (file, failed run) -> the damage SQLite's quick check found there, or None
+_damage_checked: dict[tuple, Optional[str]] = {}
+
+
+def _check_damage(local, failed_run: int) -> None:
+    """Raise LocalDamaged when the file is damaged, checked once per failed sync.
+
+    The figures above read only a few small tables, so a copy damaged elsewhere (in a
+    synced table) would pass while every sync fails on it; reading every page costs too
+    much for each health query, but not once after a sync failed on the local copy.
+    """
+    try:
+        st = local.path.stat()
+    except OSError:
+        return
+    key = (str(local.path), st.st_dev, st.st_ino, failed_run)
+    if key not in _damage_checked:
+        try:
+            local.check_damage()
+            found = None
+        except LocalDamaged as exc:
+            found = str(exc)
+        _damage_checked.clear()  # only the newest failed run of a file matters
+        _damage_checked[key] = found
+    if _damage_checked[key] is not None:
+        raise LocalDamaged(_damage_checked[key])
 
 
 def build(config: Config, *, next_sync: Optional[str] = None,

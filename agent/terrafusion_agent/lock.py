@@ -10,7 +10,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from terrafusion_agent.errors import AgentBusy
+from terrafusion_agent.errors import AgentBusy, LocalUnavailable
 
 
 class LocalLock:
@@ -20,14 +20,19 @@ class LocalLock:
         self._lock = FileLock(str(self.path), timeout=0)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
-        except Timeout:
+        except Timeout:  # an OSError too: first
             raise AgentBusy(
                 f"Another TerraFusion agent is already using the local copy {self.local_path}; "
                 "stop it first, or ask it to sync with POST /api/v1/syncs."
             ) from None
+        except OSError as exc:  # a read-only or full disk, a folder without permission
+            raise LocalUnavailable(
+                f"The local copy {self.local_path} cannot be used: its lock file cannot be "
+                f"created ({exc.strerror or exc}); check that you may write to its "
+                "folder.") from None
 
     def release(self) -> None:
         self._lock.release()

@@ -55,6 +55,15 @@ class RedactingFormatter(logging.Formatter):
 DRIVER_LOGGERS = ("psycopg",)
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The log file. A line it cannot write (the disk is full, say) is dropped: logging's
+    own report would be a traceback on the user's terminal, about the log rather than
+    the problem the user is being told of in one sentence."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def setup(level: str, log_dir: Optional[Path], console: bool = False) -> None:
     """Configure the ``terrafusion`` logger; safe to call more than once."""
     root = logging.getLogger("terrafusion")
@@ -66,8 +75,8 @@ def setup(level: str, log_dir: Optional[Path], console: bool = False) -> None:
     if log_dir is not None:
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
-            fh = logging.handlers.RotatingFileHandler(
-                log_dir / "agent.jsonl", maxBytes=5_000_000, backupCount=5, encoding="utf-8")
+            fh = _LogFile(log_dir / "agent.jsonl", maxBytes=5_000_000, backupCount=5,
+                          encoding="utf-8")
         except OSError:
             fh = None  # an unwritable log dir must not stop the agent
         if fh is not None:

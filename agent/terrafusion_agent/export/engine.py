@@ -64,6 +64,8 @@ from terrafusion_agent.errors import (
     ExportCancelled,
     ExportError,
     InvalidExport,
+    LocalDamaged,
+    LocalUnavailable,
     TerraFusionError,
 )
 from terrafusion_agent.export import diskfull, gpkg_index, presets, protected
@@ -331,16 +333,21 @@ def _open_local(path: Path, spatial: bool) -> Iterator[sqlite3.Connection]:
     """A query-only connection to the local copy; with SpatiaLite loaded when a filter
     may call its functions (loading it costs more than the rest of the checks)."""
     from terrafusion_agent.stores import spatialite
+    from terrafusion_agent.stores.local import LocalConnection
 
     if not path.exists():
         raise InvalidExport(f"The local copy {path} does not exist yet; run a sync first.")
     try:
+        # LocalConnection: a damaged or unreadable copy is its own sentence, never
+        # mistaken for a bad filter
         if spatial:
             conn = spatialite.connect(path, create=False, init_metadata=False,
-                                      what="local copy")
+                                      what="local copy", factory=LocalConnection)
         else:
             conn = sqlite3.connect(str(path), timeout=spatialite.BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None)
+                                   isolation_level=None, factory=LocalConnection)
+    except LocalUnavailable:
+        raise
     except TerraFusionError as exc:
         raise ExportError(str(exc)) from None
     except sqlite3.Error as exc:
@@ -553,7 +560,7 @@ def _scan(conn: sqlite3.Connection, info: TableInfo, columns: list[OutputColumn]
         col = qi(c.source)
         if c.kind == "integer":
             exprs += [f"max(abs({col}))", f"min({col})"]
-        elif spec.name == "shp" and c.kind not in ("real", "date", "boolean"):
+        elif spec.name == "shp" and c.kind not in ("real", "decimal", "date", "boolean"):
             exprs.append(f"max(length(CAST({col} AS BLOB)))")  # bytes, as dBase counts
     sql = f"SELECT {', '.join(exprs)} FROM {qi(info.name)}"
     if where:
@@ -587,7 +594,7 @@ def _field_type(kind: str, spec: FormatSpec) -> tuple[str, int, int, bool]:
     """OGR type, width, precision and read-as-text of a column kind in a format."""
     if kind == "integer":
         return "Integer", 0, 0, False
-    if kind == "real":
+    if kind in ("real", "decimal"):  # a decimal's column holds its nearest double
         return ("Real", 24, 15, False) if spec.name == "shp" else ("Real", 0, 0, False)
     if kind == "boolean":
         return "Integer", (1 if spec.name == "shp" else 0), 0, False
@@ -1011,6 +1018,7 @@ def _translate_copying_index(gdal, ogr, osr, source, plan: ExportPlan, temp: Pat
         gpkg_index.copy_index(temp, plan.local_path, index, _layer_name(plan),
                               plan.table.geometry.column, _gpkg_fid(plan))
     except gpkg_index.IndexNotCopied as exc:
+        _raise_if_damaged(plan, [str(exc)])  # the GeoPackage is new: damage is the copy's
         if diskfull.said_full([str(exc)]) or diskfull.nearly_full(plan.out.parent):
             raise diskfull.error(plan.out) from None
         raise ExportError(f"The spatial index of {plan.out.name} could not be written: "
@@ -1135,6 +1143,18 @@ def _splice(fmt: str, first: Path, second: Path) -> None:
         out.write(footer)
 
 
+def _raise_if_damaged(plan: ExportPlan, errors: list[str]) -> None:
+    """GDAL stops reading at a damaged page of the local copy with an error but keeps
+    what it wrote: that must not pass for a complete export. (Other SQLite faults, such
+    as a full disk, may be the output GeoPackage's and keep GDAL's words.)"""
+    from terrafusion_agent.stores.local import local_error
+
+    for message in errors:
+        error = local_error(plan.local_path, message)
+        if isinstance(error, LocalDamaged):
+            raise error
+
+
 def _translate(gdal, ogr, osr, source, plan: ExportPlan, dest: str, errors: _GdalMessages,
                limit: Optional[int] = None,
                rowids: tuple[Optional[int], Optional[int]] = (None, None),
@@ -1155,6 +1175,7 @@ def _translate(gdal, ogr, osr, source, plan: ExportPlan, dest: str, errors: _Gda
     except RuntimeError as exc:  # when some other code turned on gdal.UseExceptions()
         errors.append(str(exc))
         result = None
+    _raise_if_damaged(plan, errors)
     # GDAL hands the dataset back even when it gave up half way ("Terminating translation
     # prematurely"): the file then holds only some of the rows
     stopped = result is None or any(m.startswith(_GAVE_UP) for m in errors)

@@ -37,10 +37,17 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import ExportCancelled, InvalidExport, NotFound, TerraFusionError
+from terrafusion_agent.errors import (
+    ExportCancelled,
+    InvalidExport,
+    LocalUnavailable,
+    NotFound,
+    TerraFusionError,
+)
 from terrafusion_agent.export import engine
 from terrafusion_agent.export.request import ExportRequest, request_from_body
 from terrafusion_agent.redact import redact
+from terrafusion_agent.stores.local import LocalConnection
 from terrafusion_agent.timeutil import utc_now
 
 # The agent loads this module on the first export request and answers 503 when it cannot:
@@ -100,8 +107,9 @@ class _Jobs:
     def db(self) -> Iterator[sqlite3.Connection]:
         # Short plain connections: the job table needs no SpatiaLite, and each thread
         # (API workers, the job worker) gets its own.
+        # LocalConnection: a damaged, full or busy copy is one sentence naming it
         conn = sqlite3.connect(str(self.path), timeout=DB_TIMEOUT_SECONDS,
-                               isolation_level=None)
+                               isolation_level=None, factory=LocalConnection)
         try:
             yield conn
         finally:
@@ -114,7 +122,7 @@ class _Jobs:
             with self.db() as conn:
                 conn.execute(f"UPDATE tf_export_jobs SET {sets} WHERE id = ?",
                              [job.row[n] for n in names] + [job.row["id"]])
-        except sqlite3.Error as exc:  # a long sync holding the write lock, a full disk
+        except (sqlite3.Error, LocalUnavailable) as exc:  # a sync holding the write lock
             log.warning("cannot record export job %s: %s", job.row["id"], exc)
 
     def read(self, job_id: int) -> Optional[dict[str, Any]]:
@@ -268,7 +276,8 @@ def _ensure_table(path: Path) -> None:
     if not path.exists():
         raise InvalidExport(f"The local copy {path} does not exist yet; run a sync "
                                    "first.")
-    with sqlite3.connect(str(path), timeout=DB_TIMEOUT_SECONDS) as conn:
+    with sqlite3.connect(str(path), timeout=DB_TIMEOUT_SECONDS,
+                         factory=LocalConnection) as conn:
         found = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                              "AND name = 'tf_export_jobs'").fetchone()[0]
     if not found:

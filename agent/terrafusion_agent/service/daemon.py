@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import CentralUnavailable, TerraFusionError
+from terrafusion_agent.errors import CentralUnavailable, LocalDamaged, TerraFusionError
 from terrafusion_agent.health import HealthMonitor
 from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.redact import redact
@@ -91,7 +91,11 @@ class Agent:
         self._locked = True
         try:
             self.token = token_mod.load_or_create(self.config.token_file)
-            LocalStore.open(self.config.local_path).close()  # create + migrate up front
+            try:
+                LocalStore.open(self.config.local_path).close()  # create + migrate up front
+            except LocalDamaged as exc:
+                # keep serving: /health and every scheduled sync say so until it is recovered
+                log.error("%s", exc)
             self.metrics = self._make_metrics()
             last_ok = parse(self.monitor.local.refresh()["last_success"])
             if last_ok is not None and self.metrics is not None:
@@ -267,25 +271,28 @@ class Agent:
             else:
                 self.metrics.sync_ended_badly(result, duration,
                                               self.scheduler.consecutive_failures)
-        last = figures.get("last_sync") or {}
+        # a failed attempt's own figures, never the previous run's: an attempt the busy
+        # or full local copy could not take in has no record (and no figures) yet
+        run = summary if summary is not None else getattr(error, "sync_run", None)
         fields: dict[str, Any] = {
             "event": "sync", "trigger": trigger, "result": result,
-            "duration_seconds": round(duration, 3),
-            "run_id": (summary or {}).get("id", last.get("id")),
+            "duration_seconds": round(duration, 3), "run_id": (run or {}).get("id"),
         }
-        if summary is not None:
-            fields.update({k: summary.get(k) for k in ("pulled", "pushed", "conflicts", "rows")})
-        else:
-            fields.update({k: last.get(k) for k in ("pulled", "pushed", "conflicts")})
+        fields.update({k: (run or {}).get(k) for k in ("pulled", "pushed", "conflicts", "rows")
+                       if run is not None and k in run})
         fields["pending_local_edits"] = figures.get("pending_local_edits")
         fields["open_conflicts"] = figures.get("open_conflicts")
         fields["rejected_rows"] = figures.get("rejected_rows")
         if error is not None:
             fields["error"] = redact(str(error))
         level = logging.INFO if result in ("success", "cancelled") else logging.WARNING
-        log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s", result,
-                trigger, duration, fields.get("pulled"), fields.get("pushed"),
-                fields.get("conflicts"), extra=fields)
+        if run is None:
+            log.log(level, "sync %s (%s) in %.2f s, not recorded: %s", result, trigger,
+                    duration, fields.get("error"), extra=fields)
+        else:
+            log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s",
+                    result, trigger, duration, fields.get("pulled"), fields.get("pushed"),
+                    fields.get("conflicts"), extra=fields)
         release_memory()
 
     # --- conflicts ----------------------------------------------------------------------

@@ -84,6 +84,7 @@ _ERROR_STATUS: tuple[tuple[type, int, str], ...] = (
     (errors.ConfigError, 422, "invalid_request"),
     (errors.TableError, 422, "invalid_request"),
     (errors.CentralUnavailable, 503, "central_unavailable"),
+    (errors.LocalDamaged, 503, "local_damaged"),
     (errors.LocalUnavailable, 503, "local_unavailable"),
     (errors.ExportError, 503, "export_failed"),
 )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Protocol
 
-#: column kinds the engine knows; every database type maps onto one of them
-KINDS = ("integer", "real", "boolean", "text", "date", "datetime", "blob", "geometry")
+#: column kinds the engine knows; every database type maps onto one of them. "decimal"
+#: is an exact decimal number that may need more digits than a double keeps (a numeric
+#: of more than 15 digits, or of any): it travels as :class:`decimal.Decimal`.
+KINDS = ("integer", "real", "decimal", "boolean", "text", "date", "datetime", "blob",
+         "geometry")
 
 
 @dataclass(frozen=True)

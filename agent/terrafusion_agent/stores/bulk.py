@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from typing import Callable, Iterable, Iterator, Optional
 
 from terrafusion_agent import faults
+from terrafusion_agent.errors import LocalUnavailable
 from terrafusion_agent.prefetch import Prefetch
 from terrafusion_agent.sql import quote_ident as qi
 
@@ -38,55 +39,66 @@ FANOUT = 51
 #: ``(node number, cell count, cells, xmin, xmax, ymin, ymax)``
 Leaf = tuple
 LeafSource = Callable[[int], Iterable[Leaf]]
+#: (row count, ``VALUES`` texts, {decimal column: ``VALUES`` texts of its exact digits})
+Batch = tuple[int, list[str], dict[str, list[str]]]
 
 
 def load(conn: sqlite3.Connection, table: str, columns: list[str],
-         geometry: Optional[str], batches: Iterable[tuple[int, list[str]]],
+         geometry: Optional[str], batches: Iterable[Batch],
          leaves: Optional[LeafSource] = None,
-         progress: Optional[Callable[[int], None]] = None) -> int:
-    """Insert ``batches`` (row count, ``VALUES`` texts) into the empty ``table``, whose
-    spatial index, if it has a geometry, exists and is empty; returns the row count.
+         progress: Optional[Callable[[int], None]] = None,
+         exact: Optional[Callable[[str, str], None]] = None) -> int:
+    """Insert ``batches`` into the empty ``table``, whose spatial index, if it has a
+    geometry, exists and is empty; returns the row count.
 
     With ``leaves`` (see :meth:`PostGISCentral.rtree_leaves`) the index is packed from
     leaves computed centrally while the rows load; otherwise it is filled from the
-    table afterwards. Runs inside the caller's transaction.
+    table afterwards. ``exact(column, values)`` stores the digits of a batch's decimals
+    that their doubles do not hold, once the batch's rows are in. Runs inside the
+    caller's transaction.
     """
     index = f"idx_{table}_{geometry}" if geometry else None
     packed = index is not None and leaves is not None
     suspended = _suspend_triggers(conn, table)
     head = f"INSERT INTO {qi(table)} ({', '.join(qi(c) for c in columns)}) VALUES "
     done = 0
-    try:
-        with ExitStack() as stack:
-            rows = stack.enter_context(Prefetch(batches))
-            if packed:
-                packer = _Packer(conn, index)
-                ahead = stack.enter_context(Prefetch(leaves(packer.fanout), depth=256))
-            for count, texts in rows:
+    # On failure the triggers are not restored here: the caller's rollback brings them
+    # back with everything else, and after SQLite rolled back on its own (a full disk)
+    # the table is gone, so restoring them would fail and hide what happened.
+    with ExitStack() as stack:
+        rows = stack.enter_context(Prefetch(batches))
+        if packed:
+            packer = _Packer(conn, index)
+            ahead = stack.enter_context(Prefetch(leaves(packer.fanout), depth=256))
+        for count, texts, digits in rows:
+            for values in texts:
+                conn.execute(head + values)
+            for column, texts in digits.items():
                 for values in texts:
-                    conn.execute(head + values)
-                done += count
-                faults.point("pull.mid_bulk_copy")
-                if progress:
-                    progress(done)
-            if packed:
-                try:
-                    packer.clear()
-                    for leaf in ahead:
-                        packer.add(leaf)
-                    packer.finish()
-                except Exception as exc:  # noqa: BLE001 - the rows are in: index them here
-                    # (central refusing a second connection, say: not worth a failed sync)
-                    log.warning("the spatial index of %s is built locally instead: %s",
-                                table, exc)
-                    packer.clear()
-                    packer.finish()
-                    _fill_index(conn, table, geometry, index)
-            elif index:
+                    exact(column, values)
+            done += count
+            faults.point("pull.mid_bulk_copy")
+            if progress:
+                progress(done)
+        if packed:
+            try:
+                packer.clear()
+                for leaf in ahead:
+                    packer.add(leaf)
+                packer.finish()
+            except LocalUnavailable:  # the local copy's own fault (a full disk) ends it
+                raise
+            except Exception as exc:  # noqa: BLE001 - the rows are in: index them here
+                # (central refusing a second connection, say: not worth a failed sync)
+                log.warning("the spatial index of %s is built locally instead: %s",
+                            table, exc)
+                packer.clear()
+                packer.finish()
                 _fill_index(conn, table, geometry, index)
-    finally:
-        for sql in suspended:
-            conn.execute(sql)
+        elif index:
+            _fill_index(conn, table, geometry, index)
+    for sql in suspended:
+        conn.execute(sql)
     if geometry:
         _write_statistics(conn, table, geometry, index, done)
     return done

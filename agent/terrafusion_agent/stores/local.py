@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
 from terrafusion_agent import faults
-from terrafusion_agent.errors import LocalUnavailable, NotFound, TerraFusionError
+from terrafusion_agent.errors import (
+    LocalBusy,
+    LocalDamaged,
+    LocalUnavailable,
+    NotFound,
+    TerraFusionError,
+)
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores import bulk, capture, rows, spatialite
 from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.rows import EXACT_TABLE, exact_sql, local_decimal, pk_json_sql
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.local")
@@ -30,17 +39,31 @@ class LocalStore:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: Path, *, migrate: bool = True) -> LocalStore:
+    def open(cls, path: Path, *, migrate: bool = True,
+             busy_timeout: float = spatialite.BUSY_TIMEOUT_MS / 1000) -> LocalStore:
+        """Open (creating it if needed) the local copy; ``busy_timeout`` is how many
+        seconds a write waits for another program's write lock before giving up."""
         path = Path(path)
         try:
-            conn = spatialite.connect(path, create=True, what="local copy")
+            conn = spatialite.connect(path, create=True, what="local copy",
+                                      busy_timeout=busy_timeout, factory=LocalConnection)
+        except LocalUnavailable:
+            raise
         except TerraFusionError as exc:
             raise LocalUnavailable(str(exc)) from None
         if migrate:
             from terrafusion_agent import migrate as migrations
 
-            if not migrations.is_current("local", conn):
-                migrations.upgrade_local(path)
+            try:
+                if not migrations.is_current("local", conn):
+                    migrations.upgrade_local(path)
+            except BaseException as exc:
+                conn.close()
+                # Alembic works through SQLAlchemy, which wraps SQLite's error
+                cause = getattr(exc, "orig", None)
+                if isinstance(cause, sqlite3.Error):
+                    raise local_error(path, cause, busy_timeout=busy_timeout) from exc
+                raise
         store = cls(path, conn)
         if migrate:
             store._refresh_capture()
@@ -104,8 +127,26 @@ class LocalStore:
             c.execute("UPDATE tf_apply_guard SET active = 0 WHERE id = 1")
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            # After a full disk or an I/O error SQLite has already rolled back: a ROLLBACK
+            # then fails, and its error must not replace the one that says what happened.
+            if c.in_transaction:
+                try:
+                    c.execute("ROLLBACK")
+                except (sqlite3.Error, TerraFusionError) as exc:
+                    log.warning("rolling back the local copy %s failed too: %s",
+                                self.path, exc)
             raise
+
+    def check_damage(self) -> None:
+        """Raise LocalDamaged when SQLite's quick check finds the file damaged.
+
+        It reads every page (about 40 ms for 100,000 parcels with a warm cache), so it
+        is for moments when something already went wrong, not for every health query.
+        """
+        problems = [r[0] for r in self.conn.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise local_error(self.path, "database disk image is malformed: "
+                              + "; ".join(str(p) for p in problems))
 
     def replace_table(self, info: TableInfo, rows: Optional[Iterable[tuple]] = None,
                       progress: Optional[Callable[[int], None]] = None,
@@ -122,6 +163,7 @@ class LocalStore:
         name = local_name(info.name)
         if self._exists(name):
             c.execute("SELECT DropTable(NULL, ?)", (name,))
+        c.execute(f"DELETE FROM {EXACT_TABLE} WHERE table_name = ?", (info.name,))
         c.execute(_create_table_sql(info))
         if info.geometry:
             g = info.geometry
@@ -137,9 +179,14 @@ class LocalStore:
             if geom:
                 c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
             n = bulk.load(c, name, list(info.column_names), geom, sql_batches,
-                          rtree_leaves, progress)
+                          rtree_leaves, progress,
+                          lambda column, values: self._load_exact(info, column, values))
         else:
+            digits: list[tuple] = []
+            if _decimal_indexes(info):
+                rows = _split_decimals(info, rows or (), digits)
             c.executemany(_insert_sql(info), _batched(rows or (), progress))
+            self._store_exact(info, digits)
             n = c.execute(f"SELECT count(*) FROM {qi(name)}").fetchone()[0]
             if geom:
                 c.execute("SELECT CreateSpatialIndex(?, ?)", (name, geom))
@@ -160,6 +207,16 @@ class LocalStore:
         for stmt in capture.create_sql(info, local_name(info.name)):
             self.conn.execute(stmt)
 
+    def rewrite_bases(self, old: TableInfo, new: TableInfo) -> None:
+        """The base rows of captured edits, recorded by the triggers of table layout
+        ``old``, in the form ``new`` reads (a column whose kind changed reads them
+        differently: a double's 17 digits are another decimal than the double)."""
+        cur = self.conn.execute("SELECT id, base_json FROM tf_local_changes "
+                                "WHERE table_name = ? AND base_json IS NOT NULL", (new.name,))
+        self.conn.executemany(
+            "UPDATE tf_local_changes SET base_json = ? WHERE id = ?",
+            [(rows.encode_base(new, rows.decode_base(old, base)), i) for i, base in cur])
+
     # --- applying central rows (inside writing()) ---------------------------------------
 
     def upsert_rows(self, info: TableInfo, rows: list[dict]) -> None:
@@ -175,10 +232,13 @@ class LocalStore:
         conflict = ", ".join(qi(p) for p in info.pk)
         action = ("DO UPDATE SET " + ", ".join(f"{qi(n)} = excluded.{qi(n)}" for n in plain)
                   if plain else "DO NOTHING")
+        values = [tuple(r.get(c.name) for c in info.columns) for r in rows]
+        digits: list[tuple] = []
+        if _decimal_indexes(info):
+            values = list(_split_decimals(info, values, digits))
         self.conn.executemany(
             f"INSERT INTO {_table(info)} ({names}) VALUES ({marks}) "
-            f"ON CONFLICT ({conflict}) {action}",
-            [[r.get(c.name) for c in info.columns] for r in rows])
+            f"ON CONFLICT ({conflict}) {action}", values)
         if geom:
             g = qi(geom)
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
@@ -186,6 +246,9 @@ class LocalStore:
                 f"UPDATE {_table(info)} SET {g} = GeomFromWKB(?, {int(info.geometry.srid)}) "
                 f"WHERE {where} AND AsBinary({g}) IS NOT ?",
                 [[r.get(geom), *(r[p] for p in info.pk), r.get(geom)] for r in rows])
+        if _decimal_indexes(info):
+            self._forget_exact(info, [tuple(r[p] for p in info.pk) for r in rows])
+            self._store_exact(info, digits)
 
     def existing_keys(self, info: TableInfo, keys: list[tuple]) -> set[tuple]:
         """Which of ``keys`` have a row locally (one query for a single-column key)."""
@@ -202,22 +265,57 @@ class LocalStore:
 
     def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
         if keys:
+            if _decimal_indexes(info):
+                self._forget_exact(info, keys)
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
             self.conn.executemany(f"DELETE FROM {_table(info)} WHERE {where}",
                                   [list(k) for k in keys])
 
     def rows_by_key(self, info: TableInfo, keys: Iterable[tuple]) -> dict[tuple, dict]:
         names = info.column_names
-        exprs = ", ".join(f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
-                          for c in info.columns)
-        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
-        sql = f"SELECT {exprs} FROM {_table(info)} WHERE {where}"
+        select, params = _select_sql(info)
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        sql = f"{select} WHERE {where}"
+        decimals = _decimal_indexes(info)
         out = {}
         for key in keys:
-            row = self.conn.execute(sql, list(key)).fetchone()
+            row = self.conn.execute(sql, [*params, *key]).fetchone()
             if row is not None:
-                out[key] = dict(zip(names, row))
+                out[key] = dict(zip(names, _with_exact(decimals, row)))
         return out
+
+    # --- exact decimals (see stores/rows.py) --------------------------------------------
+
+    def _store_exact(self, info: TableInfo, digits: list[tuple]) -> None:
+        """Keep ``digits`` ((column, exact digits, key) of rows already written) beside
+        the doubles their columns now hold."""
+        by_column: dict[str, list] = {}
+        for column, text, key in digits:
+            by_column.setdefault(column, []).append((info.name, column, text, *key))
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        for column, params in by_column.items():
+            self.conn.executemany(
+                f"INSERT OR REPLACE INTO {EXACT_TABLE} (table_name, pk_json, column_name, "
+                f"value, approx) SELECT ?, {pk_json_sql(info, 't')}, ?, ?, t.{qi(column)} "
+                f"FROM {_table(info)} t WHERE {where}", params)
+
+    def _load_exact(self, info: TableInfo, column: str, values: str) -> None:
+        """The bulk form of :meth:`_store_exact`: ``values`` is the text of SQLite
+        tuples (key values..., exact digits) of rows already loaded."""
+        on = " AND ".join(f"t.{qi(p)} = v.column{i + 1}" for i, p in enumerate(info.pk))
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {EXACT_TABLE} (table_name, pk_json, column_name, value, "
+            f"approx) SELECT ?, {pk_json_sql(info, 't')}, ?, v.column{len(info.pk) + 1}, "
+            f"t.{qi(column)} FROM (VALUES {values}) AS v JOIN {_table(info)} t ON {on}",
+            (info.name, column))
+
+    def _forget_exact(self, info: TableInfo, keys: list[tuple]) -> None:
+        """Drop the exact digits kept for the rows with ``keys`` (while they exist)."""
+        where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
+        self.conn.executemany(
+            f"DELETE FROM {EXACT_TABLE} WHERE table_name = ? AND pk_json = "
+            f"(SELECT {pk_json_sql(info, 't')} FROM {_table(info)} t WHERE {where})",
+            [(info.name, *key) for key in keys])
 
     # --- captured edits -----------------------------------------------------------------
 
@@ -358,13 +456,15 @@ class LocalStore:
         ).fetchone()[0])
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
-        exprs = [f"AsBinary({qi(c.name)})" if c.kind == "geometry" else qi(c.name)
-                 for c in info.columns]
-        cur = self.conn.execute(f"SELECT {', '.join(exprs)} FROM {_table(info)}")
+        select, params = _select_sql(info)
+        decimals = _decimal_indexes(info)
+        cur = self.conn.execute(select, params)
         while True:
             batch = cur.fetchmany(BATCH)
             if not batch:
                 return
+            if decimals:
+                batch = [_with_exact(decimals, row) for row in batch]
             yield from batch
 
     def count(self, info: TableInfo) -> int:
@@ -372,18 +472,19 @@ class LocalStore:
 
     # --- sync runs ----------------------------------------------------------------------
 
-    def start_run(self, trigger: str) -> int:
+    def start_run(self, trigger: str, started_at: Optional[str] = None) -> int:
         cur = self.conn.execute(
             "INSERT INTO tf_sync_runs (started_at, result, trigger) VALUES (?, 'running', ?)",
-            (utc_now(), trigger))
+            (started_at or utc_now(), trigger))
         return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, result: str, *, pulled: int = 0, pushed: int = 0,
-                   conflicts: int = 0, error: Optional[str] = None) -> None:
+                   conflicts: int = 0, error: Optional[str] = None,
+                   finished_at: Optional[str] = None) -> None:
         self.conn.execute(
             "UPDATE tf_sync_runs SET finished_at = ?, result = ?, pulled = ?, pushed = ?, "
             "conflicts = ?, error = ? WHERE id = ?",
-            (utc_now(), result, pulled, pushed, conflicts, error, run_id))
+            (finished_at or utc_now(), result, pulled, pushed, conflicts, error, run_id))
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         cur = self.conn.execute(
@@ -474,6 +575,134 @@ class LocalStore:
         return found[0]
 
 
+# --- SQLite's errors in one sentence ------------------------------------------------------
+
+#: SQLite's primary result codes for faults of the file rather than of a statement
+_DAMAGED = {11, 26}         # SQLITE_CORRUPT, SQLITE_NOTADB
+_BUSY = {5, 6}              # SQLITE_BUSY, SQLITE_LOCKED
+_FULL = {13}                # SQLITE_FULL
+_READONLY = {3, 8}          # SQLITE_PERM, SQLITE_READONLY
+_CANTOPEN = {14}            # SQLITE_CANTOPEN
+_IOERR = {10}               # SQLITE_IOERR
+_FAULTS = _DAMAGED | _BUSY | _FULL | _READONLY | _CANTOPEN | _IOERR
+#: the same faults by the words SQLite uses, for messages relayed by others (GDAL)
+_WORDS = (
+    ("malformed", 11), ("not a database", 26), ("database is locked", 5),
+    ("database table is locked", 6), ("disk is full", 13), ("readonly database", 8),
+    ("unable to open database", 14), ("disk i/o error", 10),
+)
+
+SQLiteFault = Union[sqlite3.Error, str]
+
+
+def _code(error: SQLiteFault) -> Optional[int]:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11 and later
+    if code is not None:
+        return int(code) & 0xFF  # extended codes carry the primary one in the low byte
+    text = str(error).lower()
+    return next((c for words, c in _WORDS if words in text), None)
+
+
+def is_fault(error: SQLiteFault) -> bool:
+    """Whether SQLite's ``error`` is about the file itself (damaged, full, locked, not
+    writable) rather than about a statement (a bad filter, a missing table)."""
+    return _code(error) in _FAULTS
+
+
+def local_error(path: Path, error: SQLiteFault, *,
+                busy_timeout: Optional[float] = None) -> LocalUnavailable:
+    """The one sentence for an SQLite error met on the local copy at ``path``: what is
+    wrong with the file and what to do about it. ``error`` may also be SQLite's message
+    as another library relays it."""
+    code = _code(error)
+    detail = str(error).strip().rstrip(".") or error.__class__.__name__
+    if code in _DAMAGED:
+        return LocalDamaged(
+            f"The local copy {path} is damaged ({detail}); run 'terrafusion-agent recover' "
+            "to rebuild it from central, keeping the pending edits it still holds.")
+    if code in _BUSY:
+        waited = f" for more than {busy_timeout:g} s" if busy_timeout else ""
+        return LocalBusy(
+            f"The local copy {path} is busy: another program has held its write lock"
+            f"{waited} (QGIS may be saving edits); try again when it has finished.")
+    if code in _FULL or (code in _IOERR and _disk_full(path)):
+        return LocalUnavailable(
+            f"The disk holding the local copy {path} is full; free some space, then try "
+            "again.")
+    if code in _READONLY:
+        return LocalUnavailable(
+            f"The local copy {path} cannot be written ({detail}); check that you may write "
+            "to it and to its folder.")
+    if code in _CANTOPEN:
+        return LocalUnavailable(
+            f"The local copy {path} cannot be opened ({detail}); check that it and its "
+            "folder exist and that you may write to both.")
+    if code in _IOERR:
+        return LocalUnavailable(
+            f"The local copy {path} cannot be read or written ({detail}); check the disk.")
+    return LocalUnavailable(f"The local copy {path} failed: {detail}.")
+
+
+def _disk_full(path: Path) -> bool:
+    """SQLite reports some writes that found no space as I/O errors."""
+    try:
+        return shutil.disk_usage(path.parent).free < 64 * 1024
+    except OSError:
+        return False
+
+
+class LocalConnection(sqlite3.Connection):
+    """The local copy's connection. A fault of the file (see :func:`is_fault`) leaves any
+    statement as one sentence naming the file, so the sync, exports and health checks
+    say the same thing without each catching SQLite's errors; other errors (a bad filter,
+    a missing table) stay SQLite's, for the callers that expect them."""
+
+    def __init__(self, database, *args, **kwargs):
+        super().__init__(database, *args, **kwargs)
+        self.path = Path(database)
+        self.busy_timeout: Optional[float] = kwargs.get("timeout")
+
+    def cursor(self, factory=None):
+        return super().cursor(factory or LocalCursor)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args):
+        return self.cursor().executescript(*args)
+
+
+def _in_words(method: Callable) -> Callable:
+    """``method`` of a cursor, raising faults of the local copy as its sentence."""
+    def worded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            conn = self.connection
+            if not is_fault(exc) or not isinstance(conn, LocalConnection):
+                raise
+            raise local_error(conn.path, exc, busy_timeout=conn.busy_timeout) from exc
+
+    worded.__name__ = method.__name__
+    return worded
+
+
+class LocalCursor(sqlite3.Cursor):
+    """A cursor of :class:`LocalConnection`. SQLite reads pages while rows are fetched,
+    so a damaged page can surface in a fetch as well as in ``execute``."""
+
+    execute = _in_words(sqlite3.Cursor.execute)
+    executemany = _in_words(sqlite3.Cursor.executemany)
+    executescript = _in_words(sqlite3.Cursor.executescript)
+    fetchone = _in_words(sqlite3.Cursor.fetchone)
+    fetchmany = _in_words(sqlite3.Cursor.fetchmany)
+    fetchall = _in_words(sqlite3.Cursor.fetchall)
+    __next__ = _in_words(sqlite3.Cursor.__next__)
+
+
 def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
     n = 0
     for row in rows:
@@ -485,6 +714,48 @@ def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
             progress(n)
     if progress:
         progress(n)
+
+
+def _decimal_indexes(info: TableInfo) -> list[int]:
+    return [i for i, c in enumerate(info.columns) if c.kind == "decimal"]
+
+
+def _select_sql(info: TableInfo) -> tuple[str, list[str]]:
+    """SELECT of the rows of ``info`` (alias ``t``) in wire form, then the exact digits
+    of each decimal column (see :func:`_with_exact`), and its parameters."""
+    exprs = [f"AsBinary(t.{qi(c.name)})" if c.kind == "geometry" else f"t.{qi(c.name)}"
+             for c in info.columns]
+    params: list[str] = []
+    for i in _decimal_indexes(info):
+        exprs.append(exact_sql(info, info.columns[i].name, "t", ("?", "?")))
+        params += [info.name, info.columns[i].name]
+    return f"SELECT {', '.join(exprs)} FROM {_table(info)} t", params
+
+
+def _with_exact(decimals: list[int], row: tuple) -> tuple:
+    """A row of :func:`_select_sql` with each decimal's exact digits in its place."""
+    if not decimals:
+        return row
+    values = list(row[:len(row) - len(decimals)])
+    for i, digits in zip(decimals, row[len(values):]):
+        if digits is not None:
+            values[i] = Decimal(digits)
+    return tuple(values)
+
+
+def _split_decimals(info: TableInfo, rows: Iterable[tuple], digits: list[tuple]
+                    ) -> Iterator[tuple]:
+    """``rows`` with each decimal as the double its column stores; the digits a double
+    does not hold go to ``digits`` as (column, exact digits, key)."""
+    decimals = _decimal_indexes(info)
+    pk = [info.column_names.index(p) for p in info.pk]
+    for row in rows:
+        values = list(row)
+        for i in decimals:
+            values[i], text = local_decimal(values[i])
+            if text is not None:
+                digits.append((info.columns[i].name, text, tuple(row[k] for k in pk)))
+        yield tuple(values)
 
 
 def _create_table_sql(info: TableInfo) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
@@ -24,12 +25,13 @@ from terrafusion_agent.stores.base import (
     WriteSession,
     topological,
 )
+from terrafusion_agent.stores.rows import to_decimal
 
 log = logging.getLogger("terrafusion.central")
 
 _KIND_BY_TYPE = {
     "int2": "integer", "int4": "integer", "int8": "integer",
-    "float4": "real", "float8": "real", "numeric": "real",
+    "float4": "real", "float8": "real", "numeric": "decimal",
     "bool": "boolean", "date": "date", "timestamp": "datetime", "timestamptz": "datetime",
     "bytea": "blob", "geometry": "geometry",
 }
@@ -37,11 +39,15 @@ _KIND_BY_TYPE = {
 _READ = {
     "integer": ("{c}::int8", "int8"),
     "real": ("{c}::float8", "float8"),
+    "decimal": ("{c}", "numeric"),
     "boolean": ("{c}", "bool"),
     "blob": ("{c}", "bytea"),
     "geometry": ("ST_AsBinary({c})", "bytea"),
 }
 _TEXT = ("{c}::text", "text")
+#: significant digits a double keeps of every decimal (DBL_DIG): a decimal with at most
+#: this many survives a round trip through the nearest double
+_DOUBLE_DIGITS = 15
 #: offline key blocks: where they start when the key has no sequence, and their size
 _HIGH_KEYS = {"int8": (1 << 50, 1_000_000), "int4": (2_000_000_000, 10_000)}
 _SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
@@ -49,6 +55,19 @@ _SEQUENCE_BLOCK = {"int8": 1_000_000, "int4": 10_000, "int2": 100}
 
 _BASE_TYPES = ("GEOMETRY", "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULTILINESTRING",
                "MULTIPOLYGON", "GEOMETRYCOLLECTION")
+
+
+def _numeric_kind(full_type: str) -> str:
+    """The kind of a numeric column of type ``full_type`` ("numeric(14,2)"): its values
+    travel as doubles ("real") when every one survives the round trip through a double
+    (at most 15 significant digits, within a double's normal range); any other numeric,
+    also one without a declared precision, may hold numbers a double would change."""
+    size = re.fullmatch(r"numeric\((\d+),(-?\d+)\)", full_type)
+    if size:
+        precision, scale = map(int, size.groups())
+        if precision <= _DOUBLE_DIGITS and precision - scale <= 308 and scale <= 307:
+            return "real"
+    return "decimal"
 
 
 def _type_and_dims(gtype: str, ndims: int) -> tuple[str, str]:
@@ -213,6 +232,9 @@ class PostGISCentral:
             kind = _KIND_BY_TYPE.get(typname, "text")
             if kind == "geometry" and (geometry is None or cname != geometry.column):
                 kind = "blob"  # extra geometry columns travel as WKB blobs
+            if kind == "decimal":
+                # the local copy finds a row by its key's double, as it always has
+                kind = "real" if cname in pk else _numeric_kind(full_type)
             columns.append(Column(cname, kind, bool(nullable), full_type))
         return TableInfo(name, tuple(columns), pk, geometry)
 
@@ -430,10 +452,17 @@ class PostGISCentral:
             raise _unavailable(self, exc) from None
 
     def _literal_sql(self, info: TableInfo, col: Column) -> str:
-        """SQL turning one column into the text of an SQLite literal of the same value."""
+        """SQL turning one column into the text of an SQLite literal of the same value
+        (for a decimal: of the nearest double, see :meth:`_exact_sql`)."""
         c = qi(col.name)
         if col.kind == "integer":
             return f"coalesce(({c})::int8::text, 'NULL')"
+        if col.kind == "decimal":
+            # numeric reaches far beyond a double, where the cast would fail
+            return (f"CASE WHEN {c} IS NULL OR {c} = 'NaN' THEN 'NULL' "
+                    f"WHEN {c} > 1.7976931348623157e308 THEN '9e999' "
+                    f"WHEN {c} < -1.7976931348623157e308 THEN '-9e999' "
+                    f"WHEN abs({c}) < 1e-320 THEN '0.0' ELSE ({c})::float8::text END")
         if col.kind == "real":
             # SQLite has no infinity literal but overflows 9e999 to it; NaN is NULL there
             return (f"CASE WHEN {c} IS NULL OR ({c})::float8 = 'NaN' THEN 'NULL' "
@@ -452,10 +481,24 @@ class PostGISCentral:
         return (f"coalesce({q}{q}{q}{q} || replace(({c})::text, {q}{q}{q}{q}, "
                 f"{q}{q}{q}{q}{q}{q}) || {q}{q}{q}{q}, 'NULL')")
 
+    def _exact_sql(self, info: TableInfo, col: Column) -> str:
+        """SQL giving, for a decimal the double of :meth:`_literal_sql` does not hold
+        exactly, the text of an SQLite tuple (key values..., exact digits); else NULL."""
+        c = qi(col.name)
+        by_name = {k.name: k for k in info.columns}
+        keys = " || ',' || ".join(self._literal_sql(info, by_name[p]) for p in info.pk)
+        entry = f"'(' || {keys} || ',' || quote_literal(({c})::text) || ')'"
+        return (f"CASE WHEN {c} IS NULL OR {c} IN (0, 'NaN', 'Infinity', '-Infinity') "
+                f"THEN NULL WHEN abs({c}) > 1.7976931348623157e308 OR abs({c}) < 1e-320 "
+                f"THEN {entry} WHEN ({c})::float8::text::numeric = {c} THEN NULL "
+                f"ELSE {entry} END")
+
     def sql_batches(self, info: TableInfo, batch: int = 5000, chunk: int = 100
-                    ) -> Iterator[tuple[int, list[str]]]:
+                    ) -> Iterator[tuple[int, list[str], dict[str, list[str]]]]:
         """The whole table as batches of SQLite ``VALUES`` tuples, in key order: each
-        batch is (row count, texts of at most ``chunk`` rows each).
+        batch is (row count, texts of at most ``chunk`` rows each, and per decimal
+        column the texts of (key..., exact digits) tuples for the values its double
+        does not hold; for most tables none).
 
         PostgreSQL formats each row as SQLite literals, so the local side inserts with
         plain statements and Python never touches a row: the bulk path of a first sync.
@@ -466,6 +509,10 @@ class PostGISCentral:
         """
         keys = ", ".join(qi(p) for p in info.pk)
         tup = " || ',' || ".join(self._literal_sql(info, c) for c in info.columns)
+        decimals = [c for c in info.columns if c.kind == "decimal"]
+        exact = "".join(f", {self._exact_sql(info, c)} AS exact{i}"
+                        for i, c in enumerate(decimals))
+        exact_agg = "".join(f", string_agg(exact{i}, ',')" for i in range(len(decimals)))
         last_key = ("(array_agg(jsonb_build_array(" + keys + ") ORDER BY "
                     + ", ".join(f"{qi(p)} DESC" for p in info.pk) + "))[1]::text")
         after = "(" + keys + ") > (" + ", ".join(
@@ -473,8 +520,8 @@ class PostGISCentral:
         params: tuple = ()
         where = ""
         while True:
-            sql = (f"SELECT count(*), string_agg(tup, ','), {last_key} FROM ("
-                   f"SELECT {keys}, '(' || {tup} || ')' AS tup, "
+            sql = (f"SELECT count(*), string_agg(tup, ','), {last_key}{exact_agg} FROM ("
+                   f"SELECT {keys}, '(' || {tup} || ')' AS tup{exact}, "
                    f"(row_number() OVER (ORDER BY {keys}) - 1) / {int(chunk)} AS chunk "
                    f"FROM {self._rel(info.name)} {where} ORDER BY {keys} LIMIT %s) b "
                    "GROUP BY chunk ORDER BY chunk")
@@ -484,7 +531,8 @@ class PostGISCentral:
             n = sum(p[0] for p in parts)
             if not n:
                 return
-            yield n, [p[1] for p in parts]
+            yield n, [p[1] for p in parts], {
+                c.name: [p[3 + i] for p in parts if p[3 + i]] for i, c in enumerate(decimals)}
             if n < batch:
                 return
             params, where = tuple(json.loads(parts[-1][2])), f"WHERE {after}"
@@ -598,6 +646,10 @@ class PostGISCentral:
             return bytes(value)
         if col.kind in ("text", "date", "datetime") and not isinstance(value, str):
             return str(value)
+        if col.kind == "decimal":
+            # a double as the digits it prints as: psycopg would send a float8, which
+            # PostgreSQL turns into a numeric of only 15 digits
+            return to_decimal(value)
         return value
 
     def insert_rows(self, info: TableInfo, rows: list[dict]) -> None:

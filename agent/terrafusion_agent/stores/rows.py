@@ -5,15 +5,29 @@ Python numbers, text (including dates and timestamps) as str, blobs and geometri
 bytes (geometry as ISO WKB). The same shape comes out of both central stores and the
 local copy, so rows from any side compare directly.
 
+Exact decimals (kind "decimal") come from central as :class:`~decimal.Decimal`. The
+local copy keeps them in a DOUBLE column: QGIS reads only REAL, DOUBLE and FLOAT
+columns as numbers (GDAL adds NUMERIC and DECIMAL), and SQLite turns a number written
+into any of them into a double, so no column type both keeps 18 digits and reads as a
+number. A value the double does not hold exactly is kept beside it, as text, in
+:data:`EXACT_TABLE`, for as long as the column still holds that double: edited in
+QGIS, the column's new double is the value. A double stands for the decimal it prints
+as (its shortest repr), which is also what is pushed, so ``1.5``, ``1.50`` and
+``Decimal("1.500000")`` are one value.
+
 Local triggers record the row as it was before its first edit (the *base*) as a JSON
 object built with SQL only: reals as 17-digit strings (JSON's 15 digits would not
-round-trip a double), blobs and geometries as hex. :func:`decode_base` reads it back.
+round-trip a double), decimals as 17-digit JSON numbers when the column's double is
+the value and as strings of their exact digits when it is not, blobs and geometries as
+hex. :func:`decode_base` reads it back.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
+from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 from terrafusion_agent.sql import quote_ident as qi
@@ -21,6 +35,10 @@ from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores.base import TableInfo
 
 Row = dict[str, Any]
+#: the local table holding the exact digits of decimals their double column cannot hold:
+#: (table_name, pk_json, column_name, value, approx), ``approx`` being the double the
+#: column held when the value was stored there
+EXACT_TABLE = "tf_decimals"
 
 
 def pk_of(info: TableInfo, row: Row) -> tuple:
@@ -39,6 +57,18 @@ def base_json_sql(info: TableInfo, alias: str) -> str:
         ref = f"{alias}.{qi(c.name)}"
         if c.kind == "real":
             expr = f"CASE WHEN {ref} IS NULL THEN NULL ELSE printf('%!.17g', {ref}) END"
+        elif c.kind == "decimal":
+            # JSON text, which json() makes a JSON value right where json_object takes
+            # it (a JSON subtype need not survive CASE in every SQLite): the exact
+            # digits as a string, else the double as a number (infinity, which SQLite
+            # prints as Inf, as a string)
+            double = (f"CASE typeof({ref}) WHEN 'null' THEN 'null' WHEN 'real' THEN "
+                      f"CASE WHEN abs({ref}) <= 1.7976931348623157e308 THEN "
+                      f"printf('%!.17g', {ref}) WHEN {ref} > 0 THEN '\"Infinity\"' "
+                      f"ELSE '\"-Infinity\"' END ELSE json_quote(CAST({ref} AS TEXT)) END")
+            exact = exact_sql(info, c.name, alias, (ql(info.name), ql(c.name)),
+                              "json_quote(value)")
+            expr = f"json(coalesce({exact}, {double}))"
         elif c.kind == "geometry":
             expr = f"CASE WHEN {ref} IS NULL THEN NULL ELSE hex(AsBinary({ref})) END"
         elif c.kind == "blob":
@@ -53,6 +83,62 @@ def pk_json_sql(info: TableInfo, alias: str) -> str:
     return "json_array(" + ", ".join(f"{alias}.{qi(p)}" for p in info.pk) + ")"
 
 
+def exact_sql(info: TableInfo, column: str, alias: str, names: tuple[str, str],
+              value: str = "value") -> str:
+    """SQL (SQLite) for the exact digits of decimal ``column`` of local row ``alias``
+    (as the expression ``value`` of them), NULL when its double is the value.
+    ``names``: SQL for the table's and the column's name (``?`` placeholders, or
+    literals where nothing can be bound: in a trigger)."""
+    return (f"(SELECT {value} FROM {EXACT_TABLE} WHERE table_name = {names[0]} "
+            f"AND pk_json = {pk_json_sql(info, alias)} AND column_name = {names[1]} "
+            f"AND approx = {alias}.{qi(column)})")
+
+
+def to_decimal(value: Any) -> Any:
+    """The number a decimal column's value stands for, exactly: a Decimal as it is, a
+    double as the decimal it prints as (and is pushed as), an integer exactly. Text
+    that is no number (SQLite lets a column hold anything) stays text."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation:
+        return value
+
+
+def local_decimal(value: Any) -> tuple[Any, Optional[str]]:
+    """How a decimal value is stored locally: (the column's value, the exact digits to
+    keep beside it, or None when the column's double is the value). NaN, which SQLite
+    stores as NULL, has no digits to keep."""
+    number = to_decimal(value)
+    if not isinstance(number, Decimal):
+        return number, None
+    if number.is_nan():
+        return None, None
+    double = float(number)  # the nearest double: +-inf beyond, 0.0 below its range
+    return double, (None if Decimal(repr(double)) == number else str(number))
+
+
+def _decimal_key(value: Any) -> Any:
+    """A decimal's comparable form: digits without trailing zeros and the exponent, so
+    ``1.5``, ``1.50`` and ``15E-1`` agree (Decimal.normalize would round to 28 digits)."""
+    number = to_decimal(value)
+    if not isinstance(number, Decimal):
+        return number
+    if not number.is_finite():
+        return str(number)
+    if not number:
+        return "0"  # 0, 0.000000 and -0
+    sign, digits, exponent = number.as_tuple()
+    text = "".join(map(str, digits)).rstrip("0")
+    exponent += len(digits) - len(text)
+    return f"{'-' if sign else ''}{text}e{exponent}"
+
+
 def decode_base(info: TableInfo, text: Optional[str]) -> Optional[Row]:
     """The base row from its JSON (None stays None); columns missing from it (added
     since) come back as None, columns no longer in the table are dropped."""
@@ -65,6 +151,8 @@ def decode_base(info: TableInfo, text: Optional[str]) -> Optional[Row]:
         if v is not None:
             if c.kind == "real":
                 v = float(v)
+            elif c.kind == "decimal" and isinstance(v, str):
+                v = to_decimal(v)  # exact digits; a JSON number is the column's double
             elif c.kind in ("geometry", "blob"):
                 v = bytes.fromhex(v)
         row[c.name] = v
@@ -81,10 +169,22 @@ def encode_base(info: TableInfo, row: Optional[Row]) -> Optional[str]:
         if v is not None:
             if c.kind == "real":
                 v = repr(float(v))
+            elif c.kind == "decimal":
+                v = _decimal_json(v)
             elif c.kind in ("geometry", "blob"):
                 v = bytes(v).hex().upper()
         out[c.name] = v
     return json.dumps(out, ensure_ascii=False)
+
+
+def _decimal_json(value: Any) -> Any:
+    """A decimal as the base JSON holds it: exact digits as a string, a double as a
+    number (infinities as strings, which JSON has no number for)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(to_decimal(value))
+    return value
 
 
 def for_display(info: Optional[TableInfo], text: Optional[str]) -> Optional[dict]:
@@ -95,7 +195,21 @@ def for_display(info: Optional[TableInfo], text: Optional[str]) -> Optional[dict
     if info is None:
         return json.loads(text)
     row = decode_base(info, text)
-    return {k: (v.hex().upper() if isinstance(v, bytes) else v) for k, v in row.items()}
+    return {k: _displayed(v) for k, v in row.items()}
+
+
+def _displayed(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    if isinstance(value, Decimal):
+        # a number when a double holds it; the exact digits as a string when not
+        # (decode_base reads both back as the same value)
+        if value.is_finite():
+            double, digits = local_decimal(value)
+            if digits is None:
+                return double
+        return str(value)
+    return value
 
 
 def canonical(kind: str, value: Any) -> Any:
@@ -107,6 +221,8 @@ def canonical(kind: str, value: Any) -> Any:
     if kind == "real":
         # + 0.0 folds -0.0 into 0.0: SQLite does not keep the sign of a zero
         return struct.pack("<d", float(value) + 0.0)
+    if kind == "decimal":
+        return _decimal_key(value)
     if kind == "geometry":
         value = bytes(value)
         return None if is_empty_wkb(value) else value

@@ -12,32 +12,42 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def connect(path: str | Path, *, create: bool = False, init_metadata: bool = True,
-            what: str = "database") -> sqlite3.Connection:
-    """Open ``path`` with mod_spatialite loaded, WAL journal and a busy timeout.
+            what: str = "database", busy_timeout: float = BUSY_TIMEOUT_MS / 1000,
+            factory: type[sqlite3.Connection] = sqlite3.Connection) -> sqlite3.Connection:
+    """Open ``path`` with mod_spatialite loaded, WAL journal and a busy timeout (seconds).
 
     ``create=False`` refuses a missing file instead of silently creating an empty one.
+    ``factory`` is the connection class (the local copy's words its own errors).
     """
     path = Path(path)
     if not create and not path.exists():
         raise TerraFusionError(f"The {what} {path} does not exist.")
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TerraFusionError(f"The folder of the {what} {path} cannot be created: "
+                                   f"{exc.strerror or exc}.") from None
     try:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
-                               isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None,
+                               check_same_thread=False, factory=factory)
     except sqlite3.Error as exc:
         raise TerraFusionError(f"The {what} {path} cannot be opened: {exc}.") from None
-    _load_spatialite(conn)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     try:
-        conn.execute("PRAGMA journal_mode = WAL").fetchone()
-    except sqlite3.DatabaseError as exc:
+        _load_spatialite(conn)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise TerraFusionError(
+                f"The {what} {path} is not an SQLite database: {exc}.") from None
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if init_metadata and not has_spatial_metadata(conn):
+            conn.execute("SELECT InitSpatialMetadata(1)")
+    except BaseException:
         conn.close()
-        raise TerraFusionError(f"The {what} {path} is not an SQLite database: {exc}.") from None
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if init_metadata and not has_spatial_metadata(conn):
-        conn.execute("SELECT InitSpatialMetadata(1)")
+        raise
     return conn
 
 
@@ -81,7 +91,11 @@ def declared_kind(decl: str) -> str:
         return "datetime"
     if d.startswith("DATE"):
         return "date"
-    if any(t in d for t in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+    if "NUMERIC" in d or "DECIMAL" in d:
+        # whatever its declared size: SQLite holds no column to it (an integer of 18
+        # digits stays one in a NUMERIC(10,2) column), and a double cannot hold that
+        return "decimal"
+    if any(t in d for t in ("REAL", "FLOA", "DOUB")):
         return "real"
     if "BLOB" in d:
         return "blob"
@@ -92,6 +106,9 @@ def declared_kind(decl: str) -> str:
 KIND_DECL = {
     "integer": "INTEGER",
     "real": "DOUBLE",
+    # not NUMERIC: QGIS reads only REAL, DOUBLE and FLOAT columns as numbers; the digits
+    # a double cannot hold are kept beside it (see stores/rows.py)
+    "decimal": "DOUBLE",
     "boolean": "BOOLEAN",
     "text": "TEXT",
     "date": "DATE",

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import uuid
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -24,6 +25,7 @@ from terrafusion_agent.stores.base import (
     WriteSession,
     topological,
 )
+from terrafusion_agent.stores.rows import local_decimal
 
 log = logging.getLogger("terrafusion.central")
 
@@ -82,6 +84,8 @@ class SpatiaLiteCentral:
                 kind = "blob"
             else:
                 kind = spatialite.declared_kind(decl)
+                if kind == "decimal" and pkpos:
+                    kind = "real"  # the local copy finds a row by its key's double
             columns.append(Column(cname, kind, not notnull and not pkpos))
             if pkpos:
                 pk.append((pkpos, cname))
@@ -284,11 +288,26 @@ class SpatiaLiteCentral:
     def _value_sql(self, info: TableInfo, col) -> str:
         return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
 
+    @staticmethod
+    def _value(col, value):
+        """A value as SQLite binds it: a Decimal (which it cannot bind) as the number it
+        stores, an integer when it is one, else the nearest double or, when that would
+        change it, the digits (a NUMERIC column then stores what it can)."""
+        if col.kind != "decimal" or not isinstance(value, Decimal):
+            return value
+        double, digits = local_decimal(value)
+        if digits is None:
+            return double
+        if value == value.to_integral_value() and -2**63 <= value < 2**63:
+            return int(value)
+        return digits
+
     def insert_rows(self, info: TableInfo, rows: list[dict]) -> None:
         cols = info.columns
         sql = (f"INSERT INTO {qi(info.name)} ({', '.join(qi(c.name) for c in cols)}) "
                f"VALUES ({', '.join(self._value_sql(info, c) for c in cols)})")
-        self.conn.executemany(sql, [[r.get(c.name) for c in cols] for r in rows])
+        self.conn.executemany(sql, [[self._value(c, r.get(c.name)) for c in cols]
+                                    for r in rows])
 
     def update_rows(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
         by_name = {c.name: c for c in info.columns}
@@ -297,7 +316,8 @@ class SpatiaLiteCentral:
             names = sorted(values)
             sets = ", ".join(f"{qi(n)} = {self._value_sql(info, by_name[n])}" for n in names)
             self.conn.execute(f"UPDATE {qi(info.name)} SET {sets} WHERE {where}",
-                              [values[n] for n in names] + list(key))
+                              [self._value(by_name[n], values[n]) for n in names]
+                              + list(key))
 
     def delete_rows(self, info: TableInfo, keys: list[tuple]) -> None:
         where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 import threading
 import time
 from typing import Callable, Optional
@@ -18,13 +19,14 @@ from terrafusion_agent import __version__, faults
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
     CentralUnavailable,
+    LocalBusy,
     SyncCancelled,
     TableError,
     TerraFusionError,
 )
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import capture, open_central
-from terrafusion_agent.stores.local import LocalStore
+from terrafusion_agent.stores.local import LocalStore, local_error
 from terrafusion_agent.sync.pull import pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
 from terrafusion_agent.timeutil import utc_now
@@ -44,11 +46,35 @@ def run_sync(config: Config, trigger: str = "manual",
 
     ``stop``, when set by another thread, ends the sync at the next transaction boundary
     with SyncCancelled: what was committed stays, nothing is half-applied.
+
+    The error raised carries ``sync_run``: the recorded run's id and figures, or None
+    for an attempt the local copy could not take in (busy, full): that one is recorded
+    ahead of the next run instead.
     """
     started = time.monotonic()
-    local = LocalStore.open(config.local_path)
-    run_id = local.start_run(trigger)
-    summary: dict = {"id": run_id, "trigger": trigger, "started_at": utc_now(),
+    attempt = {"trigger": trigger, "started_at": utc_now()}
+    try:
+        local = LocalStore.open(config.local_path,
+                                busy_timeout=config.local_busy_timeout_seconds)
+    except TerraFusionError as exc:
+        _unrecorded(config, attempt, exc)
+        raise
+    try:
+        # one transaction: whoever looks for the newest run (POST /api/v1/syncs waits for
+        # its id) sees this one, never an earlier attempt written just before it
+        earlier = _deferred(local.path)
+        with local.writing():
+            _record_earlier_attempts(local, earlier)
+            run_id = local.start_run(trigger, attempt["started_at"])
+        _forget(local.path, earlier)
+    except TerraFusionError as exc:
+        local.close()
+        _unrecorded(config, attempt, exc)
+        raise
+    except BaseException:
+        local.close()
+        raise
+    summary: dict = {"id": run_id, "trigger": trigger, "started_at": attempt["started_at"],
                      "pulled": 0, "pushed": 0, "conflicts": 0, "rejected": 0, "tables": {},
                      "rows": {d: {"insert": 0, "update": 0, "delete": 0}
                               for d in ("pull", "push")}}
@@ -65,19 +91,30 @@ def run_sync(config: Config, trigger: str = "manual",
         finally:
             central.close()
     except BaseException as exc:
-        message = (str(exc) if isinstance(exc, TerraFusionError)
-                   else f"{exc.__class__.__name__}: {exc}")
-        local.finish_run(run_id, "failed", pulled=summary["pulled"], pushed=summary["pushed"],
-                         conflicts=summary["conflicts"], error=redact(message))
+        error = exc
+        if isinstance(exc, sqlite3.Error):  # central's were worded above: this is local's
+            error = local_error(config.local_path, exc,
+                                busy_timeout=config.local_busy_timeout_seconds)
+        message = (str(error) if isinstance(error, TerraFusionError)
+                   else f"{error.__class__.__name__}: {error}")
+        # A copy that stays locked would keep this write waiting as long again: the end
+        # of this run is written with the next one instead.
+        _finish(local, run_id, "failed", summary, redact(message),
+                write_now=not isinstance(error, LocalBusy))
         local.close()
-        if isinstance(exc, TerraFusionError):
+        error.sync_run = {k: summary[k] for k in ("id", "pulled", "pushed", "conflicts")}
+        if isinstance(error, TerraFusionError):
             log.error("sync %d failed: %s", run_id, redact(message))
-        raise
-    local.finish_run(run_id, "success", pulled=summary["pulled"], pushed=summary["pushed"],
-                     conflicts=summary["conflicts"])
-    summary["pending"] = local.pending_count()
-    summary["open_conflicts"] = local.open_conflict_count()
-    summary["open_rejected"] = local.rejected_count()
+        if error is exc:
+            raise
+        raise error from exc
+    _finish(local, run_id, "success", summary)
+    try:
+        summary["pending"] = local.pending_count()
+        summary["open_conflicts"] = local.open_conflict_count()
+        summary["open_rejected"] = local.rejected_count()
+    except TerraFusionError as exc:  # the sync is done; its figures are only a courtesy
+        log.warning("after sync %d: %s", run_id, exc)
     local.close()
     summary.update(result="success", finished_at=utc_now(),
                    duration_seconds=round(time.monotonic() - started, 3))
@@ -88,6 +125,74 @@ def run_sync(config: Config, trigger: str = "manual",
                     "pushed": summary["pushed"], "conflicts": summary["conflicts"],
                     "duration_seconds": summary["duration_seconds"]})
     return summary
+
+
+# Ends of runs this process could not write into the local copy (it was busy, or full),
+# by local copy: written ahead of its next run, so its history misses no attempt.
+_pending_records: dict[str, list[dict]] = {}
+_pending_lock = threading.Lock()
+#: what a run left 'running' by an earlier process is closed with
+_NO_END = ("The sync ended without recording its result: its process was stopped, or the "
+           "local copy could not be written.")
+
+
+def _unrecorded(config: Config, attempt: dict, exc: TerraFusionError) -> None:
+    """Keep an attempt that ``exc`` ended before it had a record, for the next run."""
+    message = redact(str(exc))
+    _defer(config.local_path, {**attempt, "id": None, "finished_at": utc_now(),
+                               "result": "failed", "error": message})
+    exc.sync_run = None
+    log.error("sync attempt failed before it could be recorded: %s", message)
+
+
+def _finish(local: LocalStore, run_id: int, result: str, summary: dict,
+            error: Optional[str] = None, write_now: bool = True) -> None:
+    record = {"id": run_id, "result": result, "error": error, "finished_at": utc_now(),
+              **{k: summary[k] for k in ("pulled", "pushed", "conflicts")}}
+    if write_now:
+        try:
+            _write_record(local, record)
+            return
+        except TerraFusionError as exc:
+            log.warning("the end of sync %d cannot be recorded yet: %s", run_id, exc)
+    _defer(local.path, record)
+
+
+def _defer(path, record: dict) -> None:
+    with _pending_lock:
+        _pending_records.setdefault(str(path), []).append(record)
+
+
+def _write_record(local: LocalStore, r: dict) -> None:
+    run_id = r["id"]
+    if run_id is None:
+        run_id = local.start_run(r["trigger"], r["started_at"])
+    local.finish_run(run_id, r["result"], pulled=r.get("pulled", 0),
+                     pushed=r.get("pushed", 0), conflicts=r.get("conflicts", 0),
+                     error=r["error"], finished_at=r["finished_at"])
+
+
+def _deferred(path) -> list[dict]:
+    with _pending_lock:
+        return list(_pending_records.get(str(path), []))
+
+
+def _forget(path, written: list[dict]) -> None:
+    with _pending_lock:
+        left = [r for r in _pending_records.get(str(path), [])
+                if not any(r is w for w in written)]
+        _pending_records[str(path)] = left
+
+
+def _record_earlier_attempts(local: LocalStore, records: list[dict]) -> None:
+    """Write what earlier attempts could not, then close runs still marked running: the
+    caller holds the local lock, so no other sync of this copy is under way."""
+    for record in records:
+        _write_record(local, record)
+    for run in local.recent_runs(5):
+        if run["result"] == "running":
+            local.finish_run(run["id"], "failed", pulled=run["pulled"], pushed=run["pushed"],
+                             conflicts=run["conflicts"], error=_NO_END)
 
 
 def _sync(central, local: LocalStore, config: Config, summary: dict,

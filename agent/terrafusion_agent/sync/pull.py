@@ -89,6 +89,8 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
         n = local.replace_table(info, rs.read_rows(info), report)
     if old is not None and not same_layout(old, info):
         faults.point("schema.mid_rebuild")
+    if keys and _kinds_changed(old, info):
+        local.rewrite_bases(old, info)
     if keys:
         fresh = local.rows_by_key(info, keys)
         names = set(info.column_names)
@@ -100,6 +102,13 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
             else:
                 local.delete_rows(info, [key])
     return n
+
+
+def _kinds_changed(old: TableInfo, new: TableInfo) -> bool:
+    """Whether a column kept its name but changed its kind (say a numeric that now
+    travels exactly, after copies made by an earlier version)."""
+    kinds = {c.name: c.kind for c in old.columns}
+    return any(kinds.get(c.name, c.kind) != c.kind for c in new.columns)
 
 
 def _apply_changes(rs, local: LocalStore, info: TableInfo, keys: list[tuple],

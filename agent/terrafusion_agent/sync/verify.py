@@ -1,8 +1,9 @@
 """Content checksums: do central and local hold the same rows?
 
-Each row is reduced to a canonical byte string (by column kind, so a PostgreSQL numeric
-and a SQLite double of the same value agree), hashed, and the hashes are summed modulo
-2^128: the digest is independent of row order, so neither side has to sort.
+Each row is reduced to a canonical byte string (by column kind, so a PostgreSQL
+``numeric`` 1.50 and a local 1.5 agree while two decimals that differ in their 18th
+digit do not), hashed, and the hashes are summed modulo 2^128: the digest is
+independent of row order, so neither side has to sort.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _canonical(kind: str, value: Any) -> bytes:
         return b"i" + str(value).encode()
     if isinstance(value, bytes):
         return (b"r" if kind == "real" else b"b") + value
-    return b"t" + value.encode("utf-8")
+    return (b"d" if kind == "decimal" else b"t") + value.encode("utf-8")
 
 
 def digest(info: TableInfo, rows: Iterable[tuple]) -> tuple[int, str]:
