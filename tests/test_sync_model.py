@@ -1,7 +1,8 @@
 """Sync against a model: random edits by three agents and a central writer, syncs killed
 at fault points, the central server stopped mid-sync; nothing lost, no false conflict.
 
-The driver and its oracle are in ``sync_model.py`` (``make soak`` runs it for longer).
+The driver is ``sync_model.py`` (``make soak`` runs it for longer), the model and its
+oracle ``sync_oracle.py``.
 ``SYNC_MODEL_SEED`` and ``SYNC_MODEL_STEPS`` replay another episode; a failure names its
 seed, step, the operations before it and the discrepancy.
 """
@@ -9,7 +10,8 @@ seed, step, the operations before it and the discrepancy.
 import os
 
 import pytest
-from sync_model import AGENTS, CENTRAL, Model, ModelFailure, run_episode, val
+from sync_model import ModelFailure, run_episode
+from sync_oracle import AGENTS, CENTRAL, Model, val
 
 CI_SEED = 20261201
 CI_STEPS = 450
