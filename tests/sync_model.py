@@ -949,7 +949,7 @@ class Episode:
     def run(self) -> Stats:
         self.setup()
         for step in range(1, self.steps + 1):
-            self.step = step
+            self.step = self.stats.steps = step
             name, op = self.choose_op()
             text = op()
             if text is None:
@@ -962,7 +962,6 @@ class Episode:
                     self.fail(problems)
             elif name.startswith(("local", "offline")):
                 self.note(text)
-        self.stats.steps = self.steps
         self.finish()
         return self.stats
 
