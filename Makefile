@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup apt demo test mutants lint package deploy bench clean
+.PHONY: setup apt demo test soak mutants lint package deploy bench clean
 
 setup: apt $(VENV)/.installed
 
@@ -41,6 +41,14 @@ demo: setup
 test: setup
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PY) -m pytest
+
+# The randomized sync model (tests/sync_model.py) for MINUTES minutes, episode after
+# episode with fresh seeds (SEED= fixes the first); prints the totals and exits non-zero on
+# any loss or other discrepancy. The test suite runs one short episode of it.
+MINUTES ?= 10
+soak: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) tests/sync_model.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
 
 # Each mutant breaks one promise of the README in a temporary copy of the tree (never this
 # one); the tests named for it must fail. A few minutes; not part of make test.

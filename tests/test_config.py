@@ -120,3 +120,9 @@ def test_unreadable_file_is_an_error(tmp_path):
     path.mkdir()  # a directory cannot be read as a file, even by root
     with pytest.raises(ConfigError, match="cannot be read"):
         config.load(path, environ={})
+
+
+def test_fault_point_variables_are_not_taken_for_settings(tmp_path):
+    env = {"TERRAFUSION_FAULT": "push.after_central_commit",
+           "TERRAFUSION_FAULT_PAUSE": str(tmp_path / "pause")}
+    assert config.load(write(tmp_path / "agent.toml", ""), environ=env).interval_seconds == 300
