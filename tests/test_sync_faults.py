@@ -256,3 +256,26 @@ def test_unsettled_push_is_recognised_after_both_sides_edited_the_rows_again(age
                                "WHERE prop_id = ANY(%s) ORDER BY prop_id", (LOCAL_ROWS,))
     assert rows == [(p, 1_000_000 + p + 1, f"CENTRAL {p}") for p in LOCAL_ROWS]
     assert agent.run("verify", check=False).returncode == 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("later", ["edit", "delete"])
+def test_a_later_edit_of_a_value_central_merged_but_never_showed_is_a_conflict(agent, later):
+    """A push merged central's new land value and died before the local copy received
+    it: the analyst's later edit (or delete) was made against the old value and must
+    meet central's as a conflict, never overwrite it."""
+    sync(agent)
+    central_exec(agent, "UPDATE parcels SET land_value = 777777 WHERE prop_id = 100350")
+    local_exec(agent, "UPDATE parcels SET situs_address = 'MINE' WHERE prop_id = 100350")
+    killed = agent.run("sync", check=False, env={"TERRAFUSION_FAULT": "push.after_central_commit"})
+    assert killed.returncode == -9
+    assert local_exec(agent, "SELECT land_value FROM parcels WHERE prop_id = 100350") != [
+        (777777,)]
+    if later == "edit":
+        local_exec(agent, "UPDATE parcels SET land_value = 1 WHERE prop_id = 100350")
+    else:
+        local_exec(agent, "DELETE FROM parcels WHERE prop_id = 100350")
+    summary = sync(agent)
+    assert summary["conflicts"] == 1, summary
+    assert central_exec(agent, "SELECT land_value::int, situs_address FROM parcels "
+                               "WHERE prop_id = 100350") == [(777777, "MINE")]

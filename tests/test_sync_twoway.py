@@ -307,6 +307,41 @@ def test_verify_reports_pending_edits(synced):
     assert code == 0 and report["tables"]["parcels"]["pending_edits"] == 0
 
 
+@pytest.mark.parametrize("keep", ["central", "local"])
+def test_an_edit_made_on_a_stale_row_in_conflict_is_a_new_conflict_not_an_overwrite(synced,
+                                                                                    keep):
+    # central changes two columns; the local copy, whose row then waits in conflict on
+    # one of them, never shows central's value of the other
+    central_exec(synced, "UPDATE parcels SET owner_name = 'CENTRAL OWNER', situs_address = "
+                         "'CENTRAL ADDRESS' WHERE prop_id = 100015")
+    local_exec(synced, "UPDATE parcels SET situs_address = 'MY ADDRESS' WHERE prop_id = 100015")
+    sync(synced)
+    [c] = conflicts(synced)
+    assert c["columns"] == ["situs_address"]
+    assert owner(synced, 100015, "local") != "CENTRAL OWNER"
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MY OWNER' WHERE prop_id = 100015")
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", keep)
+    sync(synced)
+    assert owner(synced, 100015) == "CENTRAL OWNER"  # never overwritten unseen
+    [again] = conflicts(synced)
+    assert again["columns"] == ["owner_name"]
+    assert (again["local"]["owner_name"], again["central"]["owner_name"]) == (
+        "MY OWNER", "CENTRAL OWNER")
+
+
+def test_keep_central_before_a_central_column_is_added_leaves_no_stale_row(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MINE' WHERE prop_id = 100019")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS' WHERE prop_id = 100019")
+    sync(synced)
+    [c] = conflicts(synced)
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "central")
+    central_exec(synced, "UPDATE parcels SET owner_name = 'THEIRS AGAIN' WHERE prop_id = 100019")
+    central_exec(synced, "ALTER TABLE parcels ADD COLUMN appeal_note TEXT")
+    sync(synced)  # the table is copied again with its new column
+    assert owner(synced, 100019, "local") == "THEIRS AGAIN"
+    assert verify(synced)[0] == 0
+
+
 def test_resolving_twice_or_an_unknown_conflict_is_refused(synced):
     proc = synced.run("conflicts", "resolve", "99", "--keep", "local", check=False)
     assert proc.returncode == 1 and "no conflict with id 99" in proc.stderr

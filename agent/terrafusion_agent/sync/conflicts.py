@@ -189,7 +189,8 @@ def _resolve_conflict(local: LocalStore, info: TableInfo, key: tuple, keep: str,
             local.put_entry(info.name, key, "insert", None)
         else:
             _set_local(local, info, central, now, {c: now[c] for c in mine})
-            local.put_entry(info.name, key, "update", encode_base(info, central))
+            local.put_entry(info.name, key, "update",
+                            _new_base(info, base, central, mine, columns))
         return
     if central is None or now is None:
         if central is None:
@@ -203,7 +204,22 @@ def _resolve_conflict(local: LocalStore, info: TableInfo, key: tuple, keep: str,
     if rows_equal(info, merged, central):
         local.put_entry(info.name, key, "refetch", None, state="refetch")
     else:
-        local.put_entry(info.name, key, "update", encode_base(info, central))
+        local.put_entry(info.name, key, "update",
+                        _new_base(info, base, central, mine, columns))
+
+
+def _new_base(info: TableInfo, base: Optional[Row], central: Row, mine: set[str],
+              columns: list[str]) -> Optional[str]:
+    """The base of the edit a resolution leaves: central's row at detection, except for
+    a column the analyst changed, outside the resolved ones, where central's value was
+    one the local copy never showed (a row in conflict is not refreshed by pulls): that
+    edit was made against the old value, which stays its base, so the next push sees
+    both sides changed the column instead of overwriting central's change."""
+    new = dict(central)
+    if base is not None:
+        new.update({c: base[c] for c in mine
+                    if c not in columns and not same(info, c, base, central)})
+    return encode_base(info, new)
 
 
 def _set_local(local: LocalStore, info: TableInfo, central: Row, now: Row,

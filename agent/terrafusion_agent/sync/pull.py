@@ -78,7 +78,10 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
                progress) -> int:
     """Copy the whole table, keeping every pending local edit in place (a first sync,
     a table whose columns changed centrally, or a checkpoint too old to continue from)."""
-    keys = local.pending_keys(info.name) if old is not None else set()
+    # rows waiting for central's version ("keep central") take the fresh copy's
+    refetch = ({e["pk"] for e in local.pending(info.name, ("refetch",))}
+               if old is not None else set())
+    keys = local.pending_keys(info.name) - refetch if old is not None else set()
     kept = local.rows_by_key(old, keys) if keys else {}
     total = rs.count(info) if progress else 0
     report = (lambda done: progress(info.name, done, total)) if progress else None
@@ -91,6 +94,8 @@ def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
         faults.point("schema.mid_rebuild")
     if keys and _kinds_changed(old, info):
         local.rewrite_bases(old, info)
+    for key in refetch:
+        local.drop_change(info.name, key)
     if keys:
         fresh = local.rows_by_key(info, keys)
         names = set(info.column_names)

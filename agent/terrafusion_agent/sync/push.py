@@ -210,15 +210,22 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict) -> N
 
 def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Optional[Row],
             after: Optional[Row]) -> None:
-    """The row was edited locally after the push read it: the later edit becomes an edit
-    of the row central now holds (``after``), so it is merged and conflict-checked
-    against that row at the next push, like any other edit."""
+    """The row was edited locally after the push read it (``pushed_local``): the later
+    edit becomes an edit of the row central now holds (``after``), merged and
+    conflict-checked at the next push like any other edit.
+
+    Its base is ``after``, except where central holds a value the analyst never saw (a
+    central change this push merged, which the local copy was still to receive): a
+    later edit of such a column, or a delete of the row, was made against the old
+    value, so that value stays its base and the next push sees both sides changed it.
+    """
     now = local.rows_by_key(info, [key]).get(key)
     if now is None:  # deleted locally since
         if after is None:
             local.drop_change(info.name, key)
         else:
-            local.put_entry(info.name, key, "delete", encode_base(info, after))
+            seen = after if pushed_local is None else pushed_local
+            local.put_entry(info.name, key, "delete", encode_base(info, seen))
         return
     if after is None:
         if pushed_local is None:  # this push deleted it; the row was made again since
@@ -232,7 +239,11 @@ def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Option
     merged.update({c: now[c] for c in later})
     if any(not same(info, c.name, merged, now) for c in info.columns):
         local.upsert_rows(info, [merged])
-    local.put_entry(info.name, key, "update", encode_base(info, after))
+    base = dict(after)
+    if pushed_local is not None:
+        base.update({c: pushed_local[c] for c in later
+                     if not same(info, c, pushed_local, after)})
+    local.put_entry(info.name, key, "update", encode_base(info, base))
 
 
 def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: dict) -> None:
