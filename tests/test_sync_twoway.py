@@ -342,6 +342,24 @@ def test_keep_central_before_a_central_column_is_added_leaves_no_stale_row(synce
     assert verify(synced)[0] == 0
 
 
+def test_keep_local_over_a_delete_merges_with_a_row_made_again_meanwhile(synced):
+    local_exec(synced, "UPDATE parcels SET owner_name = 'MINE' WHERE prop_id = 100025")
+    central_exec(synced, "CREATE TABLE kept_row AS SELECT * FROM parcels WHERE prop_id = 100025")
+    central_exec(synced, "DELETE FROM parcels WHERE prop_id = 100025")
+    sync(synced)
+    [c] = conflicts(synced)
+    synced.run("conflicts", "resolve", str(c["id"]), "--keep", "local")
+    # another writer makes the row again first, and changes a column of its own
+    central_exec(synced, "INSERT INTO parcels SELECT * FROM kept_row")
+    central_exec(synced, "UPDATE parcels SET situs_address = 'THEIR ADDRESS' "
+                         "WHERE prop_id = 100025")
+    summary = sync(synced)
+    assert summary["conflicts"] == 0 and conflicts(synced) == []
+    row = "SELECT owner_name, situs_address FROM parcels WHERE prop_id = 100025"
+    assert central_exec(synced, row) == [("MINE", "THEIR ADDRESS")]
+    assert local_exec(synced, row) == [("MINE", "THEIR ADDRESS")]
+
+
 def test_resolving_twice_or_an_unknown_conflict_is_refused(synced):
     proc = synced.run("conflicts", "resolve", "99", "--keep", "local", check=False)
     assert proc.returncode == 1 and "no conflict with id 99" in proc.stderr

@@ -83,6 +83,9 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
             return o  # a re-delivered insert: nothing to do
         return _conflict(info, o, sorted(changed_columns(info, central, local)), policy)
     if central is None:
+        if op == "insert":  # kept over central's delete: the row is made again
+            o.central_insert = o.central_after = local
+            return o
         return _conflict(info, o, sorted(changed_columns(info, base, local)) or
                          list(info.column_names), policy)
     mine = changed_columns(info, base, local)
@@ -186,7 +189,9 @@ def _resolve_conflict(local: LocalStore, info: TableInfo, key: tuple, keep: str,
             else:
                 local.put_entry(info.name, key, "delete", encode_base(info, central))
         elif central is None:
-            local.put_entry(info.name, key, "insert", None)
+            # the row comes back over central's delete; should somebody have made it
+            # again centrally meanwhile, the base still tells whose columns changed
+            local.put_entry(info.name, key, "insert", encode_base(info, base))
         else:
             _set_local(local, info, central, now, {c: now[c] for c in mine})
             local.put_entry(info.name, key, "update",
