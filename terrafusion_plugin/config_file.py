@@ -1,6 +1,6 @@
 """Read and write the agent's TOML configuration for the Settings dialog (no Qt).
 
-The file never holds a password (DESIGN.md, "Configuration"): the central database is
+The file never holds a password (docs/contract.md, "Configuration"): the central database is
 named by a libpq service (``postgresql:///?service=NAME``), by a URL without password
 (``postgresql://user@host:port/db``, the password then comes from libpq's password file,
 which :func:`store_pgpass` can fill from the QGIS authentication manager) or by a

@@ -106,9 +106,11 @@ def small_disk(tmp_path):
     """``small_disk(size)`` mounts a real file system of ``size`` bytes (tmpfs) in a new
     folder under tmp_path and returns the folder; each is unmounted at the end. A full
     disk made this way fails writes the way a real one does (ENOSPC at the write).
-    Mounting needs root: the test is skipped otherwise."""
+    Mounting needs root (as make test runs in CI): without it the test fails, never
+    skips, since a full-disk test that does not fill a disk proves nothing."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill up needs root")
+        pytest.fail("This test mounts a small tmpfs to fill it up, which needs root; "
+                    "run make test as root.")
     mounted: list[Path] = []
 
     def mount(size: int) -> Path:

@@ -1,4 +1,4 @@
-"""The local HTTP API of DESIGN.md against a real server on an ephemeral port.
+"""The local HTTP API of docs/contract.md against a real server on an ephemeral port.
 
 One agent (embedded SpatiaLite central, 200 demo parcels) serves the whole module: it is
 started in-process, which lets a test hold the local copy's write lock to make a sync

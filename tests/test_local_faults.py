@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import sqlite3
@@ -21,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import pytest
 from conftest import AgentEnv, central_exec, local_exec, write_config
 from service_helpers import get, wait_for
 from terrafusion_agent import config as config_mod
@@ -117,20 +115,6 @@ def held_by_another_process(path: Path, script: str) -> Iterator[None]:
     finally:
         proc.stdin.close()
         proc.wait(20)
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A real 64 MB tmpfs, unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 # --- a damaged copy -----------------------------------------------------------------------
@@ -327,12 +311,13 @@ def test_recover_without_central_moves_nothing(pg_agent):
 
 def test_a_full_disk_during_a_first_pull_is_one_sentence_and_the_next_sync_completes(
         pg_url, small_disk):
-    agent = AgentEnv(small_disk, write_config(small_disk, pg_url), pg_url)  # logs there too
+    disk = small_disk(64 << 20)
+    agent = AgentEnv(disk, write_config(disk, pg_url), pg_url)  # logs there too
     agent.run("init-central", "--demo-parcels", "10000")
     LocalStore.open(agent.local_path).close()  # an empty copy, then hardly any room left
-    filler = small_disk / "filler"
+    filler = disk / "filler"
     with open(filler, "wb") as f:
-        left = shutil.disk_usage(small_disk).free - (1 << 20)
+        left = shutil.disk_usage(disk).free - (1 << 20)
         while left > 0:
             left -= f.write(b"\0" * min(left, 1 << 20))
 
@@ -350,8 +335,9 @@ def test_a_full_disk_during_a_first_pull_is_one_sentence_and_the_next_sync_compl
 
 
 def test_a_read_only_disk_is_one_sentence_naming_the_copy(pg_url, small_disk):
-    agent = synced(AgentEnv(small_disk, write_config(small_disk, pg_url), pg_url), 50)
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    disk = small_disk(64 << 20)
+    agent = synced(AgentEnv(disk, write_config(disk, pg_url), pg_url), 50)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     path = str(agent.local_path)
     one_sentence(agent.run("sync", check=False), path, "write")
     one_sentence(agent.run("verify", check=False), path, "write")

@@ -1,5 +1,5 @@
-"""Metrics of DESIGN.md: promtool-clean, on the agent's own registry, moving with the work;
-and the shipped alert rules and Grafana dashboard."""
+"""Metrics of docs/contract.md: promtool-clean, on the agent's own registry, moving with
+the work; and the shipped alert rules and Grafana dashboard."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the agent (names are a contract: DESIGN.md, "Metrics").
+"""Prometheus metrics of the agent (names are a contract: docs/contract.md).
 
 Everything lives on the agent's own :class:`CollectorRegistry`, never on the process-wide
 default one: the plugin may run an agent inside QGIS next to other code using

@@ -33,7 +33,7 @@ class Format:
 
 
 def _formats() -> list[Format]:
-    # The names are the CLI's contract (DESIGN.md); the agent's FORMATS say the same, which
+    # The names are the CLI's contract (docs/contract.md); the agent's FORMATS say the same, which
     # a test checks. Spelled out here because QGIS builds the algorithm while it starts,
     # and importing the export engine for six names would slow every QGIS start down.
     return [Format("gpkg", "GeoPackage", ".gpkg"), Format("geojson", "GeoJSON", ".geojson"),

@@ -1,4 +1,4 @@
-"""The routes of the local HTTP API (DESIGN.md, "Local HTTP API").
+"""The routes of the local HTTP API (docs/contract.md, "Local HTTP API").
 
 Each handler turns a request into one call on the running :class:`Agent` and its answer
 into JSON; the agent does the work. ``openapi.py`` describes the same routes for clients.

@@ -415,6 +415,12 @@ class LocalStore:
             self.record_conflict(info, key, [], base, local, central, kind="rejected",
                                  message=message)
 
+    def open_rejected_keys(self) -> set[tuple[str, tuple]]:
+        """(table, key) of every row with an open refusal."""
+        return {(t, tuple(json.loads(pk))) for t, pk in self.conn.execute(
+            "SELECT table_name, pk_json FROM tf_conflicts WHERE kind = 'rejected' "
+            "AND resolved_at IS NULL")}
+
     def settle_rejected(self, table: str, key: tuple, resolution: str = "accepted") -> None:
         """The row went through (or was given up): its open refusal is settled."""
         self.conn.execute(

@@ -76,8 +76,9 @@ def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
     faults.point("push.after_central_commit")
     with local.writing():
         by_name = {info.name: info for info, _ in planned}
+        refused_before = local.open_rejected_keys()
         for record in records:
-            settle(local, by_name[record["t"]], record, summary)
+            settle(local, by_name[record["t"]], record, summary, refused_before)
         local.end_batch(batch_id)
         faults.point("push.before_local_commit")
     faults.point("push.after_local_commit")
@@ -120,10 +121,11 @@ def _apply(ws, op: str, info: TableInfo, outcomes: list[Outcome]
             _step(ws, op, info, outcomes)
         return []
     except Exception as exc:  # noqa: BLE001 - refusal() decides, anything else re-raises
-        if ws.refusal(exc) is None:
+        message = ws.refusal(exc)
+        if message is None:
             raise
         if len(outcomes) == 1:
-            return [(outcomes[0], ws.refusal(exc))]
+            return [(outcomes[0], message)]
     out = []
     for o in outcomes:
         try:
@@ -168,8 +170,11 @@ def _record(info: TableInfo, entry: dict, o: Outcome, refused: Optional[str]) ->
     return record
 
 
-def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict) -> None:
-    """The local side of one pushed row (inside ``local.writing()``), from its receipt."""
+def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
+           refused_before: set[tuple[str, tuple]]) -> None:
+    """The local side of one pushed row (inside ``local.writing()``), from its receipt.
+    ``refused_before``: the rows with an open refusal (:meth:`LocalStore.open_rejected_keys`),
+    read once per batch rather than looked up for every row."""
     key = tuple(record["k"])
     entry = local.entry(info.name, key)
     untouched = (entry is not None and entry["id"] == record["e"]
@@ -197,7 +202,8 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict) -> N
             return
         log.info("conflict on %s %s settled by policy %s", info.name, key,
                  record["resolution"])
-    local.settle_rejected(info.name, key)
+    if (info.name, key) in refused_before:
+        local.settle_rejected(info.name, key)
     if untouched:
         if record["apply"] == "delete":
             local.delete_rows(info, [key])
@@ -257,6 +263,7 @@ def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: di
     infos: dict[str, Optional[TableInfo]] = {}
     settled = 0
     with local.writing():
+        refused_before = local.open_rejected_keys()
         for batch_id in batches:
             for part in receipts.get(batch_id, []):
                 for record in json.loads(part):
@@ -267,7 +274,7 @@ def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: di
                         except NotFound:  # no longer synced
                             infos[name] = None
                     if infos[name] is not None:
-                        settle(local, infos[name], record, summary)
+                        settle(local, infos[name], record, summary, refused_before)
                         settled += 1
             local.end_batch(batch_id)
         faults.point("settle.before_local_commit")
