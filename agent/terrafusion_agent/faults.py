@@ -84,9 +84,3 @@ def _pause(path: Path) -> None:
             raise SystemExit(f"{_PAUSE_ENV}: nobody created {go} within 10 minutes.")
         time.sleep(0.01)
 
-
-def rearm_for_tests(value: Optional[str]) -> None:
-    """Arm (or disarm, with None) the points in this process, as the variable would."""
-    global _armed
-    _armed = _parse(value)
-    _seen.clear()

@@ -382,10 +382,6 @@ class LocalStore:
         self.conn.execute("DELETE FROM tf_local_changes WHERE table_name = ? AND pk_json = ?",
                           (table, rows.pk_json(key)))
 
-    def mark_conflicted(self, entry_id: int) -> None:
-        self.conn.execute("UPDATE tf_local_changes SET state = 'conflict' WHERE id = ?",
-                          (entry_id,))
-
     def record_conflict(self, info: TableInfo, key: tuple, columns: list[str],
                         base: Optional[dict], local: Optional[dict], central: Optional[dict],
                         resolution: Optional[str] = None, kind: str = "conflict",
