@@ -15,9 +15,9 @@ except ImportError:  # pragma: no cover - depends on the Qt version
     from qgis.PyQt.QtWidgets import QAction
 from qgis.PyQt.QtWidgets import QToolBar
 
-from . import paths
-from .logging_bridge import LogBridge
-from .translation import PluginTranslator, tr
+from .gui import paths
+from .gui.logging_bridge import LogBridge
+from .gui.translation import PluginTranslator, tr
 
 #: the entry under QGIS's Database menu (a product name: not translated)
 MENU = "TerraFusion"
@@ -52,7 +52,7 @@ class TerraFusionPlugin:
             self.translator.install()
         if self.provider is not None:
             return
-        from .processing_provider.provider import TerraFusionProvider
+        from .processing.provider import TerraFusionProvider
 
         self.provider = TerraFusionProvider()
         QgsApplication.processingRegistry().addProvider(self.provider)
@@ -65,7 +65,7 @@ class TerraFusionPlugin:
         self.log_bridge.install()
         self.initProcessing()
 
-        from .terrafusion_dock import TerraFusionDock
+        from .gui.terrafusion_dock import TerraFusionDock
 
         main_window = self.iface.mainWindow()
         self.dock = TerraFusionDock(main_window)
@@ -126,17 +126,17 @@ class TerraFusionPlugin:
         if dialog is None:
             parent = self.iface.mainWindow()
             if key == "export":
-                from .export_dialog import ExportDialog
+                from .gui.export_dialog import ExportDialog
 
                 dialog = ExportDialog(self.iface, parent)
             elif key == "conflicts":
-                from .conflicts_dialog import ConflictsDialog
+                from .gui.conflicts_dialog import ConflictsDialog
 
                 dialog = ConflictsDialog(self.iface, parent)
                 dialog.conflictsResolved.connect(lambda _ids: self.dock.refresh())
                 dialog.syncRequested.connect(self.sync_now)
             else:
-                from .settings_dialog import SettingsDialog
+                from .gui.settings_dialog import SettingsDialog
 
                 dialog = SettingsDialog(self.iface, parent)
                 dialog.saved.connect(lambda _cfg: self.dock.refresh())

@@ -275,7 +275,7 @@ def wells_layer(count: int):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_the_plugins_layer_export_onto_a_full_disk_fails_and_leaves_nothing(
         qgis_app, small_disk, fmt):
-    from terrafusion_plugin.export_task import LayerExportTask
+    from terrafusion_plugin.tasks.export_task import LayerExportTask
 
     layer = wells_layer(15_000)
     disk = small_disk(DISK_BYTES)
@@ -291,7 +291,7 @@ def test_the_plugins_layer_export_onto_a_full_disk_fails_and_leaves_nothing(
 def test_the_plugins_layer_export_still_writes_when_there_is_room(qgis_app, tmp_path):
     from osgeo import ogr
 
-    from terrafusion_plugin.export_task import LayerExportTask
+    from terrafusion_plugin.tasks.export_task import LayerExportTask
 
     out = tmp_path / "wells.geojson"
     task = LayerExportTask(wells_layer(500), "geojson", str(out), None, ["name", "depth"],

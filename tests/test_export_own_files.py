@@ -153,7 +153,7 @@ def test_the_plugins_exports_refuse_the_local_copy(qgis_app, untouched):
     from qgis.core import QgsVectorLayer
     from terrafusion_agent.export import ExportRequest
 
-    from terrafusion_plugin.export_task import LayerExportTask, TableExportTask
+    from terrafusion_plugin.tasks.export_task import LayerExportTask, TableExportTask
 
     config = str(untouched.config)
     table = TableExportTask(ExportRequest(table="parcels", format="gpkg",

@@ -49,8 +49,9 @@ if str(REPO) not in sys.path:
 
 from conftest import central_exec, local_exec  # noqa: E402
 
-from terrafusion_plugin import classFactory, paths  # noqa: E402
-from terrafusion_plugin.logging_bridge import QgsMessageLogHandler  # noqa: E402
+from terrafusion_plugin import classFactory  # noqa: E402
+from terrafusion_plugin.gui import paths  # noqa: E402
+from terrafusion_plugin.gui.logging_bridge import QgsMessageLogHandler  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 
@@ -184,7 +185,7 @@ def no_autostart(qgis_app):
 
 def _stop_agents_started_since(count: int) -> None:
     """Agents the plugin starts are detached from the test on purpose: stop them."""
-    from terrafusion_plugin.tasks import StartAgentTask
+    from terrafusion_plugin.tasks.dock_tasks import StartAgentTask
 
     for launched in StartAgentTask.launched[count:]:
         launched.process.terminate()
@@ -198,7 +199,7 @@ def _stop_agents_started_since(count: int) -> None:
 
 @pytest.fixture
 def plugin(qgis_iface, english, no_autostart):
-    from terrafusion_plugin.tasks import StartAgentTask
+    from terrafusion_plugin.tasks.dock_tasks import StartAgentTask
 
     for name in ("addPluginToDatabaseMenu", "removePluginDatabaseMenu"):
         getattr(qgis_iface, name).reset_mock()
@@ -214,7 +215,7 @@ def plugin(qgis_iface, english, no_autostart):
 @pytest.fixture
 def started_agents(plugin):
     """The agents the plugin started during the test."""
-    from terrafusion_plugin.tasks import StartAgentTask
+    from terrafusion_plugin.tasks.dock_tasks import StartAgentTask
 
     before = len(StartAgentTask.launched)
     yield StartAgentTask.launched
@@ -735,7 +736,7 @@ def test_every_dialog_has_its_ui_file_loaded_at_run_time_with_no_signals_wired_i
         root = ET.parse(ui).getroot()
         assert root.findall(".//connection") == [], ui.name
         # one .ui per module of the same name, loaded with uic at run time
-        module = REPO / "terrafusion_plugin" / f"{ui.stem}.py"
+        module = REPO / "terrafusion_plugin" / "gui" / f"{ui.stem}.py"
         assert f'ui_path("{ui.name}")' in module.read_text(encoding="utf-8"), ui.name
     generated = [p.name for p in PLUGIN_SOURCES if p.name.startswith("ui_") or
                  p.name.endswith("_rc.py")]
@@ -850,8 +851,8 @@ def test_zip_holds_one_plugin_folder_without_caches_or_compiled_code(package):
                      "resources/icons/sync.svg", "resources/ui/terrafusion_dock.ui",
                      "resources/ui/export_dialog.ui", "resources/ui/settings_dialog.ui",
                      "resources/ui/conflicts_dialog.ui", "resources/styles/parcels.qml",
-                     "resources/styles/districts.qml", "processing_provider/provider.py",
-                     "sync_worker.py",
+                     "resources/styles/districts.qml", "processing/provider.py",
+                     "gui/terrafusion_dock.py", "tasks/dock_tasks.py",
                      "i18n/terrafusion_es.qm",
                      "ext/terrafusion_agent/__init__.py",
                      "ext/terrafusion_agent/migrations/local/env.py",

@@ -468,7 +468,7 @@ def test_keep_local_resolves_a_real_conflict_that_then_reaches_central(
         qtbot.mouseClick(dialog.keepLocalButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
 
-    assert len(resolved.args[0]) == 1 and dialog.last_resolution.via == "plugin"
+    assert len(resolved.args[0]) == 1 and dialog.last_resolution.via == "here"
     assert dialog.conflictsTable.rowCount() == 1
     conflicted.run("sync")
     assert central_exec(conflicted, "SELECT land_value FROM parcels WHERE prop_id = 100004") \
@@ -561,7 +561,7 @@ def processing_ready(qgis_processing, plugin):
 def test_processing_offers_exactly_the_agents_export_formats():
     from terrafusion_agent.export import FORMATS
 
-    from terrafusion_plugin.processing_provider.export_algorithm import _formats
+    from terrafusion_plugin.processing.export_algorithm import _formats
 
     assert [(f.name, f.extension) for f in _formats()] == [
         (spec.name, spec.extension) for spec in FORMATS.values()]
@@ -608,7 +608,7 @@ def test_processing_sync_pulls_central_changes(processing_ready, sqlite_agent):
 
     result = processing_ready.run("terrafusion:sync", {"CONFIG": str(sqlite_agent.config)})
 
-    assert result["RESULT"] == "success" and result["PULLED"] == 1 and result["VIA"] == "plugin"
+    assert result["RESULT"] == "success" and result["PULLED"] == 1 and result["VIA"] == "processing"
     assert local_exec(sqlite_agent, "SELECT owner_name FROM parcels WHERE prop_id = 100009") \
         == [("MODEL",)]
 

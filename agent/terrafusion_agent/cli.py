@@ -131,16 +131,20 @@ def cmd_init_central(config, args) -> int:
 
 
 def cmd_sync(config, args) -> int:
-    from terrafusion_agent.lock import LocalLock
-    from terrafusion_agent.sync.engine import run_sync
+    from terrafusion_agent import api
 
     progress = _TerminalProgress() if sys.stderr.isatty() else None
-    with LocalLock(config.local_path):
-        try:
-            summary = run_sync(config, trigger="cli", progress=progress)
-        finally:
-            if progress:
-                progress.done()
+    try:
+        # a running agent for this copy is asked to sync (it holds the copy's lock);
+        # else the sync runs here, under that lock
+        summary = api.sync_now(config, progress=progress, trigger="cli", in_child=False)
+    except api.SyncFailed as exc:
+        if exc.cancelled and not str(exc):
+            raise KeyboardInterrupt from None
+        raise TerraFusionError(str(exc) or "The sync failed.") from None
+    finally:
+        if progress:
+            progress.done()
     _print_json(summary)
     return 0
 
@@ -224,19 +228,17 @@ def cmd_recover(config, args) -> int:
 
 
 def cmd_conflicts(config, args) -> int:
+    from terrafusion_agent import api
+
     if args.conflicts_command == "resolve":
-        from terrafusion_agent.sync.conflicts import resolve
-
-        _print_json(resolve(config, args.id, args.keep))
+        # through the running agent, else here under the copy's lock: never beside a sync
+        done = api.resolve_conflicts(config, [args.id], args.keep)
+        if done.errors:
+            raise TerraFusionError(done.errors[0])
+        _print_json(done.results[0])
         return 0
-    from terrafusion_agent.stores.local import LocalStore
-
-    local = LocalStore.open_existing(config.local_path)
-    try:
-        _print_json(local.conflicts(include_resolved=args.all))
-        return 0
-    finally:
-        local.close()
+    _print_json(api.conflicts(config, include_resolved=args.all))
+    return 0
 
 
 def cmd_export(config, args) -> int:
@@ -286,11 +288,14 @@ class _TerminalProgress:
     def __init__(self):
         self._last = ""
 
-    def __call__(self, table: str, done: int, total: int) -> None:
-        pct = 100 * done // total if total else 100
+    def __call__(self, fraction: Optional[float], table: str) -> None:
         width = 30
-        bar = "#" * (width * pct // 100)
-        line = f"\r{table:<16} [{bar:<{width}}] {pct:3d}% {done:,}/{total:,}"
+        if fraction is None:
+            line = f"\r{table:<16} [{'.' * width}] waiting"
+        else:
+            pct = int(100 * fraction)
+            bar = "#" * (width * pct // 100)
+            line = f"\r{table:<16} [{bar:<{width}}] {pct:3d}%"
         if line != self._last:
             sys.stderr.write(line)
             sys.stderr.flush()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .. import paths
-from ..translation import tr
+from ..gui import paths
+from ..gui.translation import tr
 
 
 class TerraFusionProvider(QgsProcessingProvider):

@@ -1,7 +1,6 @@
-"""A small client for the running agent's local HTTP API (no Qt, no GUI).
+"""A small client for the running agent's local HTTP API, on the standard library.
 
-Every call blocks, so it is only ever made from a ``QgsTask`` or a Processing algorithm,
-never on the GUI thread.
+Every call blocks: a GUI makes it from a background task, never on its main thread.
 """
 
 from __future__ import annotations
@@ -133,3 +132,20 @@ def error_sentence(body: Any, status: int) -> str:
             if isinstance(candidate, str) and candidate.strip():
                 return candidate.strip()
     return f"The agent answered with HTTP status {status}."
+
+
+def agent_for(cfg, timeout: float = LIVE_TIMEOUT_SECONDS) -> Optional[AgentClient]:
+    """A client for the agent that serves ``cfg``'s local copy, or None if none answers."""
+    if not cfg.http_port:
+        return None  # port 0: the agent picked a port nobody can know
+    client = AgentClient(base_url(cfg.http_host, cfg.http_port), cfg.token_file)
+    try:
+        status, live = client.get("/health/live", timeout)
+        if status != 200 or live.get("status") != "pass":
+            return None
+        _, health = client.get("/health", max(timeout, 5.0))
+    except NoAnswer:
+        return None
+    if health.get("local_path") not in (None, str(cfg.local_path)):
+        return None  # an agent for another copy holds the port
+    return client

@@ -1,12 +1,12 @@
-"""One "sync now", whoever asks (the dock's task, the ``terrafusion:sync`` algorithm).
+"""One "sync now", whoever asks (``terrafusion-agent sync``, the plugin's dock and its
+``terrafusion:sync`` algorithm), through :func:`terrafusion_agent.api.sync_now`.
 
-No Qt here. When the agent serving the configured local copy answers, it is asked to
-sync (``POST /api/v1/syncs``) and the run is followed in ``GET /api/v1/syncs``: two
-processes must never sync one copy at once, and the agent holds the copy's lock. When
-none answers, the agent package's own ``run_sync`` runs under that same lock, exactly as
-``terrafusion-agent sync`` does: in a child Python (``sync_worker.py``, see there why)
-whose progress comes back as JSON lines, or, when no Python interpreter can be found to
-start, in the calling thread.
+When the agent serving the configured local copy answers, it is asked to sync (``POST
+/api/v1/syncs`` answers with the run's id) and that run is followed in ``GET
+/api/v1/syncs/{id}``: two processes must never sync one copy at once, and the agent holds
+the copy's lock. When none answers, ``run_sync`` runs here under that same lock: for a GUI
+in a child Python (``sync_worker``, see there why) whose progress comes back as JSON
+lines, else (the CLI, or no interpreter to start) in the calling thread.
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
-from .agent_client import AgentClient, ApiError, NoAnswer, base_url
+from .http import AgentClient, ApiError, NoAnswer, agent_for, error_sentence
 
 #: progress(fraction 0..1 or None when unknown, table being synced or "")
 Progress = Callable[[Optional[float], str], None]
 #: how often a sync run by the agent is looked at
 POLL_SECONDS = 0.5
-#: a run that never shows up in the agent's history is given up on after this long
-FIND_RUN_SECONDS = 30.0
 
+#: ``via`` of a summary the running agent made; else ``via`` is the caller's trigger
 VIA_AGENT = "agent"
-VIA_PLUGIN = "plugin"
 
 
 class SyncFailed(Exception):
@@ -43,43 +40,27 @@ class SyncFailed(Exception):
         self.cancelled = cancelled
 
 
-def agent_client_for(cfg, timeout: float = 2.0) -> Optional[AgentClient]:
-    """A client for the agent that serves ``cfg``'s local copy, or None if none answers."""
-    if not cfg.http_port:
-        return None  # port 0: the agent picked a port nobody can know
-    client = AgentClient(base_url(cfg.http_host, cfg.http_port), cfg.token_file)
-    try:
-        status, live = client.get("/health/live", timeout)
-        if status != 200 or live.get("status") != "pass":
-            return None
-        _, health = client.get("/health", max(timeout, 5.0))
-    except NoAnswer:
-        return None
-    if health.get("local_path") not in (None, str(cfg.local_path)):
-        return None  # an agent for another copy holds the port
-    return client
-
-
 def sync_now(cfg, progress: Optional[Progress] = None,
              cancelled: Optional[Callable[[], bool]] = None,
-             trigger: str = "plugin") -> dict:
+             trigger: str = "plugin", in_child: bool = True) -> dict:
     """Sync ``cfg``'s local copy now; the summary (``via`` says who ran it).
 
     Raises :class:`SyncFailed` with the agent's sentence when it fails or is stopped.
     """
     progress = progress or (lambda fraction, table: None)
     cancelled = cancelled or (lambda: False)
-    client = agent_client_for(cfg)
+    client = agent_for(cfg)
     if client is not None:
         try:
             return _via_agent(client, progress, cancelled)
         except NoAnswer:
             pass  # the agent went away between the check and the request: sync here
-    from .agent_launcher import python_interpreter
+    if in_child:
+        from .launcher import python_interpreter
 
-    python = python_interpreter()
-    if python is not None:
-        return _in_child(cfg, progress, cancelled, trigger, python)
+        python = python_interpreter()
+        if python is not None:
+            return _in_child(cfg, progress, cancelled, trigger, python)
     return _in_process(cfg, progress, cancelled, trigger)
 
 
@@ -88,22 +69,20 @@ def sync_now(cfg, progress: Optional[Progress] = None,
 
 def _via_agent(client: AgentClient, progress: Progress,
                cancelled: Callable[[], bool]) -> dict:
+    """Ask the agent for a sync and follow that run (or the one it is already running)."""
     progress(None, "")
-    baseline = _latest_run_id(client)
     try:
         status, body = client.post("/api/v1/syncs")
     except ApiError as exc:
         raise SyncFailed(str(exc)) from None
-    if status == 409:
-        # A scheduled sync runs already: the user's wish is fulfilled when it ends.
-        run_id = None
-    else:
-        try:
-            body = client.checked(status, body, 200, 202)
-        except ApiError as exc:
-            raise SyncFailed(str(exc)) from None
-        run_id = body.get("id")
-    run = _wait_for_run(client, run_id, baseline, cancelled)
+    if status not in (202, 409):
+        raise SyncFailed(error_sentence(body, status))
+    # 409: a sync runs already; the user's wish is fulfilled when that one ends
+    run_id = body.get("id")
+    if not isinstance(run_id, int):
+        raise SyncFailed(error_sentence(body, status) if status == 409 else
+                         "The agent accepted the sync but did not say which run it is.")
+    run = _follow(client, run_id, progress, cancelled)
     result = run.get("result")
     if result != "success":
         raise SyncFailed(run.get("error") or f"The agent's sync ended with result {result}.",
@@ -112,37 +91,22 @@ def _via_agent(client: AgentClient, progress: Progress,
     return {**run, "via": VIA_AGENT}
 
 
-def _latest_run_id(client: AgentClient) -> int:
-    _, body = client.get("/api/v1/syncs?limit=1")
-    runs = body.get("runs") or []
-    return int(runs[0]["id"]) if runs else 0
-
-
-def _wait_for_run(client: AgentClient, run_id: Optional[int], baseline: int,
-                  cancelled: Callable[[], bool]) -> dict:
-    """Poll the agent's history until the run (or the first run after ``baseline``) ends."""
-    started = time.monotonic()
+def _follow(client: AgentClient, run_id: int, progress: Progress,
+            cancelled: Callable[[], bool]) -> dict:
+    """The run ``run_id`` once it has ended, its progress passed on meanwhile."""
     while True:
         if cancelled():
             raise SyncFailed("Stopped waiting; the agent finishes the sync on its own.",
                              cancelled=True)
-        _, body = client.get("/api/v1/syncs?limit=10")
-        runs = [r for r in body.get("runs") or [] if isinstance(r, dict)]
-        if run_id is not None:
-            mine = [r for r in runs if r.get("id") == run_id]
-        else:
-            mine = sorted((r for r in runs if int(r.get("id") or 0) > baseline),
-                          key=lambda r: r["id"])[:1]
-            if not mine:
-                # the 409 case: the run in progress may have started before ``baseline``
-                mine = [r for r in runs if r.get("result") == "running"][:1]
-                if not mine and runs and time.monotonic() - started > POLL_SECONDS * 4:
-                    mine = runs[:1]
-        if mine and mine[0].get("result") not in (None, "running"):
-            return mine[0]
-        if not mine and time.monotonic() - started > FIND_RUN_SECONDS:
-            raise SyncFailed("The agent accepted the sync, but it never appeared in its "
-                             "history.")
+        status, run = client.get(f"/api/v1/syncs/{run_id}")
+        if status != 200:
+            raise SyncFailed(error_sentence(run, status))
+        if run.get("result") not in (None, "running"):
+            return run
+        shown = run.get("progress") or {}
+        fraction = shown.get("fraction")
+        progress(float(fraction) if isinstance(fraction, (int, float)) else None,
+                 str(shown.get("table") or ""))
         time.sleep(POLL_SECONDS)
 
 
@@ -167,9 +131,9 @@ class _Overall:
 
 def _in_child(cfg, progress: Progress, cancelled: Callable[[], bool], trigger: str,
               python: str) -> dict:
-    from .agent_launcher import child_environment
+    from .launcher import child_environment
 
-    command = [python, str(Path(__file__).with_name("sync_worker.py")), "--trigger", trigger]
+    command = [python, "-m", "terrafusion_agent.client.sync_worker", "--trigger", trigger]
     if cfg.source is not None:
         command += ["--config", str(cfg.source)]
     kwargs: dict = {}
@@ -223,7 +187,7 @@ def _in_child(cfg, progress: Progress, cancelled: Callable[[], bool], trigger: s
         raise SyncFailed(outcome.get("message") or "The sync failed.",
                          cancelled=bool(outcome.get("cancelled")))
     progress(1.0, "")
-    return {**outcome["summary"], "via": VIA_PLUGIN}
+    return {**outcome["summary"], "via": trigger}
 
 
 def _pump(stream, put) -> None:
@@ -257,7 +221,7 @@ def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger:
     finally:
         watcher.done()
     progress(1.0, "")
-    return {**summary, "via": VIA_PLUGIN}
+    return {**summary, "via": trigger}
 
 
 class _CancelWatcher(threading.Thread):

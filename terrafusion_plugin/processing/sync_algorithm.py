@@ -10,7 +10,7 @@ from qgis.core import (
     QgsProcessingParameterFile,
 )
 
-from ..translation import tr
+from ..gui.translation import tr
 
 CONFIG = "CONFIG"
 
@@ -24,11 +24,11 @@ def config_parameter() -> QgsProcessingParameterFile:
 
 def load_config(path):
     """The agent's configuration; its one-sentence error as a Processing error."""
-    from terrafusion_agent import config as tf_config
+    from terrafusion_agent import api
     from terrafusion_agent.errors import TerraFusionError
 
     try:
-        return tf_config.load(path or None)
+        return api.load_config(path or None)
     except TerraFusionError as exc:
         raise QgsProcessingException(str(exc)) from None
 
@@ -60,7 +60,7 @@ class SyncAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString("VIA", tr("Synced by")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
-        from ..sync_runner import SyncFailed, sync_now
+        from terrafusion_agent.api import SyncFailed, sync_now
 
         cfg = load_config(self.parameterAsFile(parameters, CONFIG, context))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .background_task import BackgroundTask
-from .translation import tr
+from ..gui.translation import tr
+from .background import BackgroundTask
 
 
 class ConflictsLoadTask(BackgroundTask):
@@ -23,12 +23,10 @@ class ConflictsLoadTask(BackgroundTask):
         super().__init__(tr("Reading the TerraFusion conflicts"), QgsTask.Flag.CanCancel)
 
     def work(self) -> tuple:
-        from terrafusion_agent import config as tf_config
+        from terrafusion_agent import api
 
-        from .conflict_resolver import load_conflicts
-
-        cfg = tf_config.load(None)
-        conflicts, shapes = load_conflicts(cfg)
+        cfg = api.load_config()
+        conflicts, shapes = api.open_conflicts(cfg)
         return conflicts, shapes, str(cfg.local_path)
 
     def succeeded(self, loaded: tuple) -> None:
@@ -54,11 +52,9 @@ class ResolveTask(BackgroundTask):
         self.keep = keep
 
     def work(self):
-        from terrafusion_agent import config as tf_config
+        from terrafusion_agent import api
 
-        from .conflict_resolver import resolve_conflicts
-
-        return resolve_conflicts(tf_config.load(None), self.ids, self.keep)
+        return api.resolve_conflicts(api.load_config(), self.ids, self.keep)
 
     def succeeded(self, resolution) -> None:
         self.done.emit(resolution)

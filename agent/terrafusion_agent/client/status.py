@@ -1,6 +1,6 @@
-"""Ask the running agent how it is, over its local HTTP API (no Qt, no GUI).
+"""Ask the running agent how it is, over its local HTTP API.
 
-Runs inside a ``QgsTask``; the dock only ever sees the resulting :class:`AgentStatus`.
+A GUI calls it from a background task and only ever sees the resulting :class:`AgentStatus`.
 When no agent answers, the figures that do not need one (last sync, pending edits, open
 conflicts, recent runs) are read from the local copy itself, so a stopped agent still
 shows how far behind the copy is.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .agent_client import LIVE_TIMEOUT_SECONDS, AgentClient, NoAnswer, base_url
+from .http import LIVE_TIMEOUT_SECONDS, AgentClient, NoAnswer, base_url
 
 #: /health also probes the central database, which may take a little longer
 HEALTH_TIMEOUT_SECONDS = 5.0

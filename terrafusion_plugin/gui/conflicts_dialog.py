@@ -41,8 +41,8 @@ from qgis.PyQt.QtWidgets import (
     QTableWidgetItem,
 )
 
+from ..tasks.conflict_tasks import ConflictsLoadTask, ResolveTask
 from . import paths
-from .conflict_tasks import ConflictsLoadTask, ResolveTask
 from .project_layers import synced_project_layers
 from .terrafusion_dock import DASH, local_time
 from .translation import tr

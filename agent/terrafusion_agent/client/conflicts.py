@@ -1,4 +1,4 @@
-"""Read and resolve sync conflicts for the Conflicts dialog (no Qt).
+"""Read and resolve sync conflicts (``terrafusion_agent.api`` decides who resolves).
 
 The open conflicts are read from the local copy itself (reading never disturbs the
 agent). A resolution writes, so it goes through the running agent when one serves the
@@ -9,16 +9,10 @@ own ``resolve``, like ``terrafusion-agent conflicts resolve``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .agent_client import ApiError, NoAnswer
-from .sync_runner import agent_client_for
-
-#: how long a resolution waits for a sync the agent is running
-SYNC_WAIT_SECONDS = 120.0
-RETRY_SECONDS = 0.5
+from .http import ApiError
 
 
 @dataclass(frozen=True)
@@ -35,7 +29,8 @@ class TableShape:
 class Resolution:
     resolved: list = field(default_factory=list)  #: ids resolved
     errors: list = field(default_factory=list)  #: one sentence per failed id
-    via: str = ""  #: "agent" or "plugin"
+    via: str = ""  #: "agent" or "here" (this process, under the local copy's lock)
+    results: list = field(default_factory=list)  #: what each resolution did, as resolved
 
 
 def load_conflicts(cfg) -> tuple[list[dict], dict[str, TableShape]]:
@@ -61,50 +56,34 @@ def load_conflicts(cfg) -> tuple[list[dict], dict[str, TableShape]]:
     return conflicts, shapes
 
 
-def resolve_conflicts(cfg, ids: list[int], keep: str) -> Resolution:
-    """Resolve every conflict in ``ids`` keeping ``keep`` ("local" or "central")."""
-    client = agent_client_for(cfg)
-    if client is not None:
-        try:
-            return _via_agent(client, ids, keep)
-        except NoAnswer:
-            pass  # the agent went away meanwhile: resolve here, under the lock
-    return _in_process(cfg, ids, keep)
-
-
-def _via_agent(client, ids: list[int], keep: str) -> Resolution:
+def resolve_via_agent(client, ids: list[int], keep: str) -> Resolution:
+    """Each resolution sent to the running agent, which makes it wait for a sync it is
+    running (the two would race on the rows); raises NoAnswer when it went away."""
     out = Resolution(via="agent")
     for conflict_id in ids:
-        deadline = time.monotonic() + SYNC_WAIT_SECONDS
-        while True:
-            try:
-                status, body = client.post(f"/api/v1/conflicts/{int(conflict_id)}/resolve",
-                                           {"keep": keep})
-                client.checked(status, body, 200)
-            except ApiError as exc:
-                # The agent refuses while it syncs (the two would race on the rows): the
-                # user's decision waits for the end of that sync instead of failing.
-                if exc.code == "sync_in_progress" and time.monotonic() < deadline:
-                    time.sleep(RETRY_SECONDS)
-                    continue
-                out.errors.append(str(exc))
-                break
-            out.resolved.append(conflict_id)
-            break
+        try:
+            status, body = client.post(f"/api/v1/conflicts/{int(conflict_id)}/resolve",
+                                       {"keep": keep})
+            out.results.append(client.checked(status, body, 200))
+        except ApiError as exc:
+            out.errors.append(str(exc))
+            continue
+        out.resolved.append(conflict_id)
     return out
 
 
-def _in_process(cfg, ids: list[int], keep: str) -> Resolution:
+def resolve_here(cfg, ids: list[int], keep: str) -> Resolution:
+    """Each resolution made in this process, under the local copy's lock."""
     from terrafusion_agent.errors import TerraFusionError
     from terrafusion_agent.lock import LocalLock
     from terrafusion_agent.sync.conflicts import resolve
 
-    out = Resolution(via="plugin")
+    out = Resolution(via="here")
     try:
         with LocalLock(cfg.local_path):
             for conflict_id in ids:
                 try:
-                    resolve(cfg, int(conflict_id), keep)
+                    out.results.append(resolve(cfg, int(conflict_id), keep))
                 except TerraFusionError as exc:
                     out.errors.append(str(exc))
                     continue

@@ -8,10 +8,10 @@ from typing import Optional
 
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
+from terrafusion_agent.api import UNKNOWN, AgentStatus
 
-from .agent_status import UNKNOWN, AgentStatus, check_agent
-from .background_task import BackgroundTask
-from .translation import tr
+from ..gui.translation import tr
+from .background import BackgroundTask
 
 log = logging.getLogger("terrafusion.plugin")
 
@@ -36,10 +36,12 @@ class AgentStatusTask(BackgroundTask):
         super().__init__(tr("Checking the TerraFusion agent"), _flags())
 
     def user_errors(self) -> tuple:
-        return ()  # check_agent words the errors it expects into the status itself
+        return ()  # agent_status words the errors it expects into the status itself
 
     def work(self) -> AgentStatus:
-        return check_agent()
+        from terrafusion_agent import api
+
+        return api.agent_status()
 
     def succeeded(self, status: AgentStatus) -> None:
         self.statusReady.emit(status)
@@ -65,10 +67,9 @@ class SyncedLayersTask(BackgroundTask):
         super().__init__(tr("Reading the TerraFusion local copy"), QgsTask.Flag.CanCancel)
 
     def work(self) -> list:
-        from terrafusion_agent import config as tf_config
-        from terrafusion_agent.layers import synced_layers
+        from terrafusion_agent import api
 
-        return synced_layers(tf_config.load(None))
+        return api.synced_layers(api.load_config())
 
     def succeeded(self, layers: list) -> None:
         self.layersReady.emit(layers)
@@ -112,15 +113,13 @@ class SyncTask(BackgroundTask):
             self.tableChanged.emit(table)
 
     def work(self) -> Optional[dict]:
-        from terrafusion_agent import config as tf_config
-
-        from .sync_runner import SyncFailed, sync_now
+        from terrafusion_agent import api
 
         try:
-            cfg = tf_config.load(None)
-            summary = sync_now(cfg, progress=self._progress, cancelled=self.isCanceled,
+            cfg = api.load_config()
+            summary = api.sync_now(cfg, progress=self._progress, cancelled=self.isCanceled,
                                trigger="plugin")
-        except SyncFailed as exc:
+        except api.SyncFailed as exc:
             self.error, self.cancelled_by_user = (str(exc) or None), exc.cancelled
             return None
         # which copy changed: its layers in the project are re-read afterwards
@@ -157,19 +156,15 @@ class StartAgentTask(BackgroundTask):
         super().__init__(tr("Starting the TerraFusion agent"))
 
     def user_errors(self) -> tuple:
-        from .agent_launcher import LaunchError
+        from terrafusion_agent.api import LaunchError
 
         return (LaunchError, *super().user_errors())
 
     def work(self) -> int:
-        from terrafusion_agent import config as tf_config
+        from terrafusion_agent import api
 
-        from .agent_launcher import start_agent
-
-        path, named = tf_config.resolve_path(None)
-        cfg = tf_config.load(None)  # a bad file is said here, not by a dying agent
-        launched = start_agent(path if (named or path.exists()) else None,
-                               cfg.log_dir / "agent-start.log")
+        cfg = api.load_config()  # a bad file is said here, not by a dying agent
+        launched = api.start_agent(cfg)
         StartAgentTask.launched.append(launched)
         return launched.pid
 

@@ -1,7 +1,7 @@
 """Exports as ``QgsTask``: a synced table through the agent's export engine, or any
 other vector layer of the project through QGIS's own ``QgsVectorFileWriter``.
 
-A synced table is always written by ``terrafusion_agent.export.export_table``, the one
+A synced table is always written by the agent's export engine (``api.export_table``), the one
 code path shared with the CLI, the API and ``terrafusion:export``. QGIS's selection and
 QGIS expressions mean nothing to that engine (it reads SQLite directly), so they are
 turned into the primary keys of the chosen rows first: the layer is read in the task,
@@ -16,11 +16,8 @@ the formats' options taken from the agent so both kinds of export look alike.
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 import shutil
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -41,8 +38,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import pyqtSignal
 
-from .background_task import BackgroundTask
-from .translation import tr
+from ..gui.translation import tr
+from .background import BackgroundTask
 
 #: share of the progress bar for reading the chosen keys before the engine writes
 KEYS_SHARE = 10.0
@@ -105,32 +102,6 @@ class FeatureChoice:
             request.setFilterExpression(self.expression)
             request.setExpressionContext(self.context)
         return request
-
-
-def sql_literal(value, kind: str) -> str:
-    """A key value as an SQLite literal (keys are numbers or text, never NULL)."""
-    if kind in ("integer", "boolean"):
-        return str(int(value))
-    if kind == "real":
-        return repr(float(value))
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def keys_filter(info, keys: list) -> str:
-    """An SQLite expression matching exactly the rows with the primary keys ``keys``."""
-    from terrafusion_agent.sql import quote_ident
-
-    if not keys:
-        return "0"  # an empty choice exports an empty file, not the whole table
-    kinds = {c.name: c.kind for c in info.columns}
-    if len(info.pk) == 1:
-        column = info.pk[0]
-        values = ", ".join(sql_literal(k[0], kinds.get(column, "text")) for k in keys)
-        return f"{quote_ident(column)} IN ({values})"
-    columns = ", ".join(quote_ident(c) for c in info.pk)
-    rows = ", ".join("(" + ", ".join(sql_literal(v, kinds.get(c, "text"))
-                                     for c, v in zip(info.pk, key)) + ")" for key in keys)
-    return f"({columns}) IN (VALUES {rows})"
 
 
 class _ExportTask(BackgroundTask):
@@ -198,10 +169,9 @@ class TableExportTask(_ExportTask):
         """The engine's ``ExportResult``; None when cancelled while choosing the rows."""
         from dataclasses import replace
 
-        from terrafusion_agent import config as tf_config
-        from terrafusion_agent.export import export_table
+        from terrafusion_agent import api
 
-        cfg = tf_config.load(self.config_path)
+        cfg = api.load_config(self.config_path)
         request = self.request
         share = 0.0
         if self.choice is not None:
@@ -216,25 +186,20 @@ class TableExportTask(_ExportTask):
             if p.fraction is not None:
                 self.setProgress(share + (100.0 - share) * p.fraction)
 
-        return export_table(cfg, request, progress=progress, cancel=self.isCanceled)
+        return api.export_table(cfg, request, progress=progress, cancel=self.isCanceled)
 
     def _chosen_rows(self, cfg) -> Optional[str]:
         """``pk IN (...)`` for the chosen features; None when cancelled meanwhile."""
-        from terrafusion_agent.export.presets import resolve
-        from terrafusion_agent.stores.local import LocalStore
+        from terrafusion_agent import api
 
-        table = resolve(cfg, self.request).table
-        local = LocalStore.open_existing(cfg.local_path)
-        try:
-            info = local.table_info(table)
-        finally:
-            local.close()
+        table = api.resolve_preset(cfg, self.request).table
+        pk = api.table_key(cfg, table)
         choice = self.choice
         source, total = choice.open()
         fields = source.fields()
-        indexes = [fields.indexOf(name) for name in info.pk]
+        indexes = [fields.indexOf(name) for name in pk]
         if min(indexes) < 0:
-            raise ValueError(f"the layer has no key field {info.pk[indexes.index(-1)]}")
+            raise ValueError(f"the layer has no key field {pk[indexes.index(-1)]}")
         request = choice.request()
         request.setSubsetOfAttributes(indexes)
         request.setFlags(QgsFeatureRequest.Flag.NoGeometry)
@@ -245,7 +210,7 @@ class TableExportTask(_ExportTask):
             keys.append(tuple(feature.attributes()[i] for i in indexes))
             if total and n % 500 == 0:
                 self.setProgress(KEYS_SHARE * min(1.0, n / total))
-        return keys_filter(info, keys)
+        return api.keys_filter(cfg, table, keys)
 
 
 def _and(first: Optional[str], second: str) -> str:
@@ -259,9 +224,10 @@ class LayerExportTask(_ExportTask):
                  crs: Optional[QgsCoordinateReferenceSystem], fields: list,
                  choice: Optional[FeatureChoice], config_path: Optional[str] = None):
         super().__init__(tr("TerraFusion export of {table}").format(table=layer.name()))
-        from terrafusion_agent.export import FORMATS
+        from terrafusion_agent import api
 
-        self.spec = FORMATS[fmt]
+        self.fmt = fmt
+        self.spec = api.export_formats()[fmt]
         self.out = Path(out)
         self.config_path = config_path
         self.layer_name = layer.name()
@@ -283,6 +249,7 @@ class LayerExportTask(_ExportTask):
         return ()  # the sentences of this export are worded here, in the plugin
 
     def work(self) -> Optional[dict]:
+        from terrafusion_agent import api
         from terrafusion_agent.errors import TerraFusionError
 
         spatial = QgsWkbTypes.geometryType(self.wkb_type) not in (
@@ -307,8 +274,7 @@ class LayerExportTask(_ExportTask):
             if written is None:
                 self.was_cancelled = True
                 return None
-            self._check(work, written, messages)
-            size = self._publish(work)
+            size = api.finish_layer_export(work, self.out, self.fmt, written, messages)
         except TerraFusionError as exc:
             self.error = str(exc)
             return None
@@ -323,11 +289,10 @@ class LayerExportTask(_ExportTask):
                 "fields": list(self.out_names.values()), "warnings": []}
 
     def _write(self, work: Path, spatial: bool) -> Optional[int]:
-        from terrafusion_agent.export.formats import layer_options, shorten_names
+        from terrafusion_agent import api
 
         names = self.field_names
-        self.out_names = (shorten_names(names, self.spec.max_field_name)
-                          if self.spec.max_field_name else {n: n for n in names})
+        self.out_names = api.output_field_names(self.fmt, names)
         indexes = [self.source_fields.indexOf(n) for n in names]
         out_fields = QgsFields()
         for name, index in zip(names, indexes):
@@ -341,9 +306,9 @@ class LayerExportTask(_ExportTask):
         epsg = self.crs.postgisSrid() if spatial else None
         geometry_type = QgsWkbTypes.displayString(QgsWkbTypes.flatType(self.wkb_type)) \
             if spatial else None
-        options.layerOptions = layer_options(self.spec, geometry_type=geometry_type,
-                                             target_epsg=epsg)
-        target = work / f"{self.out.stem}{self.spec.gdal_extension}"
+        options.layerOptions = api.layer_options(self.fmt, geometry_type=geometry_type,
+                                                 target_epsg=epsg)
+        target = api.layer_export_file(work, self.out, self.fmt)
         writer = QgsVectorFileWriter.create(
             str(target), out_fields, self.wkb_type if spatial else QgsWkbTypes.Type.NoGeometry,
             self.crs, self.transform_context, options)
@@ -375,53 +340,13 @@ class LayerExportTask(_ExportTask):
         return written
 
     def _os_error(self, exc: OSError) -> str:
-        from terrafusion_agent.export import diskfull
+        from terrafusion_agent import api
 
-        if diskfull.is_full_error(exc) or diskfull.nearly_full(self.out.parent):
-            return str(diskfull.error(self.out))
+        full = api.disk_full_error(exc, self.out)
+        if full is not None:
+            return str(full)
         return tr("The export could not be written to {path}: {reason}.").format(
             path=self.out, reason=exc.strerror or exc)
-
-    def _check(self, work: Path, written: int, messages: list) -> None:
-        """A file QGIS's writer left cut short is an error, never an export: QGIS does not
-        hear what GDAL's writers say when they close (see the agent's diskfull.py)."""
-        from terrafusion_agent.errors import ExportError
-        from terrafusion_agent.export import diskfull
-
-        full = diskfull.said_full(messages) or diskfull.nearly_full(self.out.parent)
-        if messages:
-            if full:
-                raise diskfull.error(self.out)
-            raise ExportError(tr("GDAL could not write {file}: {reason}.").format(
-                file=self.out.name, reason=str(messages[0]).rstrip(".")))
-        if self.spec.name != "shp":
-            target = work / f"{self.out.stem}{self.spec.gdal_extension}"
-            reason = diskfull.incomplete(target, self.spec.name, written, self.out.parent)
-            if reason is not None and full:
-                raise diskfull.error(self.out)
-            if reason is not None:
-                raise ExportError(tr("GDAL did not write all of {file}: {reason}.").format(
-                    file=self.out.name, reason=reason))
-
-    def _publish(self, work: Path) -> int:
-        """Move the finished file into place (a shapefile's parts as one zip)."""
-        from terrafusion_agent.export import diskfull
-
-        temp = self.out.with_name(f".{self.out.name}.tf-{secrets.token_hex(4)}")
-        try:
-            if self.spec.name == "shp":
-                with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for part in sorted(work.iterdir()):
-                        zf.write(part, part.name)
-            else:
-                shutil.move(str(work / f"{self.out.stem}{self.spec.gdal_extension}"), temp)
-            diskfull.flush_to_disk(temp)
-            os.replace(temp, self.out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        return self.out.stat().st_size
 
 
 @contextlib.contextmanager
@@ -447,10 +372,9 @@ def _refuse_agent_file(out: Path, config_path: Optional[str]) -> None:
     """Refuse a target that is one of the agent's own files (the local copy, its
     configuration...), as the agent's engine does for the synced tables; a configuration
     that cannot be read is said as it is, since it alone knows where those files are."""
-    from terrafusion_agent import config as tf_config
-    from terrafusion_agent.export.protected import refuse_own_file
+    from terrafusion_agent import api
 
-    refuse_own_file(tf_config.load(config_path), out)
+    api.refuse_own_file(api.load_config(config_path), out)
 
 
 class ExportSourcesTask(BackgroundTask):
@@ -468,15 +392,10 @@ class ExportSourcesTask(BackgroundTask):
         super().__init__(tr("Reading the TerraFusion local copy"), QgsTask.Flag.CanCancel)
 
     def work(self) -> dict:
-        from terrafusion_agent import config as tf_config
-        from terrafusion_agent.stores.local import LocalStore
+        from terrafusion_agent import api
 
-        cfg = tf_config.load(None)
-        local = LocalStore.open_existing(cfg.local_path)
-        try:
-            tables = local.tables()
-        finally:
-            local.close()
+        cfg = api.load_config()
+        tables = api.synced_tables(cfg)
         return {"tables": tables, "presets": dict(cfg.presets),
                 "local_path": str(cfg.local_path), "order": list(cfg.tables)}
 

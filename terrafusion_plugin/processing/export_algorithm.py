@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..translation import tr
+from ..gui.translation import tr
 from .sync_algorithm import CONFIG, config_parameter, load_config
 
 TABLE, PRESET, FORMAT, CRS = "TABLE", "PRESET", "FORMAT", "CRS"
@@ -84,9 +84,8 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(FEATURES, tr("Features exported")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        from terrafusion_agent import api
         from terrafusion_agent.errors import ExportCancelled, TerraFusionError
-        from terrafusion_agent.export import ExportRequest, export_table
-        from terrafusion_agent.export.request import split_fields
 
         cfg = load_config(self.parameterAsFile(parameters, CONFIG, context))
         table = self.parameterAsString(parameters, TABLE, context).strip() or None
@@ -102,8 +101,8 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
                 out = out.with_suffix(extension)
         crs = self.parameterAsCrs(parameters, CRS, context)
         try:
-            fields = split_fields(self.parameterAsString(parameters, FIELDS, context) or None)
-            request = ExportRequest(
+            fields = api.split_fields(self.parameterAsString(parameters, FIELDS, context) or None)
+            request = api.export_request(
                 table=table, preset=preset_name, format=fmt, out=str(out),
                 crs=crs.authid() if crs.isValid() and crs.authid() else None,
                 where=self.parameterAsString(parameters, WHERE, context).strip() or None,
@@ -113,7 +112,7 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
                 if p.fraction is not None:
                     feedback.setProgress(100.0 * p.fraction)
 
-            result = export_table(cfg, request, progress=progress, cancel=feedback.isCanceled)
+            result = api.export_table(cfg, request, progress=progress, cancel=feedback.isCanceled)
         except ExportCancelled:
             raise QgsProcessingException(tr("The export was cancelled; no file was left "
                                             "behind.")) from None

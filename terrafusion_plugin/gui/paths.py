@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PLUGIN_DIR = Path(__file__).resolve().parent
+PLUGIN_DIR = Path(__file__).resolve().parent.parent
 
 
 def _data_dir(name: str) -> Path:

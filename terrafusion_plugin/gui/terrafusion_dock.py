@@ -18,9 +18,7 @@ from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor
 from qgis.PyQt.QtWidgets import QHeaderView, QTableWidgetItem
-
-from . import paths, plugin_settings
-from .agent_status import (
+from terrafusion_agent.api import (
     HEALTH_TIMEOUT,
     NOT_RUNNING,
     OTHER_AGENT,
@@ -28,8 +26,10 @@ from .agent_status import (
     SCHEDULER_STOPPED,
     AgentStatus,
 )
+
+from ..tasks.dock_tasks import AgentStatusTask, StartAgentTask, SyncedLayersTask, SyncTask
+from . import paths, plugin_settings
 from .project_layers import GROUP_NAME, add_synced_layers, reload_synced_layers
-from .tasks import AgentStatusTask, StartAgentTask, SyncedLayersTask, SyncTask
 from .translation import tr
 
 FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("terrafusion_dock.ui")))
@@ -347,9 +347,9 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
 
     def _log_folder(self) -> str:
         try:
-            from terrafusion_agent import config as tf_config
+            from terrafusion_agent import api
 
-            return str(tf_config.load(None).log_dir)
+            return str(api.load_config().log_dir)
         except Exception:  # noqa: BLE001 - only a hint in a message
             return DASH
 

@@ -1,6 +1,6 @@
 """One sync in a child Python, for the plugin when no agent runs (no Qt, no QGIS).
 
-    python sync_worker.py [--config PATH] [--trigger plugin]
+    python -m terrafusion_agent.client.sync_worker [--config PATH] [--trigger plugin]
 
 Runs ``terrafusion_agent.sync.engine.run_sync`` under the local copy's lock, exactly as
 ``terrafusion-agent sync`` does, and reports on stdout in JSON lines::
@@ -15,8 +15,6 @@ few hundred milliseconds at a time; in QGIS's own process that froze the map and
 dock while the first sync ran (``bench/bench_plugin.py`` measures it). A child also keeps
 a crash in a native library away from QGIS. SIGTERM (CTRL_BREAK on Windows) stops the
 sync at the next transaction boundary, as Ctrl+C does for the CLI.
-
-Run as a file (not ``-m``): the child needs only the agent on its path, not the plugin.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from qgis.core import QgsTask
 
-from .translation import tr
+from ..gui.translation import tr
 
 log = logging.getLogger("terrafusion.plugin")
 

@@ -24,7 +24,7 @@ class QgsMessageLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from terrafusion_agent.redact import redact
+            from terrafusion_agent.api import redact
 
             # The agent's own formatters redact; this handler bypasses them, and a
             # connection string with a password must not end up on screen either.

@@ -36,13 +36,13 @@ from qgis.PyQt.QtWidgets import (
     QSizePolicy,
 )
 
-from . import paths, plugin_settings
-from .export_task import (
+from ..tasks.export_task import (
     ExportSourcesTask,
     FeatureChoice,
     LayerExportTask,
     TableExportTask,
 )
+from . import paths, plugin_settings
 from .project_layers import layer_uri, synced_project_layers
 from .translation import tr
 
@@ -115,9 +115,9 @@ class ExportDialog(QDialog, FORM_CLASS):
         # happens here, as the dialog opens, not in the export task, where it would
         # freeze the map in the middle of an export.
         from osgeo import gdal, ogr, osr  # noqa: F401
-        from terrafusion_agent.export import FORMATS
+        from terrafusion_agent import api
 
-        for spec in FORMATS.values():
+        for spec in api.export_formats().values():
             self.formatCombo.addItem(f"{spec.label} ({spec.extension})", spec.name)
         self.layerCombo.setFilters(QgsMapLayerProxyModel.Filter.VectorLayer)
         self.fileWidget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
@@ -211,7 +211,7 @@ class ExportDialog(QDialog, FORM_CLASS):
         return self._tables.get(self.tableCombo.currentData())
 
     def _project_layer(self, table: str) -> Optional[QgsVectorLayer]:
-        from terrafusion_agent.stores.local import local_name
+        from terrafusion_agent.api import local_name
 
         if not self._local_path:
             return None
@@ -335,9 +335,9 @@ class ExportDialog(QDialog, FORM_CLASS):
         self._format_changed()
 
     def _format_changed(self, *_args) -> None:
-        from terrafusion_agent.export import FORMATS
+        from terrafusion_agent import api
 
-        spec = FORMATS[self.formatCombo.currentData()]
+        spec = api.export_formats()[self.formatCombo.currentData()]
         fixed = spec.fixed_epsg
         if fixed:
             self.crsWidget.setCrs(QgsCoordinateReferenceSystem(f"EPSG:{fixed}"))
@@ -402,10 +402,10 @@ class ExportDialog(QDialog, FORM_CLASS):
         if self._task is not None:
             return
         self.bar.clearWidgets()
-        from terrafusion_agent.export import FORMATS, ExportRequest
+        from terrafusion_agent import api
 
         fmt = self.formatCombo.currentData()
-        spec = FORMATS[fmt]
+        spec = api.export_formats()[fmt]
         out = self.fileWidget.filePath().strip()
         if not out:
             return self._refuse(tr("Choose the file to write."))
@@ -443,13 +443,13 @@ class ExportDialog(QDialog, FORM_CLASS):
             if project_layer is not None:
                 choice = FeatureChoice.of(project_layer, selected_only, expression)
             elif expression:
-                from terrafusion_agent.stores.local import local_name
+                from terrafusion_agent.api import local_name
 
                 choice = FeatureChoice.on_table(layer_uri({
                     "path": self._local_path, "table": local_name(info.name),
                     "geometry_column": info.geometry.column if info.geometry else None}),
                     expression)
-            request = ExportRequest(
+            request = api.export_request(
                 table=None if preset else info.name, preset=preset, format=fmt, out=out,
                 crs=crs.authid() if crs is not None else None,
                 fields=None if all_fields else tuple(fields), overwrite=True,

@@ -26,10 +26,15 @@ from qgis.PyQt.QtWidgets import (
     QSizePolicy,
     QTableWidgetItem,
 )
+from terrafusion_agent import api
+from terrafusion_agent.api import settings_file as config_file
 
-from . import config_file, paths, plugin_settings
-from .config_file import SERVER, SERVICE, SPATIALITE, Central, Settings, SettingsError
+from . import paths, plugin_settings
 from .translation import tr
+
+SERVER, SERVICE, SPATIALITE = config_file.SERVER, config_file.SERVICE, config_file.SPATIALITE
+Central, Settings, SettingsError = (config_file.Central, config_file.Settings,
+                                    config_file.SettingsError)
 
 FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("settings_dialog.ui")))
 
@@ -70,9 +75,7 @@ class CentralCheckTask(QgsTask):
         self.answer: Optional[tuple[bool, Optional[str]]] = None
 
     def run(self) -> bool:
-        from terrafusion_agent import health
-
-        self.answer = health.check_central(self.cfg)
+        self.answer = api.check_central(self.cfg)
         return True
 
 
@@ -131,11 +134,10 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
     def load(self) -> None:
         """Fill the widgets from the configuration file the agent reads."""
-        from terrafusion_agent import config as tf_config
         from terrafusion_agent.errors import ConfigError
 
         self.bar.clearWidgets()
-        path, _named = tf_config.resolve_path(None)
+        path, _named = api.config_path()
         self.config_path = path
         self.configPathLabel.setText(tr("Configuration file: {path}").format(path=path))
         try:
@@ -145,7 +147,7 @@ class SettingsDialog(QDialog, FORM_CLASS):
             self.bar.pushMessage(tr("Settings"), str(exc), Qgis.MessageLevel.Warning, 0)
         try:
             # what the file says: overrides from the environment are not the file's
-            cfg = tf_config.load(path, environ={}) if path.exists() else _defaults()
+            cfg = api.load_config(path, environ={}) if path.exists() else _defaults()
         except ConfigError as exc:
             self.bar.pushMessage(tr("Settings"), str(exc), Qgis.MessageLevel.Warning, 0)
             cfg = _defaults()
@@ -324,7 +326,6 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
     def _candidate(self, central: Central):
         """The configuration the dialog shows, loaded by the agent, without saving it."""
-        from terrafusion_agent import config as tf_config
         from terrafusion_agent.errors import ConfigError
 
         document = config_file.apply(self.document, self.settings(central))
@@ -335,7 +336,7 @@ class SettingsDialog(QDialog, FORM_CLASS):
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(config_file.dumps(document))
-            return tf_config.load(temp, environ={})
+            return api.load_config(temp, environ={})
         except ConfigError as exc:
             raise SettingsError(str(exc).replace(temp, str(self.config_path))) from None
         finally:
@@ -359,11 +360,9 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
 def _defaults():
     """The agent's built-in defaults (what an empty configuration file means)."""
-    from terrafusion_agent import config as tf_config
-
     with tempfile.TemporaryDirectory() as folder:
         empty = Path(folder) / "agent.toml"
         empty.write_text("", encoding="utf-8")
-        cfg = tf_config.load(empty, environ={})
+        cfg = api.load_config(empty, environ={})
     # relative to nothing: the defaults do not live in that temporary folder
     return cfg

@@ -1,6 +1,6 @@
-"""Start the bundled agent (``python -m terrafusion_agent run``) as a detached process.
+"""Start the agent (``python -m terrafusion_agent run``) as a detached process.
 
-No Qt here. The agent must outlive QGIS (it keeps syncing while QGIS is closed), so it
+The agent must outlive QGIS (it keeps syncing while QGIS is closed), so it
 is started in its own session / process group with no console, and nothing of QGIS's
 stdin/stdout is handed to it. It writes its own JSON log; only what it prints before
 its logging is set up (a bad configuration) goes to a small start-up file, read back
@@ -72,14 +72,14 @@ def python_interpreter() -> Optional[str]:
 
 
 def agent_pythonpath() -> list[str]:
-    """Folders the agent's Python needs: the bundled ``ext/`` or wherever the agent is."""
-    from .bundle import EXT_DIR
+    """Folders the agent's Python needs: the folder this agent package is in and, when it
+    came bundled in the QGIS plugin, the plugin's ``ext/`` of third-party packages beside
+    that folder (``plugin/agent/terrafusion_agent``, ``plugin/ext/``)."""
+    import terrafusion_agent
 
-    if EXT_DIR.is_dir():
-        return [str(EXT_DIR)]
-    import terrafusion_agent  # a source checkout: the installed (editable) agent
-
-    return [str(Path(terrafusion_agent.__file__).resolve().parent.parent)]
+    folder = Path(terrafusion_agent.__file__).resolve().parent.parent
+    ext = folder.parent / "ext"
+    return [str(folder)] + ([str(ext)] if ext.is_dir() else [])
 
 
 def agent_command(config_path: Optional[Path], python: Optional[str] = None) -> list[str]:

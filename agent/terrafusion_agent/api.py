@@ -1,0 +1,389 @@
+"""The agent's one face: every operation a front end asks of TerraFusion.
+
+The CLI, the HTTP routes, the QGIS plugin's tasks and its Processing algorithms all call
+this module and nothing deeper (the plugin may also import :mod:`terrafusion_agent.errors`;
+``tests/test_boundaries.py`` enforces it).
+
+**Who does the work** is decided here once, by the same rule for every operation that
+writes to the local copy (sync, conflict resolution): when an agent serving the
+configured local copy answers on its port, it is asked over its HTTP API, since it holds
+the copy's lock and two processes must never write one copy at once; when none answers,
+the work is done in this process under that same lock (:class:`~terrafusion_agent.lock.
+LocalLock`), which refuses with one sentence when an agent that cannot be reached holds
+it. Reading (status, conflicts, pending edits, history, layers) never disturbs a running
+agent: SQLite readers do not block its writer.
+
+Every function here blocks. A GUI calls them from a background task, never from its main
+thread. Bad input and failures arrive as :class:`~terrafusion_agent.errors.TerraFusionError`
+(one sentence), or as the dedicated exceptions named in each docstring.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from terrafusion_agent.client import settings_file
+from terrafusion_agent.client.conflicts import Resolution, TableShape
+from terrafusion_agent.client.http import AgentClient, ApiError, NoAnswer
+from terrafusion_agent.client.launcher import Launched, LaunchError
+from terrafusion_agent.client.status import (
+    HEALTH_TIMEOUT,
+    NOT_RUNNING,
+    OTHER_AGENT,
+    RUNNING,
+    SCHEDULER_STOPPED,
+    UNKNOWN,
+    AgentStatus,
+)
+from terrafusion_agent.client.sync_runner import VIA_AGENT, Progress, SyncFailed
+from terrafusion_agent.config import Config
+
+__all__ = [
+    "AgentStatus", "ApiError", "Config", "Launched", "LaunchError", "NoAnswer", "Progress",
+    "Resolution", "SyncFailed", "TableShape", "HEALTH_TIMEOUT", "NOT_RUNNING",
+    "OTHER_AGENT", "RUNNING", "SCHEDULER_STOPPED", "UNKNOWN", "VIA_AGENT",
+    "load_config", "config_path", "running_agent", "agent_status", "start_agent", "sync_now",
+    "open_conflicts", "conflicts", "resolve_conflicts", "pending_edits", "sync_history",
+    "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
+    "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
+    "refuse_own_file", "layer_options", "output_field_names", "layer_export_file",
+    "finish_layer_export", "disk_full_error", "check_central", "settings_file",
+    "reload_agent_config", "redact",
+]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+#: :mod:`terrafusion_agent.client.settings_file`: reads and writes the configuration file
+#: for a settings editor (never a password in it), and the connection helpers it needs.
+settings_file = settings_file
+
+
+def load_config(path: Optional[str | Path] = None,
+                environ: Optional[dict] = None) -> Config:
+    """The agent's configuration: ``path``, else ``$TERRAFUSION_CONFIG``, else the user's
+    file; ``environ`` (default: this process's) gives the TERRAFUSION_* overrides. Raises
+    ConfigError (one sentence naming the key or the file) when it is bad."""
+    from terrafusion_agent import config as tf_config
+
+    return tf_config.load(str(path) if path is not None else None, environ=environ)
+
+
+def config_path(path: Optional[str | Path] = None) -> tuple[Path, bool]:
+    """The configuration file the agent reads, and whether it was named (by ``path`` or
+    ``$TERRAFUSION_CONFIG``) rather than the user's default file."""
+    from terrafusion_agent import config as tf_config
+
+    return tf_config.resolve_path(str(path) if path is not None else None)
+
+
+def reload_agent_config(cfg: Config) -> Optional[dict]:
+    """Ask the agent serving ``cfg``'s local copy to re-read its configuration file.
+
+    Returns its answer (``changed``, ``restart_required``), or None when no agent answers
+    (the next one to start reads the file anyway). Raises ApiError with the agent's
+    sentence when it refuses the file.
+    """
+    client = running_agent(cfg)
+    if client is None:
+        return None
+    try:
+        status, body = client.post("/api/v1/config/reload")
+    except NoAnswer:
+        return None
+    return client.checked(status, body, 200)
+
+
+def check_central(cfg: Config) -> tuple[bool, Optional[str]]:
+    """Try the configured central database once: (reachable, the reason when not)."""
+    from terrafusion_agent import health
+
+    return health.check_central(cfg)
+
+
+# --- the running agent ---------------------------------------------------------------------
+
+
+def running_agent(cfg: Config, timeout: float = 2.0) -> Optional[AgentClient]:
+    """A client for the agent that serves ``cfg``'s local copy, or None if none answers."""
+    from terrafusion_agent.client.http import agent_for
+
+    return agent_for(cfg, timeout)
+
+
+def agent_status(config_path: Optional[str] = None) -> AgentStatus:
+    """How the agent named by the configuration is: running or not, its health, the local
+    copy's own figures when it is not running. Never raises for a bad configuration: the
+    status then says UNKNOWN with the sentence in ``error``."""
+    from terrafusion_agent.client.status import check_agent
+
+    return check_agent(config_path=config_path)
+
+
+def start_agent(cfg: Config, startup_log: Optional[Path] = None) -> Launched:
+    """Start ``terrafusion-agent run`` for ``cfg`` as a detached process that outlives the
+    caller; what it prints before its own log is set up goes to ``startup_log`` (default:
+    ``agent-start.log`` in its log folder). Raises LaunchError (one sentence) when it
+    cannot start or dies at once."""
+    from terrafusion_agent.client.launcher import start_agent as launch
+
+    return launch(cfg.source, startup_log or cfg.log_dir / "agent-start.log")
+
+
+# --- sync ----------------------------------------------------------------------------------
+
+
+def sync_now(cfg: Config, progress: Optional[Progress] = None,
+             cancelled: Optional[Callable[[], bool]] = None, trigger: str = "plugin",
+             in_child: bool = True) -> dict:
+    """One pull and push now; the summary, with ``via`` saying who ran it (``"agent"``,
+    else ``trigger``).
+
+    ``progress(fraction or None, table)`` follows the run. Asked of the running agent when
+    one serves the copy (its run is followed until it ends; a cancel stops waiting, the
+    agent finishes on its own); else run here under the copy's lock, in a child Python
+    when ``in_child`` (a GUI's process stays responsive) or in this process. Raises
+    SyncFailed with one sentence when the sync fails or is cancelled.
+    """
+    from terrafusion_agent.client.sync_runner import sync_now as run
+
+    return run(cfg, progress=progress, cancelled=cancelled, trigger=trigger,
+               in_child=in_child)
+
+
+# --- conflicts -----------------------------------------------------------------------------
+
+
+def conflicts(cfg: Config, include_resolved: bool = False) -> list[dict]:
+    """The conflicts and refused rows of the local copy, oldest first."""
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        return local.conflicts(include_resolved=include_resolved)
+    finally:
+        local.close()
+
+
+def open_conflicts(cfg: Config) -> tuple[list[dict], dict[str, TableShape]]:
+    """The open conflicts and the shape (columns, key, geometry) of each of their tables."""
+    from terrafusion_agent.client.conflicts import load_conflicts
+
+    return load_conflicts(cfg)
+
+
+def resolve_conflicts(cfg: Config, ids: list[int], keep: str) -> Resolution:
+    """Resolve each conflict in ``ids`` keeping ``keep`` ("local" or "central").
+
+    Through the running agent when one serves the copy (it makes the resolution wait for
+    a sync it is running), else here under the copy's lock. One sentence per id that could
+    not be resolved lands in ``Resolution.errors``; the others are resolved all the same.
+    """
+    from terrafusion_agent.client import conflicts as conflict_client
+
+    if keep not in ("local", "central"):
+        from terrafusion_agent.errors import BadRequest
+
+        raise BadRequest(f'keep must be "local" or "central", not {keep!r}.')
+    client = running_agent(cfg)
+    if client is not None:
+        try:
+            return conflict_client.resolve_via_agent(client, ids, keep)
+        except NoAnswer:
+            pass  # the agent went away meanwhile: resolve here, under the lock
+    return conflict_client.resolve_here(cfg, ids, keep)
+
+
+# --- what changed: pending edits and history ------------------------------------------------
+
+
+def pending_edits(cfg: Config, limit: Optional[int] = None) -> list[dict]:
+    """The local edits not yet pushed to central, oldest first."""
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        edits: list[dict] = []
+        for info in local.tables():
+            edits += [{"table": info.name, "key": list(entry["pk"]), "op": entry["op"],
+                       "id": entry["id"], "version": entry["version"]}
+                      for entry in local.pending(info.name)]
+    finally:
+        local.close()
+    edits.sort(key=lambda e: e["id"])
+    return edits[:limit] if limit is not None else edits
+
+
+def sync_history(cfg: Config, limit: int = 20) -> list[dict]:
+    """The most recent sync runs of the local copy, newest first."""
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        return local.recent_runs(limit)
+    finally:
+        local.close()
+
+
+# --- layers --------------------------------------------------------------------------------
+
+
+def synced_layers(cfg: Config) -> list[dict]:
+    """One entry per synced table for a map: name, geometry column, SRID, type, rows, path.
+    Raises LocalUnavailable when the local copy does not exist yet."""
+    from terrafusion_agent.layers import synced_layers as layers
+
+    return layers(cfg)
+
+
+def synced_tables(cfg: Config) -> list:
+    """The synced tables' descriptions (``TableInfo``), as the local copy holds them."""
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        return local.tables()
+    finally:
+        local.close()
+
+
+def local_name(table: str) -> str:
+    """The name a central table (maybe schema-qualified) has in the local copy."""
+    from terrafusion_agent.stores.local import local_name as name
+
+    return name(table)
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+def export_formats() -> dict:
+    """The export formats by name (``FormatSpec``: label, driver, extension, limits)."""
+    from terrafusion_agent.export import FORMATS
+
+    return FORMATS
+
+
+def export_request(**fields: Any):
+    """An ``ExportRequest`` (table or preset, format, out, crs, where, fields, ...)."""
+    from terrafusion_agent.export import ExportRequest
+
+    return ExportRequest(**fields)
+
+
+def split_fields(text: Optional[str]) -> Optional[list[str]]:
+    """A comma-separated field list as typed by a user, as a list (None for none)."""
+    from terrafusion_agent.export.request import split_fields as split
+
+    return split(text)
+
+
+def export_table(cfg: Config, request, progress=None, cancel=None):
+    """Export one synced table to one file (``ExportResult``); atomic, never half a file.
+
+    Raises InvalidExport for a bad request, ExportCancelled when ``cancel()`` turned true,
+    ExportError with one sentence when writing failed.
+    """
+    from terrafusion_agent.export import export_table as run
+
+    return run(cfg, request, progress=progress, cancel=cancel)
+
+
+def keys_filter(cfg: Config, table: str, keys: list[tuple]) -> str:
+    """A filter for :func:`export_table` matching exactly the rows whose primary key is
+    one of ``keys`` (tuples in key column order)."""
+    from terrafusion_agent.stores.local import LocalStore
+    from terrafusion_agent.stores.selection import keys_filter as build
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        info = local.table_info(table)
+    finally:
+        local.close()
+    return build(info, keys)
+
+
+def table_key(cfg: Config, table: str) -> tuple[str, ...]:
+    """The primary key columns of a synced table (or of the table a preset names)."""
+    from terrafusion_agent.stores.local import LocalStore
+
+    local = LocalStore.open_existing(cfg.local_path)
+    try:
+        return local.table_info(table).pk
+    finally:
+        local.close()
+
+
+def resolve_preset(cfg: Config, request):
+    """The request with its preset applied (the table, format and fields it names)."""
+    from terrafusion_agent.export.presets import resolve
+
+    return resolve(cfg, request)
+
+
+def refuse_own_file(cfg: Config, out: Path) -> None:
+    """Raise ExportError when ``out`` is one of the agent's own files (the local copy,
+    its configuration, its token...), which no export may overwrite."""
+    from terrafusion_agent.export.protected import refuse_own_file as refuse
+
+    refuse(cfg, out)
+
+
+def layer_options(fmt: str, geometry_type: Optional[str], target_epsg: Optional[int]) -> list:
+    """GDAL layer creation options of format ``fmt``, as the engine's own exports use."""
+    from terrafusion_agent.export.formats import layer_options as options
+
+    return options(export_formats()[fmt], geometry_type=geometry_type,
+                   target_epsg=target_epsg)
+
+
+def output_field_names(fmt: str, names: list[str]) -> dict[str, str]:
+    """Each field's name in a file of format ``fmt`` (shortened, unique, where the format
+    limits names), as the engine's own exports name them."""
+    from terrafusion_agent.export.formats import shorten_names
+
+    spec = export_formats()[fmt]
+    return shorten_names(names, spec.max_field_name) if spec.max_field_name \
+        else {n: n for n in names}
+
+
+def layer_export_file(work: Path, out: Path, fmt: str) -> Path:
+    """Where a writer outside the engine writes ``out`` inside its work folder ``work``
+    before :func:`finish_layer_export` publishes it."""
+    from terrafusion_agent.export.layer_files import written_file
+
+    return written_file(work, out, export_formats()[fmt])
+
+
+def finish_layer_export(work: Path, out: Path, fmt: str, written: int,
+                        gdal_messages: list) -> int:
+    """Check the file another writer made in ``work`` and publish it atomically as ``out``;
+    its size. Raises ExportError (one sentence) when it is damaged or cut short, or the
+    disk-full sentence when the disk filled, and then publishes nothing."""
+    from terrafusion_agent.export import layer_files
+
+    spec = export_formats()[fmt]
+    layer_files.check(work, out, spec, written, gdal_messages)
+    try:
+        return layer_files.publish(work, out, spec)
+    except OSError as exc:
+        raise layer_files.os_error(exc, out) or exc from None
+
+
+def disk_full_error(exc: OSError, out: Path):
+    """The disk-full ExportError when ``exc`` is one (or the target's disk is full), else
+    None."""
+    from terrafusion_agent.export.layer_files import os_error
+
+    return os_error(exc, out)
+
+
+# --- logging -------------------------------------------------------------------------------
+
+
+def redact(text: str) -> str:
+    """``text`` with passwords, tokens and connection secrets masked."""
+    from terrafusion_agent.redact import redact as mask
+
+    return mask(text)
