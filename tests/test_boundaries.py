@@ -82,3 +82,25 @@ def test_the_boundary_check_sees_a_lazy_import_inside_a_function(tmp_path):
     sample.write_text("def f():\n    from terrafusion_agent.stores.local import LocalStore\n",
                       encoding="utf-8")
     assert _imports(sample) == [(2, "terrafusion_agent.stores.local.LocalStore")]
+
+
+#: rooms of the agent and what each may not import (docs/architecture.md): the arrows run
+#: from front ends (cli, service, api, client) down to sync/export and then stores
+AGENT_MAY_NOT = {
+    "stores": ("sync", "export", "service", "api", "client", "cli", "demo"),
+    "sync": ("export", "service", "api", "client", "cli"),
+    "export": ("sync", "service", "api", "client", "cli"),
+    "client": ("service", "api", "cli"),
+    "service": ("cli", "client"),
+}
+
+
+def test_the_agents_rooms_import_only_downwards():
+    wrong = []
+    for room, forbidden in AGENT_MAY_NOT.items():
+        for path in _sources(AGENT / room):
+            for line, name in _imports(path):
+                parts = name.split(".")
+                if parts[0] == "terrafusion_agent" and len(parts) > 1 and parts[1] in forbidden:
+                    wrong.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert wrong == [], "\n".join(wrong)
