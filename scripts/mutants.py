@@ -188,7 +188,7 @@ MUTANTS: tuple[Mutant, ...] = (
            ("tests/test_api.py::test_every_post_needs_the_token",),
            "any bearer token opens the API"),
     # --- export and health --------------------------------------------------------------
-    Mutant("export-publish-clobbers", PKG + "export/engine.py",
+    Mutant("export-publish-clobbers", PKG + "export/publish.py",
            "    if overwrite:\n        os.replace(temp, final)",
            "    if True:\n        os.replace(temp, final)",
            ("tests/test_export.py::test_a_file_that_appears_at_the_target_during_the_export_"

@@ -780,15 +780,15 @@ def _export_bytes(config, fmt: str, out: Path, name: str, where: str | None = No
 @pytest.mark.parametrize("where", [None, "acres > 0.2"])
 def test_two_halves_make_the_same_file_as_one_piece(county, out, monkeypatch, fmt, where):
     from terrafusion_agent import config as config_mod
-    from terrafusion_agent.export import engine
+    from terrafusion_agent.export import parallel
 
     config = config_mod.load(county.config)
-    monkeypatch.setattr(engine, "PARALLEL_MIN_FEATURES", 10**12)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FEATURES", 10**12)
     whole = _export_bytes(config, fmt, out, "whole", where)
-    monkeypatch.setattr(engine, "PARALLEL_MIN_FEATURES", 100)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FEATURES", 100)
     calls = []
-    real_splice = engine._splice
-    monkeypatch.setattr(engine, "_splice", lambda *a: calls.append(a) or real_splice(*a))
+    real_splice = parallel.splice
+    monkeypatch.setattr(parallel, "splice", lambda *a: calls.append(a) or real_splice(*a))
     halves = _export_bytes(config, fmt, out, "halves", where)
     assert calls, "the export was not split"
     assert halves == whole
@@ -797,13 +797,13 @@ def test_two_halves_make_the_same_file_as_one_piece(county, out, monkeypatch, fm
 
 def test_unexpected_framing_falls_back_to_one_piece(county, out, monkeypatch):
     from terrafusion_agent import config as config_mod
-    from terrafusion_agent.export import engine
+    from terrafusion_agent.export import parallel
 
     config = config_mod.load(county.config)
     whole = _export_bytes(config, "geojson", out, "whole")
-    monkeypatch.setattr(engine, "PARALLEL_MIN_FEATURES", 100)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FEATURES", 100)
     # as if a future GDAL framed GeoJSON differently
-    monkeypatch.setitem(engine._FRAMING, "geojson", (b'"features" : [\n', b"\n]\n}\n", b",\n"))
+    monkeypatch.setitem(parallel.FRAMING, "geojson", (b'"features" : [\n', b"\n]\n}\n", b",\n"))
     assert _export_bytes(config, "geojson", out, "again") == whole
     assert listing(out) == ["again.geojson", "whole.geojson"]
 
@@ -839,7 +839,7 @@ def _gpkg_export(config, out: Path, name: str, where=None) -> Path:
 
 
 def _spy_copies(monkeypatch) -> list:
-    from terrafusion_agent.export import gpkg_index
+    from terrafusion_agent.stores import gpkg_index
 
     calls: list = []
     real = gpkg_index.copy_index
@@ -930,7 +930,7 @@ def test_gpkg_index_is_built_by_gdal_when_the_local_one_does_not_match(private, 
 def test_only_a_rowid_key_lets_the_index_be_copied(columns, is_rowid):
     import sqlite3
 
-    from terrafusion_agent.export import gpkg_index
+    from terrafusion_agent.stores import gpkg_index
 
     conn = sqlite3.connect(":memory:")
     conn.execute(f"CREATE TABLE t {columns}")

@@ -79,12 +79,13 @@ def test_an_export_onto_a_full_disk_is_one_sentence_and_leaves_nothing(
 def test_halves_cut_short_by_a_full_disk_are_not_written_again_in_one_piece(
         config, small_disk, monkeypatch, fmt):
     from terrafusion_agent.errors import ExportError
-    from terrafusion_agent.export import engine
+    from terrafusion_agent.export import parallel
+    from terrafusion_agent.export.writer import GdalWriter
 
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)  # halves on any machine
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)  # halves on any machine
     translations = []
-    real_translate = engine._translate
-    monkeypatch.setattr(engine, "_translate",
+    real_translate = GdalWriter.translate
+    monkeypatch.setattr(GdalWriter, "translate",
                         lambda *a, **kw: translations.append(kw) or real_translate(*a, **kw))
     disk = small_disk(DISK_BYTES)
 
@@ -101,13 +102,13 @@ def test_halves_cut_short_by_a_full_disk_are_not_written_again_in_one_piece(
 def test_halves_that_fit_but_cannot_be_joined_on_the_disk_say_it_is_full(
         config, small_disk, tmp_path, monkeypatch, fmt):
     from terrafusion_agent.errors import ExportError
-    from terrafusion_agent.export import engine
+    from terrafusion_agent.export import parallel
 
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 2)  # halves on any machine
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)  # halves on any machine
     whole = export_to(config, fmt, tmp_path / name_for(fmt)).bytes
     joins = []
-    real_splice = engine._splice
-    monkeypatch.setattr(engine, "_splice", lambda *a: joins.append(a) or real_splice(*a))
+    real_splice = parallel.splice
+    monkeypatch.setattr(parallel, "splice", lambda *a: joins.append(a) or real_splice(*a))
     # both halves fit (the whole), joining them needs half as much again
     disk = small_disk(whole * 5 // 4)
 
@@ -122,7 +123,7 @@ def test_halves_that_fit_but_cannot_be_joined_on_the_disk_say_it_is_full(
 def test_a_geopackage_whose_copied_index_does_not_fit_says_the_disk_is_full(
         config, small_disk, tmp_path, monkeypatch):
     from terrafusion_agent.errors import ExportError
-    from terrafusion_agent.export import gpkg_index
+    from terrafusion_agent.stores import gpkg_index
 
     with_index = export_to(config, "gpkg", tmp_path / "with.gpkg").bytes
     monkeypatch.setattr(gpkg_index, "copy_index", lambda *a: None)
@@ -154,16 +155,16 @@ def test_a_geopackage_whose_copied_index_does_not_fit_says_the_disk_is_full(
 def test_a_shapefile_whose_zip_does_not_fit_says_the_disk_is_full(
         config, small_disk, tmp_path, monkeypatch):
     from terrafusion_agent.errors import ExportError
-    from terrafusion_agent.export import engine
+    from terrafusion_agent.export import publish
 
     parts = []
-    real_zip = engine._zip_shapefile
+    real_zip = publish.zip_shapefile
 
     def zip_shapefile(folder, packed):
         parts.append(sum(p.stat().st_size for p in folder.iterdir()))
         real_zip(folder, packed)
 
-    monkeypatch.setattr(engine, "_zip_shapefile", zip_shapefile)
+    monkeypatch.setattr(publish, "zip_shapefile", zip_shapefile)
     zipped = export_to(config, "shp", tmp_path / "parcels.zip").bytes
     disk = small_disk(parts[0] + zipped // 2)
 

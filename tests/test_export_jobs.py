@@ -17,7 +17,7 @@ import pytest
 from conftest import AgentEnv, synced_county
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.errors import BadRequest, ExportError, InvalidExport, NotFound
-from terrafusion_agent.export import add_listener, engine, jobs, remove_listener
+from terrafusion_agent.export import add_listener, jobs, publish, remove_listener
 
 PARCELS = 20_000
 
@@ -107,7 +107,7 @@ def test_a_failed_job_leaves_no_file(config, out, monkeypatch):
         packed.write_bytes(b"PK half a zip")
         raise ExportError("No space left on device.")
 
-    monkeypatch.setattr(engine, "_zip_shapefile", disk_full)
+    monkeypatch.setattr(publish, "zip_shapefile", disk_full)
     job_id = jobs.submit(config, {"table": "districts", "format": "shp",
                                   "out": str(out / "districts.zip")})
     state = jobs.wait(config, job_id, timeout=60)

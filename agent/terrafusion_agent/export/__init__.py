@@ -29,20 +29,22 @@ Errors: :class:`~terrafusion_agent.errors.InvalidExport` (a ``BadRequest``: 4xx,
 written), :class:`~terrafusion_agent.errors.ExportError` (writing failed, nothing left
 behind), :class:`~terrafusion_agent.errors.ExportCancelled`. Metrics:
 :func:`add_listener` gets one event per finished export.
+
+A writer of its own (the plugin writes a project layer through QGIS) publishes its file
+the way the engine does, hidden beside the target until complete, with
+:func:`terrafusion_agent.export.publish.atomic_output`.
 """
 
 from terrafusion_agent.export.engine import (
     CancelToken,
-    ExportPlan,
     ExportProgress,
     ExportResult,
     add_listener,
     export_table,
-    parse_crs,
-    plan_export,
     remove_listener,
 )
 from terrafusion_agent.export.formats import FORMATS, FormatSpec
+from terrafusion_agent.export.plan import ExportPlan, parse_crs, plan_export
 from terrafusion_agent.export.request import ExportRequest, request_from_body
 
 __all__ = [

@@ -70,7 +70,7 @@ def layer_options(spec: FormatSpec, *, geometry_type: Optional[str], target_epsg
                   geometry_name: Optional[str] = None,
                   spatial_index: bool = True, features: int = 0) -> list[str]:
     """GDAL layer creation options (``-lco``) for one export; ``spatial_index=False``
-    leaves a GeoPackage's index to the engine (see export/gpkg_index.py)."""
+    leaves a GeoPackage's index to the engine (see stores/gpkg_index.py)."""
     if spec.name == "gpkg":
         opts = [] if spatial_index else ["SPATIAL_INDEX=NO"]
         if geometry_name:

@@ -32,9 +32,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
@@ -44,10 +43,11 @@ from terrafusion_agent.errors import (
     NotFound,
     TerraFusionError,
 )
-from terrafusion_agent.export import engine
+from terrafusion_agent.export import engine, publish
+from terrafusion_agent.export.plan import ExportPlan, plan_export
 from terrafusion_agent.export.request import ExportRequest, request_from_body
 from terrafusion_agent.redact import redact
-from terrafusion_agent.stores.local import LocalConnection
+from terrafusion_agent.stores.export_jobs import ExportJobsTable
 from terrafusion_agent.timeutil import utc_now
 
 # The agent loads this module on the first export request and answers 503 when it cannot:
@@ -61,16 +61,12 @@ STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 FINISHED = ("completed", "failed", "cancelled")
 #: finished jobs kept in memory (with their progress); older ones are read from the table
 KEEP_IN_MEMORY = 200
-DB_TIMEOUT_SECONDS = 30.0
-_COLUMNS = ("id", "status", "table_name", "format", "out_path", "preset", "request_json",
-            "trigger", "features", "bytes", "duration_seconds", "error", "pid", "created_at",
-            "started_at", "finished_at")
 
 
 class _Job:
     """A job of this process: its plan, its cancel token and its current state."""
 
-    def __init__(self, row: dict[str, Any], plan: engine.ExportPlan):
+    def __init__(self, row: dict[str, Any], plan: ExportPlan):
         self.row = row
         self.plan = plan
         self.token = engine.CancelToken()
@@ -92,65 +88,40 @@ class _Jobs:
 
     def __init__(self, path: Path):
         self.path = path
+        self.table = ExportJobsTable(path)
         self.lock = threading.Lock()
         self.jobs: dict[int, _Job] = {}
         self.queue: deque[int] = deque()
         self.wakeup = threading.Condition(self.lock)
         self.worker: Optional[threading.Thread] = None
         self.stopping = False
-        _ensure_table(path)
+        _ensure_table(path, self.table)
         self._recover()
 
     # --- the table --------------------------------------------------------------------
 
-    @contextmanager
-    def db(self) -> Iterator[sqlite3.Connection]:
-        # Short plain connections: the job table needs no SpatiaLite, and each thread
-        # (API workers, the job worker) gets its own.
-        # LocalConnection: a damaged, full or busy copy is one sentence naming it
-        conn = sqlite3.connect(str(self.path), timeout=DB_TIMEOUT_SECONDS,
-                               isolation_level=None, factory=LocalConnection)
-        try:
-            yield conn
-        finally:
-            conn.close()
-
     def save(self, job: _Job, *names: str) -> None:
         """Write some of a job's columns; the in-memory state stays authoritative."""
-        sets = ", ".join(f"{n} = ?" for n in names)
         try:
-            with self.db() as conn:
-                conn.execute(f"UPDATE tf_export_jobs SET {sets} WHERE id = ?",
-                             [job.row[n] for n in names] + [job.row["id"]])
+            self.table.update(job.row["id"], {n: job.row[n] for n in names})
         except (sqlite3.Error, LocalUnavailable) as exc:  # a sync holding the write lock
             log.warning("cannot record export job %s: %s", job.row["id"], exc)
 
-    def read(self, job_id: int) -> Optional[dict[str, Any]]:
-        with self.db() as conn:
-            cur = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM tf_export_jobs "
-                               "WHERE id = ?", (job_id,))
-            row = cur.fetchone()
-        return dict(zip(_COLUMNS, row)) if row else None
-
     def _recover(self) -> None:
         """Fail the jobs that a process which no longer runs left unfinished."""
-        with self.db() as conn:
-            rows = conn.execute("SELECT id, pid, out_path FROM tf_export_jobs "
-                                "WHERE status IN ('pending', 'running')").fetchall()
-            for job_id, pid, out in rows:
-                if pid is not None and (pid == os.getpid() or _alive(pid)):
-                    continue
-                conn.execute(
-                    "UPDATE tf_export_jobs SET status = 'failed', finished_at = ?, error = ? "
-                    "WHERE id = ?",
-                    (utc_now(), "The agent stopped before this export finished.", job_id))
-                if out:
-                    engine.remove_stale_temp_files(out)
-                log.warning("export job %s was interrupted by a stop of its agent", job_id)
+        for job_id, pid, out in self.table.unfinished():
+            if pid is not None and (pid == os.getpid() or _alive(pid)):
+                continue
+            self.table.update(job_id, {
+                "status": "failed", "finished_at": utc_now(),
+                "error": "The agent stopped before this export finished."})
+            if out:
+                publish.remove_stale_temp_files(out)
+            log.warning("export job %s was interrupted by a stop of its agent", job_id)
 
     # --- queue ------------------------------------------------------------------------
 
-    def add(self, plan: engine.ExportPlan, request: ExportRequest) -> int:
+    def add(self, plan: ExportPlan, request: ExportRequest) -> int:
         row: dict[str, Any] = {
             "status": "pending", "table_name": plan.table.name, "format": plan.spec.name,
             "out_path": str(plan.out), "preset": plan.preset,
@@ -159,14 +130,9 @@ class _Jobs:
             "pid": os.getpid(), "created_at": utc_now(), "started_at": None,
             "finished_at": None,
         }
-        names = [n for n in _COLUMNS if n != "id"]
         if self.stopping:
             raise TerraFusionError("The agent is stopping; submit the export again later.")
-        with self.db() as conn:
-            cur = conn.execute(
-                f"INSERT INTO tf_export_jobs ({', '.join(names)}) "
-                f"VALUES ({', '.join('?' for _ in names)})", [row[n] for n in names])
-            row["id"] = int(cur.lastrowid)
+        row["id"] = self.table.insert(row)
         job = _Job(row, plan)
         with self.lock:
             self.jobs[row["id"]] = job
@@ -271,16 +237,12 @@ def _jobs_for(config: Config) -> _Jobs:
         return jobs
 
 
-def _ensure_table(path: Path) -> None:
+def _ensure_table(path: Path, table: ExportJobsTable) -> None:
     """Create ``tf_export_jobs`` through the migrations if this copy predates it."""
     if not path.exists():
         raise InvalidExport(f"The local copy {path} does not exist yet; run a sync "
-                                   "first.")
-    with sqlite3.connect(str(path), timeout=DB_TIMEOUT_SECONDS,
-                         factory=LocalConnection) as conn:
-        found = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
-                             "AND name = 'tf_export_jobs'").fetchone()[0]
-    if not found:
+                            "first.")
+    if not table.exists():
         from terrafusion_agent import migrate
 
         migrate.upgrade_local(path)
@@ -344,7 +306,7 @@ def submit(config: Config, body: Union[dict[str, Any], ExportRequest],
     """
     request = body if isinstance(body, ExportRequest) else request_from_body(body,
                                                                              trigger=trigger)
-    plan = engine.plan_export(config, request)
+    plan = plan_export(config, request)
     return _jobs_for(config).add(plan, request)
 
 
@@ -356,7 +318,7 @@ def get(config: Config, job_id: Union[int, str]) -> dict[str, Any]:
         job = jobs.jobs.get(value)
     if job is not None:
         return job.snapshot()
-    row = jobs.read(value)
+    row = jobs.table.read(value)
     if row is None:
         raise NotFound(f"There is no export job {job_id!r}.")
     return _public(row)
@@ -365,14 +327,11 @@ def get(config: Config, job_id: Union[int, str]) -> dict[str, Any]:
 def list_jobs(config: Config, limit: int = 20) -> list[dict[str, Any]]:
     """The most recent jobs, newest first."""
     jobs = _jobs_for(config)
-    with jobs.db() as conn:
-        rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM tf_export_jobs "
-                            "ORDER BY id DESC LIMIT ?", (max(1, int(limit)),)).fetchall()
     out = []
-    for row in rows:
+    for row in jobs.table.recent(max(1, int(limit))):
         with jobs.lock:
-            job = jobs.jobs.get(row[0])
-        out.append(job.snapshot() if job is not None else _public(dict(zip(_COLUMNS, row))))
+            job = jobs.jobs.get(row["id"])
+        out.append(job.snapshot() if job is not None else _public(row))
     return out
 
 
@@ -383,7 +342,7 @@ def cancel(config: Config, job_id: Union[int, str]) -> dict[str, Any]:
     snapshot = jobs.cancel(value)
     if snapshot is not None:
         return snapshot
-    row = jobs.read(value)
+    row = jobs.table.read(value)
     if row is None:
         raise NotFound(f"There is no export job {job_id!r}.")
     if row["status"] not in FINISHED:

@@ -63,7 +63,7 @@ def request_from_body(body: Any, *, trigger: str = "api") -> ExportRequest:
     """Check an API request body's shape and types; raises :class:`InvalidExport` (4xx).
 
     Only the shape is checked here; whether the table, fields, CRS, filter and folder
-    exist is checked by :func:`terrafusion_agent.export.engine.plan_export`.
+    exist is checked by :func:`terrafusion_agent.export.plan.plan_export`.
     """
     if not isinstance(body, dict):
         raise InvalidExport("The export request must be a JSON object.")

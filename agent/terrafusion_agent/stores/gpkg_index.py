@@ -1,5 +1,9 @@
 """A GeoPackage's spatial index, copied from the local copy instead of rebuilt.
 
+Used by the export's GDAL writer (:mod:`terrafusion_agent.export.writer`) once GDAL has
+written the rows: it reads the local copy's index and writes SQL into the new
+GeoPackage, so it lives with the other stores.
+
 GDAL fills a new GeoPackage's R*Tree after the rows, one entry at a time: two thirds of
 the time of exporting 100k parcels. Yet when a whole table is exported in its own CRS
 with its integer key as the feature id, that R*Tree holds exactly what the local copy's
