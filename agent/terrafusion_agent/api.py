@@ -47,8 +47,8 @@ __all__ = [
     "open_conflicts", "conflicts", "resolve_conflicts", "pending_edits", "sync_history",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
-    "refuse_own_file", "layer_options", "output_field_names", "layer_export_file",
-    "finish_layer_export", "disk_full_error", "check_central", "settings_file",
+    "refuse_own_file", "layer_options", "output_field_names", "layer_export",
+    "check_writer_messages", "check_central", "settings_file",
     "reload_agent_config", "redact",
 ]
 
@@ -348,35 +348,32 @@ def output_field_names(fmt: str, names: list[str]) -> dict[str, str]:
         else {n: n for n in names}
 
 
-def layer_export_file(work: Path, out: Path, fmt: str) -> Path:
-    """Where a writer outside the engine writes ``out`` inside its work folder ``work``
-    before :func:`finish_layer_export` publishes it."""
-    from terrafusion_agent.export.layer_files import written_file
+def layer_export(cfg: Config, out: Path, fmt: str, *, layer: Optional[str] = None,
+                 overwrite: bool = True):
+    """A context manager for a writer outside the engine (the plugin's export of a project
+    layer): it yields an output whose ``path`` the writer writes; when the block ends
+    normally the file is checked (the caller calls ``output.verify(features)``) and
+    published atomically (``output.bytes`` is then its size); when the block raises,
+    nothing is left behind. The agent's own files are refused (InvalidExport), and any
+    system error becomes one ExportError sentence (the disk-full one when it is)."""
+    from terrafusion_agent.export.publish import atomic_output
 
-    return written_file(work, out, export_formats()[fmt])
-
-
-def finish_layer_export(work: Path, out: Path, fmt: str, written: int,
-                        gdal_messages: list) -> int:
-    """Check the file another writer made in ``work`` and publish it atomically as ``out``;
-    its size. Raises ExportError (one sentence) when it is damaged or cut short, or the
-    disk-full sentence when the disk filled, and then publishes nothing."""
-    from terrafusion_agent.export import layer_files
-
-    spec = export_formats()[fmt]
-    layer_files.check(work, out, spec, written, gdal_messages)
-    try:
-        return layer_files.publish(work, out, spec)
-    except OSError as exc:
-        raise layer_files.os_error(exc, out) or exc from None
+    return atomic_output(Path(out), export_formats()[fmt], overwrite, layer=layer,
+                         config=cfg)
 
 
-def disk_full_error(exc: OSError, out: Path):
-    """The disk-full ExportError when ``exc`` is one (or the target's disk is full), else
-    None."""
-    from terrafusion_agent.export.layer_files import os_error
+def check_writer_messages(out: Path, messages: list[str]) -> None:
+    """Raise ExportError when GDAL reported failures while another writer wrote ``out``
+    (such a writer may not hear them itself): the disk-full sentence when they say so."""
+    from terrafusion_agent.errors import ExportError
+    from terrafusion_agent.export import diskfull
 
-    return os_error(exc, out)
+    if not messages:
+        return
+    if diskfull.said_full(messages) or diskfull.nearly_full(Path(out).parent):
+        raise diskfull.error(Path(out))
+    raise ExportError(f"GDAL could not write {Path(out).name}: "
+                      f"{str(messages[0]).rstrip('.')}.")
 
 
 # --- logging -------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ the formats' options taken from the agent so both kinds of export look alike.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -250,7 +248,7 @@ class LayerExportTask(_ExportTask):
 
     def work(self) -> Optional[dict]:
         from terrafusion_agent import api
-        from terrafusion_agent.errors import TerraFusionError
+        from terrafusion_agent.errors import ExportCancelled, TerraFusionError
 
         spatial = QgsWkbTypes.geometryType(self.wkb_type) not in (
             QgsWkbTypes.GeometryType.NullGeometry, QgsWkbTypes.GeometryType.UnknownGeometry)
@@ -260,35 +258,27 @@ class LayerExportTask(_ExportTask):
                                 layer=self.layer_name, format=self.spec.label)
             return None
         try:
-            _refuse_agent_file(self.out, self.config_path)
-            work = Path(tempfile.mkdtemp(prefix=".tf-export-", dir=self.out.parent))
+            cfg = api.load_config(self.config_path)  # it alone knows the agent's own files
+            with api.layer_export(cfg, self.out, self.fmt, layer=self.out.stem) as output:
+                with _gdal_messages() as messages:
+                    written = self._write(output.path, spatial)
+                if written is None:
+                    raise ExportCancelled("")  # leaves nothing behind
+                api.check_writer_messages(self.out, messages)
+                output.verify(features=written)
+            size = output.bytes
+        except ExportCancelled:
+            self.was_cancelled = True
+            return None
         except TerraFusionError as exc:
             self.error = str(exc)
             return None
-        except OSError as exc:
-            self.error = self._os_error(exc)
-            return None
-        try:
-            with _gdal_messages() as messages:
-                written = self._write(work, spatial)
-            if written is None:
-                self.was_cancelled = True
-                return None
-            size = api.finish_layer_export(work, self.out, self.fmt, written, messages)
-        except TerraFusionError as exc:
-            self.error = str(exc)
-            return None
-        except OSError as exc:
-            self.error = self._os_error(exc)
-            return None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         return {"table": self.layer_name, "format": self.spec.name,
                 "path": str(self.out), "features": written, "bytes": size,
                 "crs": self.crs.authid() if spatial else None,
                 "fields": list(self.out_names.values()), "warnings": []}
 
-    def _write(self, work: Path, spatial: bool) -> Optional[int]:
+    def _write(self, target: Path, spatial: bool) -> Optional[int]:
         from terrafusion_agent import api
 
         names = self.field_names
@@ -308,7 +298,6 @@ class LayerExportTask(_ExportTask):
             if spatial else None
         options.layerOptions = api.layer_options(self.fmt, geometry_type=geometry_type,
                                                  target_epsg=epsg)
-        target = api.layer_export_file(work, self.out, self.fmt)
         writer = QgsVectorFileWriter.create(
             str(target), out_fields, self.wkb_type if spatial else QgsWkbTypes.Type.NoGeometry,
             self.crs, self.transform_context, options)
@@ -339,15 +328,6 @@ class LayerExportTask(_ExportTask):
             del writer  # closes the file; GDAL writes indexes and headers now
         return written
 
-    def _os_error(self, exc: OSError) -> str:
-        from terrafusion_agent import api
-
-        full = api.disk_full_error(exc, self.out)
-        if full is not None:
-            return str(full)
-        return tr("The export could not be written to {path}: {reason}.").format(
-            path=self.out, reason=exc.strerror or exc)
-
 
 @contextlib.contextmanager
 def _gdal_messages():
@@ -366,15 +346,6 @@ def _gdal_messages():
         yield messages
     finally:
         gdal.PopErrorHandler()
-
-
-def _refuse_agent_file(out: Path, config_path: Optional[str]) -> None:
-    """Refuse a target that is one of the agent's own files (the local copy, its
-    configuration...), as the agent's engine does for the synced tables; a configuration
-    that cannot be read is said as it is, since it alone knows where those files are."""
-    from terrafusion_agent import api
-
-    api.refuse_own_file(api.load_config(config_path), out)
 
 
 class ExportSourcesTask(BackgroundTask):
