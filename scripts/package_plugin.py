@@ -9,7 +9,7 @@
 
 The zip holds one folder, ``terrafusion_plugin/``: the plugin code, ``metadata.txt``,
 ``LICENSE``, ``resources/`` (icons, ``.ui`` files, layer styles), the compiled
-``i18n/*.qm`` and ``ext/`` with the agent (plus the repository's ``migrations/``) and its
+``i18n/*.qm`` and ``ext/`` with the agent (its migrations inside it) and its
 dependencies. Only pure-Python wheels go into ``ext/``, so the same zip runs on every
 platform QGIS runs on; they are pinned to releases that still support Python 3.9, the
 oldest Python that QGIS 3.22 ships with.
@@ -180,13 +180,11 @@ def _unpack_pure(wheel: Path, ext: Path, compiled: str) -> None:
 
 
 def copy_agent(ext: Path) -> None:
-    """The agent package, with the migration scripts where ``migrate.script_dir`` looks."""
+    """The agent package (its migration scripts are inside it)."""
     agent = REPO / "agent" / "terrafusion_agent"
     if not (agent / "__init__.py").is_file():
         raise PackagingError(f"The agent package is missing at {agent}.")
     shutil.copytree(agent, ext / "terrafusion_agent", ignore=_ignore)
-    shutil.copytree(REPO / "migrations", ext / "terrafusion_agent" / "migrations",
-                    ignore=_ignore)
 
 
 def stage(root: Path) -> Path:

@@ -1,7 +1,7 @@
 """Versioned schema migrations (Alembic) for the central and the local bookkeeping.
 
-The revision scripts live in ``migrations/central`` and ``migrations/local`` at the top
-of the repository; the plugin zip and wheels carry a copy inside this package.
+The revision scripts live inside this package, in ``migrations/central`` and
+``migrations/local``, so a wheel or the plugin zip carries them wherever the agent goes.
 SQLAlchemy and Alembic are imported here only, so they cost nothing elsewhere.
 """
 
@@ -21,10 +21,9 @@ VERSION_TABLE = "tf_schema_version"
 
 def script_dir(kind: str) -> Path:
     """Folder of the ``kind`` ("central" or "local") revision scripts."""
-    here = Path(__file__).resolve().parent
-    for base in (here / "migrations", here.parents[1] / "migrations"):
-        if (base / kind / "env.py").exists():
-            return base / kind
+    folder = Path(__file__).resolve().parent / "migrations" / kind
+    if (folder / "env.py").is_file():
+        return folder
     raise TerraFusionError(f"The {kind} migration scripts are missing from this installation.")
 
 
