@@ -72,11 +72,13 @@ def python_interpreter() -> Optional[str]:
 
 
 def agent_pythonpath() -> list[str]:
-    """Folders the agent's Python needs: the bundled ``ext/`` or wherever the agent is."""
-    from .bundle import EXT_DIR
+    """Folders the agent's Python needs: the bundled ``agent/`` and ``ext/``, or wherever
+    the agent is."""
+    from . import bundled_folders
 
-    if EXT_DIR.is_dir():
-        return [str(EXT_DIR)]
+    folders = bundled_folders()
+    if folders:
+        return folders
     import terrafusion_agent  # a source checkout: the installed (editable) agent
 
     return [str(Path(terrafusion_agent.__file__).resolve().parent.parent)]
@@ -93,9 +95,10 @@ def agent_command(config_path: Optional[Path], python: Optional[str] = None) -> 
 
 
 def child_environment() -> dict:
-    """The environment of a child Python running the agent: the agent on its path."""
+    """The environment of a child Python running the agent: the agent on its path, after
+    what QGIS's environment puts there, as the plugin appends it to its own."""
     env = dict(os.environ)
-    paths = agent_pythonpath() + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + agent_pythonpath()
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     # QGIS's own Python settings (PYTHONHOME of a bundled build is right; a user's
     # PYTHONSTARTUP is not) mean nothing to the agent.
