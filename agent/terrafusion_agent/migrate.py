@@ -13,7 +13,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.errors import CentralUnavailable, TerraFusionError
 
 log = logging.getLogger("terrafusion.migrate")
 VERSION_TABLE = "tf_schema_version"
@@ -59,10 +59,13 @@ def _upgrade(kind: str, engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(script_dir(kind)))
     cfg.set_main_option("version_table", VERSION_TABLE)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
-    engine.dispose()
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    finally:
+        # also after a failure: a pooled connection would keep the file open
+        engine.dispose()
 
 
 def _silence_alembic() -> None:
@@ -83,7 +86,14 @@ def upgrade_central(store) -> None:
         engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=creator)
     else:
         engine = sqlalchemy.create_engine(f"sqlite:///{store.path}")
-    _upgrade("central", engine)
+    try:
+        _upgrade("central", engine)
+    except sqlalchemy.exc.DBAPIError as exc:
+        # Alembic works through SQLAlchemy, which wraps the driver's error
+        reason = str(exc.orig or exc).strip().splitlines()[0].rstrip(".")
+        raise CentralUnavailable(f"The bookkeeping of the central database "
+                                 f"{store.describe()} cannot be created or upgraded: "
+                                 f"{reason}.") from None
 
 
 def upgrade_local(path: Path) -> None:
