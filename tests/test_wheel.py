@@ -16,9 +16,9 @@ of the suite, and it runs the versions the suite runs.
 from __future__ import annotations
 
 import email.parser
-import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 import sysconfig
@@ -33,14 +33,6 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PARCELS = 1000
-
-
-def _package_plugin():
-    spec = importlib.util.spec_from_file_location(
-        "package_plugin", REPO / "scripts" / "package_plugin.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _requires(wheel: Path) -> list[str]:
@@ -79,7 +71,9 @@ def _link_dependencies(requires: list[str], folder: Path) -> list[str]:
 def venv(tmp_path_factory) -> Path:
     """A fresh virtualenv with the agent installed from its wheel; its folder."""
     base = tmp_path_factory.mktemp("wheel")
-    wheel = _package_plugin().build_agent_wheel(base / "dist")
+    build_agent_wheel = runpy.run_path(str(REPO / "scripts" / "package_plugin.py"))[
+        "build_agent_wheel"]
+    wheel = build_agent_wheel(base / "dist")
     venv = base / "venv"
     # Debian's Python, as the README asks (SpatiaLite and GDAL come from the system);
     # the one this suite's virtualenv is made from.
