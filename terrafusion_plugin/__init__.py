@@ -105,7 +105,8 @@ def _warn_unmet(iface, unmet: list[tuple[str, str, str, str]]) -> None:
                           "or remove that copy.").format(
                 requirement=requirement, name=name, version=version, folder=folder)
             QgsMessageLog.logMessage(sentence, "TerraFusion", Qgis.MessageLevel.Warning)
-            iface.messageBar().pushMessage("TerraFusion", sentence,
-                                           Qgis.MessageLevel.Warning, 0)
+            if iface is not None:  # qgis_process loads plugins without one
+                iface.messageBar().pushMessage("TerraFusion", sentence,
+                                               Qgis.MessageLevel.Warning, 0)
     finally:
         translator.remove()
