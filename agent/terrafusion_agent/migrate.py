@@ -64,7 +64,8 @@ def _upgrade(kind: str, engine) -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     finally:
-        # also after a failure: a pooled connection would keep the file open
+        # also after a failure: a pooled connection would keep the file open, and a
+        # failed init-central removes a central file it made
         engine.dispose()
 
 
