@@ -57,7 +57,7 @@ mutants: setup
 	$(PY) scripts/mutants.py
 
 lint: setup
-	$(VENV)/bin/ruff check agent terrafusion_plugin tests migrations scripts bench
+	$(VENV)/bin/ruff check agent terrafusion_plugin tests scripts bench
 
 package: setup
 	$(PY) scripts/package_plugin.py

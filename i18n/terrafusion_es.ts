@@ -4,6 +4,11 @@
 <context>
     <name>TerraFusion</name>
     <message>
+        <location filename="../terrafusion_plugin/__init__.py" line="103"/>
+        <source>TerraFusion needs {requirement}, but QGIS&apos;s Python loads {name} {version} from {folder}, which comes first on its path; update or remove that copy.</source>
+        <translation>TerraFusion necesita {requirement}, pero el Python de QGIS carga {name} {version} desde {folder}, que va primero en su ruta; actualice o elimine esa copia.</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/plugin.py" line="74"/>
         <source>TerraFusion Panel</source>
         <translation>Panel de TerraFusion</translation>

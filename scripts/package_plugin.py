@@ -7,12 +7,14 @@
     python scripts/package_plugin.py --update-ts      # refresh i18n/terrafusion_*.ts
     python scripts/package_plugin.py --update-ts de   # ... and start a German one
 
-The zip holds one folder, ``terrafusion_plugin/``: the plugin code, ``metadata.txt``,
+The zip holds one folder, ``terrafusion_plugin/``: the plugin code, ``metadata.txt``
+(its ``version`` is the agent's ``__version__``, the one source of the version),
 ``LICENSE``, ``resources/`` (icons, ``.ui`` files, layer styles), the compiled
-``i18n/*.qm`` and ``ext/`` with the agent (plus the repository's ``migrations/``) and its
-dependencies. Only pure-Python wheels go into ``ext/``, so the same zip runs on every
-platform QGIS runs on; they are pinned to releases that still support Python 3.9, the
-oldest Python that QGIS 3.22 ships with.
+``i18n/*.qm``, ``agent/`` with the agent unpacked from its wheel (migrations and
+``.dist-info`` included) and ``ext/`` with third-party packages only. Only pure-Python
+wheels go into ``ext/``, so the same zip runs on every platform QGIS runs on; they are
+pinned to releases that still support Python 3.9, the oldest Python that QGIS 3.22
+ships with.
 
 On failure it prints one sentence to stderr and exits with 1.
 """
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -65,6 +68,7 @@ BUNDLED = (
     "prometheus-client==0.23.1",  # /metrics
     "typing_extensions==4.15.0",
     "tomli==2.2.1",              # tomllib before Python 3.11
+    "packaging==25.0",           # the plugin checks the agent's requirements with it
 )
 #: packages published only with C speedups, which they can do without: their Python
 #: modules are taken from one fixed platform wheel and the compiled parts left out
@@ -115,7 +119,26 @@ def pip(*args: str, what: str) -> None:
 
 def _ignore(_folder: str, names: list[str]) -> list[str]:
     return [n for n in names if n in FORBIDDEN_DIRS or n.endswith(BINARY_SUFFIXES)
-            or n == "ext" or n.startswith(".")]
+            or n.endswith(".egg-info") or n.startswith(".")]
+
+
+def _ignore_in_plugin(folder: str, names: list[str]) -> list[str]:
+    # agent/ and ext/ are made afresh, never copied from a plugin folder deployed in place
+    made = ("agent", "ext") if Path(folder) == REPO / PLUGIN else ()
+    return _ignore(folder, names) + [n for n in names if n in made]
+
+
+def write_metadata(dest: Path, version: str) -> None:
+    """The repository's metadata.txt with ``version`` added to its [general] section."""
+    text = (REPO / "metadata.txt").read_text(encoding="utf-8")
+    if re.search(r"^version\s*=", text, re.MULTILINE):
+        raise PackagingError("metadata.txt must not set version: it is the agent's "
+                             "__version__ (agent/terrafusion_agent/__init__.py).")
+    text, found = re.subn(r"^\[general\]\n", f"[general]\nversion={version}\n", text,
+                          count=1, flags=re.MULTILINE)
+    if not found:
+        raise PackagingError("metadata.txt has no [general] section.")
+    dest.write_text(text, encoding="utf-8")
 
 
 def check_metadata(path: Path) -> dict[str, str]:
@@ -179,38 +202,83 @@ def _unpack_pure(wheel: Path, ext: Path, compiled: str) -> None:
             zf.extract(name, ext)
 
 
-def copy_agent(ext: Path) -> None:
-    """The agent package, with the migration scripts where ``migrate.script_dir`` looks."""
-    agent = REPO / "agent" / "terrafusion_agent"
-    if not (agent / "__init__.py").is_file():
-        raise PackagingError(f"The agent package is missing at {agent}.")
-    shutil.copytree(agent, ext / "terrafusion_agent", ignore=_ignore)
-    shutil.copytree(REPO / "migrations", ext / "terrafusion_agent" / "migrations",
-                    ignore=_ignore)
+#: what the agent's wheel is built from, beside agent/
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE")
+
+
+def _isolated_build_needed() -> bool:
+    """True unless this Python's setuptools is as new as pyproject.toml asks."""
+    wanted = re.search(r'"setuptools>=(\d+)', (REPO / "pyproject.toml").read_text("utf-8"))
+    try:
+        have = int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return True
+    return wanted is None or have < int(wanted.group(1))
+
+
+def build_agent_wheel(dest: Path) -> Path:
+    """Build the agent's wheel into ``dest``; returns its path.
+
+    It is built from a copy of the sources: a build in the checkout leaves ``build/``
+    behind, and the next build would ship a file deleted since from there. Without
+    build isolation when this Python's setuptools will do (make setup installs one),
+    so that no package index is needed.
+    """
+    if not (REPO / "agent" / "terrafusion_agent" / "__init__.py").is_file():
+        raise PackagingError(f"The agent package is missing from {REPO / 'agent'}.")
+    with tempfile.TemporaryDirectory(prefix="terrafusion-wheel-") as tmp:
+        source = Path(tmp)
+        for name in WHEEL_SOURCES:
+            shutil.copy2(REPO / name, source / name)
+        shutil.copytree(REPO / "agent", source / "agent", ignore=_ignore)
+        isolation = [] if _isolated_build_needed() else ["--no-build-isolation"]
+        pip("wheel", "--no-deps", *isolation, "--wheel-dir", str(dest), str(source),
+            what="the build of the agent's wheel")
+    wheels = sorted(dest.glob("terrafusion_agent-*.whl"))
+    if len(wheels) != 1:
+        raise PackagingError(f"The build of the agent's wheel left {len(wheels)} wheels "
+                             f"in {dest}.")
+    return wheels[0]
+
+
+def install_agent(agent_dir: Path) -> str:
+    """Unpack the agent's wheel into ``agent_dir`` (the package and its ``.dist-info``,
+    whose requirements the plugin checks at load); returns the agent's version."""
+    with tempfile.TemporaryDirectory(prefix="terrafusion-wheel-") as tmp:
+        with zipfile.ZipFile(build_agent_wheel(Path(tmp))) as zf:
+            zf.extractall(agent_dir)
+    dist_info = list(agent_dir.glob("terrafusion_agent-*.dist-info"))
+    if len(dist_info) != 1:
+        raise PackagingError("The agent's wheel holds no single terrafusion_agent .dist-info.")
+    return metadata.PathDistribution(dist_info[0]).version
 
 
 def stage(root: Path) -> Path:
     """Lay out the plugin folder under ``root``; returns it."""
     folder = root / PLUGIN
-    shutil.copytree(REPO / PLUGIN, folder, ignore=_ignore)
-    check_metadata(REPO / "metadata.txt")
+    shutil.copytree(REPO / PLUGIN, folder, ignore=_ignore_in_plugin)
     for name in ("metadata.txt", "LICENSE"):
         if not (REPO / name).is_file():
             raise PackagingError(f"{name} is missing from the repository.")
-        shutil.copy2(REPO / name, folder / name)
+    version = install_agent(folder / "agent")
+    write_metadata(folder / "metadata.txt", version)
+    check_metadata(folder / "metadata.txt")
+    shutil.copy2(REPO / "LICENSE", folder / "LICENSE")
     for sub in ("icons", "ui", "styles"):
         shutil.copytree(REPO / "resources" / sub, folder / "resources" / sub, ignore=_ignore)
     compile_translations(folder / "i18n")
-    ext = folder / "ext"
-    install_dependencies(ext)
-    copy_agent(ext)
+    install_dependencies(folder / "ext")
     for cache in list(folder.rglob("__pycache__")):
         shutil.rmtree(cache)
     return folder
 
 
 def check_tree(folder: Path) -> None:
-    """Refuse what the QGIS plugin repository refuses, and compiled code."""
+    """Refuse what the QGIS plugin repository refuses, compiled code, and first-party
+    code in ``ext/`` (where its top-level names could collide with a dependency's)."""
+    for name in ("terrafusion_agent", PLUGIN):
+        if (folder / "ext" / name).exists():
+            raise PackagingError(f"ext/ must hold only third-party packages, not {name}.")
     for path in folder.rglob("*"):
         rel = path.relative_to(folder.parent).as_posix()
         if path.name in FORBIDDEN_DIRS or ".." in rel:

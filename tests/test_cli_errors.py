@@ -1,6 +1,10 @@
 """Bad input reaches the user as one clear sentence and a non-zero exit, never a traceback."""
 
+from pathlib import Path
+
 import pytest
+from conftest import AgentEnv, write_config
+from terrafusion_agent.stores import spatialite
 
 
 def assert_one_sentence(proc, *fragments):
@@ -64,3 +68,46 @@ def test_table_without_primary_key_is_refused_by_name(pg_agent, pg_cluster):
     proc = pg_agent.run("init-central", check=False,
                         env={"TERRAFUSION_SYNC__TABLES": "permits"})
     assert_one_sentence(proc, "permits", "primary key")
+
+
+# --- a failed init-central leaves nothing it made behind ---------------------------------
+
+
+def _agent_with_central(directory: Path, central: Path) -> AgentEnv:
+    url = f"sqlite:///{central}"
+    return AgentEnv(directory, write_config(directory, url), url)
+
+
+def test_a_refused_init_central_leaves_no_file_it_made(tmp_path):
+    agent = _agent_with_central(tmp_path, tmp_path / "data" / "central.sqlite")
+    proc = agent.run("init-central", "--demo-parcels", "50", check=False,
+                     env={"TERRAFUSION_SYNC__TABLES": "parcels,parcel_history"})
+    assert_one_sentence(proc, "parcel_history", "does not exist")
+    # neither the central file (with its folder) nor the log folder it had made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.toml"]
+
+
+def test_a_refused_init_central_leaves_an_existing_central_byte_identical(tmp_path):
+    central = tmp_path / "central.sqlite"
+    conn = spatialite.connect(central, create=True)
+    conn.execute("CREATE TABLE permits (permit_no text, issued date)")
+    conn.execute("INSERT INTO permits VALUES ('B-1001', '2024-05-02')")
+    conn.close()
+    before = central.read_bytes()
+    agent = _agent_with_central(tmp_path, central)
+    proc = agent.run("init-central", "--demo-parcels", "50", check=False,
+                     env={"TERRAFUSION_SYNC__TABLES": "parcels,permits"})
+    assert_one_sentence(proc, "permits", "primary key")
+    # refused before the demo or the bookkeeping were written into it
+    assert central.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.toml", "central.sqlite"]
+
+
+def test_an_init_central_that_fills_the_disk_leaves_no_file_and_says_why(tmp_path, small_disk):
+    # room for SpatiaLite's metadata, not for the bookkeeping and the demo after it
+    disk = small_disk(10_000_000)
+    agent = _agent_with_central(tmp_path, disk / "data" / "central.sqlite")
+    proc = agent.run("init-central", "--demo-parcels", "20000", check=False)
+    assert_one_sentence(proc, "central.sqlite", "cannot be created or upgraded", "full")
+    assert list(disk.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.toml", "disk1"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import configparser
 import contextlib
+import importlib
 import importlib.util
 import json
 import logging
@@ -70,6 +71,7 @@ def _load_script():
 
 
 package_plugin = _load_script()
+AGENT_VERSION = importlib.import_module("terrafusion_agent").__version__
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -854,15 +856,44 @@ def test_zip_holds_one_plugin_folder_without_caches_or_compiled_code(package):
                      "resources/styles/districts.qml", "processing/provider.py",
                      "gui/terrafusion_dock.py", "tasks/dock_tasks.py",
                      "i18n/terrafusion_es.qm",
-                     "ext/terrafusion_agent/__init__.py",
-                     "ext/terrafusion_agent/migrations/local/env.py",
-                     "ext/terrafusion_agent/migrations/central/env.py",
-                     "ext/sqlalchemy/__init__.py", "ext/markupsafe/__init__.py"):
+                     "agent/terrafusion_agent/__init__.py",
+                     "agent/terrafusion_agent/migrations/local/env.py",
+                     "agent/terrafusion_agent/migrations/local/script.py.mako",
+                     "agent/terrafusion_agent/migrations/central/env.py",
+                     "agent/terrafusion_agent/migrations/central/versions/0001_bookkeeping.py",
+                     f"agent/terrafusion_agent-{AGENT_VERSION}.dist-info/METADATA",
+                     "ext/sqlalchemy/__init__.py", "ext/markupsafe/__init__.py",
+                     "ext/packaging/requirements.py"):
         assert f"terrafusion_plugin/{required}" in names, required
     bad = [n for n in names if "__pycache__" in n or ".." in n
            or n.lower().endswith((".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".exe"))]
     assert bad == []
     assert zip_path.stat().st_size < 25_000_000
+
+
+def test_ext_holds_only_third_party_packages_and_the_agent_sits_beside_it(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    in_ext = {n.split("/")[2] for n in names if n.startswith("terrafusion_plugin/ext/")}
+    in_agent = {n.split("/")[2] for n in names if n.startswith("terrafusion_plugin/agent/")}
+    assert {"sqlalchemy", "werkzeug", "alembic"} <= in_ext
+    assert not {n for n in in_ext if n.startswith("terrafusion")}, in_ext
+    assert in_agent == {"terrafusion_agent", f"terrafusion_agent-{AGENT_VERSION}.dist-info"}
+
+
+def test_zip_version_is_the_agents_version(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(zf.read("terrafusion_plugin/metadata.txt").decode("utf-8"))
+        shipped = zf.read(f"terrafusion_plugin/agent/terrafusion_agent-{AGENT_VERSION}"
+                          ".dist-info/METADATA").decode("utf-8")
+    assert parser["general"]["version"] == AGENT_VERSION
+    assert f"\nVersion: {AGENT_VERSION}\n" in shipped
+    # the repository's metadata.txt leaves it out, so that there is one source
+    assert not re.search(r"^version\s*=", (REPO / "metadata.txt").read_text(encoding="utf-8"),
+                         re.MULTILINE)
 
 
 def test_zip_metadata_has_what_the_plugin_repository_requires(package):
@@ -887,8 +918,9 @@ def test_zip_metadata_has_what_the_plugin_repository_requires(package):
 def test_bundled_agent_syncs_without_any_installed_package(package, tmp_path):
     _, plugin_dir = package
     config = _write_config(tmp_path, tmp_path / "local.sqlite")
-    # -S: no site-packages at all, so every import must come from ext/
-    env = _clean_env(PYTHONPATH=str(plugin_dir / "ext"))
+    # -S: no site-packages at all, so every import must come from agent/ and ext/
+    env = _clean_env(PYTHONPATH=os.pathsep.join([str(plugin_dir / "agent"),
+                                                 str(plugin_dir / "ext")]))
     cmd = [sys.executable, "-S", "-m", "terrafusion_agent", "--config", str(config)]
 
     version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, env=env)
@@ -922,7 +954,10 @@ window = QMainWindow()
 iface = mock.MagicMock()
 iface.mainWindow.return_value = window
 import terrafusion_plugin
+before = list(sys.path)
 plugin = terrafusion_plugin.classFactory(iface)
+added = sys.path[len(before):] if sys.path[:len(before)] == before else "reordered"
+warnings = [str(c) for c in iface.messageBar().pushMessage.call_args_list]
 plugin.initProcessing()
 plugin.initGui()
 for show in (plugin.show_export, plugin.show_settings, plugin.show_conflicts):
@@ -934,23 +969,90 @@ print(json.dumps({{
     "plugin": terrafusion_plugin.__file__,
     "agent": terrafusion_agent.__file__,
     "sqlalchemy": sqlalchemy.__file__,
+    "added": added,
+    "warnings": warnings,
     "dock": window.findChild(QDockWidget, "TerraFusionDock") is not None,
     "dialogs": sorted(d.objectName() for d in window.findChildren(QDialog)),
     "features": result["FEATURES"],
 }}))
 plugin.unload()
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env=_clean_env(QT_QPA_PLATFORM="offscreen"), timeout=120)
+    proc = subprocess.run([_qgis_python(), "-s", "-c", script], capture_output=True,
+                          text=True, env=_qgis_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    ext = str(plugin_dir / "ext")
+    agent, ext = str(plugin_dir / "agent"), str(plugin_dir / "ext")
     assert loaded["plugin"].startswith(str(plugin_dir))
-    assert loaded["agent"].startswith(ext) and loaded["sqlalchemy"].startswith(ext)
+    assert loaded["added"] == [agent, ext]
+    # what is bundled meets the agent's requirements: nothing to warn about
+    assert loaded["warnings"] == []
+    assert loaded["agent"].startswith(agent) and loaded["sqlalchemy"].startswith(ext)
     assert loaded["dock"]
     assert loaded["dialogs"] == ["TerraFusionConflictsDialog", "TerraFusionExportDialog",
                                  "TerraFusionSettingsDialog"]
     assert loaded["features"] == DEMO_PARCELS and out.stat().st_size > 0
+
+
+def _qgis_python() -> str:
+    """The Python QGIS runs on (Debian's, with PyQGIS), not this test's virtualenv: the
+    unpacked plugin must find its agent and packages in the zip, not in the checkout."""
+    return str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+def _qgis_env(**extra: str) -> dict[str, str]:
+    env = _clean_env(QT_QPA_PLATFORM="offscreen")
+    env.pop("PYTHONPATH", None)  # the checkout's, in a developer's shell
+    env.update(extra)
+    return env
+
+
+def test_bundled_folders_are_appended_and_an_older_copy_loaded_first_is_named(
+        package, tmp_path):
+    _, plugin_dir = package
+    # another plugin's werkzeug, older than the agent's requirement, first on the path
+    other = tmp_path / "other_plugin"
+    (other / "werkzeug").mkdir(parents=True)
+    (other / "werkzeug" / "__init__.py").write_text("")
+    (other / "werkzeug-2.0.0.dist-info").mkdir()
+    (other / "werkzeug-2.0.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: Werkzeug\nVersion: 2.0.0\n")
+    script = f"""
+import json, sys
+from unittest import mock
+sys.path[:0] = [{str(plugin_dir.parent)!r}, {str(other)!r}]
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+before = list(sys.path)
+import terrafusion_plugin
+terrafusion_plugin.classFactory(None)  # as qgis_process loads it: the warning only logged
+iface = mock.MagicMock()
+terrafusion_plugin.classFactory(iface)
+terrafusion_plugin.use_bundled_packages()  # a reload appends nothing twice
+import sqlalchemy, terrafusion_agent, werkzeug
+from terrafusion_agent.client.launcher import child_environment
+print(json.dumps({{
+    "kept": sys.path[:len(before)] == before,
+    "added": sys.path[len(before):],
+    "werkzeug": werkzeug.__file__, "sqlalchemy": sqlalchemy.__file__,
+    "agent": terrafusion_agent.__file__,
+    "warnings": [c.args[1] for c in iface.messageBar().pushMessage.call_args_list],
+    "child_path": child_environment()["PYTHONPATH"],
+}}))
+"""
+    proc = subprocess.run([_qgis_python(), "-s", "-c", script], capture_output=True,
+                          text=True, env=_qgis_env(PYTHONPATH="/opt/qgis/python"),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    agent, ext = str(plugin_dir / "agent"), str(plugin_dir / "ext")
+    assert loaded["kept"] and loaded["added"] == [agent, ext]
+    assert loaded["werkzeug"].startswith(str(other))
+    assert loaded["sqlalchemy"].startswith(ext) and loaded["agent"].startswith(agent)
+    assert loaded["warnings"] == [
+        f"TerraFusion needs werkzeug>=2.3, but QGIS's Python loads werkzeug 2.0.0 from "
+        f"{other}, which comes first on its path; update or remove that copy."]
+    # the agent started as a child finds the same folders, after what QGIS set
+    assert loaded["child_path"].split(os.pathsep) == ["/opt/qgis/python", agent, ext]
 
 
 def _qgis_process() -> str:

@@ -4,4 +4,6 @@ This package never imports QGIS or Qt: it runs under plain Python and under the
 Python that ships with QGIS.
 """
 
-__version__ = "0.1.0"
+# The product's one version: pyproject.toml reads it for the wheel, and
+# scripts/package_plugin.py writes it into the plugin's metadata.txt.
+__version__ = "0.2.0"

@@ -10,7 +10,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 from terrafusion_agent import __version__
 from terrafusion_agent.errors import TerraFusionError
@@ -113,9 +114,53 @@ def _dispatch(args: argparse.Namespace) -> int:
     from terrafusion_agent import logs
 
     config = config_mod.load(args.config)
-    logs.setup("DEBUG" if args.debug else config.log_level, config.log_dir,
-               console=args.command == "run" or args.debug)
-    return COMMANDS[args.command](config, args)
+    level = "DEBUG" if args.debug else config.log_level
+    made = _NewPaths(_files_of_init_central(config) if args.command == "init-central" else ())
+    logs.setup(level, config.log_dir, console=args.command == "run" or args.debug)
+    try:
+        return COMMANDS[args.command](config, args)
+    except BaseException:
+        if made.paths:
+            logs.setup(level, None, console=args.debug)  # closes the log file first
+            made.remove()
+        raise
+
+
+def _files_of_init_central(config) -> list[Path]:
+    """What init-central may create: its log file and an embedded central database, with
+    the files SQLite keeps beside it."""
+    from terrafusion_agent.stores import embedded_central_path
+
+    files = [config.log_dir / "agent.jsonl"] if config.log_dir is not None else []
+    central = embedded_central_path(config)
+    if central is not None:
+        files.append(central)
+        files += [central.with_name(central.name + s) for s in ("-wal", "-shm", "-journal")]
+    return files
+
+
+class _NewPaths:
+    """Of ``files`` and their folders, those that do not exist yet: a failed run removes
+    what it made of them, and never anything that existed before it started."""
+
+    def __init__(self, files: Iterable[Path]):
+        self.paths: list[Path] = []
+        for path in files:
+            for part in (path, *path.parents):
+                if part.exists() or part.is_symlink():
+                    break
+                self.paths.append(part)
+
+    def remove(self) -> None:
+        # deepest first: files, then their folders, each folder only once it is empty
+        for path in sorted(set(self.paths), key=lambda p: len(p.parts), reverse=True):
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+            except OSError:
+                pass  # never made, or something else has put a file in that folder since
 
 
 def cmd_init_central(config, args) -> int:

@@ -1,7 +1,7 @@
 """Versioned schema migrations (Alembic) for the central and the local bookkeeping.
 
-The revision scripts live in ``migrations/central`` and ``migrations/local`` at the top
-of the repository; the plugin zip and wheels carry a copy inside this package.
+The revision scripts live inside this package, in ``migrations/central`` and
+``migrations/local``, so a wheel or the plugin zip carries them wherever the agent goes.
 SQLAlchemy and Alembic are imported here only, so they cost nothing elsewhere.
 """
 
@@ -13,7 +13,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.errors import CentralUnavailable, TerraFusionError
 
 log = logging.getLogger("terrafusion.migrate")
 VERSION_TABLE = "tf_schema_version"
@@ -21,10 +21,9 @@ VERSION_TABLE = "tf_schema_version"
 
 def script_dir(kind: str) -> Path:
     """Folder of the ``kind`` ("central" or "local") revision scripts."""
-    here = Path(__file__).resolve().parent
-    for base in (here / "migrations", here.parents[1] / "migrations"):
-        if (base / kind / "env.py").exists():
-            return base / kind
+    folder = Path(__file__).resolve().parent / "migrations" / kind
+    if (folder / "env.py").is_file():
+        return folder
     raise TerraFusionError(f"The {kind} migration scripts are missing from this installation.")
 
 
@@ -60,10 +59,14 @@ def _upgrade(kind: str, engine) -> None:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(script_dir(kind)))
     cfg.set_main_option("version_table", VERSION_TABLE)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
-    engine.dispose()
+    try:
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    finally:
+        # also after a failure: a pooled connection would keep the file open, and a
+        # failed init-central removes a central file it made
+        engine.dispose()
 
 
 def _silence_alembic() -> None:
@@ -84,7 +87,14 @@ def upgrade_central(store) -> None:
         engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=creator)
     else:
         engine = sqlalchemy.create_engine(f"sqlite:///{store.path}")
-    _upgrade("central", engine)
+    try:
+        _upgrade("central", engine)
+    except sqlalchemy.exc.DBAPIError as exc:
+        # Alembic works through SQLAlchemy, which wraps the driver's error
+        reason = str(exc.orig or exc).strip().splitlines()[0].rstrip(".")
+        raise CentralUnavailable(f"The bookkeeping of the central database "
+                                 f"{store.describe()} cannot be created or upgraded: "
+                                 f"{reason}.") from None
 
 
 def upgrade_local(path: Path) -> None:

@@ -93,9 +93,10 @@ def agent_command(config_path: Optional[Path], python: Optional[str] = None) -> 
 
 
 def child_environment() -> dict:
-    """The environment of a child Python running the agent: the agent on its path."""
+    """The environment of a child Python running the agent: the agent on its path, after
+    what QGIS's environment puts there, as the plugin appends it to its own."""
     env = dict(os.environ)
-    paths = agent_pythonpath() + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + agent_pythonpath()
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     # QGIS's own Python settings (PYTHONHOME of a bundled build is right; a user's
     # PYTHONSTARTUP is not) mean nothing to the agent.

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 SRID = 2927  # NAD83(HARN) / Washington South (ftUS)
+TABLES = ("parcels", "districts", "sales")  # what a store's create_demo makes
 ORIGIN_X, ORIGIN_Y = 1_050_000, 80_000  # Clark County, WA
 CELL_W, CELL_H = 480, 360  # block plus street, feet
 LOTS_PER_BLOCK = 10
