@@ -72,14 +72,19 @@ def python_interpreter() -> Optional[str]:
 
 
 def agent_pythonpath() -> list[str]:
-    """Folders the agent's Python needs: the folder this agent package is in and, when it
-    came bundled in the QGIS plugin, the plugin's ``ext/`` of third-party packages beside
-    that folder (``plugin/agent/terrafusion_agent``, ``plugin/ext/``)."""
+    """Folders the agent's Python needs: the folder this agent package is in and the
+    third-party packages bundled with it. In the QGIS plugin those are the plugin's
+    ``agent/`` and ``ext/``, which the plugin appended to QGIS's path (so a bare Python
+    does not see them); on a child's PYTHONPATH they come before its site-packages, so
+    the child gets the bundled versions even where QGIS's Python has older ones."""
     import terrafusion_agent
 
-    folder = Path(terrafusion_agent.__file__).resolve().parent.parent
-    ext = folder.parent / "ext"
-    return [str(folder)] + ([str(ext)] if ext.is_dir() else [])
+    folders = [Path(terrafusion_agent.__file__).resolve().parent.parent]
+    # the bundle beside this agent, else one a plugin of this process put on the path
+    folders += [ext for ext in [folders[0].parent / "ext"] + [Path(p) for p in sys.path]
+                if ext.name == "ext" and (ext.parent / "agent" / "terrafusion_agent").is_dir()
+                and ext.is_dir()][:1]
+    return [str(f) for f in dict.fromkeys(folders)]
 
 
 def agent_command(config_path: Optional[Path], python: Optional[str] = None) -> list[str]:
