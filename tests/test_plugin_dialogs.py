@@ -489,6 +489,25 @@ def test_settings_dialog_names_the_keys_the_running_agent_must_restart_for(
             assert json.load(r)["status"] == "pass"
 
 
+def test_settings_dialog_says_why_the_running_agent_did_not_apply_the_saved_settings(
+        plugin, qgis_iface, tmp_path, use_config, qtbot):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    _agent_cli(config, "init-central", "--demo-parcels", "20")
+    with agent_process(config) as port:
+        use_config(config, port=port)
+        (tmp_path / "token").unlink()  # the plugin can no longer prove who it is
+        dialog = plugin.show_settings()
+        dialog.intervalSpin.setValue(120)
+
+        text = _save_and_wait(dialog, qtbot)
+
+        assert text.startswith(f"Settings saved to {config}, but the running agent did not "
+                               f"apply them: The agent's API token file {tmp_path / 'token'} "
+                               "cannot be read")
+        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
+        assert config.read_text(encoding="utf-8").count("interval_seconds = 120") == 1
+
+
 def test_settings_dialog_tests_the_connection_as_the_agent_would(
         plugin, county, use_config, qtbot):
     use_config(county)

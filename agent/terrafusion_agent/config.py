@@ -253,8 +253,8 @@ class Computed:
     text: str  # how the reference describes it
 
 
-#: a ``<name>`` part of a key stands for any name the user chooses (a table, a preset)
 def _is_placeholder(part: str) -> bool:
+    """Whether ``part`` of a key (``<table>``) stands for any name the user chooses."""
     return part.startswith("<") and part.endswith(">")
 
 

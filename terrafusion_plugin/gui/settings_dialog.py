@@ -351,16 +351,25 @@ class SettingsDialog(QDialog, FORM_CLASS):
             self._reloaded(None)
             return
         task = ReloadConfigTask(running)
-        task.answered.connect(self._reloaded)
-        task.failed.connect(self._reload_failed)
+        task.answered.connect(lambda answer: self._reload_ended(task, answer=answer))
+        task.failed.connect(lambda sentence: self._reload_ended(task, failure=sentence))
         self._reload_task = task
         QgsApplication.taskManager().addTask(task)
 
     def is_reloading(self) -> bool:
         return self._reload_task is not None
 
-    def _reloaded(self, answer: Optional[dict]) -> None:
+    def _reload_ended(self, task: ReloadConfigTask, answer: Optional[dict] = None,
+                      failure: Optional[str] = None) -> None:
+        if self._reload_task is not task:
+            return  # the answer to an earlier save: the latest save's answer speaks
         self._reload_task = None
+        if failure is None:
+            self._reloaded(answer)
+        else:
+            self._reload_failed(failure)
+
+    def _reloaded(self, answer: Optional[dict]) -> None:
         self.last_reload = answer
         path = self.config_path
         if answer is None:
@@ -383,7 +392,6 @@ class SettingsDialog(QDialog, FORM_CLASS):
         self._announce(text.format(path=path, keys=", ".join(restart)), level)
 
     def _reload_failed(self, sentence: str) -> None:
-        self._reload_task = None
         self.last_reload = None
         self._announce(tr("Settings saved to {path}, but the running agent did not apply "
                           "them: {reason}").format(path=self.config_path, reason=sentence),
