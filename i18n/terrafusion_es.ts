@@ -714,11 +714,6 @@
         <translation>Indique al menos una tabla que sincronizar.</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/settings_dialog.py" line="287"/>
-        <source>Settings saved to {path}. A running agent reads them when it starts: restart it to apply them.</source>
-        <translation>Configuración guardada en {path}. Un agente en ejecución la lee al iniciarse: reinícielo para aplicarla.</translation>
-    </message>
-    <message>
         <location filename="../terrafusion_plugin/settings_dialog.py" line="290"/>
         <source>The password is kept for the agent in {path}.</source>
         <translation>La contraseña se guarda para el agente en {path}.</translation>
@@ -852,6 +847,161 @@
         <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="40"/>
         <source>Shapefile (zipped)</source>
         <translation>Shapefile (comprimido en zip)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py" line="365"/>
+        <source>Settings saved to {path}. No agent is running; it reads them when it starts.</source>
+        <translation>Configuración guardada en {path}. No hay ningún agente en ejecución; la leerá cuando se inicie.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py" line="372"/>
+        <source>Settings saved to {path} and applied by the running agent.</source>
+        <translation>Configuración guardada en {path} y aplicada por el agente en ejecución.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py" line="375"/>
+        <source>Settings saved to {path}. The running agent applied the other changes; restart it to apply {keys}.</source>
+        <translation>Configuración guardada en {path}. El agente en ejecución aplicó los demás cambios; reinícielo para aplicar {keys}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py" line="379"/>
+        <source>Settings saved to {path}. Restart the agent to apply {keys}.</source>
+        <translation>Configuración guardada en {path}. Reinicie el agente para aplicar {keys}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py" line="386"/>
+        <source>Settings saved to {path}, but the running agent did not apply them: {reason}</source>
+        <translation>Configuración guardada en {path}, pero el agente en ejecución no la aplicó: {reason}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/settings_tasks.py" line="26"/>
+        <source>Applying the TerraFusion settings</source>
+        <translation>Aplicando la configuración de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/settings_tasks.py" line="46"/>
+        <source>the request failed ({reason}).</source>
+        <translation>la petición falló ({reason}).</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The central database: postgresql://user@host/database, a PostgreSQL service (postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a password: libpq finds it in its password file or the service.</source>
+        <translation>La base de datos central: postgresql://usuario@servidor/base, un servicio de PostgreSQL (postgresql:///?service=NOMBRE) o un archivo SpatiaLite (sqlite:///RUTA). Nunca una contraseña: libpq la encuentra en su archivo de contraseñas o en el servicio.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The PostgreSQL schema of the synced tables and of the agent&apos;s bookkeeping.</source>
+        <translation>El esquema de PostgreSQL de las tablas sincronizadas y de las tablas de control del agente.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>How long a connection to the central database may take before it counts as unreachable.</source>
+        <translation>Cuánto puede tardar una conexión a la base de datos central antes de darla por inalcanzable.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>How long one statement on the central database may run before it is cancelled.</source>
+        <translation>Cuánto puede durar una sentencia en la base de datos central antes de cancelarse.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>Change-log entries older than this many days are purged from the central database.</source>
+        <translation>Las entradas del registro de cambios con más de este número de días se eliminan de la base de datos central.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The local SpatiaLite copy that QGIS edits.</source>
+        <translation>La copia local de SpatiaLite que edita QGIS.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>How long a write to the local copy waits while another program (QGIS saving an edit session) writes to it.</source>
+        <translation>Cuánto espera una escritura en la copia local mientras otro programa (QGIS al guardar una sesión de edición) escribe en ella.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The tables kept in sync, by name.</source>
+        <translation>Las tablas que se mantienen sincronizadas, por nombre.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>Seconds from one scheduled sync to the next.</source>
+        <translation>Segundos entre una sincronización programada y la siguiente.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>What happens to a row changed on both sides: manual records a conflict for you to resolve, central_wins and local_wins keep that side&apos;s values.</source>
+        <translation>Qué ocurre con una fila modificada en ambos lados: manual registra un conflicto para que usted lo resuelva; central_wins y local_wins conservan los valores de ese lado.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The conflict policy of one table, instead of the general one.</source>
+        <translation>La política de conflictos de una tabla, en lugar de la general.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The address the agent&apos;s HTTP API listens on; keep 127.0.0.1 unless another machine must reach it.</source>
+        <translation>La dirección en la que escucha la API HTTP del agente; mantenga 127.0.0.1 salvo que otra máquina deba acceder a ella.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The port of the agent&apos;s HTTP API (health, metrics, the plugin&apos;s requests); 0 takes any free port.</source>
+        <translation>El puerto de la API HTTP del agente (estado, métricas, peticiones del complemento); 0 toma cualquier puerto libre.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The file holding the token every POST to the API must present; created on the first run.</source>
+        <translation>El archivo con el token que debe presentar cada POST a la API; se crea en la primera ejecución.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The least important messages the log keeps: DEBUG, INFO, WARNING or ERROR.</source>
+        <translation>Los mensajes menos importantes que guarda el registro: DEBUG, INFO, WARNING o ERROR.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The folder of the agent&apos;s log, JSON lines, rotated.</source>
+        <translation>La carpeta del registro del agente, en líneas JSON, con rotación.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The table the preset exports.</source>
+        <translation>La tabla que exporta el preajuste.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The file format: gpkg, geojson, shp, kml, csv or fgb.</source>
+        <translation>El formato del archivo: gpkg, geojson, shp, kml, csv o fgb.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The coordinate reference system of the file, such as EPSG:4326; without it the table&apos;s (GeoJSON and KML: EPSG:4326).</source>
+        <translation>El sistema de referencia de coordenadas del archivo, como EPSG:4326; sin él, el de la tabla (GeoJSON y KML: EPSG:4326).</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The fields the file holds, in this order; without it every field.</source>
+        <translation>Los campos que contiene el archivo, en este orden; sin él, todos los campos.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>New names of fields in the file (field = &quot;new name&quot;).</source>
+        <translation>Nombres nuevos de los campos en el archivo (campo = &quot;nombre nuevo&quot;).</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>An SQLite filter on the table&apos;s fields: only the rows it keeps leave.</source>
+        <translation>Un filtro SQLite sobre los campos de la tabla: solo salen las filas que conserva.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The most rows one export may hold; more is refused before anything is written.</source>
+        <translation>El máximo de filas que puede contener una exportación; si hay más, se rechaza antes de escribir nada.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The file&apos;s name, with {table}, {preset}, {format}, {date}, {time} or {datetime} in it; the export&apos;s output is then a folder.</source>
+        <translation>El nombre del archivo, con {table}, {preset}, {format}, {date}, {time} o {datetime}; la salida de la exportación es entonces una carpeta.</translation>
     </message>
 </context>
 <context>
@@ -1131,11 +1281,6 @@
         <location filename="../resources/ui/settings_dialog.ui" line="279"/>
         <source>API port:</source>
         <translation>Puerto de la API:</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/settings_dialog.ui" line="286"/>
-        <source>The agent answers on 127.0.0.1 at this port (health, metrics, the plugin&apos;s requests)</source>
-        <translation>El agente responde en 127.0.0.1 en este puerto (estado, métricas, peticiones del complemento)</translation>
     </message>
     <message>
         <location filename="../resources/ui/settings_dialog.ui" line="302"/>

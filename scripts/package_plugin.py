@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import json
 import os
 import re
 import shutil
@@ -69,6 +70,7 @@ BUNDLED = (
     "typing_extensions==4.15.0",
     "tomli==2.2.1",              # tomllib before Python 3.11
     "packaging==25.0",           # the plugin checks the agent's requirements with it
+    "tomlkit==0.15.2",           # the Settings dialog edits the file, comments and all
 )
 #: packages published only with C speedups, which they can do without: their Python
 #: modules are taken from one fixed platform wheel and the compiled parts left out
@@ -173,8 +175,29 @@ def compile_translations(dest: Path) -> list[Path]:
     return out
 
 
+def _project_name(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace(
+        "_", "-")
+
+
+def unbundled_dependencies() -> list[str]:
+    """The agent's dependencies (``pyproject.toml``) that :data:`BUNDLED` does not pin."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        needed = tomllib.load(fh)["project"]["dependencies"]
+    pinned = {_project_name(r) for r in (*BUNDLED, *PURE_FALLBACK)}
+    return [r for r in needed if _project_name(r) not in pinned]
+
+
 def install_dependencies(ext: Path) -> None:
     """Install the pinned pure-Python dependencies into ``ext``."""
+    missing = unbundled_dependencies()
+    if missing:
+        raise PackagingError(f"The agent needs {missing[0]}, which BUNDLED in "
+                             "scripts/package_plugin.py does not pin.")
     pip("install", "--target", str(ext), "--no-deps", "--no-compile",
         "--only-binary=:all:", "--platform", "any", "--implementation", "py", "--abi", "none",
         "--python-version", BUNDLE_PYTHON, "--no-warn-script-location", *BUNDLED,
@@ -352,21 +375,41 @@ def update_translations(new_languages: Sequence[str] = ()) -> list[Path]:
         if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", lang):
             raise PackagingError(f"{lang!r} is not a language code such as es or pt_BR.")
     written = []
+    help_source = i18n / _CONFIG_HELP_SOURCE
     for lang in sorted(languages):
         ts = i18n / f"terrafusion_{lang}.ts"
         work = i18n / f".terrafusion_{lang}.work.ts"
         try:
+            write_config_help_source(help_source)
             if ts.exists():
                 work.write_text(ts.read_text(encoding="utf-8").replace(
                     _PLUGIN_CONTEXT, _PYLUPDATE_CONTEXT), encoding="utf-8")
-            run([pylupdate, "-noobsolete", *rel, "-ts", work.name], "pylupdate5", cwd=i18n)
+            run([pylupdate, "-noobsolete", *rel, help_source.name, "-ts", work.name],
+                "pylupdate5", cwd=i18n)
             text = work.read_text(encoding="utf-8").replace(_PYLUPDATE_CONTEXT, _PLUGIN_CONTEXT)
             text = text.replace(f'filename="{work.name}"', f'filename="{ts.name}"')
+            text = re.sub(rf'filename="{re.escape(help_source.name)}" line="\d+"',
+                          'filename="../agent/terrafusion_agent/config.py"', text)
             ts.write_text(text, encoding="utf-8")
         finally:
             work.unlink(missing_ok=True)
+            help_source.unlink(missing_ok=True)
         written.append(ts)
     return written
+
+
+_CONFIG_HELP_SOURCE = ".config_help.work.py"
+
+
+def write_config_help_source(path: Path) -> None:
+    """A throwaway Python file with ``tr("...")`` around the help of every configuration
+    key: the Settings dialog shows the agent's help as tooltips, translated, and pylupdate5
+    only collects strings written inside ``tr()``."""
+    sys.path.insert(0, str(REPO / "agent"))
+    from terrafusion_agent import config
+
+    path.write_text("".join(f"tr({json.dumps(key.help, ensure_ascii=False)})\n"
+                            for key in config.KEYS), encoding="utf-8")
 
 
 # --- command line ------------------------------------------------------------------------

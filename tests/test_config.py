@@ -1,10 +1,14 @@
 """Configuration: lookup order, overrides, defaults and validation messages."""
 
+import dataclasses
+import importlib.util
 from pathlib import Path
 
 import pytest
 from terrafusion_agent import config
 from terrafusion_agent.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write(path: Path, text: str) -> Path:
@@ -126,3 +130,179 @@ def test_fault_point_variables_are_not_taken_for_settings(tmp_path):
     env = {"TERRAFUSION_FAULT": "push.after_central_commit",
            "TERRAFUSION_FAULT_PAUSE": str(tmp_path / "pause")}
     assert config.load(write(tmp_path / "agent.toml", ""), environ=env).interval_seconds == 300
+
+
+@pytest.mark.parametrize(("text", "sentence"), [
+    ("[sync]\ninterval_secs = 60\n", "Unknown configuration key sync.interval_secs."),
+    ("[sync]\ninterval_seconds = 1\n",
+     "Configuration key sync.interval_seconds must be between 5 and 604800."),
+    ("[sync]\ninterval_seconds = true\n",
+     "Configuration key sync.interval_seconds must be a whole number."),
+    ("[sync.table_policy]\nparcels = 'mine'\n", "Configuration key sync.table_policy.parcels "
+     "must be one of manual, central_wins, local_wins, not 'mine'."),
+    ("[sync]\ntable_policy = 3\n", "Configuration key sync.table_policy must be a table."),
+    ("[sync]\ntables = ['a', 'a']\n",
+     "Configuration key sync.tables must not name the same entry twice."),
+    ("sync = 3\n", "Configuration key sync must be a table."),
+    ("[http]\nhost = ''\n", "Configuration key http.host must be a non-empty string."),
+    ("[centrale]\nurl = 'x'\n", "Unknown configuration section [centrale]."),
+    ("[export]\nfoo = 1\n", "Unknown configuration key export.foo."),
+    ("[export.presets]\np = 1\n", "Configuration key export.presets.p must be a table."),
+    ("[export.presets.p]\ntable = 't'\n", "Configuration key export.presets.p.format is missing."),
+    ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nbogus = 1\n",
+     "Unknown configuration key export.presets.p.bogus."),
+    ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nrenames = 3\n",
+     "Configuration key export.presets.p.renames must map field names to new names."),
+    ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nfilename = 'a/b'\n",
+     "Configuration key export.presets.p.filename must be a file name inside the output "
+     "folder, not a path."),
+])
+def test_refusals_keep_their_exact_sentences(tmp_path, text, sentence):
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path / "agent.toml", text), environ={})
+    assert str(err.value) == sentence
+
+
+# --- the declaration --------------------------------------------------------------------
+
+
+def test_the_declared_key_names_are_the_contracts():
+    # other people's files and scripts use these names (docs/contract.md)
+    assert [k.name for k in config.KEYS] == [
+        "central.url", "central.schema", "central.connect_timeout_seconds",
+        "central.statement_timeout_seconds", "central.retention_days",
+        "local.path", "local.busy_timeout_seconds",
+        "sync.tables", "sync.interval_seconds", "sync.conflict_policy",
+        "sync.table_policy.<table>",
+        "http.host", "http.port", "http.token_file",
+        "logging.level", "logging.dir",
+        "export.presets.<name>.table", "export.presets.<name>.format",
+        "export.presets.<name>.crs", "export.presets.<name>.fields",
+        "export.presets.<name>.renames", "export.presets.<name>.where",
+        "export.presets.<name>.max_features", "export.presets.<name>.filename"]
+
+
+def test_every_config_attribute_comes_from_exactly_one_declared_key():
+    produced = [k.field for k in config.KEYS if k.section != "export"] + ["presets"]
+    assert sorted(produced) == sorted(
+        f.name for f in dataclasses.fields(config.Config) if f.name != "source")
+    preset_keys = [k.field for k in config.KEYS if k.section == "export"]
+    assert sorted(preset_keys) == sorted(
+        f.name for f in dataclasses.fields(config.ExportPreset) if f.name != "name")
+
+
+def test_an_empty_file_gives_the_declared_defaults(tmp_path):
+    cfg = config.load(write(tmp_path / "agent.toml", ""), environ={})
+    for key in config.KEYS:
+        if key.section == "export" or "<" in key.name:
+            continue
+        assert getattr(cfg, key.field) == key.default_for(tmp_path), key.name
+
+
+def _plain_keys():
+    return [k for k in config.KEYS if "<" not in k.name]
+
+
+@pytest.mark.parametrize("key", [k for k in _plain_keys() if k.minimum is not None],
+                         ids=lambda k: k.name)
+def test_the_declared_limits_are_the_ones_the_loader_enforces(tmp_path, key):
+    section, name = key.name.split(".")
+    for value in (key.minimum, key.maximum):
+        cfg = config.load(write(tmp_path / "agent.toml", f"[{section}]\n{name} = {value}\n"),
+                          environ={})
+        assert getattr(cfg, key.field) == value
+    for value in (key.minimum - 1, key.maximum + 1):
+        write(tmp_path / "agent.toml", f"[{section}]\n{name} = {value}\n")
+        with pytest.raises(ConfigError, match=f"{key.name} must be between"):
+            config.load(tmp_path / "agent.toml", environ={})
+
+
+@pytest.mark.parametrize("key", [k for k in _plain_keys() if k.choices], ids=lambda k: k.name)
+def test_the_declared_choices_are_the_ones_the_loader_accepts(tmp_path, key):
+    section, name = key.name.split(".")
+    for choice in key.choices:
+        cfg = config.load(write(tmp_path / "agent.toml", f"[{section}]\n{name} = '{choice}'\n"),
+                          environ={})
+        assert getattr(cfg, key.field) == choice
+    with pytest.raises(ConfigError, match=key.name):
+        config.load(write(tmp_path / "agent.toml", f"[{section}]\n{name} = 'other'\n"),
+                    environ={})
+
+
+def test_every_key_has_one_sentence_of_help():
+    for key in config.KEYS:
+        assert key.help.endswith(".") and "\n" not in key.help, key.name
+
+
+def _config_docs():
+    spec = importlib.util.spec_from_file_location("config_docs", REPO / "scripts" /
+                                                  "config_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_committed_configuration_reference_is_the_one_the_declaration_generates():
+    committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == _config_docs().render(), (
+        "docs/configuration.md is out of date: run python scripts/config_docs.py")
+
+
+def test_the_configuration_reference_names_every_key_its_limits_and_when_it_applies():
+    page = _config_docs().render()
+    for key in config.KEYS:
+        row = next(line for line in page.splitlines()
+                   if line.startswith(f"| `{key.parts[-1]}` |") and key.help in line)
+        assert ("| restart |" if key.name in config.RESTART_KEYS else "| live |") in row
+        if key.minimum is not None:
+            assert f"{key.minimum} to {key.maximum}" in row
+
+
+def test_the_keys_that_need_a_restart_are_the_listening_address_and_the_files():
+    assert config.RESTART_KEYS == {"http.host", "http.port", "http.token_file",
+                                   "local.path", "logging.dir"}
+    assert config.needs_restart("http.port")
+    assert not config.needs_restart("sync.interval_seconds")
+    assert not config.needs_restart("sync.table_policy.parcels")
+    assert not config.needs_restart("export.presets.public.format")
+    assert not config.needs_restart("export.presets.public")
+    with pytest.raises(KeyError):
+        config.needs_restart("sync.interval_secs")
+
+
+def test_changed_keys_names_each_dotted_key_whose_value_differs(tmp_path):
+    old = config.load(write(tmp_path / "old.toml", """
+[sync]
+interval_seconds = 300
+[sync.table_policy]
+parcels = "manual"
+sales = "local_wins"
+[export.presets.public]
+table = "parcels"
+format = "geojson"
+[export.presets.gone]
+table = "sales"
+format = "csv"
+"""), environ={})
+    new = config.load(write(tmp_path / "new.toml", """
+[sync]
+interval_seconds = 120
+[sync.table_policy]
+parcels = "manual"
+districts = "central_wins"
+[http]
+port = 9000
+[export.presets.public]
+table = "parcels"
+format = "gpkg"
+[export.presets.added]
+table = "sales"
+format = "csv"
+"""), environ={})
+
+    assert config.changed_keys(old, new) == [
+        "sync.interval_seconds", "sync.table_policy.sales", "sync.table_policy.districts",
+        "http.port", "export.presets.public.format", "export.presets.gone",
+        "export.presets.added"]
+    assert config.changed_keys(old, old) == []
+    assert [k for k in config.changed_keys(old, new) if config.needs_restart(k)] == ["http.port"]

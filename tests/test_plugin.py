@@ -413,7 +413,11 @@ def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
         export = instance.show_export()
         assert export.windowTitle() == "TerraFusion – Exportar"
         assert export.exportButton.text() == "Exportar"
-        assert instance.show_settings().testButton.text() == "Probar la conexión"
+        settings_dialog = instance.show_settings()
+        assert settings_dialog.testButton.text() == "Probar la conexión"
+        # the agent's own help of a key, shown as a tooltip, speaks the user's language too
+        assert settings_dialog.intervalSpin.toolTip() == (
+            "<p>Segundos entre una sincronización programada y la siguiente.</p>")
         assert instance.show_conflicts().keepLocalButton.text() == "Mantener la local"
         sync = QgsApplication.processingRegistry().algorithmById("terrafusion:sync")
         assert sync.displayName() == "Sincronizar ahora"
@@ -807,6 +811,14 @@ def test_spanish_translation_covers_every_plugin_and_ui_string():
         assert sorted(in_ui - set(_ts_translations(context))) == [], ui.name
 
 
+def test_spanish_translation_covers_the_help_of_every_configuration_key():
+    # the Settings dialog shows the agent's declared help as tooltips, through tr()
+    from terrafusion_agent import config
+
+    helps = {key.help for key in config.KEYS}
+    assert sorted(helps - set(_ts_translations("TerraFusion"))) == []
+
+
 def test_translations_keep_every_placeholder():
     for context in ["TerraFusion"] + [ET.parse(u).getroot().findtext("class") for u in UI_FILES]:
         for source, translation in _ts_translations(context).items():
@@ -829,6 +841,11 @@ def test_every_plugin_string_goes_through_tr():
 
 
 # --- the plugin zip ----------------------------------------------------------------------
+
+
+def test_every_dependency_of_the_agent_is_pinned_for_the_zip():
+    # a dependency added to pyproject.toml but not to BUNDLED would be missing in QGIS
+    assert package_plugin.unbundled_dependencies() == []
 
 
 @pytest.fixture(scope="module")
@@ -863,7 +880,7 @@ def test_zip_holds_one_plugin_folder_without_caches_or_compiled_code(package):
                      "agent/terrafusion_agent/migrations/central/versions/0001_bookkeeping.py",
                      f"agent/terrafusion_agent-{AGENT_VERSION}.dist-info/METADATA",
                      "ext/sqlalchemy/__init__.py", "ext/markupsafe/__init__.py",
-                     "ext/packaging/requirements.py"):
+                     "ext/packaging/requirements.py", "ext/tomlkit/__init__.py"):
         assert f"terrafusion_plugin/{required}" in names, required
     bad = [n for n in names if "__pycache__" in n or ".." in n
            or n.lower().endswith((".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".exe"))]

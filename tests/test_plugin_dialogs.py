@@ -16,12 +16,15 @@ import os
 import sqlite3
 import stat
 import sys
+import urllib.request
+import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
 import pytest
 from osgeo import ogr
 from qgis.core import (
+    Qgis,
     QgsApplication,
     QgsAuthMethodConfig,
     QgsFeature,
@@ -41,6 +44,7 @@ from test_plugin import (  # noqa: E402, F401 - fixtures are used by name
     DEMO_PARCELS,
     WAIT_MS,
     _add_layers,
+    _agent_cli,
     _free_port,
     _group_layers,
     _make_conflict,
@@ -386,6 +390,122 @@ def test_settings_dialog_refuses_an_invalid_configuration_and_keeps_the_file(
     assert "table" in " ".join(i.text() for i in dialog.bar.items())
     assert (tmp_path / "agent.toml").read_text(encoding="utf-8") == before
     assert dialog.isVisible()
+
+
+def test_settings_dialog_takes_limits_defaults_and_help_from_the_agents_declaration(
+        settings_dialog):
+    from terrafusion_agent import api
+
+    dialog = settings_dialog
+    for spin, name in ((dialog.intervalSpin, "sync.interval_seconds"),
+                       (dialog.apiPortSpin, "http.port")):
+        key = api.config_key(name)
+        assert (spin.minimum(), spin.maximum(), spin.clearValue()) == (
+            key.minimum, key.maximum, key.default), name
+        assert spin.toolTip() == f"<p>{key.help}</p>", name
+    assert [dialog.policyCombo.itemData(i) for i in range(dialog.policyCombo.count())] == \
+        list(api.config_key("sync.conflict_policy").choices)
+    assert api.config_key("central.url").help in dialog.kindCombo.toolTip()
+    assert api.config_key("local.path").help in dialog.localFile.toolTip()
+    # the .ui repeats none of the agent's numbers
+    ui = ET.parse(REPO / "resources" / "ui" / "settings_dialog.ui").getroot()
+    for name in ("intervalSpin", "apiPortSpin"):
+        spin = ui.find(f".//widget[@name='{name}']")
+        assert {p.get("name") for p in spin.iter("property")} <= {"singleStep"}, name
+
+
+def _save_and_wait(dialog, qtbot) -> str:
+    """Click Save; the sentence shown once the running agent answered (or none did)."""
+    with qtbot.waitSignal(dialog.reloadFinished, timeout=WAIT_MS) as done:
+        qtbot.mouseClick(dialog.buttonBox.button(dialog.buttonBox.StandardButton.Save),
+                         Qt.MouseButton.LeftButton)
+    assert not dialog.is_reloading()
+    return done.args[0]
+
+
+def _bar_texts(qgis_iface, level) -> list[str]:
+    """What the plugin told QGIS's message bar at ``level``."""
+    return [m.split(":", 1)[1] for m in qgis_iface.messageBar().get_messages(level)]
+
+
+def test_settings_dialog_saves_keeping_comments_and_says_no_agent_runs_to_apply_them(
+        plugin, qgis_iface, tmp_path, use_config, qtbot):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    config.write_text("# county office settings\n" + config.read_text(encoding="utf-8")
+                      + "[sync]  # nights are quiet\ninterval_seconds = 300\n",
+                      encoding="utf-8")
+    use_config(config, port=_free_port())  # nothing listens there
+    dialog = plugin.show_settings()
+    dialog.intervalSpin.setValue(900)
+
+    text = _save_and_wait(dialog, qtbot)
+
+    assert text == (f"Settings saved to {config}. No agent is running; it reads them when "
+                    "it starts.")
+    assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Success)
+    assert dialog.last_reload is None
+    saved = config.read_text(encoding="utf-8")
+    assert saved.startswith("# county office settings\n")
+    assert saved.endswith("[sync]  # nights are quiet\ninterval_seconds = 900\n")
+
+
+def test_settings_dialog_has_the_running_agent_apply_the_saved_settings(
+        plugin, qgis_iface, tmp_path, use_config, qtbot):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    _agent_cli(config, "init-central", "--demo-parcels", "20")
+    with agent_process(config) as port:
+        use_config(config, port=port)
+        dialog = plugin.show_settings()
+        dialog.intervalSpin.setValue(120)
+        _set_table_policy(dialog, "sales", "central_wins")
+
+        text = _save_and_wait(dialog, qtbot)
+
+        assert text == f"Settings saved to {config} and applied by the running agent."
+        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Success)
+        answer = dialog.last_reload
+        assert {"sync.interval_seconds", "sync.table_policy.sales"} <= set(answer["changed"])
+        assert answer["restart_required"] == []
+
+
+def test_settings_dialog_names_the_keys_the_running_agent_must_restart_for(
+        plugin, qgis_iface, tmp_path, use_config, qtbot):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    _agent_cli(config, "init-central", "--demo-parcels", "20")
+    with agent_process(config) as port:
+        use_config(config, port=port)
+        dialog = plugin.show_settings()
+        dialog.intervalSpin.setValue(120)
+        dialog.apiPortSpin.setValue(_free_port())
+
+        text = _save_and_wait(dialog, qtbot)
+
+        assert text == (f"Settings saved to {config}. The running agent applied the other "
+                        "changes; restart it to apply http.port.")
+        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
+        assert dialog.last_reload["restart_required"] == ["http.port"]
+        # it still answers where it listened before: the new port waits for a restart
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5) as r:
+            assert json.load(r)["status"] == "pass"
+
+
+def test_settings_dialog_says_why_the_running_agent_did_not_apply_the_saved_settings(
+        plugin, qgis_iface, tmp_path, use_config, qtbot):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    _agent_cli(config, "init-central", "--demo-parcels", "20")
+    with agent_process(config) as port:
+        use_config(config, port=port)
+        (tmp_path / "token").unlink()  # the plugin can no longer prove who it is
+        dialog = plugin.show_settings()
+        dialog.intervalSpin.setValue(120)
+
+        text = _save_and_wait(dialog, qtbot)
+
+        assert text.startswith(f"Settings saved to {config}, but the running agent did not "
+                               f"apply them: The agent's API token file {tmp_path / 'token'} "
+                               "cannot be read")
+        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
+        assert config.read_text(encoding="utf-8").count("interval_seconds = 120") == 1
 
 
 def test_settings_dialog_tests_the_connection_as_the_agent_would(

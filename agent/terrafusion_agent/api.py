@@ -38,13 +38,15 @@ from terrafusion_agent.client.status import (
 )
 from terrafusion_agent.client.sync_runner import VIA_AGENT, Progress, SyncFailed
 from terrafusion_agent.config import Config
+from terrafusion_agent.config import Key as ConfigKey
 
 __all__ = [
-    "AgentStatus", "ApiError", "Config", "Launched", "LaunchError", "NoAnswer", "Progress",
-    "Resolution", "SyncFailed", "TableShape", "HEALTH_TIMEOUT", "NOT_RUNNING",
+    "AgentStatus", "ApiError", "Config", "ConfigKey", "Launched", "LaunchError", "NoAnswer",
+    "Progress", "Resolution", "SyncFailed", "TableShape", "HEALTH_TIMEOUT", "NOT_RUNNING",
     "OTHER_AGENT", "RUNNING", "SCHEDULER_STOPPED", "UNKNOWN", "VIA_AGENT",
-    "load_config", "config_path", "running_agent", "agent_status", "start_agent", "sync_now",
-    "open_conflicts", "conflicts", "resolve_conflicts", "pending_edits", "sync_history",
+    "load_config", "config_path", "config_key", "running_agent", "agent_status",
+    "start_agent", "sync_now", "open_conflicts", "conflicts", "resolve_conflicts",
+    "pending_edits", "sync_history",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
     "refuse_own_file", "layer_options", "output_field_names", "layer_export",
@@ -76,6 +78,16 @@ def config_path(path: Optional[str | Path] = None) -> tuple[Path, bool]:
     from terrafusion_agent import config as tf_config
 
     return tf_config.resolve_path(str(path) if path is not None else None)
+
+
+def config_key(name: str) -> ConfigKey:
+    """The declaration of the configuration key ``name`` (``sync.interval_seconds``): its
+    ``help``, ``default``, ``minimum`` and ``maximum`` or ``choices``, and whether a running
+    agent applies a new value ``live``. A settings form takes its limits from here instead
+    of repeating them. KeyError for a key that does not exist."""
+    from terrafusion_agent import config as tf_config
+
+    return tf_config.key(name)
 
 
 def reload_agent_config(cfg: Config) -> Optional[dict]:

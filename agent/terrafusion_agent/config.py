@@ -5,6 +5,11 @@ dir (``terrafusion/agent.toml``). A missing default file means "all defaults"; a
 named explicitly must exist. Every key can be overridden with
 ``TERRAFUSION_<SECTION>__<KEY>`` (nested tables add more ``__<KEY>`` parts). Unknown keys
 and bad values are rejected with the key's name in the message.
+
+Every key is declared once, in :data:`KEYS`: its type and check, its default, its help and
+whether a running agent can take a new value without a restart. The loader, the reference
+in ``docs/configuration.md`` (``scripts/config_docs.py``) and the plugin's Settings dialog
+all read that declaration.
 """
 
 from __future__ import annotations
@@ -110,102 +115,346 @@ def api_base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-# --- value checkers: each returns the clean value or raises ValueError(reason) -------
+# --- value checks: each returns the clean value or raises ValueError(reason) ---------------
+#
+# Checks are small objects rather than closures so that a form can read their limits (a
+# spin box's range, a combo box's choices) and the reference can describe them.
 
 
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value.strip()
+class Text:
+    """A non-empty string (surrounding blanks dropped)."""
+
+    kind = "text"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("must be a non-empty string")
+        return value.strip()
+
+    def describe(self) -> str:
+        return self.kind
 
 
-def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
+class FilePath(Text):
+    """A file or folder; a relative one is relative to the configuration file's folder."""
+
+    kind = "path"
+
+
+class CentralUrl(Text):
+    kind = "URL"
+
+    def __call__(self, value: Any) -> str:
+        url = super().__call__(value)
+        if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ValueError("must start with postgresql:// or sqlite:///")
+        return url
+
+
+class FileNameTemplate(Text):
+    """An export preset's file name: known ``{placeholders}``, and no way out of the folder."""
+
+    kind = "file name"
+
+    def __call__(self, value: Any) -> str:
+        template = super().__call__(value)
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise ValueError(f"is not a valid file-name template ({exc})") from None
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name not in FILENAME_PLACEHOLDERS or spec or conversion:
+                raise ValueError(f"uses {{{name}}}, but only "
+                                 f"{', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)} "
+                                 "may appear")
+        # A file name, never a path: the output folder is the caller's choice, not the
+        # preset's.
+        if any(c in template for c in "/\\:\0") or not template.strip(". "):
+            raise ValueError("must be a file name inside the output folder, not a path")
+        return template
+
+
+@dataclass(frozen=True)
+class Whole:
+    """A whole number from ``minimum`` to ``maximum``."""
+
+    minimum: int
+    maximum: int
+
+    def __call__(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be a whole number")
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"must be between {self.minimum} and {self.maximum}")
         return value
 
-    return check
+    def describe(self) -> str:
+        return f"whole number, {self.minimum} to {self.maximum}"
 
 
-def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
+@dataclass(frozen=True)
+class Choice:
+    """One of ``choices`` (compared in upper case when ``upper``)."""
+
+    choices: tuple[str, ...]
+    upper: bool = False
+
+    def __call__(self, value: Any) -> str:
         if not isinstance(value, str):
-            raise ValueError(f"must be one of {', '.join(options)}")
-        v = value.upper() if upper else value
-        if v not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, not {value!r}")
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        v = value.upper() if self.upper else value
+        if v not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}, not {value!r}")
         return v
 
-    return check
+    def describe(self) -> str:
+        return "one of " + ", ".join(f"`{c}`" for c in self.choices)
 
 
-def _str_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):  # "a,b" from an environment override
-        value = [v for v in (p.strip() for p in value.split(",")) if v]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError("must be a list of names")
-    if len(set(value)) != len(value):
-        raise ValueError("must not name the same entry twice")
-    return tuple(value)
+class Names:
+    """A list of distinct names; ``"a,b"`` (how an environment override writes one) too."""
+
+    def __call__(self, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [v for v in (p.strip() for p in value.split(",")) if v]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError("must be a list of names")
+        if len(set(value)) != len(value):
+            raise ValueError("must not name the same entry twice")
+        return tuple(value)
+
+    def describe(self) -> str:
+        return "list of names"
 
 
-def _filename_template(value: Any) -> str:
-    """An export preset's file name: known ``{placeholders}``, and no way out of the folder."""
-    template = _str(value)
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"is not a valid file-name template ({exc})") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in FILENAME_PLACEHOLDERS or spec or conversion:
-            raise ValueError(f"uses {{{name}}}, but only "
-                             f"{', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)} "
-                             "may appear")
-    # A file name, never a path: the output folder is the caller's choice, not the preset's.
-    if any(c in template for c in "/\\:\0") or not template.strip(". "):
-        raise ValueError("must be a file name inside the output folder, not a path")
-    return template
+class Renames:
+    """A table mapping field names to new names."""
+
+    def __call__(self, value: Any) -> dict[str, str]:
+        if not isinstance(value, dict) or not all(
+                isinstance(v, str) and v for v in value.values()):
+            raise ValueError("must map field names to new names")
+        return dict(value)
+
+    def describe(self) -> str:
+        return "table of names"
 
 
-def _central_url(value: Any) -> str:
-    url = _str(value)
-    if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
-        raise ValueError("must start with postgresql:// or sqlite:///")
-    return url
+# --- the declaration ----------------------------------------------------------------------
 
 
-# schema: section -> key -> checker. Nested tables are handled separately below.
-_SCHEMA: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "central": {
-        "url": _central_url,
-        "schema": _str,
-        "connect_timeout_seconds": _int_range(1, 600),
-        "statement_timeout_seconds": _int_range(1, 86400),
-        "retention_days": _int_range(1, 3650),
-    },
-    "local": {"path": _str, "busy_timeout_seconds": _int_range(1, 3600)},
-    "sync": {
-        "tables": _str_list,
-        "interval_seconds": _int_range(5, 7 * 86400),
-        "conflict_policy": _choice(POLICIES),
-    },
-    "http": {"host": _str, "port": _int_range(0, 65535), "token_file": _str},
-    "logging": {"level": _choice(LOG_LEVELS, upper=True), "dir": _str},
-}
-_PRESET_SCHEMA: dict[str, Callable[[Any], Any]] = {
-    "table": _str,
-    "format": _choice(EXPORT_FORMATS),
-    "crs": _str,
-    "fields": _str_list,
-    "where": _str,
-    "max_features": _int_range(1, 2**31),
-    "filename": _filename_template,
-}
+@dataclass(frozen=True)
+class Computed:
+    """A default that depends on the platform or on where the configuration file is."""
+
+    make: Callable[[Path], Any]  # gets the configuration file's folder
+    text: str  # how the reference describes it
+
+
+def _is_placeholder(part: str) -> bool:
+    """Whether ``part`` of a key (``<table>``) stands for any name the user chooses."""
+    return part.startswith("<") and part.endswith(">")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key.
+
+    ``name`` is the dotted key as the file spells it (``sync.interval_seconds``); a part
+    in angle brackets (``sync.table_policy.<table>``) stands for a name of the user's.
+    ``field`` is the :class:`Config` attribute it fills (for a preset's keys: the
+    :class:`ExportPreset` attribute). ``live`` says whether a running agent applies a new
+    value when it re-reads the file; the others need a restart.
+    """
+
+    name: str
+    check: Callable[[Any], Any]
+    default: Any
+    help: str
+    live: bool
+    field: str
+    required: bool = False
+    #: may carry a password: known as a secret from the moment it is read
+    secret: bool = False
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(self.name.split("."))
+
+    @property
+    def section(self) -> str:
+        return self.parts[0]
+
+    @property
+    def minimum(self) -> Optional[int]:
+        return getattr(self.check, "minimum", None)
+
+    @property
+    def maximum(self) -> Optional[int]:
+        return getattr(self.check, "maximum", None)
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return getattr(self.check, "choices", ())
+
+    def default_for(self, base: Path) -> Any:
+        """The value when the file and the environment leave the key out."""
+        return self.default.make(base) if isinstance(self.default, Computed) else self.default
+
+    def matches(self, dotted: str) -> bool:
+        """Whether ``dotted`` (``sync.table_policy.parcels``) is this key."""
+        pattern, parts = self.parts, tuple(dotted.split("."))
+        holes = [i for i, p in enumerate(pattern) if _is_placeholder(p)]
+        if not holes:
+            return parts == pattern
+        # a user's name may itself hold dots: match the fixed parts at both ends
+        i = holes[0]
+        tail = pattern[i + 1:]
+        return (len(parts) >= len(pattern) and parts[:i] == pattern[:i]
+                and parts[len(parts) - len(tail):] == tail)
+
+
+def _data_file(name: str) -> Computed:
+    return Computed(lambda _base: default_data_dir() / name,
+                    f"`{name}` in the user data folder (`~/.local/share/terrafusion` on Linux)")
+
+
+_PRESET = "export.presets.<name>"
+
+KEYS: tuple[Key, ...] = (
+    Key("central.url", CentralUrl(), Computed(
+            lambda _base: f"sqlite:///{default_data_dir() / 'central.sqlite'}",
+            "an embedded SpatiaLite `central.sqlite` in the user data folder"),
+        "The central database: postgresql://user@host/database, a PostgreSQL service "
+        "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a "
+        "password: libpq finds it in its password file or the service.",
+        live=True, field="central_url", secret=True),
+    Key("central.schema", Text(), "public",
+        "The PostgreSQL schema of the synced tables and of the agent's bookkeeping.",
+        live=True, field="central_schema"),
+    Key("central.connect_timeout_seconds", Whole(1, 600), 10,
+        "How long a connection to the central database may take before it counts as "
+        "unreachable.",
+        live=True, field="connect_timeout_seconds"),
+    Key("central.statement_timeout_seconds", Whole(1, 86400), 600,
+        "How long one statement on the central database may run before it is cancelled.",
+        live=True, field="statement_timeout_seconds"),
+    Key("central.retention_days", Whole(1, 3650), 30,
+        "Change-log entries older than this many days are purged from the central "
+        "database.",
+        live=True, field="retention_days"),
+    Key("local.path", FilePath(), _data_file("local.sqlite"),
+        "The local SpatiaLite copy that QGIS edits.",
+        live=False, field="local_path"),
+    Key("local.busy_timeout_seconds", Whole(1, 3600), 30,
+        "How long a write to the local copy waits while another program (QGIS saving an "
+        "edit session) writes to it.",
+        live=True, field="local_busy_timeout_seconds"),
+    Key("sync.tables", Names(), DEFAULT_TABLES,
+        "The tables kept in sync, by name.",
+        live=True, field="tables"),
+    Key("sync.interval_seconds", Whole(5, 7 * 86400), 300,
+        "Seconds from one scheduled sync to the next.",
+        live=True, field="interval_seconds"),
+    Key("sync.conflict_policy", Choice(POLICIES), "manual",
+        "What happens to a row changed on both sides: manual records a conflict for you "
+        "to resolve, central_wins and local_wins keep that side's values.",
+        live=True, field="conflict_policy"),
+    Key("sync.table_policy.<table>", Choice(POLICIES), None,
+        "The conflict policy of one table, instead of the general one.",
+        live=True, field="table_policy"),
+    Key("http.host", Text(), "127.0.0.1",
+        "The address the agent's HTTP API listens on; keep 127.0.0.1 unless another "
+        "machine must reach it.",
+        live=False, field="http_host"),
+    Key("http.port", Whole(0, 65535), 8765,
+        "The port of the agent's HTTP API (health, metrics, the plugin's requests); 0 "
+        "takes any free port.",
+        live=False, field="http_port"),
+    Key("http.token_file", FilePath(), Computed(
+            lambda base: base / "token", "`token` beside the configuration file"),
+        "The file holding the token every POST to the API must present; created on the "
+        "first run.",
+        live=False, field="token_file"),
+    Key("logging.level", Choice(LOG_LEVELS, upper=True), "INFO",
+        "The least important messages the log keeps: DEBUG, INFO, WARNING or ERROR.",
+        live=True, field="log_level"),
+    Key("logging.dir", FilePath(), Computed(
+            lambda _base: default_log_dir(),
+            "the user log folder (`~/.local/state/terrafusion/log` on Linux)"),
+        "The folder of the agent's log, JSON lines, rotated.",
+        live=False, field="log_dir"),
+    Key(f"{_PRESET}.table", Text(), None,
+        "The table the preset exports.",
+        live=True, field="table", required=True),
+    Key(f"{_PRESET}.format", Choice(EXPORT_FORMATS), None,
+        "The file format: gpkg, geojson, shp, kml, csv or fgb.",
+        live=True, field="format", required=True),
+    Key(f"{_PRESET}.crs", Text(), None,
+        "The coordinate reference system of the file, such as EPSG:4326; without it the "
+        "table's (GeoJSON and KML: EPSG:4326).",
+        live=True, field="crs"),
+    Key(f"{_PRESET}.fields", Names(), None,
+        "The fields the file holds, in this order; without it every field.",
+        live=True, field="fields"),
+    Key(f"{_PRESET}.renames", Renames(), None,
+        "New names of fields in the file (field = \"new name\").",
+        live=True, field="renames"),
+    Key(f"{_PRESET}.where", Text(), None,
+        "An SQLite filter on the table's fields: only the rows it keeps leave.",
+        live=True, field="where"),
+    Key(f"{_PRESET}.max_features", Whole(1, 2**31), None,
+        "The most rows one export may hold; more is refused before anything is written.",
+        live=True, field="max_features"),
+    Key(f"{_PRESET}.filename", FileNameTemplate(), None,
+        "The file's name, with {table}, {preset}, {format}, {date}, {time} or {datetime} "
+        "in it; the export's output is then a folder.",
+        live=True, field="filename"),
+)
+
+#: the keys a running agent cannot take from a re-read file: they need a restart
+RESTART_KEYS = frozenset(k.name for k in KEYS if not k.live)
+
+_BY_NAME = {k.name: k for k in KEYS}
+
+
+def key(name: str) -> Key:
+    """The declaration of ``name``: a key as declared (``sync.table_policy.<table>``) or
+    as a file spells it (``sync.table_policy.parcels``). KeyError for an unknown key."""
+    if name in _BY_NAME:
+        return _BY_NAME[name]
+    for k in KEYS:
+        if k.matches(name):
+            return k
+    raise KeyError(name)
+
+
+def needs_restart(name: str) -> bool:
+    """Whether a running agent needs a restart to apply a new value of ``name`` (a
+    dotted key as :func:`changed_keys` names it; a whole preset counts as live)."""
+    if name.startswith("export.presets.") and not any(k.matches(name) for k in KEYS):
+        # a whole preset, added or removed: as live as its keys
+        return any(not k.live for k in KEYS if k.name.startswith(_PRESET + "."))
+    return not key(name).live
+
+
+def _tree() -> dict:
+    """The keys as nested sections: {"sync": {"interval_seconds": Key, ...}, ...}."""
+    root: dict = {}
+    for k in KEYS:
+        node = root
+        for part in k.parts[:-1]:
+            node = node.setdefault(part, {})
+        node[k.parts[-1]] = k
+    return root
+
+
+_TREE = _tree()
+
+
+# --- reading ---------------------------------------------------------------------------------
 
 
 def resolve_path(
@@ -264,65 +513,70 @@ def _apply_env(data: dict, environ: dict[str, str]) -> None:
         target[parts[-1]] = _parse_env_value(raw)
 
 
-def _check(key: str, checker: Callable[[Any], Any], value: Any) -> Any:
+def _check(k: Key, path: tuple[str, ...], value: Any) -> Any:
     try:
-        return checker(value)
+        clean = k.check(value)
     except ValueError as exc:
-        raise ConfigError(f"Configuration key {key} {exc}.") from None
+        raise ConfigError(f"Configuration key {'.'.join(path)} {exc}.") from None
+    if k.secret:
+        register_url_password(clean)  # a secret from this moment on
+    return clean
 
 
-def _check_section(data: dict, section: str) -> dict[str, Any]:
-    raw = data.get(section, {})
-    if not isinstance(raw, dict):
-        raise ConfigError(f"Configuration key {section} must be a table.")
-    schema = _SCHEMA[section]
-    nested = {"sync": {"table_policy"}, "export": {"presets"}}.get(section, set())
-    out = {}
-    for key, value in raw.items():
-        if key in nested:
-            continue
-        if key not in schema:
-            raise ConfigError(f"Unknown configuration key {section}.{key}.")
-        out[key] = _check(f"{section}.{key}", schema[key], value)
-    return out
+def _walk(data: dict, node: dict, where: tuple[str, ...], out: dict) -> None:
+    """Check ``data`` against the declared ``node``; clean values go to ``out`` by path.
 
-
-def _check_presets(data: dict) -> dict[str, ExportPreset]:
-    export = data.get("export", {})
-    if not isinstance(export, dict):
-        raise ConfigError("Configuration key export must be a table.")
-    for key in export:
-        if key != "presets":
-            raise ConfigError(f"Unknown configuration key export.{key}.")
-    presets = {}
-    for name, raw in export.get("presets", {}).items():
-        where = f"export.presets.{name}"
-        if not isinstance(raw, dict):
-            raise ConfigError(f"Configuration key {where} must be a table.")
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key == "renames":
-                if not isinstance(value, dict) or not all(
-                    isinstance(v, str) and v for v in value.values()
-                ):
-                    raise ConfigError(
-                        f"Configuration key {where}.renames must map field names to new names."
-                    )
-                values["renames"] = dict(value)
-            elif key in _PRESET_SCHEMA:
-                values[key] = _check(f"{where}.{key}", _PRESET_SCHEMA[key], value)
-            else:
-                raise ConfigError(f"Unknown configuration key {where}.{key}.")
-        for required in ("table", "format"):
-            if required not in values:
-                raise ConfigError(f"Configuration key {where}.{required} is missing.")
-        presets[name] = ExportPreset(name=name, **values)
-    return presets
+    Unknown names are refused before any value is checked, and values are checked in the
+    declaration's order (central first: its URL may hold a password to mask from then on).
+    """
+    named = [n for n in node if not _is_placeholder(n)]
+    hole = next((n for n in node if _is_placeholder(n)), None)
+    for name in data:
+        if name not in named and hole is None:
+            if not where:
+                raise ConfigError(f"Unknown configuration section [{name}].")
+            raise ConfigError(f"Unknown configuration key {'.'.join(where + (name,))}.")
+    for declared in node:
+        names = ([n for n in data if n not in named] if declared == hole
+                 else [declared] if declared in data else [])
+        for name in names:
+            child, path, value = node[declared], where + (name,), data[name]
+            if isinstance(child, Key):
+                out[path] = _check(child, path, value)
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"Configuration key {'.'.join(path)} must be a table.")
+            _walk(value, child, path, out)
+            for part, sub in child.items():
+                if isinstance(sub, Key) and sub.required and part not in value:
+                    raise ConfigError(f"Configuration key {'.'.join(path + (part,))} "
+                                      "is missing.")
 
 
 def _path(value: str, base: Path) -> Path:
     p = Path(os.path.expandvars(value)).expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def _build(values: dict[tuple[str, ...], Any], base: Path, source: Optional[Path]) -> Config:
+    """The :class:`Config` of checked ``values``, defaults filling what they leave out."""
+    kwargs: dict[str, Any] = {"table_policy": {}, "presets": {}}
+    presets: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        if path[:2] == ("sync", "table_policy"):
+            kwargs["table_policy"][path[2]] = value
+        elif path[:2] == ("export", "presets"):
+            presets.setdefault(path[2], {})[key(".".join(path)).field] = value
+    for k in KEYS:
+        if any(_is_placeholder(p) for p in k.parts):
+            continue
+        if k.parts in values:
+            value = values[k.parts]
+            kwargs[k.field] = _path(value, base) if isinstance(k.check, FilePath) else value
+        else:
+            kwargs[k.field] = k.default_for(base)
+    kwargs["presets"] = {name: ExportPreset(name=name, **v) for name, v in presets.items()}
+    return Config(**kwargs, source=source)
 
 
 def load(
@@ -333,46 +587,39 @@ def load(
     cfg_path, required = resolve_path(path, environ)
     data = _read_file(cfg_path, required)
     _apply_env(data, environ)
+    values: dict[tuple[str, ...], Any] = {}
+    _walk(data, _TREE, (), values)
+    return _build(values, cfg_path.parent, cfg_path if cfg_path.exists() else None)
 
-    for section in data:
-        if section not in _SCHEMA and section != "export":
-            raise ConfigError(f"Unknown configuration section [{section}].")
-    central = _check_section(data, "central")
-    if "url" in central:
-        register_url_password(central["url"])  # a secret from this moment on
-    local = _check_section(data, "local")
-    sync = _check_section(data, "sync")
-    http = _check_section(data, "http")
-    logging_ = _check_section(data, "logging")
 
-    table_policy_raw = data.get("sync", {}).get("table_policy", {})
-    if not isinstance(table_policy_raw, dict):
-        raise ConfigError("Configuration key sync.table_policy must be a table.")
-    table_policy = {
-        t: _check(f"sync.table_policy.{t}", _choice(POLICIES), p)
-        for t, p in table_policy_raw.items()
-    }
-    presets = _check_presets(data)
+# --- comparing ---------------------------------------------------------------------------------
 
-    base = cfg_path.parent
-    data_dir = default_data_dir()
-    return Config(
-        central_url=central.get("url", f"sqlite:///{data_dir / 'central.sqlite'}"),
-        central_schema=central.get("schema", "public"),
-        connect_timeout_seconds=central.get("connect_timeout_seconds", 10),
-        statement_timeout_seconds=central.get("statement_timeout_seconds", 600),
-        retention_days=central.get("retention_days", 30),
-        local_path=_path(local["path"], base) if "path" in local else data_dir / "local.sqlite",
-        local_busy_timeout_seconds=local.get("busy_timeout_seconds", 30),
-        tables=sync.get("tables", DEFAULT_TABLES),
-        interval_seconds=sync.get("interval_seconds", 300),
-        conflict_policy=sync.get("conflict_policy", "manual"),
-        table_policy=table_policy,
-        http_host=http.get("host", "127.0.0.1"),
-        http_port=http.get("port", 8765),
-        token_file=_path(http["token_file"], base) if "token_file" in http else base / "token",
-        presets=presets,
-        log_level=logging_.get("level", "INFO"),
-        log_dir=_path(logging_["dir"], base) if "dir" in logging_ else default_log_dir(),
-        source=cfg_path if cfg_path.exists() else None,
-    )
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """The dotted keys whose values differ between ``old`` and ``new``, in the declaration's
+    order; a table policy or a preset that only one side has is named whole
+    (``sync.table_policy.parcels``, ``export.presets.public``)."""
+    changed = []
+    for k in KEYS:
+        if k.field == "table_policy":
+            for table in _union(old.table_policy, new.table_policy):
+                if old.table_policy.get(table) != new.table_policy.get(table):
+                    changed.append(f"sync.table_policy.{table}")
+        elif k.section == "export":
+            continue  # below, preset by preset
+        elif getattr(old, k.field) != getattr(new, k.field):
+            changed.append(k.name)
+    preset_keys = [k for k in KEYS if k.section == "export"]
+    for name in _union(old.presets, new.presets):
+        before, after = old.presets.get(name), new.presets.get(name)
+        if before is None or after is None:
+            changed.append(f"export.presets.{name}")
+            continue
+        changed += [f"export.presets.{name}.{k.field}" for k in preset_keys
+                    if getattr(before, k.field) != getattr(after, k.field)]
+    return changed
+
+
+def _union(a: dict, b: dict) -> list:
+    return list(a) + [x for x in b if x not in a]
+

@@ -1,16 +1,19 @@
 """The Settings dialog: writes the agent's TOML configuration, never a password.
 
 The widgets come from ``resources/ui/settings_dialog.ui``; every signal is wired here.
-The central database is reached through a libpq service, a server (its password held
-by the QGIS authentication manager and, for the agent that runs without QGIS, put in
-libpq's own password file) or a SpatiaLite file. The file is validated by the agent's
-loader before it replaces the old one (``config_file.save``).
+Limits, defaults and help of the agent's keys come from the agent's declaration of its
+configuration (``api.config_key``), never repeated here. The central database is reached
+through a libpq service, a server (its password held by the QGIS authentication manager
+and, for the agent that runs without QGIS, put in libpq's own password file) or a
+SpatiaLite file. The file is edited in place, keeping the user's comments, and validated
+by the agent's loader before it replaces the old one (``config_file.save``); then a
+running agent is asked to re-read it, in the background.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import html
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -29,6 +32,7 @@ from qgis.PyQt.QtWidgets import (
 from terrafusion_agent import api
 from terrafusion_agent.api import settings_file as config_file
 
+from ..tasks.settings_tasks import ReloadConfigTask
 from . import paths, plugin_settings
 from .translation import tr
 
@@ -38,9 +42,30 @@ Central, Settings, SettingsError = (config_file.Central, config_file.Settings,
 
 FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("settings_dialog.ui")))
 
-POLICIES = ("manual", "central_wins", "local_wins")
 OK_STYLE = "color: #2e7d32;"
 ERROR_STYLE = "color: #c62828;"
+
+
+#: how long QGIS's message bar shows the outcome of a save
+MESSAGE_SECONDS = 10
+
+
+def policies() -> tuple[str, ...]:
+    return api.config_key("sync.conflict_policy").choices
+
+
+def key_help(name: str) -> str:
+    """The agent's help of configuration key ``name``, in the user's language, as a
+    tooltip (a paragraph, so that Qt wraps a long one instead of showing one wide line)."""
+    return f"<p>{html.escape(tr(api.config_key(name).help), quote=False)}</p>"
+
+
+def limit_spin(spin, name: str) -> None:
+    """Range, clear value and tooltip of ``spin`` from the agent's declaration of ``name``."""
+    key = api.config_key(name)
+    spin.setRange(key.minimum, key.maximum)
+    spin.setClearValue(key.default)
+    spin.setToolTip(key_help(name))
 
 
 def policy_label(policy: str) -> str:
@@ -84,6 +109,9 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
     #: emitted after a successful save with the new ``Config``
     saved = pyqtSignal(object)
+    #: emitted once the running agent answered (or none did) after a save, with the
+    #: sentence shown in the message bar
+    reloadFinished = pyqtSignal(str)  # noqa: N815 - Qt naming
 
     def __init__(self, iface=None, parent=None):
         super().__init__(parent)
@@ -96,14 +124,19 @@ class SettingsDialog(QDialog, FORM_CLASS):
         self.config_path: Optional[Path] = None
         self.document: dict = {}
         self._check_task: Optional[CentralCheckTask] = None
+        self._reload_task: Optional[ReloadConfigTask] = None
+        #: where the last save put the password for the agent, if it did
+        self._stored_password: Optional[Path] = None
         #: the last configuration saved (for tests and the plugin)
         self.saved_config = None
+        #: the running agent's answer to the last reload (None: no agent was running)
+        self.last_reload: Optional[dict] = None
 
         for text, kind in ((tr("PostgreSQL service (pg_service.conf)"), SERVICE),
                            (tr("PostgreSQL server"), SERVER),
                            (tr("SpatiaLite file"), SPATIALITE)):
             self.kindCombo.addItem(text, kind)
-        for policy in POLICIES:
+        for policy in policies():
             self.policyCombo.addItem(policy_label(policy), policy)
         self.spatialiteFile.setStorageMode(QgsFileWidget.StorageMode.GetFile)
         self.spatialiteFile.setFilter(tr("SpatiaLite databases (*.sqlite *.db)"))
@@ -114,9 +147,15 @@ class SettingsDialog(QDialog, FORM_CLASS):
         # a port is never "cleared": the button would only take the digits' room
         self.serverPortSpin.setShowClearButton(False)
         self.intervalSpin.setSuffix(tr(" s"))
-        self.intervalSpin.setClearValue(300)
+        limit_spin(self.intervalSpin, "sync.interval_seconds")
+        limit_spin(self.apiPortSpin, "http.port")
         self.apiPortSpin.setSpecialValueText(tr("any free port"))
-        self.apiPortSpin.setClearValue(8765)
+        self.kindCombo.setToolTip(key_help("central.url"))
+        self.localFile.setToolTip(key_help("local.path"))
+        self.policyCombo.setToolTip(key_help("sync.conflict_policy"))
+        self.tablesTable.horizontalHeaderItem(0).setToolTip(key_help("sync.tables"))
+        self.tablesTable.horizontalHeaderItem(1).setToolTip(
+            key_help("sync.table_policy.<table>"))
         header = self.tablesTable.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
@@ -210,8 +249,9 @@ class SettingsDialog(QDialog, FORM_CLASS):
         self.tablesTable.setItem(row, 0, QTableWidgetItem(name))
         combo = QComboBox()
         combo.addItem(tr("As above"), "")
-        for value in POLICIES:
+        for value in policies():
             combo.addItem(policy_label(value), value)
+        combo.setToolTip(key_help("sync.table_policy.<table>"))
         combo.setCurrentIndex(max(0, combo.findData(policy)))
         self.tablesTable.setCellWidget(row, 1, combo)
         if not name:
@@ -269,8 +309,12 @@ class SettingsDialog(QDialog, FORM_CLASS):
     # --- saving -----------------------------------------------------------------------------
 
     def save(self) -> bool:
-        """Validate and write the configuration; True when it was written."""
+        """Validate and write the configuration, then ask a running agent to apply it in
+        the background; True when it was written."""
         self.bar.clearWidgets()
+        # Where the running agent listens is what the file said before this save (with
+        # the environment's overrides, as the agent reads it): the save may change it.
+        running = self._agent_config()
         try:
             central, password = self.central()
             document = config_file.apply(self.document, self.settings(central))
@@ -286,16 +330,81 @@ class SettingsDialog(QDialog, FORM_CLASS):
         plugin_settings.set_start_agent(self.startAgentCheck.isChecked())
         plugin_settings.set_auth_config(self.authSelect.configId()
                                         if central.kind == SERVER else "")
-        text = tr("Settings saved to {path}. A running agent reads them when it starts: "
-                  "restart it to apply them.").format(path=self.config_path)
-        if stored is not None:
-            text += " " + tr("The password is kept for the agent in {path}.").format(path=stored)
-        if self.iface is not None:
-            self.iface.messageBar().pushMessage("TerraFusion", text,
-                                                Qgis.MessageLevel.Success, 10)
+        self._stored_password = stored
         self.saved.emit(cfg)
         self.accept()
+        self._reload(running or self._agent_config())
         return True
+
+    # --- applying the saved file in the running agent ---------------------------------------
+
+    def _agent_config(self):
+        from terrafusion_agent.errors import ConfigError
+
+        try:
+            return api.load_config(self.config_path)
+        except ConfigError:
+            return None  # no agent runs on a configuration it cannot read
+
+    def _reload(self, running) -> None:
+        if running is None:
+            self._reloaded(None)
+            return
+        task = ReloadConfigTask(running)
+        task.answered.connect(lambda answer: self._reload_ended(task, answer=answer))
+        task.failed.connect(lambda sentence: self._reload_ended(task, failure=sentence))
+        self._reload_task = task
+        QgsApplication.taskManager().addTask(task)
+
+    def is_reloading(self) -> bool:
+        return self._reload_task is not None
+
+    def _reload_ended(self, task: ReloadConfigTask, answer: Optional[dict] = None,
+                      failure: Optional[str] = None) -> None:
+        if self._reload_task is not task:
+            return  # the answer to an earlier save: the latest save's answer speaks
+        self._reload_task = None
+        if failure is None:
+            self._reloaded(answer)
+        else:
+            self._reload_failed(failure)
+
+    def _reloaded(self, answer: Optional[dict]) -> None:
+        self.last_reload = answer
+        path = self.config_path
+        if answer is None:
+            text = tr("Settings saved to {path}. No agent is running; it reads them when it "
+                      "starts.").format(path=path)
+            self._announce(text, Qgis.MessageLevel.Success)
+            return
+        restart = [str(k) for k in answer.get("restart_required") or []]
+        applied = [k for k in answer.get("changed") or [] if k not in restart]
+        if not restart:
+            text = tr("Settings saved to {path} and applied by the running agent.")
+            level = Qgis.MessageLevel.Success
+        elif applied:
+            text = tr("Settings saved to {path}. The running agent applied the other changes; "
+                      "restart it to apply {keys}.")
+            level = Qgis.MessageLevel.Warning
+        else:
+            text = tr("Settings saved to {path}. Restart the agent to apply {keys}.")
+            level = Qgis.MessageLevel.Warning
+        self._announce(text.format(path=path, keys=", ".join(restart)), level)
+
+    def _reload_failed(self, sentence: str) -> None:
+        self.last_reload = None
+        self._announce(tr("Settings saved to {path}, but the running agent did not apply "
+                          "them: {reason}").format(path=self.config_path, reason=sentence),
+                       Qgis.MessageLevel.Warning)
+
+    def _announce(self, text: str, level) -> None:
+        if self._stored_password is not None:
+            text += " " + tr("The password is kept for the agent in {path}.").format(
+                path=self._stored_password)
+        # the dialog has closed by now: QGIS's own message bar is where the user looks
+        bar = self.iface.messageBar() if self.iface is not None else self.bar
+        bar.pushMessage("TerraFusion", text, level, MESSAGE_SECONDS)
+        self.reloadFinished.emit(text)
 
     # --- testing the connection -------------------------------------------------------------
 
@@ -326,21 +435,8 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
     def _candidate(self, central: Central):
         """The configuration the dialog shows, loaded by the agent, without saving it."""
-        from terrafusion_agent.errors import ConfigError
-
         document = config_file.apply(self.document, self.settings(central))
-        folder = self.config_path.parent
-        folder.mkdir(parents=True, exist_ok=True)
-        # Beside the real file, so relative paths in it mean the same.
-        fd, temp = tempfile.mkstemp(prefix=".agent-test.", suffix=".toml", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(config_file.dumps(document))
-            return api.load_config(temp, environ={})
-        except ConfigError as exc:
-            raise SettingsError(str(exc).replace(temp, str(self.config_path))) from None
-        finally:
-            os.unlink(temp)
+        return config_file.check(self.config_path, document)
 
     def _tested(self, task: CentralCheckTask) -> None:
         if self._check_task is not task:
@@ -356,6 +452,7 @@ class SettingsDialog(QDialog, FORM_CLASS):
 
     def teardown(self) -> None:
         self._check_task = None
+        self._reload_task = None
 
 
 def _defaults():

@@ -4,8 +4,9 @@ The file never holds a password (docs/contract.md, "Configuration"): the central
 named by a libpq service (``postgresql:///?service=NAME``), by a URL without password
 (``postgresql://user@host:port/db``, the password then comes from libpq's password file,
 which :func:`store_pgpass` can fill from the QGIS authentication manager) or by a
-SpatiaLite file. What the dialog does not edit (export presets, logging, unknown
-future keys) is carried over unchanged. A new file is validated by the agent's own
+SpatiaLite file. The file is edited in place with ``tomlkit``: comments, the order of
+keys and tables, and what the dialog does not edit (export presets, logging, unknown
+future keys) stay as the user wrote them. A new file is validated by the agent's own
 ``config.load`` before it replaces the old one, so a bad value never reaches the agent.
 """
 
@@ -13,17 +14,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import parse_qs, quote, unquote, urlsplit
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - QGIS builds with an older Python
-    import tomli as tomllib
 
 SERVICE = "service"
 SERVER = "server"
@@ -34,8 +29,6 @@ HEADER = (
     "# Passwords never live here: libpq's password file (~/.pgpass), pg_service.conf or\n"
     "# PGPASSWORD provide them.\n"
 )
-#: sections in the order a person reads them; others follow alphabetically
-SECTION_ORDER = ("central", "local", "sync", "http", "export", "logging")
 
 
 class SettingsError(Exception):
@@ -187,76 +180,44 @@ def store_pgpass(central: Central, password: str, path: Optional[Path] = None) -
 
 
 # --- the TOML file ----------------------------------------------------------------------------
+#
+# The file is edited with tomlkit, never rewritten from plain data: what the person who
+# keeps it wrote (comments, the order of keys and tables, blank lines, keys the dialog does
+# not show) stays as it was, and only the values the dialog changed are touched.
 
 
-def read_document(path: Path) -> dict:
-    """The file's content as plain data ({} when it does not exist yet)."""
+def new_document():
+    """An empty configuration document that starts with :data:`HEADER`."""
+    import tomlkit
+
+    return tomlkit.parse(HEADER + "\n")
+
+
+def read_document(path: Path):
+    """The file as an editable ``tomlkit`` document (a dict to read; a new one with
+    :data:`HEADER` when the file does not exist yet)."""
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
-    except OSError as exc:
+        return new_document()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
         raise SettingsError(f"The configuration file {path} cannot be read: "
-                            f"{exc.strerror or exc}.") from None
+                            f"{reason}.") from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        return tomlkit.parse(text)
+    except ParseError as exc:
         raise SettingsError(f"The configuration file {path} is not valid TOML: {exc}.") from None
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+def dumps(document) -> str:
+    """``document`` as TOML text, exactly as it reads (comments and layout included)."""
+    import tomlkit
 
-
-def _key(name: str) -> str:
-    return name if _BARE_KEY.match(name) else _string(name)
-
-
-def _string(value: str) -> str:
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-               .replace("\t", "\\t").replace("\r", "\\r"))
-    # TOML allows no raw control character in a basic string
-    escaped = "".join(c if " " <= c != "\x7f" else f"\\u{ord(c):04x}" for c in escaped)
-    return f'"{escaped}"'
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):  # an inline table inside an array is never needed here
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise SettingsError(f"A configuration value of type {type(value).__name__} cannot be "
-                        "written.")
-
-
-def _table(out: list[str], name: str, table: dict) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if scalars or not tables:
-        out.append(f"[{name}]")
-        out.extend(f"{_key(k)} = {_value(v)}" for k, v in scalars.items())
-        out.append("")
-    for key, sub in tables.items():
-        _table(out, f"{name}.{_key(key)}", sub)
-
-
-def dumps(document: dict) -> str:
-    """``document`` as TOML text (the shapes the agent's configuration uses)."""
-    out = [HEADER]
-    ordered = [s for s in SECTION_ORDER if s in document]
-    ordered += sorted(s for s in document if s not in SECTION_ORDER)
-    for section in ordered:
-        value = document[section]
-        if isinstance(value, dict):
-            _table(out, _key(section), value)
-        else:  # the agent has no top-level keys; keep one faithfully all the same
-            out.insert(1, f"{_key(section)} = {_value(value)}")
-    return "\n".join(out).rstrip() + "\n"
+    return tomlkit.dumps(document)
 
 
 @dataclass(frozen=True)
@@ -272,42 +233,155 @@ class Settings:
     http_port: int
 
 
-def apply(document: dict, settings: Settings) -> dict:
-    """A copy of ``document`` with the dialog's values in; other keys stay as they were."""
-    doc = {k: (dict(v) if isinstance(v, dict) else v) for k, v in document.items()}
-    central = doc.setdefault("central", {})
-    central["url"] = settings.central.url()
-    local = doc.setdefault("local", {})
+_MISSING = object()
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
+def _edit_list(current, new: list) -> bool:
+    """Turn the array ``current`` into ``new`` in place when ``new`` only drops some of its
+    entries and appends others (what the dialog's table list does), so that the comments
+    beside the entries that stay are kept; False when the order changed."""
+    old = list(_plain(current))
+    if len(set(old)) != len(old):
+        return False
+    kept = [v for v in old if v in new]
+    if kept + [v for v in new if v not in old] != list(new):
+        return False
+    for value in old:
+        if value not in new:
+            current.remove(value)
+    for value in new:
+        if value not in old:
+            current.append(value)
+    return True
+
+
+def _set(table, name: str, value: Any, default: Any = _MISSING) -> None:
+    """Put ``value`` under ``name`` in ``table`` unless the file already says it, or leaves
+    it out and the default is that value: what the user did not change keeps its spelling
+    and place."""
+    current = table.get(name, _MISSING)
+    if current is _MISSING:
+        if value != default:
+            table[name] = value
+        return
+    if _plain(current) == value:
+        return
+    if isinstance(value, list) and isinstance(_plain(current), list) \
+            and hasattr(current, "append") and _edit_list(current, value):
+        return
+    table[name] = value  # tomlkit keeps the line's place and its comment
+
+
+def _table(document, name: str, create: bool):
+    """The table ``name`` of ``document``; a new one at the end when ``create``."""
+    import tomlkit
+
+    found = document.get(name)
+    if found is None and create:
+        document.add(name, tomlkit.table())
+        found = document[name]
+    return found
+
+
+def _default(name: str) -> Any:
+    from terrafusion_agent import config as tf_config
+
+    default = tf_config.key(name).default
+    return list(default) if isinstance(default, tuple) else default
+
+
+def apply(document, settings: Settings):
+    """A copy of ``document`` with the dialog's values in; everything else stays as it was.
+
+    A value the file already holds is left alone, so is a key the file leaves to its
+    default when the dialog shows that default.
+    """
+    import tomlkit
+
+    doc = tomlkit.parse(dumps(document))
+
+    _set(_table(doc, "central", create=True), "url", settings.central.url())
+
+    local = _table(doc, "local", create=bool(settings.local_path.strip()))
     if settings.local_path.strip():
-        local["path"] = settings.local_path.strip()
-    else:
-        local.pop("path", None)
-    if not local:
-        doc.pop("local")
-    sync = doc.setdefault("sync", {})
-    sync["tables"] = list(settings.tables)
-    sync["interval_seconds"] = int(settings.interval_seconds)
-    sync["conflict_policy"] = settings.conflict_policy
+        _set(local, "path", settings.local_path.strip())
+    elif local is not None and "path" in local:
+        del local["path"]
+
+    wanted = {
+        "tables": list(settings.tables),
+        "interval_seconds": int(settings.interval_seconds),
+        "conflict_policy": settings.conflict_policy,
+    }
     policies = {t: p for t, p in settings.table_policy.items() if p}
-    if policies:
-        sync["table_policy"] = dict(policies)
-    else:
-        sync.pop("table_policy", None)
-    http = doc.setdefault("http", {})
-    http["port"] = int(settings.http_port)
+    sync = _table(doc, "sync", create=False)
+    if sync is None and (policies or any(
+            v != _default(f"sync.{k}") for k, v in wanted.items())):
+        sync = _table(doc, "sync", create=True)
+    if sync is not None:
+        for name, value in wanted.items():
+            _set(sync, name, value, _default(f"sync.{name}"))
+        _apply_policies(sync, policies)
+
+    port = int(settings.http_port)
+    http = _table(doc, "http", create=port != _default("http.port"))
+    if http is not None:
+        _set(http, "port", port, _default("http.port"))
     return doc
 
 
-def save(path: Path, document: dict):
-    """Validate ``document`` with the agent's own loader, then write it to ``path``.
+def _apply_policies(sync, policies: dict) -> None:
+    import tomlkit
 
-    Returns the loaded ``Config``; raises SettingsError with the agent's sentence (which
-    names the bad key) and leaves the old file untouched when it is not valid.
-    """
+    current = sync.get("table_policy")
+    if not policies:
+        if current is not None:
+            del sync["table_policy"]
+        return
+    if current is None:
+        table = tomlkit.table()
+        for name, policy in policies.items():
+            table[name] = policy
+        table.add(tomlkit.nl())
+        sync["table_policy"] = table
+        return
+    for name in [n for n in current if n not in policies]:
+        del current[name]
+    for name, policy in policies.items():
+        _set(current, name, policy)
+
+
+def _refuse_password(document) -> None:
+    from terrafusion_agent.redact import url_passwords
+
+    url = (document.get("central") or {}).get("url")
+    if isinstance(url, str) and url_passwords(url):
+        raise SettingsError("A password cannot be written into the configuration file: "
+                            "keep it in libpq's password file or a PostgreSQL service.")
+
+
+def _loaded(temp: str, path: Path):
+    """``temp`` read by the agent's own loader, its sentences naming ``path``."""
     from terrafusion_agent import config as tf_config
     from terrafusion_agent.errors import ConfigError
 
-    path = Path(path)
+    try:
+        # Overrides from the environment are not the file's business.
+        return tf_config.load(temp, environ={})
+    except ConfigError as exc:
+        raise SettingsError(str(exc).replace(temp, str(path))) from None
+
+
+def _write_beside(path: Path, document) -> str:
+    """``document`` in a new temporary file beside ``path``, on the disk; its name.
+
+    Beside it, so that relative paths in the file mean the same as in ``path``.
+    """
+    _refuse_password(document)
     text = dumps(document)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,22 +392,44 @@ def save(path: Path, document: dict):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        # Relative paths in the file resolve against its folder: the temp file sits in
-        # the same one. Overrides from the environment are not the file's business.
-        try:
-            loaded = tf_config.load(temp, environ={})
-        except ConfigError as exc:
-            raise SettingsError(str(exc).replace(temp, str(path))) from None
-        if path.exists():
-            os.chmod(temp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(temp, 0o644)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        os.unlink(temp)
+        raise SettingsError(f"The configuration cannot be written to {path}: "
+                            f"{exc.strerror or exc}.") from None
+    return temp
+
+
+def check(path: Path, document):
+    """The ``Config`` the agent would load from ``document`` saved as ``path``, without
+    saving it; raises SettingsError with the agent's sentence when it is not valid."""
+    path = Path(path)
+    temp = _write_beside(path, document)
+    try:
+        return _loaded(temp, path)
+    finally:
+        os.unlink(temp)
+
+
+def save(path: Path, document):
+    """Validate ``document`` with the agent's own loader, then put it in place of ``path``
+    in one step (a reader sees the old file or the new one, never half of one).
+
+    Returns the loaded ``Config``; raises SettingsError with the agent's sentence (which
+    names the bad key) and leaves the old file untouched when it is not valid.
+    """
+    path = Path(path)
+    temp = _write_beside(path, document)
+    try:
+        _loaded(temp, path)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(temp, mode)
         os.replace(temp, path)
-        loaded = tf_config.load(path, environ={})
     except OSError as exc:
         raise SettingsError(f"The configuration cannot be written to {path}: "
                             f"{exc.strerror or exc}.") from None
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    return loaded
+    return _loaded(str(path), path)
