@@ -14,7 +14,7 @@ from werkzeug.wrappers import Request, Response
 
 from terrafusion_agent import health
 from terrafusion_agent.errors import TerraFusionError
-from terrafusion_agent.service.http import (
+from terrafusion_agent.service.responses import (
     ApiError,
     api_error,
     json_object,
