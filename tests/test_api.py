@@ -427,6 +427,16 @@ def test_an_invalid_export_request_is_a_422(served, body):
     assert r.json["error"]
 
 
+def test_an_unknown_key_in_an_export_request_is_a_422_naming_it(served):
+    if not _export_engine_present():
+        pytest.skip("the export engine is not there yet")
+    r = post(served.base + "/api/v1/exports", {"table": "parcels", "format": "geojson",
+                                               "out": "/tmp/x.geojson", "colour": "red"},
+             token=served.token)
+    assert r.status == 422, r
+    assert r.json["code"] == "invalid_request" and "'colour'" in r.json["error"]
+
+
 @pytest.mark.parametrize("key, value", [
     ("out", "/tmp/parcels\0.geojson"), ("table", "parcels\0"), ("where", "acres > 1\0"),
     ("crs", "EPSG:4326\0"), ("fields", ["geo_id", "acres\0"]), ("preset", "public\0"),

@@ -266,10 +266,6 @@ class Cached(Generic[T]):
                     return self._value
             return self.refresh()
 
-    def peek(self) -> Optional[T]:
-        """The cached value, however old, without computing anything."""
-        return self._value
-
     def refresh(self) -> T:
         """Recompute now (in the calling thread) and keep the result.
 

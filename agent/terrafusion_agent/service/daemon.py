@@ -352,10 +352,6 @@ class Agent:
         except Exception:  # noqa: BLE001 - stopping must go on
             log.exception("stopping the export jobs failed")
 
-    def export_request_fields(self) -> Optional[set[str]]:
-        """Keys allowed in an export request (None: the export engine checks them)."""
-        return None
-
     def submit_export(self, body: dict[str, Any]) -> dict[str, Any]:
         jobs = self._export_engine()
         job_id = jobs.submit(self.config, body, trigger="api")

@@ -141,7 +141,7 @@ def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
 
 def submit_export(agent, request: Request) -> Response:
     """POST /api/v1/exports: 202 with the queued job."""
-    body = json_object(request, agent.export_request_fields())
+    body = json_object(request, None)  # the export request names unknown keys itself
     try:
         job = agent.submit_export(body)
     except TerraFusionError as exc:
