@@ -749,3 +749,15 @@ def test_health_answers_while_hundreds_of_clients_dribble_their_headers(served):
         finally:
             stop.set()
             dribbler.join(10)
+
+
+def test_the_routes_do_not_import_the_server_plumbing():
+    # http imports routes; routes importing http back was a cycle (both share responses)
+    import subprocess
+    import sys
+
+    code = ("import sys, terrafusion_agent.service.routes; "
+            "print('terrafusion_agent.service.http' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ}).stdout
+    assert out.strip() == "False"
