@@ -145,7 +145,9 @@ _NO_END = ("The sync ended without recording its result: its process was stopped
 
 def _open_local(config: Config, attempt: dict, run_id: Optional[int] = None) -> LocalStore:
     try:
-        return LocalStore.open(config.local_path,
+        # a run begin_run recorded was recorded by an open that brought the copy's
+        # bookkeeping up to date, moments ago and under the same lock
+        return LocalStore.open(config.local_path, migrate=run_id is None,
                                busy_timeout=config.local_busy_timeout_seconds)
     except TerraFusionError as exc:
         _unrecorded(config, attempt, exc, run_id)
