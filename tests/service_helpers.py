@@ -90,6 +90,15 @@ def last_sync_result(base: str) -> Optional[str]:
     return (body.get("last_sync") or {}).get("result")
 
 
+def idle_schedule(config, trigger, stop, **_):
+    """Stands in for run_sync when a test wants no sync to change the agent's state: it
+    waits for the agent to stop."""
+    from terrafusion_agent.errors import SyncCancelled
+
+    stop.wait()
+    raise SyncCancelled("The sync was stopped.")
+
+
 class HeldSync:
     """The real ``run_sync``, which a test can hold where it chooses: ``"start"`` (the run
     is recorded and running, its work not begun) or ``"progress"`` (at the first progress

@@ -22,9 +22,16 @@ from typing import Iterator
 
 import pytest
 from conftest import AgentEnv, synced_county
-from service_helpers import HeldSync, call, get, post, serving_agent, wait_for
+from service_helpers import (
+    HeldSync,
+    call,
+    get,
+    idle_schedule,
+    post,
+    serving_agent,
+    wait_for,
+)
 from terrafusion_agent import config as config_mod
-from terrafusion_agent.errors import SyncCancelled
 from terrafusion_agent.service.daemon import Agent
 
 CONTRACT_ROUTES = {
@@ -125,18 +132,12 @@ def test_health_does_not_open_a_central_connection_per_request(served, monkeypat
     assert len(opened) <= 1 + ttls, opened
 
 
-def _idle_schedule(config, trigger, stop, **_):
-    """Stands in for the schedule's syncs, which would record a fresh success."""
-    stop.wait()
-    raise SyncCancelled("The sync was stopped.")
-
-
 @pytest.fixture
 def history_agent(tmp_path):
     """An agent (300 s interval) on a copy synced once, whose run history only the test
     changes from then on."""
     env = synced_county(tmp_path, 20)
-    agent = Agent(config_mod.load(env.config, environ={}), sync=_idle_schedule)
+    agent = Agent(config_mod.load(env.config, environ={}), sync=idle_schedule)
     agent.start()
     try:
         yield env, agent

@@ -16,22 +16,16 @@ from pathlib import Path
 
 import pytest
 from conftest import AgentEnv, synced_county
-from service_helpers import get, post, start_process, stop_process, wait_for
+from service_helpers import get, idle_schedule, post, start_process, stop_process, wait_for
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import ConfigError, SyncCancelled
+from terrafusion_agent.errors import ConfigError
 from terrafusion_agent.service import reload as reload_mod
 from terrafusion_agent.service.daemon import Agent
 
 pytestmark = pytest.mark.timeout(180)
 
 RELOAD = "/api/v1/config/reload"
-
-
-def _idle_schedule(config, trigger, stop, **_):
-    """Stands in for the schedule's syncs: this module is about the configuration."""
-    stop.wait()
-    raise SyncCancelled("The sync was stopped.")
 
 
 def _load(env: AgentEnv) -> Config:
@@ -41,7 +35,7 @@ def _load(env: AgentEnv) -> Config:
 @pytest.fixture
 def running(tmp_path):
     env = synced_county(tmp_path, 20)
-    agent = Agent(_load(env), sync=_idle_schedule, load_config=lambda: _load(env))
+    agent = Agent(_load(env), sync=idle_schedule, load_config=lambda: _load(env))
     agent.start()
     try:
         yield env, agent

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import itertools
 import threading
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Iterator
 
 import pytest
 from service_helpers import wait_for
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.errors import CentralUnavailable, SyncCancelled, SyncInProgress
-from terrafusion_agent.service.scheduler import RunProgress, SyncScheduler, retry_delay
+from terrafusion_agent.service.scheduler import (
+    RunProgress,
+    SyncRun,
+    SyncScheduler,
+    retry_delay,
+)
 
 
 @pytest.fixture
@@ -59,6 +66,23 @@ def scheduler(config, fake: FakeSync) -> SyncScheduler:
     return SyncScheduler(config, sync=fake, begin=fake.begin)
 
 
+@contextmanager
+def a_held_sync(config) -> Iterator[tuple[SyncScheduler, FakeSync, SyncRun]]:
+    """A scheduler (its own schedule far away) running one sync asked for by the API,
+    which the fake holds until ``fake.release`` is set."""
+    fake = FakeSync()
+    fake.release.clear()
+    sched = scheduler(config, fake)
+    sched.start(first_run=datetime(2100, 1, 1, tzinfo=timezone.utc))
+    try:
+        run = sched.start_sync("api")
+        assert fake.entered.wait(5)
+        yield sched, fake, run
+    finally:
+        fake.release.set()
+        sched.shutdown(5)
+
+
 def _seconds_until(iso: str) -> float:
     when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     return (when - datetime.now(timezone.utc)).total_seconds()
@@ -96,13 +120,7 @@ def test_a_failure_brings_the_next_attempt_forward_and_success_resets(config):
 
 
 def test_manual_and_scheduled_syncs_never_overlap(config):
-    fake = FakeSync()
-    fake.release.clear()
-    sched = scheduler(config, fake)
-    sched.start(first_run=datetime(2100, 1, 1, tzinfo=timezone.utc))
-    try:
-        sched.start_sync("api")
-        assert fake.entered.wait(5)
+    with a_held_sync(config) as (sched, fake, _):
         with pytest.raises(SyncInProgress):
             sched.start_sync("api")
         sched._tick()  # what the scheduler does at the interval: skipped, not queued
@@ -112,9 +130,6 @@ def test_manual_and_scheduled_syncs_never_overlap(config):
         fake.release.set()
         wait_for(lambda: not sched.is_running(), 5, "the sync to end")
         assert fake.calls == ["api"]
-    finally:
-        fake.release.set()
-        sched.shutdown(5)
 
 
 def test_shutdown_stops_a_running_sync_and_does_not_count_it_as_a_failure(config):
@@ -156,12 +171,7 @@ def test_the_schedule_runs_at_the_configured_interval(config):
 
 
 def test_a_sync_in_progress_is_named_by_the_refusal_of_another(config):
-    fake = FakeSync()
-    fake.release.clear()
-    sched = scheduler(config, fake)
-    sched.start(first_run=datetime(2100, 1, 1, tzinfo=timezone.utc))
-    try:
-        first = sched.start_sync("api")
+    with a_held_sync(config) as (sched, fake, first):
         assert first.wait_recorded(5) and first.id == 1
         with pytest.raises(SyncInProgress) as refused:
             sched.start_sync("api")
@@ -171,19 +181,10 @@ def test_a_sync_in_progress_is_named_by_the_refusal_of_another(config):
         wait_for(lambda: not sched.is_running(), 5, "the sync to end")
         assert fake.run_ids == [1]  # the sync worked on the run recorded for it
         assert sched.last_ended["id"] == 1 and sched.last_ended["result"] == "success"
-    finally:
-        fake.release.set()
-        sched.shutdown(5)
 
 
 def test_exclusive_work_waits_for_the_running_sync_within_its_bound(config):
-    fake = FakeSync()
-    fake.release.clear()
-    sched = scheduler(config, fake)
-    sched.start(first_run=datetime(2100, 1, 1, tzinfo=timezone.utc))
-    try:
-        sched.start_sync("api")
-        assert fake.entered.wait(5)
+    with a_held_sync(config) as (sched, fake, _):
         with pytest.raises(SyncInProgress, match="still running after 0 s; resolving"):
             with sched.exclusive("resolving a conflict", timeout=0.05):
                 pass
@@ -198,9 +199,6 @@ def test_exclusive_work_waits_for_the_running_sync_within_its_bound(config):
         fake.release.set()
         waiting.join(30)
         assert seen == [None]  # it ran, once the sync was over
-    finally:
-        fake.release.set()
-        sched.shutdown(5)
 
 
 def test_a_new_interval_reschedules_the_next_sync(config):
