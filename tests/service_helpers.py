@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,13 +90,74 @@ def last_sync_result(base: str) -> Optional[str]:
     return (body.get("last_sync") or {}).get("result")
 
 
+def idle_schedule(config, trigger, stop, **_):
+    """Stands in for run_sync when a test wants no sync to change the agent's state: it
+    waits for the agent to stop."""
+    from terrafusion_agent.errors import SyncCancelled
+
+    stop.wait()
+    raise SyncCancelled("The sync was stopped.")
+
+
+class HeldSync:
+    """The real ``run_sync``, which a test can hold where it chooses: ``"start"`` (the run
+    is recorded and running, its work not begun) or ``"progress"`` (at the first progress
+    report of the engine: in the middle of the pull or the push, its transaction open).
+
+    Pass it to the Agent as ``sync``; ``with held.held(where):`` holds the next sync there
+    until the block ends, and ``held.reached`` tells when it got there.
+    """
+
+    def __init__(self):
+        self._where: Optional[str] = None
+        self.reached = threading.Event()
+        self._go = threading.Event()
+
+    def __call__(self, config, trigger, stop, run_id, progress):
+        from terrafusion_agent.sync.engine import run_sync
+
+        where = self._where
+        if where == "start":
+            self._wait()
+
+        def report(table: str, done: int, total: int) -> None:
+            progress(table, done, total)
+            if where == "progress" and not self.reached.is_set():
+                self._wait()
+
+        return run_sync(config, trigger=trigger, stop=stop, run_id=run_id, progress=report)
+
+    def _wait(self) -> None:
+        self.reached.set()
+        if not self._go.wait(60):
+            raise AssertionError("a held sync was not let go within 60 s")
+
+    def wait_reached(self, timeout: float = 30) -> None:
+        if not self.reached.wait(timeout):
+            raise AssertionError(f"the held sync did not get to {self._where} in {timeout} s")
+
+    @contextmanager
+    def held(self, where: str = "start") -> Iterator[HeldSync]:
+        self.reached.clear()
+        self._go.clear()
+        self._where = where
+        try:
+            yield self
+        finally:
+            self._where = None
+            self._go.set()
+
+
 @contextmanager
-def serving_agent(directory: Path, parcels: int) -> Iterator[tuple[AgentEnv, Agent]]:
+def serving_agent(directory: Path, parcels: int, *, sync: Optional[Callable] = None
+                  ) -> Iterator[tuple[AgentEnv, Agent]]:
     """An agent serving in this process on a new SpatiaLite central of ``parcels`` demo
-    parcels (it syncs at start, then every five minutes); stopped on leaving."""
+    parcels (it syncs at start, then every five minutes); stopped on leaving.
+    ``sync`` replaces run_sync (a :class:`HeldSync`, say)."""
     env = embedded_agent(directory, "[sync]\ninterval_seconds = 300\n")
     env.run("init-central", "--demo-parcels", str(parcels))
-    agent = Agent(config_mod.load(env.config, environ={}))
+    agent = Agent(config_mod.load(env.config, environ={}), sync=sync,
+                  load_config=lambda: config_mod.load(env.config, environ={}))
     agent.start()
     try:
         yield env, agent
@@ -104,10 +166,14 @@ def serving_agent(directory: Path, parcels: int) -> Iterator[tuple[AgentEnv, Age
 
 
 def start_process(config: Path, env: Optional[dict[str, str]] = None,
-                  interval: int = 5) -> tuple[subprocess.Popen, str]:
-    """``terrafusion-agent run`` in a subprocess; returns it and its base URL."""
-    full_env = {**os.environ, "TERRAFUSION_SYNC__INTERVAL_SECONDS": str(interval),
-                **(env or {})}
+                  interval: Optional[int] = 5) -> tuple[subprocess.Popen, str]:
+    """``terrafusion-agent run`` in a subprocess; returns it and its base URL.
+
+    ``interval`` overrides the file's sync interval from the environment (None: the
+    file's own).
+    """
+    override = {} if interval is None else {"TERRAFUSION_SYNC__INTERVAL_SECONDS": str(interval)}
+    full_env = {**os.environ, **override, **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "terrafusion_agent", "--config", str(config), "run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)

@@ -1,12 +1,13 @@
 """The local HTTP API of docs/contract.md against a real server on an ephemeral port.
 
 One agent (embedded SpatiaLite central, 200 demo parcels) serves the whole module: it is
-started in-process, which lets a test hold the local copy's write lock to make a sync
-overlap deterministically.
+started in-process with the real sync engine, which a test can hold at a chosen point
+(:class:`HeldSync`) to make a request meet a running sync deterministically.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -21,14 +22,22 @@ from typing import Iterator
 
 import pytest
 from conftest import AgentEnv, synced_county
-from service_helpers import call, get, local_write_lock, post, serving_agent, wait_for
+from service_helpers import (
+    HeldSync,
+    call,
+    get,
+    idle_schedule,
+    post,
+    serving_agent,
+    wait_for,
+)
 from terrafusion_agent import config as config_mod
-from terrafusion_agent.errors import SyncCancelled
 from terrafusion_agent.service.daemon import Agent
 
 CONTRACT_ROUTES = {
     ("GET", "/"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/health"),
     ("GET", "/metrics"), ("GET", "/api/v1/syncs"), ("POST", "/api/v1/syncs"),
+    ("GET", "/api/v1/syncs/{id}"), ("POST", "/api/v1/config/reload"),
     ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/{id}/resolve"),
     ("POST", "/api/v1/exports"), ("GET", "/api/v1/exports/{id}"), ("GET", "/openapi.json"),
 }
@@ -40,6 +49,7 @@ class Served:
     agent: Agent
     base: str
     token: str
+    sync: HeldSync
 
     def wait_idle(self, timeout: float = 60) -> None:
         wait_for(lambda: not self.agent.scheduler.is_running(), timeout, "the sync to end")
@@ -47,8 +57,9 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with serving_agent(tmp_path_factory.mktemp("api"), 200) as (env, agent):
-        s = Served(env, agent, agent.base_url, agent.token)
+    held = HeldSync()
+    with serving_agent(tmp_path_factory.mktemp("api"), 200, sync=held) as (env, agent):
+        s = Served(env, agent, agent.base_url, agent.token, held)
         wait_for(lambda: (get(s.base + "/health").json.get("last_sync") or {}).get("result")
                  == "success", 60, "the first scheduled sync")
         s.wait_idle()
@@ -121,18 +132,12 @@ def test_health_does_not_open_a_central_connection_per_request(served, monkeypat
     assert len(opened) <= 1 + ttls, opened
 
 
-def _idle_schedule(config, trigger, stop):
-    """Stands in for the schedule's syncs, which would record a fresh success."""
-    stop.wait()
-    raise SyncCancelled("The sync was stopped.")
-
-
 @pytest.fixture
 def history_agent(tmp_path):
     """An agent (300 s interval) on a copy synced once, whose run history only the test
     changes from then on."""
     env = synced_county(tmp_path, 20)
-    agent = Agent(config_mod.load(env.config, environ={}), sync=_idle_schedule)
+    agent = Agent(config_mod.load(env.config, environ={}), sync=idle_schedule)
     agent.start()
     try:
         yield env, agent
@@ -187,15 +192,73 @@ def test_a_bad_limit_is_a_400(served, limit):
     assert r.json["code"] == "invalid_query"
 
 
-def test_post_sync_starts_one_and_returns_its_id(served):
+def _run(served, run_id: int) -> dict:
+    r = get(f"{served.base}/api/v1/syncs/{run_id}")
+    assert r.status == 200, r
+    return r.json
+
+
+def test_post_sync_answers_with_the_id_of_a_run_recorded_before_its_work(served):
     before = get(served.base + "/api/v1/syncs?limit=1").json["runs"][0]["id"]
+    with served.sync.held("start"):
+        r = post(served.base + "/api/v1/syncs", token=served.token)
+        assert r.status == 202, r
+        assert r.json == {"id": r.json["id"], "status": "running"} and r.json["id"] > before
+        assert r.headers["Location"] == f"/api/v1/syncs/{r.json['id']}"
+        served.sync.wait_reached()
+        # no work done yet, and the run is there to follow under that id
+        run = _run(served, r.json["id"])
+        assert run["result"] == "running" and run["trigger"] == "api"
+        assert run["finished_at"] is None and run["duration_seconds"] is None
+        assert run["progress"] == {"fraction": 0.0, "table": ""}
+        assert get(served.base + "/health").json["sync_running"]["id"] == r.json["id"]
+    served.wait_idle()
+    run = _run(served, r.json["id"])
+    assert run["result"] == "success" and "progress" not in run
+
+
+def test_a_finished_run_reads_as_it_is_listed(served):
     r = post(served.base + "/api/v1/syncs", token=served.token)
     assert r.status == 202, r
-    assert r.json["id"] > before and r.json["trigger"] == "api"
     served.wait_idle()
-    runs = get(served.base + "/api/v1/syncs?limit=5").json["runs"]
-    mine = next(run for run in runs if run["id"] == r.json["id"])
-    assert mine["trigger"] == "api" and mine["result"] == "success"
+    listed = next(run for run in get(served.base + "/api/v1/syncs?limit=5").json["runs"]
+                  if run["id"] == r.json["id"])
+    assert _run(served, r.json["id"]) == listed
+    assert {"id", "trigger", "started_at", "finished_at", "result", "error", "pulled",
+            "pushed", "conflicts", "duration_seconds"} <= set(listed)
+    assert listed["result"] == "success" and listed["duration_seconds"] is not None
+
+
+def test_a_running_run_shows_the_engines_progress(served):
+    from terrafusion_agent.stores import spatialite
+
+    central = spatialite.connect(served.env.central_url[len("sqlite:///"):])
+    try:
+        central.execute("UPDATE parcels SET owner_name = 'PROGRESS' WHERE prop_id IN "
+                        "(SELECT prop_id FROM parcels ORDER BY prop_id LIMIT 3)")
+    finally:
+        central.close()
+    with served.sync.held("progress"):
+        r = post(served.base + "/api/v1/syncs", token=served.token)
+        assert r.status == 202, r
+        served.sync.wait_reached()
+        run = _run(served, r.json["id"])
+        # parcels is the first of three tables and has been pulled: a third of the run
+        assert run["result"] == "running"
+        assert run["progress"] == {"fraction": round(1 / 3, 4), "table": "parcels"}
+        listed = get(served.base + "/api/v1/syncs?limit=1").json["runs"][0]
+        assert listed == run
+    served.wait_idle()
+    assert _run(served, r.json["id"])["pulled"] == 3
+
+
+def test_an_unknown_run_is_a_404_in_one_sentence(served):
+    r = get(served.base + "/api/v1/syncs/424242")
+    assert r.status == 404, r
+    assert r.json["code"] == "not_found"
+    assert r.json["error"] == "There is no sync run with id 424242."
+    assert get(served.base + "/api/v1/syncs/latest").status == 404
+    assert get(served.base + f"/api/v1/syncs/{2**70}").status == 404
 
 
 def test_post_sync_accepts_an_empty_json_object(served):
@@ -203,26 +266,53 @@ def test_post_sync_accepts_an_empty_json_object(served):
     served.wait_idle()
 
 
-def test_an_overlapping_sync_is_refused_with_409(served):
-    with local_write_lock(served.env.local_path):
+def test_an_overlapping_sync_is_refused_with_409_naming_the_running_one(served):
+    with served.sync.held("start"):
         first = post(served.base + "/api/v1/syncs", token=served.token)
         assert first.status == 202, first
-        assert served.agent.scheduler.is_running()
         second = post(served.base + "/api/v1/syncs", token=served.token)
         assert second.status == 409, second
         assert second.json["code"] == "sync_in_progress"
+        assert second.json["id"] == first.json["id"]
+        assert second.json["status"] == 409 and second.json["error"]
         # the scheduled path shares the lock: a tick now is skipped, not run twice
         served.agent.scheduler._tick()
         assert get(served.base + "/health").json["sync_running"]["trigger"] == "api"
     served.wait_idle()
-    assert get(served.base + "/api/v1/syncs?limit=1").json["runs"][0]["result"] == "success"
+    runs = get(served.base + "/api/v1/syncs?limit=2").json["runs"]
+    assert [(run["id"], run["result"]) for run in runs][0] == (first.json["id"], "success")
+    assert runs[1]["id"] < first.json["id"]
+
+
+def test_a_sync_asked_for_while_a_conflict_is_resolved_is_a_409_without_a_run(served):
+    with served.agent.scheduler.exclusive("resolving a conflict"):
+        r = post(served.base + "/api/v1/syncs", token=served.token)
+    assert r.status == 409, r
+    assert r.json["code"] == "busy" and r.json["id"] is None
+    assert "resolving a conflict" in r.json["error"]
+
+
+def test_a_run_left_running_by_a_killed_agent_is_closed_by_the_next_sync(served):
+    # what an agent killed with SIGKILL in the middle of a sync leaves behind
+    with sqlite3.connect(served.env.local_path) as conn:
+        left = conn.execute("INSERT INTO tf_sync_runs (started_at, result, trigger) "
+                            "VALUES ('2026-01-01T00:00:00.000Z', 'running', 'api')").lastrowid
+    # not this agent's run: no progress to show, and no end to guess
+    assert _run(served, left)["progress"] == {"fraction": None, "table": ""}
+    r = post(served.base + "/api/v1/syncs", token=served.token)
+    assert r.status == 202, r
+    served.wait_idle()
+    closed = _run(served, left)
+    assert closed["result"] == "failed" and "progress" not in closed
+    assert "ended without recording its result" in closed["error"]
+    assert _run(served, r.json["id"])["result"] == "success"
 
 
 # --- authorisation and bad requests -------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", ["/api/v1/syncs", "/api/v1/conflicts/1/resolve",
-                                  "/api/v1/exports"])
+                                  "/api/v1/exports", "/api/v1/config/reload"])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789",
                                            "Basic dXNlcjpwdw==", "Bearer", "bearer  "])
 def test_every_post_needs_the_token(served, path, authorization):
@@ -290,14 +380,16 @@ def test_a_request_for_another_host_name_is_refused(served):
 # --- conflicts ----------------------------------------------------------------------------
 
 
-def _make_conflict(env: AgentEnv) -> int:
-    """Edit one parcel's owner both locally and centrally: the next sync records a conflict."""
+def _make_conflict(env: AgentEnv, nth: int = 0) -> int:
+    """Edit the owner of the ``nth`` last parcel both locally and centrally: the next sync
+    records a conflict."""
     from terrafusion_agent.stores import spatialite
 
     local = spatialite.connect(env.local_path)
     central = spatialite.connect(env.central_url[len("sqlite:///"):])
     try:
-        pid = local.execute("SELECT max(prop_id) FROM parcels").fetchone()[0]
+        pid = local.execute("SELECT prop_id FROM parcels ORDER BY prop_id DESC LIMIT 1 "
+                            "OFFSET ?", (nth,)).fetchone()[0]
         local.execute("UPDATE parcels SET owner_name = 'LOCAL EDIT' WHERE prop_id = ?", (pid,))
         central.execute("UPDATE parcels SET owner_name = 'CENTRAL EDIT' WHERE prop_id = ?",
                         (pid,))
@@ -380,6 +472,82 @@ def test_rejected_rows_are_reported_listed_and_resolved(served):
     assert get(served.base + "/api/v1/conflicts").json == {"conflicts": []}
 
 
+def _open_conflict(served, nth: int) -> tuple[int, int]:
+    """(conflict id, prop_id) of a new open conflict on the ``nth`` last parcel."""
+    pid = _make_conflict(served.env, nth)
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+    [conflict] = [c for c in get(served.base + "/api/v1/conflicts").json["conflicts"]
+                  if c["pk"] == [pid]]
+    return conflict["id"], pid
+
+
+def _central_edit(env: AgentEnv, sql: str) -> None:
+    from terrafusion_agent.stores import spatialite
+
+    central = spatialite.connect(env.central_url[len("sqlite:///"):])
+    try:
+        central.execute(sql)
+    finally:
+        central.close()
+
+
+def test_a_resolution_sent_during_a_sync_waits_for_it_then_applies(served, caplog):
+    caplog.set_level(logging.INFO, logger="terrafusion")
+    cid, pid = _open_conflict(served, 1)
+    # something to pull, so that the sync can be held in the middle of its pull
+    _central_edit(served.env, "UPDATE parcels SET owner_name = 'MEANWHILE' "
+                              "WHERE prop_id = (SELECT min(prop_id) FROM parcels)")
+    answers: list = []
+    with served.sync.held("progress"):
+        sync = post(served.base + "/api/v1/syncs", token=served.token)
+        assert sync.status == 202, sync
+        served.sync.wait_reached()
+        resolving = threading.Thread(target=lambda: answers.append(post(
+            f"{served.base}/api/v1/conflicts/{cid}/resolve", {"keep": "local"},
+            token=served.token, timeout=120)))
+        resolving.start()
+        wait_for(lambda: any(f"conflict {cid} waits" in r.getMessage()
+                             for r in caplog.records), 30, "the resolution to wait")
+        assert answers == []  # the sync is held: the resolution cannot have gone through
+    resolving.join(120)
+    [answer] = answers
+    assert answer.status == 200, answer
+    run = _run(served, sync.json["id"])
+    assert run["result"] == "success"
+    [resolved] = [c for c in get(served.base + "/api/v1/conflicts?all=true").json["conflicts"]
+                  if c["id"] == cid]
+    assert resolved["resolution"] == "keep_local"
+    assert resolved["resolved_at"] >= run["finished_at"]
+    # the chosen side reaches central with the next sync
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+    for url in (served.env.central_url[len("sqlite:///"):], served.env.local_path):
+        with sqlite3.connect(url) as conn:
+            assert conn.execute("SELECT owner_name FROM parcels WHERE prop_id = ?",
+                                (pid,)).fetchone() == ("LOCAL EDIT",), url
+
+
+def test_a_resolution_still_waiting_when_the_bound_passes_is_a_409(served, monkeypatch):
+    from terrafusion_agent.service import daemon
+
+    cid, _ = _open_conflict(served, 2)
+    monkeypatch.setattr(daemon, "RESOLVE_WAIT_SECONDS", 1.0)
+    with served.sync.held("start"):
+        assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+        served.sync.wait_reached()
+        r = post(f"{served.base}/api/v1/conflicts/{cid}/resolve", {"keep": "central"},
+                 token=served.token)
+    assert r.status == 409, r
+    assert r.json["code"] == "sync_in_progress"
+    assert r.json["error"] == ("A sync was still running after 1 s; resolving a conflict "
+                               "has to wait until it has finished.")
+    served.wait_idle()
+    assert [c["id"] for c in get(served.base + "/api/v1/conflicts").json["conflicts"]] == [cid]
+    assert post(f"{served.base}/api/v1/conflicts/{cid}/resolve", {"keep": "central"},
+                token=served.token).status == 200
+
+
 def test_resolving_an_unknown_conflict_is_a_404(served):
     r = post(served.base + "/api/v1/conflicts/424242/resolve", {"keep": "central"},
              token=served.token)
@@ -425,6 +593,16 @@ def test_an_invalid_export_request_is_a_422(served, body):
     r = post(served.base + "/api/v1/exports", body, token=served.token)
     assert r.status == (422 if _export_engine_present() else 503), r
     assert r.json["error"]
+
+
+def test_an_unknown_key_in_an_export_request_is_a_422_naming_it(served):
+    if not _export_engine_present():
+        pytest.skip("the export engine is not there yet")
+    r = post(served.base + "/api/v1/exports", {"table": "parcels", "format": "geojson",
+                                               "out": "/tmp/x.geojson", "colour": "red"},
+             token=served.token)
+    assert r.status == 422, r
+    assert r.json["code"] == "invalid_request" and "'colour'" in r.json["error"]
 
 
 @pytest.mark.parametrize("key, value", [
@@ -572,3 +750,15 @@ def test_health_answers_while_hundreds_of_clients_dribble_their_headers(served):
         finally:
             stop.set()
             dribbler.join(10)
+
+
+def test_the_routes_do_not_import_the_server_plumbing():
+    # http imports routes; routes importing http back was a cycle (both share responses)
+    import subprocess
+    import sys
+
+    code = ("import sys, terrafusion_agent.service.routes; "
+            "print('terrafusion_agent.service.http' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ}).stdout
+    assert out.strip() == "False"

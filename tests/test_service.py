@@ -298,3 +298,39 @@ def test_a_stale_group_readable_token_file_is_reported(sqlite_agent):
     log = "\n".join(p.read_text() for p in (agent.dir / "logs").glob("agent.jsonl*"))
     assert "can be read by other users" in log
     assert "a-token-that-someone-else-can-read" not in log
+
+
+def test_the_run_of_an_agent_killed_mid_sync_is_closed_when_it_comes_back(sqlite_agent):
+    agent = sqlite_agent
+    agent.run("init-central", "--demo-parcels", "50")
+    # the first (scheduled) sync passes the point; the one asked for below waits there
+    pause = agent.dir / "pause"
+    proc, base = start_process(agent.config, interval=300, env={
+        "TERRAFUSION_FAULT": "pull.after_local_commit:2", "TERRAFUSION_FAULT_PAUSE": str(pause)})
+    try:
+        wait_for(lambda: get(base + "/health/ready").status == 200, 60, "the first sync")
+        started = post(base + "/api/v1/syncs", token=read_token(agent.dir))
+        assert started.status == 202, started
+        wait_for(pause.with_name("pause.reached").exists, 30, "the sync to reach the point")
+        proc.kill()  # kill -9 in the middle of the sync
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        stop_process(proc)
+    run_id = started.json["id"]
+    with sqlite3.connect(agent.local_path) as conn:
+        assert conn.execute("SELECT result FROM tf_sync_runs WHERE id = ?",
+                            (run_id,)).fetchone() == ("running",)
+
+    proc, base = start_process(agent.config, interval=300)
+    try:
+        def closed():
+            run = get(f"{base}/api/v1/syncs/{run_id}").json
+            return run if run["result"] != "running" else None
+
+        run = wait_for(closed, 60, "the killed run to be closed")
+        assert run["result"] == "failed" and "ended without recording its result" in run["error"]
+        assert run["finished_at"] is not None and "progress" not in run
+        wait_for(lambda: runs(base)[0]["result"] == "success", 60, "the next sync")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

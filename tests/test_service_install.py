@@ -112,6 +112,13 @@ def test_paths_with_spaces_are_quoted_for_systemd(tmp_path):
     assert line.endswith('My Config/agent.toml" run')
 
 
+def test_a_reload_of_the_unit_sends_the_agent_sighup(tmp_path):
+    from terrafusion_agent.service.systemd import unit_text
+
+    unit = unit_text(tmp_path / "agent.toml").splitlines()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_the_unit_passes_systemd_analyze_verify(sqlite_agent, tmp_path):
     from terrafusion_agent.service.systemd import UNIT_NAME, unit_text

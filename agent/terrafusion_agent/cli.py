@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--demo-parcels", type=_positive_int, metavar="N",
                       help="first create and load the synthetic demo county with N parcels")
     sub.add_parser("sync", help="pull and push once now; prints a JSON summary")
-    sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM")
+    sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM; SIGHUP "
+                              "re-reads the configuration")
     sub.add_parser("status", help="JSON status (the body of GET /health)")
     sub.add_parser("verify", help="compare counts and checksums of central and local")
     sub.add_parser("recover",
@@ -195,9 +196,11 @@ def cmd_sync(config, args) -> int:
 
 
 def cmd_run(config, args) -> int:
+    from terrafusion_agent import config as config_mod
     from terrafusion_agent.service.daemon import Agent
 
-    agent = Agent(config)
+    # a reload (SIGHUP, POST /api/v1/config/reload) reads what this start read
+    agent = Agent(config, load_config=lambda: config_mod.load(args.config))
     agent.install_signal_handlers()
     agent.start()
     print(f"TerraFusion agent {__version__} running; health: {agent.health_url}", flush=True)

@@ -266,10 +266,6 @@ class Cached(Generic[T]):
                     return self._value
             return self.refresh()
 
-    def peek(self) -> Optional[T]:
-        """The cached value, however old, without computing anything."""
-        return self._value
-
     def refresh(self) -> T:
         """Recompute now (in the calling thread) and keep the result.
 
@@ -306,8 +302,10 @@ class HealthMonitor:
         self.config = config
         self._sync_state = sync_state
         self._next_sync = next_sync
-        self.central = Cached(lambda: check_central(config), CENTRAL_TTL_SECONDS, "central")
-        self.local = Cached(lambda: read_local(config), LOCAL_TTL_SECONDS, "local")
+        # self.config, not config: a reloaded configuration is checked from then on
+        self.central = Cached(lambda: check_central(self.config), CENTRAL_TTL_SECONDS,
+                              "central")
+        self.local = Cached(lambda: read_local(self.config), LOCAL_TTL_SECONDS, "local")
 
     def body(self) -> dict:
         return build(

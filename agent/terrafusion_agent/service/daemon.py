@@ -1,5 +1,7 @@
 """``terrafusion-agent run``: scheduler plus local HTTP API until SIGINT/SIGTERM.
 
+SIGHUP re-reads the configuration file (as ``POST /api/v1/config/reload`` does).
+
 The :class:`Agent` owns the local lock (one agent per local copy), the sync schedule,
 the cached health figures, the metrics and the HTTP server, and offers the routes the few
 operations they need. Heavy modules (the sync engine's drivers, GDAL for exports) are
@@ -16,23 +18,35 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
+from terrafusion_agent import config as config_mod
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import CentralUnavailable, LocalDamaged, TerraFusionError
+from terrafusion_agent.errors import (
+    CentralUnavailable,
+    ConfigError,
+    LocalBusy,
+    LocalDamaged,
+    NotFound,
+    SyncInProgress,
+    TerraFusionError,
+)
 from terrafusion_agent.health import HealthMonitor
 from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.redact import redact
-from terrafusion_agent.service.scheduler import SyncFunction, SyncScheduler
+from terrafusion_agent.service import reload as reload_mod
+from terrafusion_agent.service.scheduler import BeginFunction, SyncFunction, SyncScheduler
 from terrafusion_agent.timeutil import parse
 
 log = logging.getLogger("terrafusion.agent")
 #: how long a stop waits for the running sync to reach a transaction boundary
 STOP_TIMEOUT_SECONDS = 8.0
-#: how long POST /api/v1/syncs waits for the new run's id
-RUN_ID_WAIT_SECONDS = 3.0
 #: worker threads of the HTTP server: /health is cheap, POSTs may wait a little
 HTTP_THREADS = 6
+#: how long a conflict resolution sent during a sync waits for it to finish
+RESOLVE_WAIT_SECONDS = 60.0
+#: resolutions that may wait at once: the other HTTP threads keep answering /health
+RESOLVE_WAITERS = HTTP_THREADS // 2
 
 
 def release_memory() -> None:
@@ -60,11 +74,20 @@ class ExportUnavailable(TerraFusionError):
 class Agent:
     """The long-running agent: owns the local lock, the scheduler and the HTTP server."""
 
-    def __init__(self, config: Config, *, sync: Optional[SyncFunction] = None):
-        """``sync`` replaces ``run_sync`` (tests use it to make a sync slow or fail)."""
+    def __init__(self, config: Config, *, sync: Optional[SyncFunction] = None,
+                 begin: Optional[BeginFunction] = None,
+                 load_config: Optional[Callable[[], Config]] = None):
+        """``sync`` and ``begin`` replace ``run_sync`` and ``begin_run`` (tests use them
+        to make a sync slow or fail); ``load_config`` reads the configuration again for
+        a reload (default: the file ``config`` came from, with today's environment)."""
         self.config = config
+        self._load_config = load_config or (lambda: config_mod.load(config.source))
+        self._reload_lock = threading.Lock()
+        self._reload_requested = threading.Event()
+        self._resolve_waiters = threading.BoundedSemaphore(RESOLVE_WAITERS)
         self.lock = LocalLock(config.local_path)
-        self.scheduler = SyncScheduler(config, sync=sync, listeners=[self._after_sync])
+        self.scheduler = SyncScheduler(config, sync=sync, begin=begin,
+                                       listeners=[self._after_sync])
         self.monitor = HealthMonitor(config, sync_state=self.scheduler.state,
                                      next_sync=self.scheduler.next_sync)
         self.metrics = None
@@ -148,24 +171,40 @@ class Agent:
         return f"{self.base_url}/health"
 
     def install_signal_handlers(self) -> None:
-        """SIGINT/SIGTERM ask for a graceful stop (main thread only; call before start).
+        """SIGINT/SIGTERM ask for a graceful stop, SIGHUP (where there is one) for a
+        reload of the configuration (main thread only; call before start).
 
-        A second signal of the same kind acts at once, the usual way.
+        A second stop signal of the same kind acts at once, the usual way.
         """
-        def handler(signum, _frame):
+        def stop(signum, _frame):
             signal.signal(signum, signal.SIG_DFL)
             self._stop.set()
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        def reload(_signum, _frame):
+            # done by wait(), not here: a handler may interrupt the main thread anywhere
+            self._reload_requested.set()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            signal.signal(signal.SIGHUP, reload)
 
     def request_stop(self) -> None:
         self._stop.set()
 
     def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until a stop is requested (True) or ``timeout`` passes (False)."""
+        """Block until a stop is requested (True) or ``timeout`` passes (False); reload
+        the configuration when SIGHUP asks for it meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stop.wait(0.5):
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                try:
+                    self.reload_config()
+                except ConfigError:
+                    pass  # logged; the running configuration stays
+                except Exception:  # noqa: BLE001 - a reload must not end the agent
+                    log.exception("reloading the configuration failed")
             if deadline is not None and time.monotonic() >= deadline:
                 return False
         return True
@@ -211,41 +250,64 @@ class Agent:
     # --- syncs --------------------------------------------------------------------------
 
     def request_sync(self) -> dict[str, Any]:
-        """Start a sync now (409 via SyncInProgress if one runs); returns its id."""
-        baseline = self._last_run_id()
-        thread = self.scheduler.start_sync("api")
-        run_id = None
-        # The engine numbers the run when it starts; wait briefly so the caller gets an
-        # id to look for in GET /api/v1/syncs.
-        deadline = time.monotonic() + RUN_ID_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            latest = self._last_run_id()
-            if latest is not None and latest > (baseline or 0):
-                run_id = latest
-                break
-            if not thread.is_alive():
-                latest = self._last_run_id()
-                run_id = latest if latest is not None and latest > (baseline or 0) else None
-                break
-            time.sleep(0.02)
-        return {"id": run_id, "trigger": "api",
-                "status": "running" if thread.is_alive() else "finished"}
+        """Start a sync now and return its id, recorded before the sync's work starts.
+
+        Raises SyncInProgress, carrying the running run's id as ``run_id``, if a sync
+        runs; the error that kept the run from being recorded (a busy or damaged local
+        copy) if there is one.
+        """
+        try:
+            run = self.scheduler.start_sync("api")
+        except SyncInProgress as exc:
+            running = getattr(exc, "run", None)
+            exc.run_id = (running.id if running is not None
+                          and running.wait_recorded(self._record_wait()) else None)
+            raise
+        if not run.wait_recorded(self._record_wait()):
+            raise LocalBusy(f"The sync was started, but the local copy "
+                            f"{self.config.local_path} did not record it within "
+                            f"{self._record_wait():.0f} s.")
+        if run.id is None:
+            if isinstance(run.error, TerraFusionError):
+                raise run.error
+            raise TerraFusionError("The sync could not be recorded in the local copy; "
+                                   "see the agent's log.")
+        return {"id": run.id, "status": "running"}
+
+    def _record_wait(self) -> float:
+        # recording a run opens the copy and writes it: each may wait out the busy timeout
+        return 2.0 * self.config.local_busy_timeout_seconds + 5.0
 
     def recent_runs(self, limit: int) -> list[dict[str, Any]]:
         with self._local() as local:
             runs = local.recent_runs(limit)
-        for run in runs:
-            start, end = parse(run.get("started_at")), parse(run.get("finished_at"))
-            run["duration_seconds"] = (round((end - start).total_seconds(), 3)
-                                       if start and end else None)
-            if run.get("error"):
-                run["error"] = redact(str(run["error"]))
-        return runs
+        return [self._presented(run) for run in runs]
 
-    def _last_run_id(self) -> Optional[int]:
+    def sync_run(self, run_id: int) -> dict[str, Any]:
+        """One run as GET /api/v1/syncs lists it; with its progress while it runs."""
         with self._local() as local:
-            runs = local.recent_runs(1)
-        return int(runs[0]["id"]) if runs else None
+            run = local.run(run_id)
+        if run is None:
+            raise NotFound(f"There is no sync run with id {run_id}.")
+        return self._presented(run)
+
+    def _presented(self, run: dict[str, Any]) -> dict[str, Any]:
+        if run.get("result") == "running":
+            current = self.scheduler.current()
+            ended = self.scheduler.last_ended
+            if current is not None and current.id == run["id"]:
+                run["progress"] = current.progress.as_dict()
+            elif ended is not None and ended["id"] == run["id"]:
+                # its end waits for the local copy (it was busy): say what this agent knows
+                run.update({k: ended[k] for k in ("result", "finished_at", "error")})
+            else:  # left by a process that ended: the next sync closes it
+                run["progress"] = {"fraction": None, "table": ""}
+        start, end = parse(run.get("started_at")), parse(run.get("finished_at"))
+        run["duration_seconds"] = (round((end - start).total_seconds(), 3)
+                                   if start and end else None)
+        if run.get("error"):
+            run["error"] = redact(str(run["error"]))
+        return run
 
     @contextmanager
     def _local(self) -> Iterator[Any]:
@@ -302,7 +364,8 @@ class Agent:
             return local.conflicts(include_resolved=include_resolved)
 
     def resolve_conflict(self, conflict_id: int, keep: str) -> dict[str, Any]:
-        """Resolve one conflict, never while a sync runs (the two would race on the rows)."""
+        """Resolve one conflict; during a sync, once it has finished (the two would race
+        on the rows), waiting up to RESOLVE_WAIT_SECONDS for that."""
         with self._local() as local:
             conflict = local.conflict(conflict_id)  # NotFound -> 404 before anything else
         if conflict.get("resolved_at"):
@@ -313,10 +376,52 @@ class Agent:
         except ImportError:
             raise TerraFusionError(
                 "Conflict resolution is not available in this version of the agent.") from None
-        with self.scheduler.exclusive("resolving a conflict"):
-            result = resolve(self.config, conflict_id, keep)
+        if not self._resolve_waiters.acquire(blocking=False):
+            raise SyncInProgress(
+                f"{RESOLVE_WAITERS} conflict resolutions are already waiting for the running "
+                "sync; send this one again when it has finished.")
+        try:
+            if self.scheduler.is_running():
+                log.info("conflict %d waits up to %.0f s for the running sync to finish",
+                         conflict_id, RESOLVE_WAIT_SECONDS,
+                         extra={"event": "resolve_waits", "conflict_id": conflict_id})
+            with self.scheduler.exclusive("resolving a conflict", RESOLVE_WAIT_SECONDS):
+                result = resolve(self.config, conflict_id, keep)
+        finally:
+            self._resolve_waiters.release()
         self.monitor.local.refresh()
         return result if isinstance(result, dict) else {"id": conflict_id, "keep": keep}
+
+    # --- configuration ------------------------------------------------------------------
+
+    def reload_config(self) -> dict[str, Any]:
+        """Read the configuration again and apply what can change while running.
+
+        A bad file raises ConfigError with the sentence ``load()`` gives at start, and the
+        running configuration stays. Settings bound at start keep their value until a
+        restart; the answer lists them under ``restart_required``.
+        """
+        with self._reload_lock:
+            try:
+                loaded = self._load_config()
+            except ConfigError as exc:
+                log.error("configuration not reloaded, the running one stays: %s", exc,
+                          extra={"event": "reload", "result": "refused"})
+                raise
+            change = reload_mod.compare(self.config, loaded)
+            self.config = change.config
+            self.scheduler.reconfigure(change.config)
+            self.monitor.config = change.config
+            if "logging.level" in change.changed:
+                logging.getLogger("terrafusion").setLevel(change.config.log_level)
+        # names only: a value may be a password or a path the log should not carry
+        log.info("configuration reloaded; changed: %s; needing a restart: %s",
+                 ", ".join(change.changed) or "nothing",
+                 ", ".join(change.restart_required) or "nothing",
+                 extra={"event": "reload", "result": "reloaded", "changed": change.changed,
+                        "restart_required": change.restart_required})
+        return {"reloaded": True, "changed": change.changed,
+                "restart_required": change.restart_required}
 
     # --- exports ------------------------------------------------------------------------
 
@@ -351,10 +456,6 @@ class Agent:
             self._exports.shutdown(timeout)
         except Exception:  # noqa: BLE001 - stopping must go on
             log.exception("stopping the export jobs failed")
-
-    def export_request_fields(self) -> Optional[set[str]]:
-        """Keys allowed in an export request (None: the export engine checks them)."""
-        return None
 
     def submit_export(self, body: dict[str, Any]) -> dict[str, Any]:
         jobs = self._export_engine()

@@ -84,6 +84,21 @@ _SCHEMAS: dict[str, Any] = {
             "conflicts": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
             "duration_seconds": {"type": "number", "nullable": True},
+            "progress": {
+                "type": "object",
+                "description": "Only while the run is running.",
+                "required": ["fraction", "table"],
+                "properties": {
+                    "fraction": {"type": "number", "minimum": 0, "maximum": 1,
+                                 "nullable": True,
+                                 "description": "The whole run's share done; null when "
+                                                "the run is not this agent's (a process "
+                                                "that ended left it running: the next "
+                                                "sync closes it)."},
+                    "table": {"type": "string",
+                              "description": "The table being synced, or empty."},
+                },
+            },
         },
     },
     "Health": {
@@ -107,7 +122,8 @@ _SCHEMAS: dict[str, Any] = {
                               "description": "Local edits the central database refused."},
             "sync_running": {
                 "type": "object", "nullable": True,
-                "properties": {"trigger": {"type": "string"},
+                "properties": {"id": {"type": "integer", "nullable": True},
+                               "trigger": {"type": "string"},
                                "started_at": {"type": "string", "format": "date-time"}},
             },
             "consecutive_failures": {"type": "integer"},
@@ -120,19 +136,44 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["runs"],
         "properties": {"runs": {"type": "array", "items": _ref("SyncRun")}},
     },
-    "SyncRequest": {
-        "type": "object", "additionalProperties": False, "properties": {},
-        "description": "No options yet; an empty body is fine too.",
-    },
     "SyncStarted": {
         "type": "object",
-        "required": ["id", "trigger", "status"],
+        "required": ["id", "status"],
         "properties": {
+            "id": {"type": "integer",
+                   "description": "The run, recorded before its work started: follow it "
+                                  "with GET /api/v1/syncs/{id}."},
+            "status": {"type": "string", "enum": ["running"]},
+        },
+    },
+    "SyncBusy": {
+        "type": "object",
+        "required": ["error", "code", "status", "id"],
+        "properties": {
+            "error": {"type": "string", "description": "One sentence for a person."},
+            "code": {"type": "string", "enum": ["sync_in_progress", "busy"]},
+            "status": {"type": "integer"},
             "id": {"type": "integer", "nullable": True,
-                   "description": "The run's id in GET /api/v1/syncs (null if it was not "
-                                  "numbered within 3 s)."},
-            "trigger": {"type": "string", "enum": ["api"]},
-            "status": {"type": "string", "enum": ["running", "finished"]},
+                   "description": "The running sync's id, to follow it instead; null "
+                                  "while a conflict resolution holds the agent (code "
+                                  "busy) or when that run could not be recorded."},
+        },
+    },
+    "EmptyRequest": {
+        "type": "object", "additionalProperties": False, "properties": {},
+        "description": "No options; an empty body is fine too.",
+    },
+    "Reloaded": {
+        "type": "object",
+        "required": ["reloaded", "changed", "restart_required"],
+        "properties": {
+            "reloaded": {"type": "boolean", "enum": [True]},
+            "changed": {"type": "array", "items": {"type": "string"},
+                        "description": "Keys (like sync.interval_seconds) that changed "
+                                       "and apply from now on."},
+            "restart_required": {"type": "array", "items": {"type": "string"},
+                                 "description": "Keys that changed in the file but keep "
+                                                "their running value until a restart."},
         },
     },
     "Conflict": {
@@ -267,17 +308,44 @@ _PATHS: dict[str, Any] = {
             "operationId": "startSync", "tags": ["sync"], "summary": "Start a sync now.",
             "security": [{"bearer": []}],
             "requestBody": {"required": False,
-                            "content": {_JSON: {"schema": _ref("SyncRequest")}}},
+                            "content": {_JSON: {"schema": _ref("EmptyRequest")}}},
             "responses": {
-                "202": _json("Started.", "SyncStarted",
+                "202": _json("Started; `Location` is the run's address.", "SyncStarted",
                              headers={"Location": {"schema": {"type": "string"}}}),
                 "400": _BAD_JSON, "401": _UNAUTHORIZED,
-                "409": _error("A sync is already running."),
+                "409": _json("A sync is already running (`id` names it), or a conflict "
+                             "resolution holds the agent for a moment.", "SyncBusy"),
                 "413": _TOO_LARGE, "422": _INVALID,
-                "503": _error("The agent is stopping or its local copy is unreadable."),
+                "503": _error("The agent is stopping, or its local copy cannot record "
+                              "the run (busy, full or damaged)."),
             },
         },
     },
+    "/api/v1/syncs/{id}": {"get": {
+        "operationId": "getSync", "tags": ["sync"],
+        "summary": "One sync run, as listed by GET /api/v1/syncs; with `progress` while it "
+                   "runs.",
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1,
+                                   "maximum": 9223372036854775807}}],
+        "responses": {"200": _json("The run.", "SyncRun"),
+                      "404": _error("No such run.")},
+    }},
+    "/api/v1/config/reload": {"post": {
+        "operationId": "reloadConfig", "tags": ["config"],
+        "summary": "Read the configuration file again (as SIGHUP does) and apply what can "
+                   "change while the agent runs.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": False,
+                        "content": {_JSON: {"schema": _ref("EmptyRequest")}}},
+        "responses": {
+            "200": _json("Reloaded.", "Reloaded"),
+            "400": _BAD_JSON, "401": _UNAUTHORIZED, "413": _TOO_LARGE,
+            "422": _error("The body is not an empty object, or the configuration is "
+                          "invalid (code `invalid_config`, with the sentence the agent "
+                          "gives at start): the running configuration stays."),
+        },
+    }},
     "/api/v1/conflicts": {"get": {
         "operationId": "listConflicts", "tags": ["conflicts"],
         "summary": "Open conflicts (all of them with `all=true`).",
@@ -299,7 +367,8 @@ _PATHS: dict[str, Any] = {
             "200": _json("Resolved.", "Resolution"),
             "400": _BAD_JSON, "401": _UNAUTHORIZED,
             "404": _error("No such conflict."),
-            "409": _error("Already resolved, or a sync is running."),
+            "409": _error("Already resolved, or a sync still running after 60 s (a "
+                          "resolution sent during a sync waits that long for it)."),
             "413": _TOO_LARGE, "422": _INVALID,
         },
     }},

@@ -13,8 +13,13 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
 from terrafusion_agent import health
-from terrafusion_agent.errors import TerraFusionError
-from terrafusion_agent.service.http import (
+from terrafusion_agent.errors import (
+    AgentBusy,
+    ConfigError,
+    NotFound,
+    TerraFusionError,
+)
+from terrafusion_agent.service.responses import (
     ApiError,
     api_error,
     json_object,
@@ -104,13 +109,27 @@ def list_syncs(agent, request: Request) -> Response:
 
 
 def start_sync(agent, request: Request) -> Response:
-    """POST /api/v1/syncs: 202 with the run's id, 409 while one runs."""
+    """POST /api/v1/syncs: 202 with the new run's id; 409 with the running one's."""
     json_object(request, set(), required=False)
     try:
         started = agent.request_sync()
+    except AgentBusy as exc:
+        # the id of the run in the way, to follow it; null while a resolution holds the lock
+        e = api_error(exc)
+        raise ApiError(e.status, e.code, e.message,
+                       extra={"id": getattr(exc, "run_id", None)}) from None
     except TerraFusionError as exc:
         raise api_error(exc, default=503, default_code="unavailable") from None
-    return json_response(started, status=202, headers={"Location": "/api/v1/syncs"})
+    return json_response(started, status=202,
+                         headers={"Location": f"/api/v1/syncs/{started['id']}"})
+
+
+def get_sync(agent, request: Request, run_id: int) -> Response:
+    """GET /api/v1/syncs/{id}: that run, with its progress while it runs."""
+    try:
+        return json_response(agent.sync_run(run_id))
+    except NotFound as exc:
+        raise api_error(exc) from None
 
 
 # --- conflicts ----------------------------------------------------------------------------
@@ -136,12 +155,24 @@ def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
     return json_response(result)
 
 
+# --- configuration ------------------------------------------------------------------------
+
+
+def reload_config(agent, request: Request) -> Response:
+    """POST /api/v1/config/reload: re-read the configuration file; 422 keeps the old one."""
+    json_object(request, set(), required=False)
+    try:
+        return json_response(agent.reload_config())
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_config", str(exc)) from None
+
+
 # --- exports ------------------------------------------------------------------------------
 
 
 def submit_export(agent, request: Request) -> Response:
     """POST /api/v1/exports: 202 with the queued job."""
-    body = json_object(request, agent.export_request_fields())
+    body = json_object(request, None)  # the export request names unknown keys itself
     try:
         job = agent.submit_export(body)
     except TerraFusionError as exc:
@@ -198,10 +229,14 @@ ROUTES: list[Route] = [
     Route(Rule("/api/v1/syncs", endpoint="list_syncs", methods=["GET"]), list_syncs),
     Route(Rule("/api/v1/syncs", endpoint="start_sync", methods=["POST"]), start_sync,
           auth=True),
+    Route(Rule(f"/api/v1/syncs/<int(min=1, max={MAX_ID}):run_id>", endpoint="get_sync",
+               methods=["GET"]), get_sync),
     Route(Rule("/api/v1/conflicts", endpoint="list_conflicts", methods=["GET"]),
           list_conflicts),
     Route(Rule(f"/api/v1/conflicts/<int(min=1, max={MAX_ID}):conflict_id>/resolve",
                endpoint="resolve_conflict", methods=["POST"]), resolve_conflict, auth=True),
+    Route(Rule("/api/v1/config/reload", endpoint="reload_config", methods=["POST"]),
+          reload_config, auth=True),
     Route(Rule("/api/v1/exports", endpoint="submit_export", methods=["POST"]), submit_export,
           auth=True),
     Route(Rule(f"/api/v1/exports/<int(min=1, max={MAX_ID}):job_id>", endpoint="get_export",

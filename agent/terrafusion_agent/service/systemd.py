@@ -65,6 +65,8 @@ Restart=on-failure
 RestartSec=10
 # exit status 2 is a configuration error: restarting cannot fix it
 RestartPreventExitStatus=2
+# systemctl --user reload: the agent re-reads its configuration file on SIGHUP
+ExecReload=/bin/kill -HUP $MAINPID
 # the agent stops within 10 s of SIGTERM (the running sync batch commits or rolls back)
 KillSignal=SIGTERM
 TimeoutStopSec=20

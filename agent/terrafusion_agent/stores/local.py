@@ -29,6 +29,10 @@ from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.local")
 BATCH = 5000
+_RUN_COLUMNS = ("id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
+                "error")
+#: how many of the newest runs a new run looks through for ones a killed process left
+_ABANDONED_WINDOW = 20
 
 
 class LocalStore:
@@ -488,18 +492,36 @@ class LocalStore:
             "conflicts = ?, error = ? WHERE id = ?",
             (finished_at or utc_now(), result, pulled, pushed, conflicts, error, run_id))
 
+    def close_abandoned_runs(self, error: str, keep: int) -> None:
+        """Mark runs still ``running`` among the newest ones, except ``keep``, as failed.
+
+        Only the caller's own run can be under way (the local lock admits one syncing
+        process per copy): any other is what a killed process left behind. Looking at
+        the newest few is enough, as the next run after such a process closes them.
+        """
+        self.conn.execute(
+            "UPDATE tf_sync_runs SET result = 'failed', finished_at = ?, error = ? "
+            "WHERE result = 'running' AND id != ? AND id IN "
+            f"(SELECT id FROM tf_sync_runs ORDER BY id DESC LIMIT {_ABANDONED_WINDOW})",
+            (utc_now(), error, keep))
+
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         cur = self.conn.execute(
-            "SELECT id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
-            "error FROM tf_sync_runs ORDER BY id DESC LIMIT ?", (int(limit),))
+            f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs ORDER BY id DESC LIMIT ?", (int(limit),))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def run(self, run_id: int) -> Optional[dict[str, Any]]:
+        """One recorded run (None if there is no such id)."""
+        cur = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs WHERE id = ?",
+                                (int(run_id),))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row)) if row else None
 
     def last_run(self, result: Optional[str] = None) -> Optional[dict[str, Any]]:
         where = "WHERE result = ?" if result else "WHERE result != 'running'"
         cur = self.conn.execute(
-            "SELECT id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
-            f"error FROM tf_sync_runs {where} ORDER BY id DESC LIMIT 1",
+            f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs {where} ORDER BY id DESC LIMIT 1",
             (result,) if result else ())
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row)) if row else None

@@ -39,11 +39,29 @@ Progress = Callable[[str, int, int], None]
 KEYS_LOW_WATER = 1000
 
 
+def begin_run(config: Config, trigger: str = "manual") -> int:
+    """Record a run as ``running`` and return its id, before any of its work is done.
+
+    The agent answers a sync request with this id, then hands it to :func:`run_sync`.
+    Raises TerraFusionError when the local copy cannot take the record (busy, full,
+    damaged): that attempt is then written ahead of the next run, and ``sync_run`` of the
+    error is None.
+    """
+    attempt = {"trigger": trigger, "started_at": utc_now()}
+    local = _open_local(config, attempt)
+    try:
+        return _begin(local, config, attempt)
+    finally:
+        local.close()
+
+
 def run_sync(config: Config, trigger: str = "manual",
              progress: Optional[Progress] = None,
-             stop: Optional[threading.Event] = None) -> dict:
+             stop: Optional[threading.Event] = None,
+             run_id: Optional[int] = None) -> dict:
     """Run one sync and return its summary; raises TerraFusionError after recording it.
 
+    ``run_id`` is a run :func:`begin_run` recorded for this sync; None records one here.
     ``stop``, when set by another thread, ends the sync at the next transaction boundary
     with SyncCancelled: what was committed stays, nothing is half-applied.
 
@@ -53,32 +71,21 @@ def run_sync(config: Config, trigger: str = "manual",
     """
     started = time.monotonic()
     attempt = {"trigger": trigger, "started_at": utc_now()}
-    try:
-        local = LocalStore.open(config.local_path,
-                                busy_timeout=config.local_busy_timeout_seconds)
-    except TerraFusionError as exc:
-        _unrecorded(config, attempt, exc)
-        raise
-    try:
-        # one transaction: whoever looks for the newest run (POST /api/v1/syncs waits for
-        # its id) sees this one, never an earlier attempt written just before it
-        earlier = _deferred(local.path)
-        with local.writing():
-            _record_earlier_attempts(local, earlier)
-            run_id = local.start_run(trigger, attempt["started_at"])
-        _forget(local.path, earlier)
-    except TerraFusionError as exc:
-        local.close()
-        _unrecorded(config, attempt, exc)
-        raise
-    except BaseException:
-        local.close()
-        raise
+    local = _open_local(config, attempt, run_id)
+    begun = run_id is not None
+    if run_id is None:
+        try:
+            run_id = _begin(local, config, attempt)
+        except BaseException:
+            local.close()
+            raise
     summary: dict = {"id": run_id, "trigger": trigger, "started_at": attempt["started_at"],
                      "pulled": 0, "pushed": 0, "conflicts": 0, "rejected": 0, "tables": {},
                      "rows": {d: {"insert": 0, "update": 0, "delete": 0}
                               for d in ("pull", "push")}}
     try:
+        if begun:  # the record's start, not this call's: the run began when it was asked for
+            summary["started_at"] = (local.run(run_id) or attempt)["started_at"]
         central = open_central(config)
         try:
             _sync(central, local, config, summary, progress, stop)
@@ -136,13 +143,47 @@ _NO_END = ("The sync ended without recording its result: its process was stopped
            "local copy could not be written.")
 
 
-def _unrecorded(config: Config, attempt: dict, exc: TerraFusionError) -> None:
-    """Keep an attempt that ``exc`` ended before it had a record, for the next run."""
+def _open_local(config: Config, attempt: dict, run_id: Optional[int] = None) -> LocalStore:
+    try:
+        # a run begin_run recorded was recorded by an open that brought the copy's
+        # bookkeeping up to date, moments ago and under the same lock
+        return LocalStore.open(config.local_path, migrate=run_id is None,
+                               busy_timeout=config.local_busy_timeout_seconds)
+    except TerraFusionError as exc:
+        _unrecorded(config, attempt, exc, run_id)
+        raise
+
+
+def _begin(local: LocalStore, config: Config, attempt: dict) -> int:
+    """Record the new run in one transaction with what earlier attempts could not write,
+    so the newest run is always this one, never an earlier attempt written just now."""
+    try:
+        earlier = _deferred(local.path)
+        with local.writing():
+            _record_earlier_attempts(local, earlier)
+            run_id = local.start_run(attempt["trigger"], attempt["started_at"])
+            # the caller holds the local lock: no other sync of this copy is under way
+            local.close_abandoned_runs(_NO_END, keep=run_id)
+        _forget(local.path, earlier)
+        return run_id
+    except TerraFusionError as exc:
+        _unrecorded(config, attempt, exc)
+        raise
+
+
+def _unrecorded(config: Config, attempt: dict, exc: TerraFusionError,
+                run_id: Optional[int] = None) -> None:
+    """Keep the end of an attempt that ``exc`` stopped before the local copy could take
+    it (the start of a new run, or the end of run ``run_id``), for the next run."""
     message = redact(str(exc))
-    _defer(config.local_path, {**attempt, "id": None, "finished_at": utc_now(),
+    _defer(config.local_path, {**attempt, "id": run_id, "finished_at": utc_now(),
                                "result": "failed", "error": message})
-    exc.sync_run = None
-    log.error("sync attempt failed before it could be recorded: %s", message)
+    exc.sync_run = (None if run_id is None else
+                    {"id": run_id, "pulled": 0, "pushed": 0, "conflicts": 0})
+    if run_id is None:
+        log.error("sync attempt failed before it could be recorded: %s", message)
+    else:
+        log.error("sync %d failed before its end could be recorded: %s", run_id, message)
 
 
 def _finish(local: LocalStore, run_id: int, result: str, summary: dict,
@@ -185,14 +226,8 @@ def _forget(path, written: list[dict]) -> None:
 
 
 def _record_earlier_attempts(local: LocalStore, records: list[dict]) -> None:
-    """Write what earlier attempts could not, then close runs still marked running: the
-    caller holds the local lock, so no other sync of this copy is under way."""
     for record in records:
         _write_record(local, record)
-    for run in local.recent_runs(5):
-        if run["result"] == "running":
-            local.finish_run(run["id"], "failed", pulled=run["pulled"], pushed=run["pushed"],
-                             conflicts=run["conflicts"], error=_NO_END)
 
 
 def _sync(central, local: LocalStore, config: Config, summary: dict,
