@@ -8,35 +8,10 @@ until a restart, and the answer says which of them changed in the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
+from terrafusion_agent import config as config_mod
 from terrafusion_agent.config import Config
-
-#: each Config field under the name the configuration file gives it
-KEYS: dict[str, str] = {
-    "central_url": "central.url",
-    "central_schema": "central.schema",
-    "connect_timeout_seconds": "central.connect_timeout_seconds",
-    "statement_timeout_seconds": "central.statement_timeout_seconds",
-    "retention_days": "central.retention_days",
-    "local_path": "local.path",
-    "local_busy_timeout_seconds": "local.busy_timeout_seconds",
-    "tables": "sync.tables",
-    "interval_seconds": "sync.interval_seconds",
-    "conflict_policy": "sync.conflict_policy",
-    "table_policy": "sync.table_policy",
-    "http_host": "http.host",
-    "http_port": "http.port",
-    "token_file": "http.token_file",
-    "presets": "export.presets",
-    "log_level": "logging.level",
-    "log_dir": "logging.dir",
-}
-#: settings the agent binds at start (fields not in KEYS are counted among them too)
-RESTART_REQUIRED = frozenset({"local.path", "http.host", "http.port", "http.token_file",
-                              "logging.dir"})
-#: not a setting: which file the configuration came from
-_NOT_SETTINGS = frozenset({"source"})
 
 
 @dataclass(frozen=True)
@@ -52,15 +27,14 @@ class Reload:
 
 
 def compare(running: Config, loaded: Config) -> Reload:
-    """How ``loaded`` (just read) differs from ``running``, by configuration key."""
+    """How ``loaded`` (just read) differs from ``running``, by configuration key; which
+    keys apply live is declared with each key in :mod:`terrafusion_agent.config`."""
     changed, restart, kept = [], [], {}
-    for f in fields(Config):
-        if f.name in _NOT_SETTINGS or getattr(running, f.name) == getattr(loaded, f.name):
-            continue
-        key = KEYS.get(f.name, f.name)
-        if key in RESTART_REQUIRED or f.name not in KEYS:
-            restart.append(key)
-            kept[f.name] = getattr(running, f.name)
+    for name in config_mod.changed_keys(running, loaded):
+        if config_mod.needs_restart(name):
+            restart.append(name)
+            field = config_mod.key(name).field
+            kept[field] = getattr(running, field)
         else:
-            changed.append(key)
+            changed.append(name)
     return Reload(replace(loaded, **kept), sorted(changed), sorted(restart))
