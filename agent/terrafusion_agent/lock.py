@@ -25,8 +25,9 @@ class LocalLock:
             self._lock.acquire()
         except Timeout:  # an OSError too: first
             raise AgentBusy(
-                f"Another TerraFusion agent is already using the local copy {self.local_path}; "
-                "stop it first, or ask it to sync with POST /api/v1/syncs."
+                f"Another TerraFusion agent is already using the local copy {self.local_path} "
+                "and does not answer at the configured API address (http.host, http.port); "
+                "stop it, or point http.port at the port it listens on."
             ) from None
         except OSError as exc:  # a read-only or full disk, a folder without permission
             raise LocalUnavailable(

@@ -14,6 +14,10 @@ from typing import Optional
 
 from .http import ApiError
 
+#: the agent makes a resolution sent during a sync wait for up to a minute (its
+#: RESOLVE_WAIT_SECONDS); the client waits a little longer for that answer
+RESOLVE_TIMEOUT_SECONDS = 75.0
+
 
 @dataclass(frozen=True)
 class TableShape:
@@ -63,7 +67,7 @@ def resolve_via_agent(client, ids: list[int], keep: str) -> Resolution:
     for conflict_id in ids:
         try:
             status, body = client.post(f"/api/v1/conflicts/{int(conflict_id)}/resolve",
-                                       {"keep": keep})
+                                       {"keep": keep}, timeout=RESOLVE_TIMEOUT_SECONDS)
             out.results.append(client.checked(status, body, 200))
         except ApiError as exc:
             out.errors.append(str(exc))

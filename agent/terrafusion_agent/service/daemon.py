@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -39,6 +40,8 @@ from terrafusion_agent.service.scheduler import BeginFunction, SyncFunction, Syn
 from terrafusion_agent.timeutil import parse
 
 log = logging.getLogger("terrafusion.agent")
+#: full summaries of finished runs kept for GET /api/v1/syncs/{id}
+KEPT_SUMMARIES = 50
 #: how long a stop waits for the running sync to reach a transaction boundary
 STOP_TIMEOUT_SECONDS = 8.0
 #: worker threads of the HTTP server: /health is cheap, POSTs may wait a little
@@ -99,6 +102,10 @@ class Agent:
         self._locked = False
         self._exports = None
         self._exports_lock = threading.Lock()
+        #: the full summaries of the latest runs this agent made, by id (the runs table
+        #: keeps the figures; a client following its run gets the whole summary, as
+        #: ``terrafusion-agent sync`` prints it)
+        self._summaries: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -289,7 +296,16 @@ class Agent:
             run = local.run(run_id)
         if run is None:
             raise NotFound(f"There is no sync run with id {run_id}.")
-        return self._presented(run)
+        current = self.scheduler.current()
+        if current is not None and current.id == run_id and run.get("result") != "running":
+            # recorded, but this agent is still finishing it (metrics, its summary): a
+            # client sees the end once all of it is there
+            run.update(result="running", finished_at=None)
+        presented = self._presented(run)
+        summary = self._summaries.get(run_id)
+        if summary is not None and presented.get("result") != "running":
+            presented.update({k: v for k, v in summary.items() if k not in presented})
+        return presented
 
     def _presented(self, run: dict[str, Any]) -> dict[str, Any]:
         if run.get("result") == "running":
@@ -322,6 +338,10 @@ class Agent:
     def _after_sync(self, trigger: str, result: str, summary: Optional[dict],
                     error: Optional[BaseException], duration: float) -> None:
         """Metrics, health figures and the one log line of every finished sync."""
+        if summary is not None and isinstance(summary.get("id"), int):
+            self._summaries[summary["id"]] = summary
+            while len(self._summaries) > KEPT_SUMMARIES:
+                self._summaries.popitem(last=False)
         figures = self.monitor.local.refresh()
         if result == "success":
             self.monitor.central_seen(True)

@@ -84,6 +84,11 @@ _SCHEMAS: dict[str, Any] = {
             "conflicts": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
             "duration_seconds": {"type": "number", "nullable": True},
+            "rejected": {"type": "integer",
+                         "description": "GET /api/v1/syncs/{id} of a recent run this agent "
+                                        "made also carries the rest of its summary: "
+                                        "rejected, tables, rows, pending, open_conflicts, "
+                                        "open_rejected."},
             "progress": {
                 "type": "object",
                 "description": "Only while the run is running.",
