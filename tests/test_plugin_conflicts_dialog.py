@@ -1,0 +1,168 @@
+# The shared fixtures are imported from plugin_support by name, so every test naming
+# one "redefines" it in ruff's eyes.
+# ruff: noqa: F811
+"""The Conflicts dialog in headless QGIS on real conflicts of a demo county: both versions
+side by side and on a map, *Keep local* reaching central, a row central refused with the
+server's reason and *Drop my edit*, many resolved at once, and resolving through the
+running agent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import central_exec, local_exec
+from plugin_support import (  # noqa: F401 - fixtures are used by name
+    WAIT_MS,
+    _free_port,
+    _make_conflict,
+    _no_outside_settings,
+    agent_process,
+    english,
+    no_autostart,
+    plugin,
+    use_config,
+)
+from qgis.PyQt.QtCore import Qt
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture
+def conflicted(sqlite_agent, use_config):
+    """A synced county with two real conflicts (land values of two parcels)."""
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    local_exec(sqlite_agent, "UPDATE parcels SET land_value = 1 WHERE prop_id = 100007")
+    central_exec(sqlite_agent, "UPDATE parcels SET land_value = 2, "
+                               "geom = ST_Translate(geom, 15, 5, 0) WHERE prop_id = 100007")
+    _make_conflict(sqlite_agent, 100004)
+    use_config(sqlite_agent.config, port=_free_port())
+    return sqlite_agent
+
+
+def _conflicts_dialog(plugin, qtbot):
+    dialog = plugin.show_conflicts()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+    return dialog
+
+
+def _values(dialog) -> dict[str, list[str]]:
+    table = dialog.valuesTable
+    return {table.item(r, 0).text(): [table.item(r, c).text() for c in range(1, 4)]
+            for r in range(table.rowCount())}
+
+
+def test_conflicts_dialog_shows_both_versions_side_by_side_and_on_a_map(
+        plugin, conflicted, qtbot):
+    dialog = _conflicts_dialog(plugin, qtbot)
+
+    assert dialog.conflictsTable.rowCount() == 2
+    first = dialog.conflicts[dialog.shown_conflict]
+    assert first["table"] == "parcels" and first["columns"] == ["land_value"]
+    values = _values(dialog)
+    assert values["land_value"][1:] == ["1.0", "2.0"]
+    row = [dialog.valuesTable.item(r, 0).text()
+           for r in range(dialog.valuesTable.rowCount())].index("land_value")
+    highlighted = dialog.valuesTable.item(row, 2)
+    assert highlighted.font().bold() and highlighted.background().color().name() == "#ffd699"
+    assert not dialog.valuesTable.item(0, 2).font().bold()
+    # prop 100007 moved centrally: both geometries on the map, the central one "edited"
+    dialog.conflictsTable.selectRow([dialog.conflictsTable.item(r, 2).text()
+                                     for r in range(2)].index("100007"))
+    assert _values(dialog)["geom"][2].endswith("(edited)")
+    layers = dialog.mapCanvas.layers()
+    assert {layer.name() for layer in layers} >= {"local", "central"}
+    assert all(layer.featureCount() == 1 for layer in layers[:2])
+    assert dialog.mapCanvas.mapSettings().destinationCrs().authid() == "EPSG:2927"
+
+
+def test_keep_local_resolves_a_real_conflict_that_then_reaches_central(
+        plugin, conflicted, qtbot):
+    dialog = _conflicts_dialog(plugin, qtbot)
+    row = [dialog.conflictsTable.item(r, 2).text() for r in range(2)].index("100004")
+    dialog.conflictsTable.selectRow(row)
+
+    with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS) as resolved:
+        qtbot.mouseClick(dialog.keepLocalButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+    assert len(resolved.args[0]) == 1 and dialog.last_resolution.via == "here"
+    assert dialog.conflictsTable.rowCount() == 1
+    conflicted.run("sync")
+    assert central_exec(conflicted, "SELECT land_value FROM parcels WHERE prop_id = 100004") \
+        == [(1.0,)]
+
+
+@pytest.fixture
+def refused(sqlite_agent, use_config):
+    """A synced county where central refused one local edit (a geo_id it holds already)."""
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    local_exec(sqlite_agent, "UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = 100005")
+    central_exec(sqlite_agent, "UPDATE parcels SET geo_id = 'TAKEN' WHERE prop_id = 100006")
+    assert json.loads(sqlite_agent.run("sync").stdout)["rejected"] == 1
+    use_config(sqlite_agent.config, port=_free_port())
+    return sqlite_agent
+
+
+def test_a_refused_row_shows_the_servers_reason_and_drop_my_edit_restores_central(
+        plugin, refused, qtbot):
+    central_geo_id = central_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005")
+    dialog = _conflicts_dialog(plugin, qtbot)
+
+    assert dialog.conflictsTable.rowCount() == 1
+    what = dialog.conflictsTable.item(0, 3).text()
+    assert what.startswith("Refused by central: ") and "UNIQUE" in what
+    assert "refused by the central database" in dialog.summaryLabel.text()
+    assert "open conflict" not in dialog.summaryLabel.text()
+    assert dialog.reasonLabel.isVisibleTo(dialog)
+    assert "geo_id" in dialog.reasonLabel.text()
+    assert _values(dialog)["geo_id"][1] == "TAKEN"
+    assert dialog.keepLocalButton.text() == "Try again"
+    assert dialog.keepCentralButton.text() == "Drop my edit"
+
+    with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
+        dialog.keepCentralButton.click()
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+    assert dialog.conflictsTable.rowCount() == 0
+    assert not dialog.reasonLabel.isVisibleTo(dialog)
+    assert dialog.keepCentralButton.text() == "Keep central"
+    assert local_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005") == \
+        central_geo_id
+    assert json.loads(refused.run("sync").stdout)["pushed"] == 0
+    assert central_exec(refused, "SELECT geo_id FROM parcels WHERE prop_id = 100005") == \
+        central_geo_id
+
+
+def test_keep_central_resolves_many_conflicts_at_once(plugin, conflicted, qtbot):
+    dialog = _conflicts_dialog(plugin, qtbot)
+    dialog.conflictsTable.selectAll()
+    assert dialog.keepCentralButton.text() == "Keep central (2)"
+
+    with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.keepCentralButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+    assert dialog.conflictsTable.rowCount() == 0
+    assert local_exec(conflicted, "SELECT land_value FROM parcels WHERE prop_id IN "
+                                  "(100004, 100007) ORDER BY prop_id") == [(2.0,), (2.0,)]
+    conflicted.run("sync")
+    assert conflicted.run("conflicts", "list").stdout.strip() == "[]"
+
+
+def test_conflicts_are_resolved_through_the_running_agent(plugin, conflicted, use_config,
+                                                          qtbot):
+    with agent_process(conflicted.config) as port:
+        use_config(conflicted.config, port=port)
+        dialog = _conflicts_dialog(plugin, qtbot)
+        dialog.conflictsTable.selectAll()
+        with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
+            dialog.resolve_selected("local")
+        qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+        assert dialog.last_resolution.via == "agent"
+        assert dialog.last_resolution.errors == []
+        assert dialog.conflictsTable.rowCount() == 0

@@ -1,0 +1,228 @@
+# The shared fixtures are imported from plugin_support by name, so every test naming
+# one "redefines" it in ruff's eyes.
+# ruff: noqa: F811
+"""The Export dialog in headless QGIS, driven like a user would (widgets, clicks) on a real
+demo county in SpatiaLite, its results read back with GDAL: chosen fields and CRS, a QGIS
+expression as filter, the selected features of a synced layer, a project layer that is
+not synced, a cancel that leaves no file, a filter on a missing field refused, and a
+preset from the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from plugin_support import (  # noqa: F401 - fixtures are used by name
+    DEMO_PARCELS,
+    WAIT_MS,
+    _add_layers,
+    _epsg,
+    _field_names,
+    _group_layers,
+    _layer_of,
+    _local_count,
+    _no_outside_settings,
+    _write_config,
+    county,
+    english,
+    no_autostart,
+    plugin,
+    use_config,
+)
+from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QLabel
+
+pytestmark = pytest.mark.qgis
+
+
+@pytest.fixture
+def export_dialog(plugin, county, use_config, qtbot):
+    use_config(county)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    assert dialog.tableCombo.count() == 3, [i.text() for i in dialog.bar.items()]
+    return dialog
+
+
+def _choose(dialog, table="parcels", fmt="gpkg", fields=None, out=None):
+    dialog.tableRadio.setChecked(True)
+    dialog.tableCombo.setCurrentIndex(dialog.tableCombo.findData(table))
+    dialog.formatCombo.setCurrentIndex(dialog.formatCombo.findData(fmt))
+    if fields is not None:
+        for row in range(dialog.fieldsList.count()):
+            item = dialog.fieldsList.item(row)
+            item.setCheckState(Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole)
+                               in fields else Qt.CheckState.Unchecked)
+    if out is not None:
+        dialog.fileWidget.setFilePath(str(out))
+
+
+def _export(dialog, qtbot) -> dict:
+    with qtbot.waitSignal(dialog.exportFinished, timeout=60_000) as finished:
+        qtbot.mouseClick(dialog.exportButton, Qt.MouseButton.LeftButton)
+    assert finished.args[0] is not None, [i.text() for i in dialog.bar.items()]
+    return finished.args[0]
+
+
+def test_export_dialog_writes_a_valid_geopackage_of_the_chosen_fields_and_crs(
+        export_dialog, qgis_iface, qgis_new_project, tmp_path, qtbot):
+    out = tmp_path / "parcels.gpkg"
+    _choose(export_dialog, fields={"prop_id", "situs_address", "market_value"}, out=out)
+    export_dialog.crsWidget.setCrs(export_dialog.crsWidget.crs().fromEpsgId(4326))
+    export_dialog.addToMapCheck.setChecked(True)
+
+    result = _export(export_dialog, qtbot)
+
+    ds, layer = _layer_of(out)
+    assert layer.GetFeatureCount() == DEMO_PARCELS == result["features"]
+    assert set(_field_names(layer)) >= {"situs_address", "market_value"}
+    assert "owner_name" not in _field_names(layer)
+    assert _epsg(layer) == 4326
+    added = [lyr for lyr in qgis_new_project.mapLayers().values()
+             if lyr.source().startswith(str(out))]
+    assert len(added) == 1 and added[0].featureCount() == DEMO_PARCELS
+    # QGIS's message bar links to the result's folder
+    links = [label.text() for item in qgis_iface.messageBar().items()
+             for label in item.findChildren(QLabel)]
+    assert any(f'href="file://{tmp_path}"' in text for text in links), links
+    assert not export_dialog.is_exporting() and export_dialog.exportButton.isEnabled()
+
+
+def test_export_dialog_filters_with_a_qgis_expression(export_dialog, tmp_path, qtbot):
+    out = tmp_path / "valuable.csv"
+    _choose(export_dialog, fmt="csv", out=out)
+    export_dialog.filterWidget.setExpression(
+        "\"market_value\" > 300000 AND \"year_built\" IS NOT NULL")
+
+    result = _export(export_dialog, qtbot)
+
+    expected = _local_count(Path(os.environ["TERRAFUSION_CONFIG"]),
+                            "market_value > 300000 AND year_built IS NOT NULL")
+    assert 0 < expected < DEMO_PARCELS
+    with out.open(encoding="utf-8") as fh:
+        assert sum(1 for _ in fh) - 1 == expected == result["features"]
+
+
+def test_export_dialog_exports_the_selected_features_of_a_synced_layer(
+        plugin, export_dialog, qgis_new_project, tmp_path, qtbot):
+    _add_layers(plugin.dock, qtbot)
+    parcels = _group_layers(qgis_new_project)["parcels"]
+    parcels.selectByExpression("\"prop_id\" IN (100002, 100003, 100005)")
+    out = tmp_path / "three.geojson"
+    _choose(export_dialog, table="districts", fmt="geojson")
+    _choose(export_dialog, table="parcels", fmt="geojson", out=out)
+    assert export_dialog.selectedOnlyCheck.isEnabled()
+    export_dialog.selectedOnlyCheck.setChecked(True)
+
+    result = _export(export_dialog, qtbot)
+
+    features = json.loads(out.read_text(encoding="utf-8"))["features"]
+    assert sorted(f["properties"]["prop_id"] for f in features) == [100002, 100003, 100005]
+    assert result["selected_only"] is True
+
+
+def test_export_dialog_writes_a_project_layer_that_is_not_synced(
+        export_dialog, qgis_new_project, tmp_path, qtbot):
+    wells = QgsVectorLayer("Point?crs=EPSG:2927&field=name:string&field=depth:double",
+                           "wells", "memory")
+    features = []
+    for i, (x, y) in enumerate([(1050000, 80000), (1050100, 80100), (1050200, 80300)]):
+        feature = QgsFeature(wells.fields())
+        feature.setAttributes([f"Well {i}", 10.5 * i])
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+        features.append(feature)
+    wells.dataProvider().addFeatures(features)
+    qgis_new_project.addMapLayer(wells)
+    out = tmp_path / "wells.zip"
+    export_dialog.layerRadio.setChecked(True)
+    export_dialog.layerCombo.setLayer(wells)
+    export_dialog.formatCombo.setCurrentIndex(export_dialog.formatCombo.findData("shp"))
+    export_dialog.fileWidget.setFilePath(str(out))
+
+    result = _export(export_dialog, qtbot)
+
+    with zipfile.ZipFile(out) as zf:
+        assert {Path(n).suffix for n in zf.namelist()} >= {".shp", ".shx", ".dbf", ".prj"}
+    ds, layer = _layer_of(out)
+    assert layer.GetFeatureCount() == 3 == result["features"]
+    assert _field_names(layer) == ["name", "depth"] and _epsg(layer) == 2927
+    assert [f.GetField("name") for f in layer] == ["Well 0", "Well 1", "Well 2"]
+
+
+@pytest.fixture(scope="module")
+def big_county(tmp_path_factory) -> Path:
+    """A county big enough for an export to take a few seconds (to cancel it)."""
+    import subprocess
+
+    base = tmp_path_factory.mktemp("big-county")
+    config = _write_config(base, base / "local.sqlite")
+    for args in (("init-central", "--demo-parcels", "20000"), ("sync",)):
+        subprocess.run([sys.executable, "-m", "terrafusion_agent", "--config", str(config),
+                        *args], check=True, capture_output=True, timeout=300)
+    return config
+
+
+def test_export_dialog_cancel_stops_the_export_and_leaves_no_file(
+        plugin, big_county, use_config, tmp_path, qtbot):
+    use_config(big_county)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    out = tmp_path / "all.geojson"
+    _choose(dialog, fmt="geojson", out=out)
+    progress: list[int] = []
+    dialog.progressBar.valueChanged.connect(progress.append)
+
+    with qtbot.waitSignal(dialog.exportFinished, timeout=60_000) as finished:
+        qtbot.mouseClick(dialog.exportButton, Qt.MouseButton.LeftButton)
+        assert dialog.cancelButton.isVisible()
+        qtbot.waitUntil(lambda: any(v > 0 for v in progress), timeout=30_000)
+        qtbot.mouseClick(dialog.cancelButton, Qt.MouseButton.LeftButton)
+
+    assert finished.args[0] is None
+    assert "cancelled" in " ".join(i.text() for i in dialog.bar.items())
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [], "no temp file left behind"
+    assert dialog.exportButton.isEnabled() and not dialog.cancelButton.isVisible()
+
+
+def test_export_dialog_refuses_a_filter_on_a_field_the_table_lacks(export_dialog, tmp_path,
+                                                                   qtbot):
+    _choose(export_dialog, table="districts", out=tmp_path / "d.gpkg")
+    export_dialog.filterWidget.setExpression("\"land_value\" > 1")
+
+    qtbot.mouseClick(export_dialog.exportButton, Qt.MouseButton.LeftButton)
+
+    assert not export_dialog.is_exporting()
+    assert "land_value" in " ".join(i.text() for i in export_dialog.bar.items())
+    assert not (tmp_path / "d.gpkg").exists()
+
+
+def test_export_dialog_applies_a_preset_from_the_config(plugin, county, use_config, tmp_path,
+                                                        qtbot):
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        county.read_text(encoding="utf-8")
+        + '[export.presets.public_parcels]\ntable = "parcels"\nformat = "geojson"\n'
+        'crs = "EPSG:4326"\nfields = ["geo_id", "situs_address", "market_value"]\n'
+        'renames = { market_value = "value" }\n', encoding="utf-8")
+    use_config(config)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    out = tmp_path / "public.geojson"
+
+    dialog.presetCombo.setCurrentIndex(dialog.presetCombo.findData("public_parcels"))
+    dialog.fileWidget.setFilePath(str(out))
+
+    assert not dialog.tableCombo.isEnabled() and not dialog.layerRadio.isEnabled()
+    assert dialog.formatCombo.currentData() == "geojson"
+    assert dialog.fieldsList.count() == 3
+    result = _export(dialog, qtbot)
+    features = json.loads(out.read_text(encoding="utf-8"))["features"]
+    assert len(features) == DEMO_PARCELS == result["features"]
+    assert set(features[0]["properties"]) == {"geo_id", "situs_address", "value"}

@@ -1,0 +1,310 @@
+# The shared fixtures are imported from plugin_support by name, so every test naming
+# one "redefines" it in ruff's eyes.
+# ruff: noqa: F811
+"""The plugin zip built by ``scripts/package_plugin.py``: one folder with no caches or
+compiled code, the agent beside its pinned third-party packages in ``ext/``, the agent's
+version and what the plugin repository requires in ``metadata.txt``; then its unpacked
+copy, outside this checkout, in a fresh Python: the bundled agent syncs with no installed
+package, the plugin loads with its dialogs and provider, its folders are appended to the
+path (naming an older copy loaded first), and both algorithms run from ``qgis_process``.
+
+The zip is built once for this module; every test of it belongs here.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from plugin_support import (  # noqa: F401 - fixtures are used by name
+    DEMO_PARCELS,
+    REPO,
+    _clean_env,
+    _no_outside_settings,
+    _write_config,
+    county,
+    package_plugin,
+)
+
+pytestmark = pytest.mark.qgis
+
+AGENT_VERSION = importlib.import_module("terrafusion_agent").__version__
+
+
+def test_every_dependency_of_the_agent_is_pinned_for_the_zip():
+    # a dependency added to pyproject.toml but not to BUNDLED would be missing in QGIS
+    assert package_plugin.unbundled_dependencies() == []
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    """Build the zip and deploy it into a throwaway plugin folder."""
+    base = tmp_path_factory.mktemp("package")
+    out, plugins = base / "terrafusion_plugin.zip", base / "plugins"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "package_plugin.py"), "--out", str(out),
+         "--deploy", "--plugins-dir", str(plugins)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out, plugins / "terrafusion_plugin"
+
+
+def test_zip_holds_one_plugin_folder_without_caches_or_compiled_code(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    assert {n.split("/")[0] for n in names} == {"terrafusion_plugin"}
+    for required in ("__init__.py", "metadata.txt", "LICENSE", "resources/icons/terrafusion.svg",
+                     "resources/icons/sync.svg", "resources/ui/terrafusion_dock.ui",
+                     "resources/ui/export_dialog.ui", "resources/ui/settings_dialog.ui",
+                     "resources/ui/conflicts_dialog.ui", "resources/styles/parcels.qml",
+                     "resources/styles/districts.qml", "processing/provider.py",
+                     "gui/terrafusion_dock.py", "tasks/dock_tasks.py",
+                     "i18n/terrafusion_es.qm",
+                     "agent/terrafusion_agent/__init__.py",
+                     "agent/terrafusion_agent/migrations/local/env.py",
+                     "agent/terrafusion_agent/migrations/local/script.py.mako",
+                     "agent/terrafusion_agent/migrations/central/env.py",
+                     "agent/terrafusion_agent/migrations/central/versions/0001_bookkeeping.py",
+                     f"agent/terrafusion_agent-{AGENT_VERSION}.dist-info/METADATA",
+                     "ext/sqlalchemy/__init__.py", "ext/markupsafe/__init__.py",
+                     "ext/packaging/requirements.py", "ext/tomlkit/__init__.py"):
+        assert f"terrafusion_plugin/{required}" in names, required
+    bad = [n for n in names if "__pycache__" in n or ".." in n
+           or n.lower().endswith((".pyc", ".pyo", ".so", ".pyd", ".dylib", ".dll", ".exe"))]
+    assert bad == []
+    assert zip_path.stat().st_size < 25_000_000
+
+
+def test_ext_holds_only_third_party_packages_and_the_agent_sits_beside_it(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        names = zf.namelist()
+    in_ext = {n.split("/")[2] for n in names if n.startswith("terrafusion_plugin/ext/")}
+    in_agent = {n.split("/")[2] for n in names if n.startswith("terrafusion_plugin/agent/")}
+    assert {"sqlalchemy", "werkzeug", "alembic"} <= in_ext
+    assert not {n for n in in_ext if n.startswith("terrafusion")}, in_ext
+    assert in_agent == {"terrafusion_agent", f"terrafusion_agent-{AGENT_VERSION}.dist-info"}
+
+
+def test_zip_version_is_the_agents_version(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(zf.read("terrafusion_plugin/metadata.txt").decode("utf-8"))
+        shipped = zf.read(f"terrafusion_plugin/agent/terrafusion_agent-{AGENT_VERSION}"
+                          ".dist-info/METADATA").decode("utf-8")
+    assert parser["general"]["version"] == AGENT_VERSION
+    assert f"\nVersion: {AGENT_VERSION}\n" in shipped
+    # the repository's metadata.txt leaves it out, so that there is one source
+    assert not re.search(r"^version\s*=", (REPO / "metadata.txt").read_text(encoding="utf-8"),
+                         re.MULTILINE)
+
+
+def test_zip_metadata_has_what_the_plugin_repository_requires(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str
+        parser.read_string(zf.read("terrafusion_plugin/metadata.txt").decode("utf-8"))
+        meta = dict(parser["general"])
+        assert f"terrafusion_plugin/{meta['icon']}" in zf.namelist()
+    for key in ("name", "description", "about", "version", "qgisMinimumVersion", "author",
+                "email", "repository", "tracker", "homepage", "changelog", "tags"):
+        assert meta.get(key, "").strip(), key
+    assert meta["name"] == "TerraFusion" and meta["qgisMinimumVersion"] == "3.22"
+    assert meta["supportsQt6"] == "True" and meta["category"] == "Database"
+    assert meta["hasProcessingProvider"] == "yes"
+    assert "/" not in meta["author"]
+    assert all(meta[k].startswith("https://") for k in ("repository", "tracker", "homepage"))
+    assert len(meta["about"].splitlines()) > 1
+
+
+def test_bundled_agent_syncs_without_any_installed_package(package, tmp_path):
+    _, plugin_dir = package
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    # -S: no site-packages at all, so every import must come from agent/ and ext/
+    env = _clean_env(PYTHONPATH=os.pathsep.join([str(plugin_dir / "agent"),
+                                                 str(plugin_dir / "ext")]))
+    cmd = [sys.executable, "-S", "-m", "terrafusion_agent", "--config", str(config)]
+
+    version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, env=env)
+    init = subprocess.run([*cmd, "init-central", "--demo-parcels", "20"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    sync = subprocess.run([*cmd, "sync"], capture_output=True, text=True, env=env, timeout=120)
+
+    assert version.stdout.strip().startswith("terrafusion-agent "), version.stderr
+    assert init.returncode == 0, init.stderr
+    assert sync.returncode == 0, sync.stderr
+    assert json.loads(sync.stdout)["result"] == "success"
+
+
+def test_unpacked_plugin_loads_with_its_bundled_agent_dialogs_and_provider(
+        package, county, tmp_path):
+    _, plugin_dir = package
+    out = tmp_path / "parcels.gpkg"
+    script = f"""
+import json, sys
+from unittest import mock
+sys.path.insert(0, {str(plugin_dir.parent)!r})
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QDialog, QDockWidget, QMainWindow
+app = QgsApplication([], True)
+app.initQgis()
+sys.path.append(QgsApplication.pkgDataPath() + "/python/plugins")
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+window = QMainWindow()
+iface = mock.MagicMock()
+iface.mainWindow.return_value = window
+import terrafusion_plugin
+before = list(sys.path)
+plugin = terrafusion_plugin.classFactory(iface)
+added = sys.path[len(before):] if sys.path[:len(before)] == before else "reordered"
+warnings = [str(c) for c in iface.messageBar().pushMessage.call_args_list]
+plugin.initProcessing()
+plugin.initGui()
+for show in (plugin.show_export, plugin.show_settings, plugin.show_conflicts):
+    show()
+import sqlalchemy, terrafusion_agent
+result = processing.run("terrafusion:export", {{"TABLE": "parcels", "CONFIG": {str(county)!r},
+                                                "OUTPUT": {str(out)!r}}})
+print(json.dumps({{
+    "plugin": terrafusion_plugin.__file__,
+    "agent": terrafusion_agent.__file__,
+    "sqlalchemy": sqlalchemy.__file__,
+    "added": added,
+    "warnings": warnings,
+    "dock": window.findChild(QDockWidget, "TerraFusionDock") is not None,
+    "dialogs": sorted(d.objectName() for d in window.findChildren(QDialog)),
+    "features": result["FEATURES"],
+}}))
+plugin.unload()
+"""
+    proc = subprocess.run([_qgis_python(), "-s", "-c", script], capture_output=True,
+                          text=True, env=_qgis_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    agent, ext = str(plugin_dir / "agent"), str(plugin_dir / "ext")
+    assert loaded["plugin"].startswith(str(plugin_dir))
+    assert loaded["added"] == [agent, ext]
+    # what is bundled meets the agent's requirements: nothing to warn about
+    assert loaded["warnings"] == []
+    assert loaded["agent"].startswith(agent) and loaded["sqlalchemy"].startswith(ext)
+    assert loaded["dock"]
+    assert loaded["dialogs"] == ["TerraFusionConflictsDialog", "TerraFusionExportDialog",
+                                 "TerraFusionSettingsDialog"]
+    assert loaded["features"] == DEMO_PARCELS and out.stat().st_size > 0
+
+
+def _qgis_python() -> str:
+    """The Python QGIS runs on (Debian's, with PyQGIS), not this test's virtualenv: the
+    unpacked plugin must find its agent and packages in the zip, not in the checkout."""
+    return str(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+
+
+def _qgis_env(**extra: str) -> dict[str, str]:
+    env = _clean_env(QT_QPA_PLATFORM="offscreen")
+    env.pop("PYTHONPATH", None)  # the checkout's, in a developer's shell
+    env.update(extra)
+    return env
+
+
+def test_bundled_folders_are_appended_and_an_older_copy_loaded_first_is_named(
+        package, tmp_path):
+    _, plugin_dir = package
+    # another plugin's werkzeug, older than the agent's requirement, first on the path
+    other = tmp_path / "other_plugin"
+    (other / "werkzeug").mkdir(parents=True)
+    (other / "werkzeug" / "__init__.py").write_text("")
+    (other / "werkzeug-2.0.0.dist-info").mkdir()
+    (other / "werkzeug-2.0.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: Werkzeug\nVersion: 2.0.0\n")
+    script = f"""
+import json, sys
+from unittest import mock
+sys.path[:0] = [{str(plugin_dir.parent)!r}, {str(other)!r}]
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+before = list(sys.path)
+import terrafusion_plugin
+terrafusion_plugin.classFactory(None)  # as qgis_process loads it: the warning only logged
+iface = mock.MagicMock()
+terrafusion_plugin.classFactory(iface)
+terrafusion_plugin.use_bundled_packages()  # a reload appends nothing twice
+import sqlalchemy, terrafusion_agent, werkzeug
+from terrafusion_agent.client.launcher import child_environment
+print(json.dumps({{
+    "kept": sys.path[:len(before)] == before,
+    "added": sys.path[len(before):],
+    "werkzeug": werkzeug.__file__, "sqlalchemy": sqlalchemy.__file__,
+    "agent": terrafusion_agent.__file__,
+    "warnings": [c.args[1] for c in iface.messageBar().pushMessage.call_args_list],
+    "child_path": child_environment()["PYTHONPATH"],
+}}))
+"""
+    proc = subprocess.run([_qgis_python(), "-s", "-c", script], capture_output=True,
+                          text=True, env=_qgis_env(PYTHONPATH="/opt/qgis/python"),
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    agent, ext = str(plugin_dir / "agent"), str(plugin_dir / "ext")
+    assert loaded["kept"] and loaded["added"] == [agent, ext]
+    assert loaded["werkzeug"].startswith(str(other))
+    assert loaded["sqlalchemy"].startswith(ext) and loaded["agent"].startswith(agent)
+    assert loaded["warnings"] == [
+        f"TerraFusion needs werkzeug>=2.3, but QGIS's Python loads werkzeug 2.0.0 from "
+        f"{other}, which comes first on its path; update or remove that copy."]
+    # the agent started as a child finds the same folders, after what QGIS set
+    assert loaded["child_path"].split(os.pathsep) == ["/opt/qgis/python", agent, ext]
+
+
+def _qgis_process() -> str:
+    # Debian's qgis_process wrapper adds --noversioncheck, which qgis_process refuses
+    # (QGIS 3.22); the binary behind it is the real thing.
+    found = shutil.which("qgis_process.bin") or shutil.which("qgis_process")
+    if found is None:
+        pytest.skip("qgis_process is not installed")
+    return found
+
+
+def test_both_algorithms_run_from_qgis_process_with_the_unpacked_plugin(package, county,
+                                                                        tmp_path):
+    _, plugin_dir = package
+    profile = tmp_path / "qgis-profile"
+    shutil.copytree(plugin_dir, profile / "profiles" / "default" / "python" / "plugins"
+                    / "terrafusion_plugin")
+    env = _clean_env(QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=str(profile))
+    qgis_process = _qgis_process()
+    out = tmp_path / "valuable.geojson"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([qgis_process, *args], capture_output=True, text=True, env=env,
+                              timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    run("plugins", "enable", "terrafusion_plugin")
+    listed = run("list").stdout
+    exported = run("run", "terrafusion:export", "--json", "--", "TABLE=parcels",
+                   f"CONFIG={county}", "WHERE=market_value > 300000", f"OUTPUT={out}")
+    synced = run("run", "terrafusion:sync", "--json", "--", f"CONFIG={county}")
+
+    assert "terrafusion:export" in listed and "terrafusion:sync" in listed
+    with sqlite3.connect(county.parent / "local.sqlite") as conn:
+        expected = conn.execute("SELECT count(*) FROM parcels WHERE market_value > 300000"
+                                ).fetchone()[0]
+    assert json.loads(exported.stdout)["results"]["FEATURES"] == expected
+    assert len(json.loads(out.read_text())["features"]) == expected
+    assert json.loads(synced.stdout)["results"]["RESULT"] == "success"
