@@ -41,10 +41,6 @@ Row = dict[str, Any]
 EXACT_TABLE = "tf_decimals"
 
 
-def pk_of(info: TableInfo, row: Row) -> tuple:
-    return tuple(row[c] for c in info.pk)
-
-
 def pk_json(pk: tuple) -> str:
     """The key as the local triggers write it (SQLite's json_array of the key values)."""
     return json.dumps(list(pk), separators=(",", ":"), ensure_ascii=False)
