@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import psycopg
 from psycopg import sql as pgsql
@@ -18,8 +18,11 @@ from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusion
 from terrafusion_agent.redact import redact, redact_url
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores.base import (
+    Batch,
+    CentralStore,
     Column,
     GeometryInfo,
+    LeafSource,
     ReadSession,
     TableInfo,
     WriteSession,
@@ -110,7 +113,7 @@ def _unavailable(store: PostGISCentral, exc: Exception) -> CentralUnavailable:
         f"The central database {store.describe()} failed: {_first_line(exc)}.")
 
 
-class PostGISCentral:
+class PostGISCentral(CentralStore):
     """Central store on PostGIS; one psycopg connection, opened on construction."""
 
     kind = "postgis"
@@ -150,7 +153,7 @@ class PostGISCentral:
     def close(self) -> None:
         self.conn.close()
 
-    def _scalar(self, sql: str, params: tuple = ()):
+    def _scalar(self, sql: str, params: tuple = ()) -> Any:
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -243,7 +246,7 @@ class PostGISCentral:
     def install_tracking(self, info: TableInfo) -> None:
         """Create (or refresh) the change-capture trigger of one table (idempotent)."""
         args = ", ".join("'" + p.replace("'", "''") + "'" for p in info.pk)
-        self.execute(
+        self._execute(
             f"CREATE OR REPLACE TRIGGER tf_capture AFTER INSERT OR UPDATE OR DELETE "
             f"ON {self._rel(info.name)} FOR EACH ROW EXECUTE FUNCTION "
             f"{qi(self.schema)}.tf_capture({args})")
@@ -276,7 +279,7 @@ class PostGISCentral:
                     "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
                     "make_interval(days => %s) RETURNING tx) "
                     "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
-                n, max_tx = cur.fetchone()
+                n, max_tx = _one(cur)
                 if n:
                     cur.execute(
                         "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
@@ -356,14 +359,14 @@ class PostGISCentral:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 _durable(cur)
                 cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (self._rel(info.name), pk))
-                seq = cur.fetchone()[0]
+                seq = _one(cur)[0]
                 if seq:
                     size = _SEQUENCE_BLOCK[typ]
                     # ALTER SEQUENCE blocks concurrent nextval until commit, so the
                     # block is ours alone.
                     cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY {size}")
                     cur.execute("SELECT nextval(%s)", (seq,))
-                    last = int(cur.fetchone()[0])
+                    last = int(_one(cur)[0])
                     cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 1")
                     first = last - size + 1
                 elif typ in _HIGH_KEYS:
@@ -371,7 +374,7 @@ class PostGISCentral:
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext('tf_key_blocks'))")
                     cur.execute("SELECT max(last_key) FROM tf_key_blocks WHERE table_name = %s",
                                 (info.name,))
-                    prev = cur.fetchone()[0]
+                    prev = _one(cur)[0]
                     first = max(start, (prev or 0) + 1)
                     last = first + size - 1
                 else:
@@ -414,7 +417,7 @@ class PostGISCentral:
 
     def clear_receipts(self, agent_id: str) -> None:
         """Forget this agent's receipts: it has settled every batch they describe."""
-        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
+        self._execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
 
     def dependency_order(self, names: list[str]) -> list[str]:
         """``names`` with every table referenced by a foreign key before the tables that
@@ -475,7 +478,7 @@ class PostGISCentral:
         if col.kind == "blob":
             return f"coalesce({q}X{q}{q}{q} || encode({c}, 'hex') || {q}{q}{q}{q}, 'NULL')"
         if col.kind == "geometry":
-            srid = int(info.geometry.srid)
+            srid = int(info.srid)
             return (f"coalesce({q}GeomFromWKB(X{q}{q}{q} || encode(ST_AsBinary({c}), 'hex') "
                     f"|| {q}{q}{q}, {srid}){q}, 'NULL')")
         return (f"coalesce({q}{q}{q}{q} || replace(({c})::text, {q}{q}{q}{q}, "
@@ -556,6 +559,8 @@ class PostGISCentral:
         The query runs on a connection of its own in the exported ``snapshot`` of the
         pull, so it sees exactly the rows being copied while they are being copied.
         """
+        if info.geometry is None:
+            return
         g, pk = qi(info.geometry.column), qi(info.pk[0])
         rounded = ", ".join(_float4_rounded(raw, side) + " AS " + raw.replace("r", "")
                             for raw, side in (("xr0", "down"), ("xr1", "up"),
@@ -631,7 +636,7 @@ class PostGISCentral:
 
     def _param(self, info: TableInfo, col: Column) -> str:
         if col.kind == "geometry":
-            return f"ST_GeomFromWKB(%s, {int(info.geometry.srid)})"
+            return f"ST_GeomFromWKB(%s, {int(info.srid)})"
         if col.kind in ("blob",):
             return "%s"
         return f"%s::{col.db_type}" if col.db_type else "%s"
@@ -732,8 +737,9 @@ class PostGISCentral:
             cur.execute(f"ANALYZE {s}.sales")
         return {"created": True, "parcels": n}
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        """Run one statement (for the engine's bookkeeping and for tests)."""
+    def _execute(self, sql: str, params: Union[Sequence[Any], Mapping[str, Any]] = ()
+                 ) -> None:
+        """Run one statement of this store's own, its errors in words."""
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -744,10 +750,18 @@ class PostGISCentral:
                                    f"{_first_line(exc)}.") from None
 
 
-def _durable(cur) -> None:
+def _durable(cur: psycopg.Cursor) -> None:
     """This transaction's commit is flushed before it is acknowledged, whatever the
     server's default (some servers run ``synchronous_commit = off`` for speed)."""
     cur.execute("SET LOCAL synchronous_commit = on")
+
+
+def _one(cur: psycopg.Cursor) -> tuple:
+    """The row of a statement that always returns exactly one."""
+    row = cur.fetchone()
+    if row is None:
+        raise psycopg.ProgrammingError("the statement returned no row")
+    return row
 
 
 #: SQLSTATE classes meaning "central refuses this row": data exceptions, integrity
@@ -756,6 +770,8 @@ _REFUSALS = ("22", "23", "P0001", "42501", "44000")
 
 
 class PgWriteSession(WriteSession):
+    store: PostGISCentral
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         with self.store.conn.transaction():
@@ -774,6 +790,8 @@ class PgWriteSession(WriteSession):
 
 class PgReadSession(ReadSession):
     """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull."""
+
+    store: PostGISCentral
 
     def checkpoint(self) -> str:
         """This snapshot, as the checkpoint the next pull starts from."""
@@ -804,10 +822,10 @@ class PgReadSession(ReadSession):
                 out.setdefault(table, []).append(tuple(json.loads(pk)))
         return out
 
-    def sql_batches(self, info: TableInfo) -> Iterator[tuple[int, list[str]]]:
+    def sql_batches(self, info: TableInfo) -> Iterator[Batch]:
         return self.store.sql_batches(info)
 
-    def rtree_leaves(self, info: TableInfo) -> Optional[Callable[[int], Iterator[tuple]]]:
+    def rtree_leaves(self, info: TableInfo) -> Optional[LeafSource]:
         """For a spatial table keyed by one integer: a generator of its packed R*Tree
         leaves for a given fan-out (see :meth:`PostGISCentral.rtree_leaves`)."""
         pk = next(c for c in info.columns if c.name == info.pk[0])

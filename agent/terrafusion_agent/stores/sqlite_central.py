@@ -9,7 +9,7 @@ import uuid
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 from terrafusion_agent import faults
 from terrafusion_agent.demo import county
@@ -18,6 +18,7 @@ from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
 from terrafusion_agent.stores.base import (
+    CentralStore,
     Column,
     GeometryInfo,
     ReadSession,
@@ -30,7 +31,7 @@ from terrafusion_agent.stores.rows import local_decimal
 log = logging.getLogger("terrafusion.central")
 
 
-class SpatiaLiteCentral:
+class SpatiaLiteCentral(CentralStore):
     """Central store in a SpatiaLite file. ``create`` allows making a new file (init)."""
 
     kind = "spatialite"
@@ -169,7 +170,7 @@ class SpatiaLiteCentral:
 
     def heartbeat(self, agent: dict) -> None:
         """Record (or refresh) this agent in ``tf_agents``."""
-        self.execute(
+        self._execute(
             "INSERT INTO tf_agents (agent_id, hostname, local_path, version, registered_at, "
             "last_seen_at) VALUES (:agent_id, :hostname, :local_path, :version, :now, :now) "
             "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
@@ -240,7 +241,7 @@ class SpatiaLiteCentral:
         return out
 
     def clear_receipts(self, agent_id: str) -> None:
-        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = ?", (agent_id,))
+        self._execute("DELETE FROM tf_push_receipts WHERE agent_id = ?", (agent_id,))
 
     def dependency_order(self, names: list[str]) -> list[str]:
         edges = []
@@ -285,11 +286,11 @@ class SpatiaLiteCentral:
                 out[tuple(row[i] for i in pk_idx)] = dict(zip(names, row))
         return out
 
-    def _value_sql(self, info: TableInfo, col) -> str:
-        return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
+    def _value_sql(self, info: TableInfo, col: Column) -> str:
+        return f"GeomFromWKB(?, {int(info.srid)})" if col.kind == "geometry" else "?"
 
     @staticmethod
-    def _value(col, value):
+    def _value(col: Column, value: Any) -> Any:
         """A value as SQLite binds it: a Decimal (which it cannot bind) as the number it
         stores, an integer when it is one, else the nearest double or, when that would
         change it, the digits (a NUMERIC column then stores what it can)."""
@@ -371,8 +372,9 @@ class SpatiaLiteCentral:
             raise TerraFusionError(f"The demo county could not be created: {exc}.") from None
         return {"created": True, "parcels": n}
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        """Run one statement (for the engine's bookkeeping and for tests)."""
+    def _execute(self, sql: str, params: Union[Sequence[Any], Mapping[str, Any]] = ()
+                 ) -> None:
+        """Run one statement of this store's own, its errors in words."""
         try:
             self.conn.execute(sql, params)
         except sqlite3.Error as exc:
@@ -384,6 +386,7 @@ def _trigger_names(table: str) -> list[str]:
 
 
 class SqliteWriteSession(WriteSession):
+    store: SpatiaLiteCentral
     _savepoints = 0
 
     @contextmanager
@@ -408,6 +411,8 @@ class SqliteWriteSession(WriteSession):
 
 class SqliteReadSession(ReadSession):
     """Reads of one pull inside one SQLite read transaction."""
+
+    store: SpatiaLiteCentral
 
     def checkpoint(self) -> str:
         return str(self.store.conn.execute(
