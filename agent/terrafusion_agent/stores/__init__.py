@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.stores.base import CentralStore, check_tables
@@ -22,16 +22,17 @@ def open_central(config: Config, create: bool = False) -> CentralStore:
 
 
 def init_central(store: CentralStore, tables: tuple[str, ...],
-                 demo_parcels: Optional[int] = None) -> dict:
+                 demo_parcels: Optional[int] = None) -> dict[str, Any]:
     """Create or upgrade the central bookkeeping, optionally load the demo county, check
     every configured table (one without a primary key is refused by name) and install
     its change tracking. Safe to run again at any time."""
     from terrafusion_agent import migrate
+    from terrafusion_agent.demo import county
 
     migrate.upgrade_central(store)
-    result: dict = {"central": store.describe()}
+    result: dict[str, Any] = {"central": store.describe()}
     if demo_parcels is not None:
-        result["demo"] = store.create_demo(demo_parcels)
+        result["demo"] = county.create(store, demo_parcels)
     result["tables"] = check_tables(store, tables)
     for name in tables:
         store.install_tracking(store.table_info(name))

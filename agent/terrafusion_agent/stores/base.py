@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Sequence
 
 #: column kinds the engine knows; every database type maps onto one of them. "decimal"
 #: is an exact decimal number that may need more digits than a double keeps (a numeric
@@ -94,6 +94,32 @@ class TableInfo:
         )
 
 
+@dataclass(frozen=True)
+class TableSpec:
+    """A table to create: its layout, and what only its creation needs.
+
+    A column's ``db_type`` names its PostgreSQL type where the kind says too little
+    ("bigint", "numeric(14,2)"); SpatiaLite declares every kind by its own name.
+    """
+
+    info: TableInfo
+    #: the database numbers the rows (a single integer key, left out of loaded rows)
+    numbered_key: bool = False
+    #: column sets whose values are unique
+    unique: tuple[tuple[str, ...], ...] = ()
+    #: (column, the only values it may hold)
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: column sets to index; the geometry column always gets a spatial index
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def loaded_columns(self) -> tuple[Column, ...]:
+        """The columns of a loaded row, in order."""
+        if self.numbered_key:
+            return tuple(c for c in self.info.columns if c.name != self.info.pk[0])
+        return self.info.columns
+
+
 class CentralStore(ABC):
     """The central database as the engine sees it: PostGIS, or an embedded SpatiaLite
     file. A store that lacks one of these cannot be instantiated.
@@ -128,6 +154,14 @@ class CentralStore(ABC):
     @abstractmethod
     def table_info(self, name: str) -> TableInfo:
         """The table's layout; TableError names a missing table or one without a key."""
+
+    @abstractmethod
+    def create_tables(self, tables: Sequence[tuple[TableSpec, Iterable[tuple]]]) -> None:
+        """Create each table and bulk-load its rows, then add its key, constraints and
+        indexes: all in one transaction, so either every table is there, complete, or
+        none is. A row is a tuple of values in :attr:`TableSpec.loaded_columns` order:
+        geometry as WKB, numbers as int, float or Decimal, dates and times as ISO text.
+        A SpatiaLite table has its geometry column last."""
 
     # --- bookkeeping ----------------------------------------------------------------------
 
