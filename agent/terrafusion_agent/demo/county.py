@@ -6,9 +6,9 @@ streets and get real-looking owners, addresses, legal descriptions and values. T
 ``N`` always gives the same county: every attribute is a pure function of the parcel
 number (an integer hash), never of a random generator.
 
-Everything about the county lives here; the rows are computed here and handed to the
-central store's bulk load (:meth:`CentralStore.create_tables`), which knows nothing
-of parcels.
+Everything about the county lives in this module: it computes the rows and hands them
+to the central store's bulk load (:meth:`CentralStore.create_tables`), which knows
+nothing of parcels.
 """
 
 from __future__ import annotations
