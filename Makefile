@@ -58,6 +58,7 @@ mutants: setup
 
 lint: setup
 	$(VENV)/bin/ruff check agent terrafusion_plugin tests scripts bench
+	$(PY) -m mypy
 
 package: setup
 	$(PY) scripts/package_plugin.py

@@ -284,7 +284,7 @@ def export_request(**fields: Any):
     return ExportRequest(**fields)
 
 
-def split_fields(text: Optional[str]) -> Optional[list[str]]:
+def split_fields(text: Optional[str]) -> Optional[tuple[str, ...]]:
     """A comma-separated field list as typed by a user, as a list (None for none)."""
     from terrafusion_agent.export.request import split_fields as split
 

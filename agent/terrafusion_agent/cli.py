@@ -165,7 +165,8 @@ class _NewPaths:
 
 
 def cmd_init_central(config, args) -> int:
-    from terrafusion_agent.stores import init_central, open_central
+    from terrafusion_agent.central import init_central
+    from terrafusion_agent.stores import open_central
 
     store = open_central(config, create=True)
     try:

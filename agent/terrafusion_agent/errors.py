@@ -4,12 +4,19 @@ Every error meant for a user carries one clear sentence in ``str(exc)``; the CLI
 HTTP API and the plugin turn it into a message, a status code or a message bar.
 """
 
+from __future__ import annotations
+
+from typing import Optional
+
 
 class TerraFusionError(Exception):
     """Base class: the message is a complete sentence for a user."""
 
     #: exit code of the CLI for this kind of error
     exit_code = 1
+    #: on an error ending a sync: the recorded run's id and figures, None when the
+    #: attempt could not be recorded (yet)
+    sync_run: Optional[dict] = None
 
 
 class ConfigError(TerraFusionError):

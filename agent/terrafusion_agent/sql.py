@@ -13,7 +13,3 @@ def quote_ident(name: str) -> str:
 def quote_literal(value: str) -> str:
     """Quote a string literal; only for DDL where bound parameters are not allowed."""
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def column_list(names) -> str:
-    return ", ".join(quote_ident(n) for n in names)

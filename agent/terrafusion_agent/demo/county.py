@@ -4,19 +4,34 @@ The county is a grid of city blocks separated by streets. Each block holds two r
 five lots whose width and depth vary from block to block; lots front numbered and named
 streets and get real-looking owners, addresses, legal descriptions and values. The same
 ``N`` always gives the same county: every attribute is a pure function of the parcel
-number (an integer hash computed in SQL), never of a random generator.
+number (an integer hash), never of a random generator.
 
-Parcels and sales are generated set-based inside the database; the few hundred district
-rectangles are computed here and inserted in one batch.
+Everything about the county lives in this module: it computes the rows and hands them
+to the central store's bulk load (:meth:`CentralStore.create_tables`), which knows
+nothing of parcels.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+import struct
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Iterator
+
+from terrafusion_agent.stores.base import (
+    CentralStore,
+    Column,
+    GeometryInfo,
+    TableInfo,
+    TableSpec,
+)
+
+log = logging.getLogger("terrafusion.central")
 
 SRID = 2927  # NAD83(HARN) / Washington South (ftUS)
-TABLES = ("parcels", "districts", "sales")  # what a store's create_demo makes
+TABLES = ("parcels", "districts", "sales")  # the tables create() makes
 ORIGIN_X, ORIGIN_Y = 1_050_000, 80_000  # Clark County, WA
 CELL_W, CELL_H = 480, 360  # block plus street, feet
 LOTS_PER_BLOCK = 10
@@ -72,32 +87,50 @@ ZONING = (
     ("IL", "LIGHT INDUSTRIAL"), ("R-5", "RURAL 5 ACRES"), ("MX", "MIXED USE"),
 )
 
+DISTRICT_TYPES = ("school", "fire", "voting_precinct", "zoning", "levy")
+FIRST_SALE = date(2008, 1, 1)
 
-@dataclass(frozen=True)
-class Dialect:
-    """The few SQL fragments in which PostgreSQL and SpatiaLite differ."""
+_GEOMETRY = GeometryInfo("geom", SRID, "MULTIPOLYGON")
+PARCELS = TableSpec(TableInfo("parcels", (
+    Column("prop_id", "integer", False, "bigint"),
+    Column("geo_id", "text", False),
+    Column("situs_address", "text"),
+    Column("owner_name", "text"),
+    Column("legal_desc", "text"),
+    Column("acres", "real", db_type="numeric(12,4)"),
+    Column("land_value", "real", db_type="numeric(14,2)"),
+    Column("impr_value", "real", db_type="numeric(14,2)"),
+    Column("market_value", "real", db_type="numeric(14,2)"),
+    Column("tax_area_code", "text"),
+    Column("property_use_code", "text"),
+    Column("year_built", "integer", db_type="integer"),
+    Column("geom", "geometry"),
+), ("prop_id",), _GEOMETRY), unique=(("geo_id",),))
+DISTRICTS = TableSpec(TableInfo("districts", (
+    Column("district_id", "integer", False, "integer"),
+    Column("district_type", "text", False),
+    Column("code", "text", False),
+    Column("name", "text", False),
+    Column("geom", "geometry"),
+), ("district_id",), _GEOMETRY), numbered_key=True,
+    choices=(("district_type", DISTRICT_TYPES),))
+SALES = TableSpec(TableInfo("sales", (
+    Column("sale_id", "integer", False, "bigint"),
+    Column("prop_id", "integer", False, "bigint"),
+    Column("sale_date", "date", False),
+    Column("sale_price", "real", False, "numeric(14,2)"),
+), ("sale_id",)), numbered_key=True, indexes=(("prop_id",),))
 
-    name: str
 
-    def series(self, n: int) -> str:
-        if self.name == "postgis":
-            return f"seq(i) AS (SELECT generate_series(1::bigint, {int(n)}::bigint))"
-        return f"seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {int(n)})"
-
-    def envelope(self, x0: str, y0: str, x1: str, y1: str) -> str:
-        if self.name == "postgis":
-            return f"ST_Multi(ST_MakeEnvelope({x0}, {y0}, {x1}, {y1}, {SRID}))"
-        return f"CastToMultiPolygon(BuildMbr({x0}, {y0}, {x1}, {y1}, {SRID}))"
-
-    def zero_pad(self, expr: str, width: int) -> str:
-        if self.name == "postgis":
-            return f"lpad(({expr})::text, greatest({width}, length(({expr})::text)), '0')"
-        return f"printf('%0{width}d', {expr})"
-
-    def add_days(self, date: str, days: str) -> str:
-        if self.name == "postgis":
-            return f"(DATE '{date}' + ({days})::int)"
-        return f"date('{date}', '+' || ({days}) || ' days')"
+def create(store: CentralStore, n: int) -> dict[str, Any]:
+    """Create the demo county of ``n`` parcels in ``store``, unless it has one already."""
+    if store.table_exists("parcels"):
+        have = store.count(store.table_info("parcels"))
+        log.info("demo county already present with %d parcels", have)
+        return {"created": False, "parcels": have}
+    store.create_tables([(PARCELS, parcels(n)), (DISTRICTS, districts(n)),
+                         (SALES, sales(n))])
+    return {"created": True, "parcels": n}
 
 
 def grid(n_parcels: int) -> tuple[int, int]:
@@ -107,157 +140,156 @@ def grid(n_parcels: int) -> tuple[int, int]:
     return ncols, math.ceil(blocks / ncols)
 
 
-def _hash(expr: str, salt: int) -> str:
-    """A deterministic integer hash in [0, 2^31-1) evaluated identically by both dialects."""
-    return (
-        f"(((({expr} + {salt * 1000003}) * 1103515245) % 2147483647) * 48271 % 2147483647)"
-    )
+_M = 2147483647  # 2^31 - 1
+_A = 1103515245
+#: what salt s adds to i * _A in :func:`_hash`, for the salts a parcel uses
+_SALTED = [s * 1000003 * _A for s in range(11)]
 
 
-def _values(name: str, items) -> str:
-    rows = ", ".join(
-        "(" + str(i) + ", " + ", ".join("'" + str(v).replace("'", "''") + "'" for v in item) + ")"
-        for i, item in enumerate(items)
-    )
-    width = len(items[0])
-    cols = ", ".join(["idx"] + [f"v{k}" for k in range(width)])
-    return f"{name}({cols}) AS (VALUES {rows})"
+def _hash(i: int, salt: int) -> int:
+    """A deterministic integer hash of ``i`` in [0, 2^31-1), one per salt."""
+    return (i * _A + _SALTED[salt]) % _M * 48271 % _M
 
 
-def _ordinal(expr: str) -> str:
-    return (
-        f"CAST({expr} AS TEXT) || CASE WHEN ({expr}) % 100 IN (11, 12, 13) THEN 'TH' "
-        f"WHEN ({expr}) % 10 = 1 THEN 'ST' WHEN ({expr}) % 10 = 2 THEN 'ND' "
-        f"WHEN ({expr}) % 10 = 3 THEN 'RD' ELSE 'TH' END"
-    )
+def _ordinal(n: int) -> str:
+    """1ST, 2ND, 3RD, 4TH ... 11TH, 12TH, 13TH ... 21ST."""
+    suffix = "TH" if n % 100 in (11, 12, 13) else {1: "ST", 2: "ND", 3: "RD"}.get(n % 10, "TH")
+    return f"{n}{suffix}"
 
 
-def parcels_select(dialect: Dialect, n: int) -> str:
-    """SELECT producing the parcels' columns in table order for parcels 1..n."""
+def _street(number: int) -> str:
+    """Every sixth street has a name, the others a number."""
+    if number % 6 == 0:
+        return STREET_NAMES[(number // 6) % len(STREET_NAMES)]
+    return f"NE {_ordinal(number + 1)} ST"
+
+
+#: ISO WKB of a little-endian MultiPolygon of one polygon of one ring of five points
+_BOX_WKB = struct.pack("<BIIBIII", 1, 6, 1, 1, 3, 1, 5)
+_POINTS = struct.Struct("<10d")
+
+
+def box(x0: float, y0: float, x1: float, y1: float) -> bytes:
+    """A rectangle as MultiPolygon WKB, counter-clockwise from its lower left corner."""
+    return _BOX_WKB + _POINTS.pack(x0, y0, x1, y0, x1, y1, x0, y1, x0, y0)
+
+
+#: property use code by ``hash % 1000``, from the codes' shares
+_USE_BY_SHARE = [code for code, share in USE_CODES for _ in range(share)]
+
+
+def _lot_size(bcol: int, brow: int) -> tuple[int, int]:
+    """(width, depth) of every lot of the block in column ``bcol`` and row ``brow``."""
+    return 60 + (bcol % 4) * 10, 120 + (brow % 3) * 15
+
+
+def _values(h_use: int, h_value: int, area: int) -> tuple[str, int, int]:
+    """(property use code, land value, improvement value) of a lot of ``area`` square
+    feet, from its hashes of salts 3 and 4."""
+    use = _USE_BY_SHARE[h_use % 1000]
+    land = area * (6 + (h_value // 7) % 14) // 100 * 100
+    impr = 0 if use == "91" else (120000 + h_value % 480000) // 100 * 100
+    return use, land, impr
+
+
+def _acres(area: int) -> float:
+    """Square feet in acres, rounded half up to 4 decimals."""
+    return float((Decimal(area) / 43560).quantize(Decimal("0.0001"), ROUND_HALF_UP))
+
+
+def parcels(n: int) -> Iterator[tuple]:
+    """The rows of parcels 1..n, in :data:`PARCELS` column order, block by block."""
     ncols, nrows = grid(n)
-    use_case = []
-    acc = 0
-    for code, share in USE_CODES:
-        acc += share
-        use_case.append(f"WHEN h_use % 1000 < {acc} THEN '{code}'")
-    street_named = [(s,) for s in STREET_NAMES]
-    return f"""
-WITH RECURSIVE {dialect.series(n)},
-{_values("last_names", [(s,) for s in LAST_NAMES])},
-{_values("first_names", [(s,) for s in FIRST_NAMES])},
-{_values("streets", street_named)},
-{_values("subdivisions", [(s,) for s in SUBDIVISIONS])},
-{_values("cities", CITIES)},
-g AS (
-  SELECT i, (i - 1) / {LOTS_PER_BLOCK} AS b, (i - 1) % {LOTS_PER_BLOCK} AS j FROM seq
-),
-p AS (
-  SELECT i, b, j, j / 5 AS r, j % 5 AS k, b % {ncols} AS bcol, b / {ncols} AS brow,
-         60 + ((b % {ncols}) % 4) * 10 AS lw, 120 + ((b / {ncols}) % 3) * 15 AS ld,
-         {_hash("i", 1)} AS h_owner, {_hash("i", 2)} AS h_first, {_hash("i", 3)} AS h_use,
-         {_hash("i", 4)} AS h_value, {_hash("i", 5)} AS h_year, {_hash("i", 6)} AS h_kind
-  FROM g
-),
-q AS (
-  SELECT p.*,
-         CASE {" ".join(use_case)} END AS use_code,
-         brow + r AS street_no,
-         ((bcol * 3) / {ncols}) + 3 * ((brow * 3) / {nrows}) AS city_idx,
-         ((bcol * 3) / {ncols}) + 3 * ((brow * 2) / {nrows}) AS school_idx,
-         ((bcol * 2) / {ncols}) + 2 * ((brow * 2) / {nrows}) AS fire_idx
-  FROM p
-),
-v AS (
-  SELECT q.*,
-         CASE WHEN use_code = '91' THEN 0
-              ELSE (120000 + (h_value % 480000)) / 100 * 100 END AS impr,
-         (lw * ld * (6 + (h_value / 7) % 14)) / 100 * 100 AS land
-  FROM q
-)
-SELECT
-  {FIRST_PROP_ID} + i AS prop_id,
-  {dialect.zero_pad("b", 6)} || '-' || {dialect.zero_pad("j + 1", 3)} AS geo_id,
-  CAST((bcol + 1) * 100 + k * 10 + (CASE WHEN r = 0 THEN 2 ELSE 1 END) AS TEXT) || ' ' ||
-    CASE WHEN street_no % 6 = 0
-         THEN (SELECT v0 FROM streets WHERE idx = (street_no / 6) % {len(STREET_NAMES)})
-         ELSE 'NE ' || {_ordinal("street_no + 1")} || ' ST' END ||
-    ', ' || cities.v0 || ' WA ' || cities.v1 AS situs_address,
-  CASE WHEN h_kind % 29 = 0 THEN ln.v0 || ' FAMILY TRUST'
-       WHEN h_kind % 31 = 0 THEN ln.v0 || ' HOLDINGS LLC'
-       WHEN h_kind % 3 = 0 THEN ln.v0 || ' ' || fn.v0 || ' & ' || fn2.v0
-       ELSE ln.v0 || ' ' || fn.v0 END AS owner_name,
-  'LOT ' || CAST(j + 1 AS TEXT) || ' BLOCK ' || CAST(b % 40 + 1 AS TEXT) || ' ' ||
-    sd.v0 || ' PLAT' AS legal_desc,
-  round(lw * ld / 43560.0, 4) AS acres,
-  land AS land_value,
-  impr AS impr_value,
-  land + impr AS market_value,
-  CAST((school_idx + 1) * 100 + fire_idx + 1 AS TEXT) AS tax_area_code,
-  use_code AS property_use_code,
-  CASE WHEN use_code = '91' THEN NULL ELSE 1905 + h_year % 120 END AS year_built,
-  {dialect.envelope(
-      f"{ORIGIN_X} + bcol * {CELL_W} + 15 + k * lw",
-      f"{ORIGIN_Y} + brow * {CELL_H} + 30 + r * ld",
-      f"{ORIGIN_X} + bcol * {CELL_W} + 15 + (k + 1) * lw",
-      f"{ORIGIN_Y} + brow * {CELL_H} + 30 + (r + 1) * ld",
-  )} AS geom
-FROM v
-JOIN last_names ln ON ln.idx = h_owner % {len(LAST_NAMES)}
-JOIN first_names fn ON fn.idx = h_first % {len(FIRST_NAMES)}
-JOIN first_names fn2 ON fn2.idx = (h_first / 64) % {len(FIRST_NAMES)}
-JOIN subdivisions sd ON sd.idx = (b / 40) % {len(SUBDIVISIONS)}
-JOIN cities ON cities.idx = city_idx
-"""
+    for b in range(math.ceil(n / LOTS_PER_BLOCK)):
+        brow, bcol = divmod(b, ncols)
+        width, depth = _lot_size(bcol, brow)
+        acres = _acres(width * depth)
+        city, zip_code = CITIES[(bcol * 3) // ncols + 3 * ((brow * 3) // nrows)]
+        school = (bcol * 3) // ncols + 3 * ((brow * 2) // nrows)
+        fire = (bcol * 2) // ncols + 2 * ((brow * 2) // nrows)
+        tax_area = str((school + 1) * 100 + fire + 1)
+        # two rows of five lots, the first fronting street brow, the second brow + 1
+        streets = [f"{_street(brow + r)}, {city} WA {zip_code}" for r in (0, 1)]
+        plat = f"BLOCK {b % 40 + 1} {SUBDIVISIONS[(b // 40) % len(SUBDIVISIONS)]} PLAT"
+        x_left = ORIGIN_X + bcol * CELL_W + 15
+        y_low = ORIGIN_Y + brow * CELL_H + 30
+        for j in range(min(LOTS_PER_BLOCK, n - b * LOTS_PER_BLOCK)):
+            i = b * LOTS_PER_BLOCK + j + 1
+            r, k = divmod(j, 5)
+            use, land, impr = _values(_hash(i, 3), _hash(i, 4), width * depth)
+            h_first, h_kind = _hash(i, 2), _hash(i, 6)
+            last = LAST_NAMES[_hash(i, 1) % len(LAST_NAMES)]
+            if h_kind % 29 == 0:
+                owner = f"{last} FAMILY TRUST"
+            elif h_kind % 31 == 0:
+                owner = f"{last} HOLDINGS LLC"
+            elif h_kind % 3 == 0:
+                owner = (f"{last} {FIRST_NAMES[h_first % len(FIRST_NAMES)]} & "
+                         f"{FIRST_NAMES[(h_first // 64) % len(FIRST_NAMES)]}")
+            else:
+                owner = f"{last} {FIRST_NAMES[h_first % len(FIRST_NAMES)]}"
+            x0, y0 = x_left + k * width, y_low + r * depth
+            yield (
+                FIRST_PROP_ID + i,
+                f"{b:06d}-{j + 1:03d}",
+                f"{(bcol + 1) * 100 + k * 10 + (2 if r == 0 else 1)} {streets[r]}",
+                owner,
+                f"LOT {j + 1} {plat}",
+                acres,
+                land,
+                impr,
+                land + impr,
+                tax_area,
+                use,
+                None if use == "91" else 1905 + _hash(i, 5) % 120,
+                box(x0, y0, x0 + width, y0 + depth),
+            )
 
 
-def sales_select(dialect: Dialect) -> str:
-    """SELECT producing (prop_id, sale_date, sale_price) for about a quarter of the parcels."""
-    h = _hash("prop_id", 9)
-    return f"""
-WITH s AS (
-  SELECT prop_id, market_value, {h} AS h, 1 AS n FROM parcels
-  UNION ALL
-  SELECT prop_id, market_value, {_hash("prop_id", 10)} AS h, 2 AS n FROM parcels
-)
-SELECT prop_id,
-       {dialect.add_days("2008-01-01", "h % 6500")} AS sale_date,
-       CAST(market_value AS BIGINT) * (70 + h % 45) / 100 / 100 * 100 AS sale_price
-FROM s
-WHERE (n = 1 AND h % 4 = 0) OR (n = 2 AND h % 19 = 0)
-ORDER BY prop_id, n
-"""
+def sales(n: int) -> Iterator[tuple]:
+    """(prop_id, sale_date, sale_price) for about a quarter of parcels 1..n: a first
+    sale for one parcel in four, a second for one in nineteen, parcel by parcel."""
+    ncols, _ = grid(n)
+    for i in range(1, n + 1):
+        prop_id = FIRST_PROP_ID + i
+        for salt, one_in in ((9, 4), (10, 19)):
+            h = _hash(prop_id, salt)
+            if h % one_in == 0:
+                brow, bcol = divmod((i - 1) // LOTS_PER_BLOCK, ncols)
+                width, depth = _lot_size(bcol, brow)
+                _, land, impr = _values(_hash(i, 3), _hash(i, 4), width * depth)
+                yield (prop_id, (FIRST_SALE + timedelta(days=h % 6500)).isoformat(),
+                       (land + impr) * (70 + h % 45) // 100 // 100 * 100)
 
 
-def districts(n_parcels: int) -> list[tuple[str, str, str, tuple[float, float, float, float]]]:
-    """(district_type, code, name, (xmin, ymin, xmax, ymax)) for every district."""
+def districts(n_parcels: int) -> Iterator[tuple]:
+    """(district_type, code, name, geometry) for every district."""
     ncols, nrows = grid(n_parcels)
-    out = []
 
-    def split(nx: int, ny: int):
+    def split(nx: int, ny: int) -> Iterator[tuple[int, bytes]]:
         for iy in range(ny):
             for ix in range(nx):
                 c0, c1 = ncols * ix // nx, ncols * (ix + 1) // nx
                 r0, r1 = nrows * iy // ny, nrows * (iy + 1) // ny
                 if c1 > c0 and r1 > r0:
-                    yield iy * nx + ix, (
+                    yield iy * nx + ix, box(
                         ORIGIN_X + c0 * CELL_W, ORIGIN_Y + r0 * CELL_H,
                         ORIGIN_X + c1 * CELL_W, ORIGIN_Y + r1 * CELL_H,
                     )
 
-    for idx, box in split(3, 2):
+    for idx, shape in split(3, 2):
         code, name = SCHOOL_DISTRICTS[idx]
-        out.append(("school", code, name, box))
-    for idx, box in split(2, 2):
+        yield "school", code, name, shape
+    for idx, shape in split(2, 2):
         code, name = FIRE_DISTRICTS[idx]
-        out.append(("fire", code, name, box))
+        yield "fire", code, name, shape
     # about 1,000 parcels (10 x 10 blocks) per voting precinct
     px, py = max(1, math.ceil(ncols / 10)), max(1, math.ceil(nrows / 10))
-    for idx, box in split(px, py):
-        out.append(("voting_precinct", f"PCT {idx + 1:04d}", f"PRECINCT {idx + 1}", box))
+    for idx, shape in split(px, py):
+        yield "voting_precinct", f"PCT {idx + 1:04d}", f"PRECINCT {idx + 1}", shape
     zx, zy = max(1, math.ceil(ncols / 6)), max(1, math.ceil(nrows / 6))
-    for idx, box in split(zx, zy):
+    for idx, shape in split(zx, zy):
         code, name = ZONING[(idx * 2654435761 >> 7) % len(ZONING)]
-        out.append(("zoning", code, name, box))
-    for idx, box in split(4, 3):
-        out.append(("levy", f"LV-{idx + 1:02d}", f"LEVY AREA {idx + 1}", box))
-    return out
+        yield "zoning", code, name, shape
+    for idx, shape in split(4, 3):
+        yield "levy", f"LV-{idx + 1:02d}", f"LEVY AREA {idx + 1}", shape

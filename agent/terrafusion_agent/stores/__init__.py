@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.stores.base import CentralStore, check_tables
+from terrafusion_agent.stores.base import CentralStore
 
 
 def embedded_central_path(config: Config) -> Optional[Path]:
@@ -26,29 +26,3 @@ def open_central(config: Config, create: bool = False) -> CentralStore:
 
     return PostGISCentral(config.central_url, config.central_schema,
                           config.connect_timeout_seconds, config.statement_timeout_seconds)
-
-
-def init_central(store: CentralStore, tables: tuple[str, ...],
-                 demo_parcels: Optional[int] = None) -> dict:
-    """Create or upgrade the central bookkeeping, optionally load the demo county, check
-    every configured table (one without a primary key is refused by name) and install
-    its change tracking. Safe to run again at any time.
-
-    A table that is missing or has no key is refused before anything is written, so a
-    refused run leaves the central database as it found it (the demo's own tables are
-    checked once the demo has made them)."""
-    from terrafusion_agent import migrate
-    from terrafusion_agent.demo import county
-
-    for name in tables:
-        if demo_parcels is None or name not in county.TABLES:
-            store.table_info(name)
-    migrate.upgrade_central(store)
-    result: dict = {"central": store.describe()}
-    if demo_parcels is not None:
-        result["demo"] = store.create_demo(demo_parcels)
-    result["tables"] = check_tables(store, tables)
-    for name in tables:
-        store.install_tracking(store.table_info(name))
-    store.central_id()
-    return result

@@ -1,15 +1,31 @@
-"""What every store shares: the table description and the row canonicalisation."""
+"""What every store shares: the table description, and the contract each central
+store fulfils (:class:`CentralStore` with its :class:`ReadSession` and
+:class:`WriteSession`), which the sync engine, verify, init-central and the health
+check rely on and nothing more."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Protocol
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Sequence
 
 #: column kinds the engine knows; every database type maps onto one of them. "decimal"
 #: is an exact decimal number that may need more digits than a double keeps (a numeric
 #: of more than 15 digits, or of any): it travels as :class:`decimal.Decimal`.
 KINDS = ("integer", "real", "decimal", "boolean", "text", "date", "datetime", "blob",
          "geometry")
+
+#: a row's primary key values, in key column order
+Key = tuple
+#: a row as the engine compares and writes it: {column: value} (see ``stores.rows``)
+Row = dict[str, Any]
+#: a table formatted for the local copy's bulk load: (row count, ``VALUES`` texts of
+#: SQLite literals, {decimal column: ``VALUES`` texts of (key..., exact digits)})
+Batch = tuple[int, list[str], dict[str, list[str]]]
+#: one packed R*Tree leaf: (node number, cell count, cells, xmin, xmax, ymin, ymax)
+Leaf = tuple
+#: the leaves of a table's packed spatial index, for a given fan-out
+LeafSource = Callable[[int], Iterable[Leaf]]
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,13 @@ class TableInfo:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
 
+    @property
+    def srid(self) -> int:
+        """The geometry column's SRID; only a column of kind "geometry" asks for it."""
+        if self.geometry is None:
+            raise ValueError(f"table {self.name} has no geometry column")
+        return self.geometry.srid
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -71,23 +94,162 @@ class TableInfo:
         )
 
 
-class CentralStore(Protocol):
-    """The central database as the engine sees it (PostGIS or embedded SpatiaLite)."""
+@dataclass(frozen=True)
+class TableSpec:
+    """A table to create: its layout, and what only its creation needs.
 
-    kind: str
+    A column's ``db_type`` names its PostgreSQL type where the kind says too little
+    ("bigint", "numeric(14,2)"); SpatiaLite declares every kind by its own name.
+    """
 
-    def describe(self) -> str: ...
+    info: TableInfo
+    #: the database numbers the rows (a single integer key, left out of loaded rows)
+    numbered_key: bool = False
+    #: column sets whose values are unique
+    unique: tuple[tuple[str, ...], ...] = ()
+    #: (column, the only values it may hold)
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: column sets to index; the geometry column always gets a spatial index
+    indexes: tuple[tuple[str, ...], ...] = ()
 
-    def table_info(self, name: str) -> TableInfo: ...
+    @property
+    def loaded_columns(self) -> tuple[Column, ...]:
+        """The columns of a loaded row, in order."""
+        if self.numbered_key:
+            return tuple(c for c in self.info.columns if c.name != self.info.pk[0])
+        return self.info.columns
 
-    def read_rows(self, info: TableInfo) -> Iterator[tuple]: ...
 
-    def count(self, info: TableInfo) -> int: ...
+class CentralStore(ABC):
+    """The central database as the engine sees it: PostGIS, or an embedded SpatiaLite
+    file. A store that lacks one of these cannot be instantiated.
 
-    def init(self, tables: tuple[str, ...], demo_parcels: Optional[int] = None) -> dict: ...
+    Methods that write rows (:meth:`insert_rows` and the like) run only inside
+    :meth:`write_session`, through its :class:`WriteSession`.
+    """
 
+    @property
+    @abstractmethod
+    def kind(self) -> str:
+        """The database's kind: "postgis" or "spatialite"."""
+
+    @property
+    @abstractmethod
+    def driver_errors(self) -> tuple[type[Exception], ...]:
+        """The driver's exceptions, which the engine words as "central failed" should
+        one escape a store method."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The database as the user may see it (a URL with its password masked)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
+    # --- schema ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def table_exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def table_info(self, name: str) -> TableInfo:
+        """The table's layout; TableError names a missing table or one without a key."""
+
+    @abstractmethod
+    def create_tables(self, tables: Sequence[tuple[TableSpec, Iterable[tuple]]]) -> None:
+        """Create each table and bulk-load its rows, then add its key, constraints and
+        indexes: all in one transaction, so either every table is there, complete, or
+        none is. A row is a tuple of values in :attr:`TableSpec.loaded_columns` order:
+        geometry as WKB, numbers as int, float or Decimal, dates and times as ISO text.
+        A SpatiaLite table has its geometry column last."""
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    @abstractmethod
+    def has_bookkeeping(self) -> bool:
+        """Whether init-central ever ran here (the change log exists)."""
+
+    @abstractmethod
+    def bookkeeping_current(self) -> bool:
+        """Whether the bookkeeping has everything this agent writes."""
+
+    @abstractmethod
+    def install_tracking(self, info: TableInfo) -> None:
+        """Create (or refresh) the change capture of one table; idempotent."""
+
+    @abstractmethod
+    def tracking_installed(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def central_id(self) -> str:
+        """This database's identity, so an agent notices being pointed at another one."""
+
+    @abstractmethod
+    def purge_change_log(self, retention_days: int) -> int:
+        """Drop change-log entries older than the retention; returns how many."""
+
+    @abstractmethod
+    def heartbeat(self, agent: dict[str, Any]) -> None:
+        """Record (or refresh) this agent in ``tf_agents``, durably."""
+
+    @abstractmethod
+    def allocate_keys(self, info: TableInfo, agent_id: str) -> Optional[tuple[int, int]]:
+        """Reserve a block of keys (first, last) for rows digitised offline; None when
+        the table's key cannot have one."""
+
+    @abstractmethod
+    def dependency_order(self, names: list[str]) -> list[str]:
+        """``names`` with every table a foreign key references before the tables
+        referencing it."""
+
+    # --- one pull, one push ---------------------------------------------------------------
+
+    @abstractmethod
+    def read_session(self) -> ContextManager[ReadSession]:
+        """One consistent snapshot for one pull."""
+
+    @abstractmethod
+    def write_session(self, agent_id: str) -> ContextManager[WriteSession]:
+        """One push transaction; the changes it makes are marked with ``agent_id``.
+        Leaving it by an exception rolls everything back."""
+
+    @abstractmethod
+    def receipts(self, agent_id: str, batch_ids: list[str]) -> dict[str, list[str]]:
+        """The receipts of those push batches that committed: {batch id: [JSON parts]}."""
+
+    @abstractmethod
+    def clear_receipts(self, agent_id: str) -> None:
+        """Forget this agent's receipts: it has settled every batch they describe."""
+
+    # --- rows -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def count(self, info: TableInfo) -> int: ...
+
+    @abstractmethod
+    def read_rows(self, info: TableInfo) -> Iterator[tuple]:
+        """Every row in column order: geometry as ISO WKB, numbers as int, float or
+        Decimal, dates and times as text."""
+
+    @abstractmethod
+    def rows_by_key(self, info: TableInfo, keys: list[Key], lock: bool = False
+                    ) -> dict[Key, Row]:
+        """The current rows of ``keys`` (a missing key: no such row); ``lock`` holds them
+        for the enclosing write session."""
+
+    @abstractmethod
+    def insert_rows(self, info: TableInfo, rows: list[Row]) -> None: ...
+
+    @abstractmethod
+    def update_rows(self, info: TableInfo, updates: list[tuple[Key, Row]]) -> None:
+        """``updates``: (key, {column: new value}) pairs."""
+
+    @abstractmethod
+    def delete_rows(self, info: TableInfo, keys: list[Key]) -> None: ...
+
+    @abstractmethod
+    def insert_receipt(self, agent_id: str, batch_id: str, parts: list[str]) -> None:
+        """Store a push batch's receipt (``parts``: JSON texts) in its transaction."""
 
 def check_tables(store: CentralStore, tables: tuple[str, ...]) -> list[dict]:
     """Describe every configured table, refusing a missing one or one without a key by name."""
@@ -118,46 +280,73 @@ def topological(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
     return out
 
 
-class ReadSession:
-    """Reads of one pull inside one consistent snapshot; stores add the change queries."""
+class ReadSession(ABC):
+    """Reads of one pull inside one consistent snapshot."""
 
-    def __init__(self, store):
+    def __init__(self, store: CentralStore):
         self.store = store
+
+    @abstractmethod
+    def checkpoint(self) -> str:
+        """This snapshot, as the checkpoint the next pull starts from."""
+
+    @abstractmethod
+    def lost_since(self, checkpoint: str) -> bool:
+        """True when changes after ``checkpoint`` may have been purged already."""
+
+    @abstractmethod
+    def changed_keys(self, checkpoint: str, agent_id: str) -> dict[str, list[Key]]:
+        """Keys changed by others than ``agent_id`` since ``checkpoint``, per table."""
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         return self.store.read_rows(info)
 
-    def rows_by_key(self, info: TableInfo, keys: list[tuple]) -> dict[tuple, dict]:
+    def rows_by_key(self, info: TableInfo, keys: list[Key]) -> dict[Key, Row]:
         return self.store.rows_by_key(info, keys)
 
     def count(self, info: TableInfo) -> int:
         return self.store.count(info)
 
+    def sql_batches(self, info: TableInfo) -> Optional[Iterator[Batch]]:
+        """The whole table already formatted as SQLite literals, when the store can do
+        that faster than the local side formats rows (the bulk path of a first sync);
+        None otherwise, and :meth:`read_rows` serves."""
+        return None
 
-class WriteSession:
-    """Writes of one push inside one central transaction.
+    def rtree_leaves(self, info: TableInfo) -> Optional[LeafSource]:
+        """The table's spatial index packed centrally, when the store can; else None."""
+        return None
 
-    A store's session adds :meth:`savepoint` (a nested transaction that a refused row
-    rolls back alone), :meth:`refusal` (the server's sentence when an error means
-    "central refuses this row", None for any other error) and :meth:`record_receipt`.
-    """
 
-    def __init__(self, store, agent_id: str):
+class WriteSession(ABC):
+    """Writes of one push inside one central transaction."""
+
+    def __init__(self, store: CentralStore, agent_id: str):
         self.store = store
         self.agent_id = agent_id
 
-    def lock_rows(self, info: TableInfo, keys) -> dict[tuple, dict]:
+    @abstractmethod
+    def savepoint(self) -> ContextManager[None]:
+        """A nested transaction: leaving it by an exception undoes only what it did."""
+
+    @abstractmethod
+    def refusal(self, exc: BaseException) -> Optional[str]:
+        """The server's sentence when ``exc`` means "central refuses this row"; None for
+        any other error."""
+
+    def lock_rows(self, info: TableInfo, keys: Iterable[Key]) -> dict[Key, Row]:
         return self.store.rows_by_key(info, list(keys), lock=True)
 
-    def insert(self, info: TableInfo, rows: list[dict]) -> None:
+    def insert(self, info: TableInfo, rows: list[Row]) -> None:
         self.store.insert_rows(info, rows)
 
-    def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
+    def update(self, info: TableInfo, updates: list[tuple[Key, Row]]) -> None:
         self.store.update_rows(info, updates)
 
-    def delete(self, info: TableInfo, keys: list[tuple]) -> None:
+    def delete(self, info: TableInfo, keys: list[Key]) -> None:
         self.store.delete_rows(info, keys)
 
     def record_receipt(self, batch_id: str, parts: list[str]) -> None:
         """Store what this batch did (``parts``: JSON texts) in the batch's transaction."""
         self.store.insert_receipt(self.agent_id, batch_id, parts)
+

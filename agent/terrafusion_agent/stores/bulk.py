@@ -31,23 +31,19 @@ from terrafusion_agent import faults
 from terrafusion_agent.errors import LocalUnavailable
 from terrafusion_agent.prefetch import Prefetch
 from terrafusion_agent.sql import quote_ident as qi
+from terrafusion_agent.stores.base import Batch, Leaf, LeafSource
 
 log = logging.getLogger("terrafusion.local")
 
 #: cells per node of SQLite's rtree module (RTREE_MAXCELLS)
 FANOUT = 51
-#: ``(node number, cell count, cells, xmin, xmax, ymin, ymax)``
-Leaf = tuple
-LeafSource = Callable[[int], Iterable[Leaf]]
-#: (row count, ``VALUES`` texts, {decimal column: ``VALUES`` texts of its exact digits})
-Batch = tuple[int, list[str], dict[str, list[str]]]
 
 
 def load(conn: sqlite3.Connection, table: str, columns: list[str],
          geometry: Optional[str], batches: Iterable[Batch],
          leaves: Optional[LeafSource] = None,
          progress: Optional[Callable[[int], None]] = None,
-         exact: Optional[Callable[[str, str], None]] = None) -> int:
+         exact: Callable[[str, str], None] = lambda column, values: None) -> int:
     """Insert ``batches`` into the empty ``table``, whose spatial index, if it has a
     geometry, exists and is empty; returns the row count.
 
@@ -58,7 +54,7 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
     caller's transaction.
     """
     index = f"idx_{table}_{geometry}" if geometry else None
-    packed = index is not None and leaves is not None
+    packer: Optional[_Packer] = None
     suspended = _suspend_triggers(conn, table)
     head = f"INSERT INTO {qi(table)} ({', '.join(qi(c) for c in columns)}) VALUES "
     done = 0
@@ -67,7 +63,7 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
     # the table is gone, so restoring them would fail and hide what happened.
     with ExitStack() as stack:
         rows = stack.enter_context(Prefetch(batches))
-        if packed:
+        if index is not None and leaves is not None:
             packer = _Packer(conn, index)
             ahead = stack.enter_context(Prefetch(leaves(packer.fanout), depth=256))
         for count, texts, digits in rows:
@@ -80,7 +76,7 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
             faults.point("pull.mid_bulk_copy")
             if progress:
                 progress(done)
-        if packed:
+        if packer is not None and geometry is not None and index is not None:
             try:
                 packer.clear()
                 for leaf in ahead:
@@ -95,11 +91,11 @@ def load(conn: sqlite3.Connection, table: str, columns: list[str],
                 packer.clear()
                 packer.finish()
                 _fill_index(conn, table, geometry, index)
-        elif index:
+        elif geometry is not None and index is not None:
             _fill_index(conn, table, geometry, index)
     for sql in suspended:
         conn.execute(sql)
-    if geometry:
+    if geometry is not None and index is not None:
         _write_statistics(conn, table, geometry, index, done)
     return done
 
@@ -202,7 +198,7 @@ def _fill_index(conn: sqlite3.Connection, table: str, geometry: str, index: str)
 
 
 def _write_statistics(conn: sqlite3.Connection, table: str, geometry: str,
-                      index: Optional[str], rows: int) -> None:
+                      index: str, rows: int) -> None:
     """Row count and extent for QGIS (what UpdateLayerStatistics records, without its
     per-field scan), read from the spatial index rather than every geometry."""
     ext = conn.execute(f"SELECT min(xmin), min(ymin), max(xmax), max(ymax) FROM {qi(index)}"

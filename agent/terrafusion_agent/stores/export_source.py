@@ -109,7 +109,8 @@ def check_filter(conn: sqlite3.Connection, table: str, where: str) -> None:
     harmless functions; raises :class:`FilterRefused`."""
     refused: list[str] = []
 
-    def authorizer(action, arg1, arg2, dbname, source):
+    def authorizer(action: int, arg1: Optional[str], arg2: Optional[str],
+                   dbname: Optional[str], source: Optional[str]) -> int:
         if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_FUNCTION and not _FILTER_FORBIDDEN.match(arg2 or ""):

@@ -23,7 +23,7 @@ from terrafusion_agent.errors import (
 )
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores import bulk, capture, rows, spatialite
-from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.base import Batch, Column, LeafSource, TableInfo
 from terrafusion_agent.stores.rows import EXACT_TABLE, exact_sql, local_decimal, pk_json_sql
 from terrafusion_agent.timeutil import utc_now
 
@@ -154,8 +154,8 @@ class LocalStore:
 
     def replace_table(self, info: TableInfo, rows: Optional[Iterable[tuple]] = None,
                       progress: Optional[Callable[[int], None]] = None,
-                      sql_batches: Optional[Iterable[tuple[int, list[str]]]] = None,
-                      rtree_leaves: Optional[bulk.LeafSource] = None) -> int:
+                      sql_batches: Optional[Iterable[Batch]] = None,
+                      rtree_leaves: Optional[LeafSource] = None) -> int:
         """Replace the local table with ``rows`` (inside :meth:`writing`); returns the count.
 
         The spatial index is built after the load (much faster than row by row), the
@@ -247,7 +247,7 @@ class LocalStore:
             g = qi(geom)
             where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
             self.conn.executemany(
-                f"UPDATE {_table(info)} SET {g} = GeomFromWKB(?, {int(info.geometry.srid)}) "
+                f"UPDATE {_table(info)} SET {g} = GeomFromWKB(?, {int(info.srid)}) "
                 f"WHERE {where} AND AsBinary({g}) IS NOT ?",
                 [[r.get(geom), *(r[p] for p in info.pk), r.get(geom)] for r in rows])
         if _decimal_indexes(info):
@@ -259,7 +259,7 @@ class LocalStore:
         if len(info.pk) != 1:
             return set(self.rows_by_key(info, keys))
         pk = qi(info.pk[0])
-        found = set()
+        found: set[tuple] = set()
         for start in range(0, len(keys), 5000):
             chunk = json.dumps([k[0] for k in keys[start:start + 5000]])
             found.update((r[0],) for r in self.conn.execute(
@@ -399,7 +399,8 @@ class LocalStore:
              rows.encode_base(info, base), rows.encode_base(info, local),
              rows.encode_base(info, central), now, now if resolution else None, resolution,
              kind, message))
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # an INSERT sets it
+        return cur.lastrowid
 
     def record_rejected(self, info: TableInfo, key: tuple, message: str,
                         base: Optional[dict], local: Optional[dict],
@@ -482,7 +483,8 @@ class LocalStore:
         cur = self.conn.execute(
             "INSERT INTO tf_sync_runs (started_at, result, trigger) VALUES (?, 'running', ?)",
             (started_at or utc_now(), trigger))
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # an INSERT sets it
+        return cur.lastrowid
 
     def finish_run(self, run_id: int, result: str, *, pulled: int = 0, pushed: int = 0,
                    conflicts: int = 0, error: Optional[str] = None,
@@ -681,27 +683,27 @@ class LocalConnection(sqlite3.Connection):
     say the same thing without each catching SQLite's errors; other errors (a bad filter,
     a missing table) stay SQLite's, for the callers that expect them."""
 
-    def __init__(self, database, *args, **kwargs):
+    def __init__(self, database: Union[str, Path], *args: Any, **kwargs: Any):
         super().__init__(database, *args, **kwargs)
         self.path = Path(database)
         self.busy_timeout: Optional[float] = kwargs.get("timeout")
 
-    def cursor(self, factory=None):
+    def cursor(self, factory: Any = None) -> Any:
         return super().cursor(factory or LocalCursor)
 
-    def execute(self, *args):
+    def execute(self, *args: Any) -> Any:
         return self.cursor().execute(*args)
 
-    def executemany(self, *args):
+    def executemany(self, *args: Any) -> Any:
         return self.cursor().executemany(*args)
 
-    def executescript(self, *args):
+    def executescript(self, *args: Any) -> Any:
         return self.cursor().executescript(*args)
 
 
 def _in_words(method: Callable) -> Callable:
     """``method`` of a cursor, raising faults of the local copy as its sentence."""
-    def worded(self, *args, **kwargs):
+    def worded(self: sqlite3.Cursor, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
@@ -727,7 +729,8 @@ class LocalCursor(sqlite3.Cursor):
     __next__ = _in_words(sqlite3.Cursor.__next__)
 
 
-def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]):
+def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]
+             ) -> Iterator[tuple]:
     n = 0
     for row in rows:
         yield row  # executemany inserts it before asking for the next one
@@ -809,8 +812,8 @@ def _table(info: TableInfo) -> str:
     return qi(local_name(info.name))
 
 
-def _value_sql(info: TableInfo, col) -> str:
-    return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
+def _value_sql(info: TableInfo, col: Column) -> str:
+    return f"GeomFromWKB(?, {int(info.srid)})" if col.kind == "geometry" else "?"
 
 
 def _insert_sql(info: TableInfo) -> str:

@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import psycopg
 from psycopg import sql as pgsql
 
 from terrafusion_agent import faults
-from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.redact import redact, redact_url
 from terrafusion_agent.sql import quote_ident as qi
+from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores.base import (
+    Batch,
+    CentralStore,
     Column,
     GeometryInfo,
+    LeafSource,
     ReadSession,
     TableInfo,
+    TableSpec,
     WriteSession,
     topological,
 )
 from terrafusion_agent.stores.rows import to_decimal
-
-log = logging.getLogger("terrafusion.central")
 
 _KIND_BY_TYPE = {
     "int2": "integer", "int4": "integer", "int8": "integer",
@@ -110,7 +111,7 @@ def _unavailable(store: PostGISCentral, exc: Exception) -> CentralUnavailable:
         f"The central database {store.describe()} failed: {_first_line(exc)}.")
 
 
-class PostGISCentral:
+class PostGISCentral(CentralStore):
     """Central store on PostGIS; one psycopg connection, opened on construction."""
 
     kind = "postgis"
@@ -150,7 +151,7 @@ class PostGISCentral:
     def close(self) -> None:
         self.conn.close()
 
-    def _scalar(self, sql: str, params: tuple = ()):
+    def _scalar(self, sql: str, params: tuple = ()) -> Any:
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -243,7 +244,7 @@ class PostGISCentral:
     def install_tracking(self, info: TableInfo) -> None:
         """Create (or refresh) the change-capture trigger of one table (idempotent)."""
         args = ", ".join("'" + p.replace("'", "''") + "'" for p in info.pk)
-        self.execute(
+        self._execute(
             f"CREATE OR REPLACE TRIGGER tf_capture AFTER INSERT OR UPDATE OR DELETE "
             f"ON {self._rel(info.name)} FOR EACH ROW EXECUTE FUNCTION "
             f"{qi(self.schema)}.tf_capture({args})")
@@ -276,7 +277,7 @@ class PostGISCentral:
                     "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
                     "make_interval(days => %s) RETURNING tx) "
                     "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
-                n, max_tx = cur.fetchone()
+                n, max_tx = _one(cur)
                 if n:
                     cur.execute(
                         "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
@@ -356,14 +357,14 @@ class PostGISCentral:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 _durable(cur)
                 cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (self._rel(info.name), pk))
-                seq = cur.fetchone()[0]
+                seq = _one(cur)[0]
                 if seq:
                     size = _SEQUENCE_BLOCK[typ]
                     # ALTER SEQUENCE blocks concurrent nextval until commit, so the
                     # block is ours alone.
                     cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY {size}")
                     cur.execute("SELECT nextval(%s)", (seq,))
-                    last = int(cur.fetchone()[0])
+                    last = int(_one(cur)[0])
                     cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 1")
                     first = last - size + 1
                 elif typ in _HIGH_KEYS:
@@ -371,7 +372,7 @@ class PostGISCentral:
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext('tf_key_blocks'))")
                     cur.execute("SELECT max(last_key) FROM tf_key_blocks WHERE table_name = %s",
                                 (info.name,))
-                    prev = cur.fetchone()[0]
+                    prev = _one(cur)[0]
                     first = max(start, (prev or 0) + 1)
                     last = first + size - 1
                 else:
@@ -414,7 +415,7 @@ class PostGISCentral:
 
     def clear_receipts(self, agent_id: str) -> None:
         """Forget this agent's receipts: it has settled every batch they describe."""
-        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
+        self._execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
 
     def dependency_order(self, names: list[str]) -> list[str]:
         """``names`` with every table referenced by a foreign key before the tables that
@@ -475,7 +476,7 @@ class PostGISCentral:
         if col.kind == "blob":
             return f"coalesce({q}X{q}{q}{q} || encode({c}, 'hex') || {q}{q}{q}{q}, 'NULL')"
         if col.kind == "geometry":
-            srid = int(info.geometry.srid)
+            srid = int(info.srid)
             return (f"coalesce({q}GeomFromWKB(X{q}{q}{q} || encode(ST_AsBinary({c}), 'hex') "
                     f"|| {q}{q}{q}, {srid}){q}, 'NULL')")
         return (f"coalesce({q}{q}{q}{q} || replace(({c})::text, {q}{q}{q}{q}, "
@@ -556,6 +557,8 @@ class PostGISCentral:
         The query runs on a connection of its own in the exported ``snapshot`` of the
         pull, so it sees exactly the rows being copied while they are being copied.
         """
+        if info.geometry is None:
+            return
         g, pk = qi(info.geometry.column), qi(info.pk[0])
         rounded = ", ".join(_float4_rounded(raw, side) + " AS " + raw.replace("r", "")
                             for raw, side in (("xr0", "down"), ("xr1", "up"),
@@ -631,7 +634,7 @@ class PostGISCentral:
 
     def _param(self, info: TableInfo, col: Column) -> str:
         if col.kind == "geometry":
-            return f"ST_GeomFromWKB(%s, {int(info.geometry.srid)})"
+            return f"ST_GeomFromWKB(%s, {int(info.srid)})"
         if col.kind in ("blob",):
             return "%s"
         return f"%s::{col.db_type}" if col.db_type else "%s"
@@ -687,53 +690,67 @@ class PostGISCentral:
 
     # --- setup --------------------------------------------------------------------------
 
-    def create_demo(self, n: int) -> dict:
-        if self.table_exists("parcels"):
-            have = self.count(self.table_info("parcels"))
-            log.info("demo county already present with %d parcels", have)
-            return {"created": False, "parcels": have}
-        dialect = county.Dialect("postgis")
-        s = qi(self.schema)
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.execute(f"""
-                CREATE TABLE {s}.parcels (
-                  prop_id bigint NOT NULL, geo_id text NOT NULL, situs_address text,
-                  owner_name text, legal_desc text, acres numeric(12,4),
-                  land_value numeric(14,2), impr_value numeric(14,2),
-                  market_value numeric(14,2), tax_area_code text, property_use_code text,
-                  year_built integer, geom geometry(MultiPolygon, {county.SRID}))""")
-            cur.execute(f"INSERT INTO {s}.parcels {county.parcels_select(dialect, n)}")
-            cur.execute(f"ALTER TABLE {s}.parcels ADD PRIMARY KEY (prop_id), "
-                        "ADD CONSTRAINT parcels_geo_id_key UNIQUE (geo_id)")
-            cur.execute(f"CREATE INDEX parcels_geom_idx ON {s}.parcels USING gist (geom)")
-            cur.execute(f"""
-                CREATE TABLE {s}.districts (
-                  district_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-                  district_type text NOT NULL CHECK (district_type IN
-                    ('school', 'fire', 'voting_precinct', 'zoning', 'levy')),
-                  code text NOT NULL, name text NOT NULL,
-                  geom geometry(MultiPolygon, {county.SRID}))""")
-            cur.executemany(
-                f"INSERT INTO {s}.districts (district_type, code, name, geom) VALUES "
-                f"(%s, %s, %s, ST_Multi(ST_MakeEnvelope(%s, %s, %s, %s, {county.SRID})))",
-                [(t, c, nm, *box) for t, c, nm, box in county.districts(n)])
-            cur.execute(f"CREATE INDEX districts_geom_idx ON {s}.districts USING gist (geom)")
-            cur.execute(f"""
-                CREATE TABLE {s}.sales (
-                  sale_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-                  prop_id bigint NOT NULL, sale_date date NOT NULL,
-                  sale_price numeric(14,2) NOT NULL)""")
-            cur.execute(f"INSERT INTO {s}.sales (prop_id, sale_date, sale_price) "
-                        f"{county.sales_select(dialect)}")
-            cur.execute(f"CREATE INDEX sales_prop_id_idx ON {s}.sales (prop_id)")
-        with self.conn.cursor() as cur:
-            cur.execute(f"ANALYZE {s}.parcels")
-            cur.execute(f"ANALYZE {s}.districts")
-            cur.execute(f"ANALYZE {s}.sales")
-        return {"created": True, "parcels": n}
+    def create_tables(self, tables: Sequence[tuple[TableSpec, Iterable[tuple]]]) -> None:
+        name = ""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                for spec, rows in tables:
+                    name = spec.info.name
+                    self._create_table(cur, spec, rows)
+            with self.conn.cursor() as cur:
+                for spec, _ in tables:
+                    # the first queries on a freshly loaded table need its statistics
+                    cur.execute(f"ANALYZE {self._rel(spec.info.name)}")
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise TerraFusionError(f"The central database {self.describe()} cannot create "
+                                   f"table {name}: {_first_line(exc)}.") from None
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        """Run one statement (for the engine's bookkeeping and for tests)."""
+    def _create_table(self, cur: psycopg.Cursor, spec: TableSpec, rows: Iterable[tuple]
+                      ) -> None:
+        info = spec.info
+        rel = self._rel(info.name)
+        choices = dict(spec.choices)
+        defs = []
+        for c in info.columns:
+            decl = f"{qi(c.name)} {_declared_type(info, c)}"
+            if spec.numbered_key and c.name == info.pk[0]:
+                decl += " GENERATED BY DEFAULT AS IDENTITY"
+            elif not c.nullable:
+                decl += " NOT NULL"
+            if c.name in choices:
+                allowed = ", ".join(ql(v) for v in choices[c.name])
+                decl += f" CHECK ({qi(c.name)} IN ({allowed}))"
+            defs.append(decl)
+        cur.execute(f"CREATE TABLE {rel} ({', '.join(defs)})")
+        loaded = spec.loaded_columns
+        with cur.copy(f"COPY {rel} ({_names(c.name for c in loaded)}) FROM STDIN") as copy:
+            lines: list[str] = []
+            for line in _copy_lines(info, loaded, rows):
+                lines.append(line)
+                if len(lines) == 1000:
+                    copy.write("\n".join(lines) + "\n")
+                    lines = []
+            if lines:
+                copy.write("\n".join(lines) + "\n")
+        # the key, constraints and indexes once over the loaded rows: much faster than
+        # keeping them up to date row by row
+        adds = [f"ADD PRIMARY KEY ({_names(info.pk)})"] + [
+            f"ADD CONSTRAINT {qi('_'.join((info.name, *cols, 'key')))} UNIQUE ({_names(cols)})"
+            for cols in spec.unique]
+        cur.execute(f"ALTER TABLE {rel} {', '.join(adds)}")
+        if info.geometry is not None:
+            g = info.geometry.column
+            cur.execute(f"CREATE INDEX {qi(f'{info.name}_{g}_idx')} ON {rel} USING gist "
+                        f"({qi(g)})")
+        for cols in spec.indexes:
+            cur.execute(f"CREATE INDEX {qi('_'.join((info.name, *cols, 'idx')))} ON {rel} "
+                        f"({_names(cols)})")
+
+    def _execute(self, sql: str, params: Union[Sequence[Any], Mapping[str, Any]] = ()
+                 ) -> None:
+        """Run one statement of this store's own, its errors in words."""
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -744,10 +761,76 @@ class PostGISCentral:
                                    f"{_first_line(exc)}.") from None
 
 
-def _durable(cur) -> None:
+#: PostgreSQL's type for a column whose ``db_type`` does not name one
+_TYPE_BY_KIND = {
+    "integer": "bigint", "real": "double precision", "decimal": "numeric",
+    "boolean": "boolean", "text": "text", "date": "date", "datetime": "timestamp",
+    "blob": "bytea",
+}
+_DIMS_SUFFIX = {"XY": "", "XYZ": "Z", "XYM": "M", "XYZM": "ZM"}
+#: COPY's text format: NULL, and how a text value escapes its special characters
+_COPY_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(qi(n) for n in names)
+
+
+def _declared_type(info: TableInfo, col: Column) -> str:
+    g = info.geometry
+    if col.kind == "geometry" and g is not None and col.name == g.column:
+        if g.geometry_type not in _BASE_TYPES or g.dims not in _DIMS_SUFFIX:
+            raise TableError(f"Table {info.name}: no geometry type "
+                             f"{g.geometry_type} {g.dims}.")
+        return f"geometry({g.geometry_type}{_DIMS_SUFFIX[g.dims]}, {int(g.srid)})"
+    return col.db_type or _TYPE_BY_KIND.get(col.kind, "text")
+
+
+def _copy_format(info: TableInfo, col: Column) -> Callable[[Any], str]:
+    """How COPY's text format writes a value of ``col`` (not NULL), but for the
+    escapes a text needs (see :func:`_copy_lines`)."""
+    if col.kind == "geometry":
+        srid = f"SRID={int(info.srid)};"
+        return lambda wkb: srid + bytes(wkb).hex()
+    if col.kind == "blob":
+        return lambda value: "\\\\x" + bytes(value).hex()
+    return str
+
+
+def _copy_lines(info: TableInfo, columns: tuple[Column, ...], rows: Iterable[tuple]
+                ) -> Iterator[str]:
+    """``rows`` as lines of COPY's text format.
+
+    Escaping every text costs as much as the rest of the line, so a line is joined
+    as it is and escaped only when it shows a character that needs it: more tabs
+    than separate its columns, a line break, or a backslash besides the NULLs' (a
+    line with a blob, written after a backslash, always takes that path)."""
+    formats = [_copy_format(info, c) for c in columns]
+    texts = [c.kind not in ("geometry", "blob") for c in columns]
+    tabs = len(columns) - 1
+    for row in rows:
+        parts = [_COPY_NULL if v is None else f(v) for f, v in zip(formats, row)]
+        line = "\t".join(parts)
+        if (line.count("\t") != tabs or "\n" in line or "\r" in line
+                or line.count("\\") != row.count(None)):
+            line = "\t".join([p.translate(_COPY_ESCAPES) if text and v is not None else p
+                              for p, v, text in zip(parts, row, texts)])
+        yield line
+
+
+def _durable(cur: psycopg.Cursor) -> None:
     """This transaction's commit is flushed before it is acknowledged, whatever the
     server's default (some servers run ``synchronous_commit = off`` for speed)."""
     cur.execute("SET LOCAL synchronous_commit = on")
+
+
+def _one(cur: psycopg.Cursor) -> tuple:
+    """The row of a statement that always returns exactly one."""
+    row = cur.fetchone()
+    if row is None:
+        raise psycopg.ProgrammingError("the statement returned no row")
+    return row
 
 
 #: SQLSTATE classes meaning "central refuses this row": data exceptions, integrity
@@ -756,6 +839,8 @@ _REFUSALS = ("22", "23", "P0001", "42501", "44000")
 
 
 class PgWriteSession(WriteSession):
+    store: PostGISCentral
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         with self.store.conn.transaction():
@@ -774,6 +859,8 @@ class PgWriteSession(WriteSession):
 
 class PgReadSession(ReadSession):
     """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull."""
+
+    store: PostGISCentral
 
     def checkpoint(self) -> str:
         """This snapshot, as the checkpoint the next pull starts from."""
@@ -804,10 +891,10 @@ class PgReadSession(ReadSession):
                 out.setdefault(table, []).append(tuple(json.loads(pk)))
         return out
 
-    def sql_batches(self, info: TableInfo) -> Iterator[tuple[int, list[str]]]:
+    def sql_batches(self, info: TableInfo) -> Iterator[Batch]:
         return self.store.sql_batches(info)
 
-    def rtree_leaves(self, info: TableInfo) -> Optional[Callable[[int], Iterator[tuple]]]:
+    def rtree_leaves(self, info: TableInfo) -> Optional[LeafSource]:
         """For a spatial table keyed by one integer: a generator of its packed R*Tree
         leaves for a given fan-out (see :meth:`PostGISCentral.rtree_leaves`)."""
         pk = next(c for c in info.columns if c.name == info.pk[0])

@@ -28,21 +28,16 @@ import json
 import math
 import struct
 from decimal import Decimal, InvalidOperation
-from typing import Any, Optional
+from typing import Any, Literal, Optional, overload
 
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
-from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.base import Row, TableInfo
 
-Row = dict[str, Any]
 #: the local table holding the exact digits of decimals their double column cannot hold:
 #: (table_name, pk_json, column_name, value, approx), ``approx`` being the double the
 #: column held when the value was stored there
 EXACT_TABLE = "tf_decimals"
-
-
-def pk_of(info: TableInfo, row: Row) -> tuple:
-    return tuple(row[c] for c in info.pk)
 
 
 def pk_json(pk: tuple) -> str:
@@ -135,8 +130,16 @@ def _decimal_key(value: Any) -> Any:
         return "0"  # 0, 0.000000 and -0
     sign, digits, exponent = number.as_tuple()
     text = "".join(map(str, digits)).rstrip("0")
-    exponent += len(digits) - len(text)
+    exponent = int(exponent) + len(digits) - len(text)  # finite: an int
     return f"{'-' if sign else ''}{text}e{exponent}"
+
+
+@overload
+def decode_base(info: TableInfo, text: str) -> Row: ...
+
+
+@overload
+def decode_base(info: TableInfo, text: Optional[str]) -> Optional[Row]: ...
 
 
 def decode_base(info: TableInfo, text: Optional[str]) -> Optional[Row]:
@@ -236,7 +239,7 @@ def is_empty_wkb(wkb: bytes) -> bool:
     these as NULL, so the engine treats EMPTY and NULL as the same value."""
     if len(wkb) != 9:
         return False
-    order = "little" if wkb[0] == 1 else "big"
+    order: Literal["little", "big"] = "little" if wkb[0] == 1 else "big"
     return int.from_bytes(wkb[5:9], order) == 0
 
 

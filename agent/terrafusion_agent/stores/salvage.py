@@ -167,7 +167,7 @@ class DamagedCopy:
     def _bounds(self, table: str) -> tuple[int, Optional[int]]:
         """(first rowid to look from, last rowid or None when unreadable)."""
         assert self.conn is not None
-        bounds = []
+        bounds: list[Any] = []
         for fn, fallback in (("min", 1), ("max", None)):  # rowids start at 1 unless forced
             try:
                 value = self.conn.execute(f"SELECT {fn}(rowid) FROM {table}").fetchone()[0]

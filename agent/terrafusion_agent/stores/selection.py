@@ -8,11 +8,13 @@ quoted.
 
 from __future__ import annotations
 
+from typing import Any
+
 from terrafusion_agent.sql import quote_ident
 from terrafusion_agent.stores.base import TableInfo
 
 
-def sql_literal(value, kind: str) -> str:
+def sql_literal(value: Any, kind: str) -> str:
     """A key value as an SQLite literal (keys are numbers or text, never NULL)."""
     if kind in ("integer", "boolean"):
         return str(int(value))

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from terrafusion_agent import faults
-from terrafusion_agent.demo import county
 from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
 from terrafusion_agent.stores.base import (
+    CentralStore,
     Column,
     GeometryInfo,
     ReadSession,
     TableInfo,
+    TableSpec,
     WriteSession,
     topological,
 )
 from terrafusion_agent.stores.rows import local_decimal
 
-log = logging.getLogger("terrafusion.central")
 
-
-class SpatiaLiteCentral:
+class SpatiaLiteCentral(CentralStore):
     """Central store in a SpatiaLite file. ``create`` allows making a new file (init)."""
 
     kind = "spatialite"
@@ -169,7 +167,7 @@ class SpatiaLiteCentral:
 
     def heartbeat(self, agent: dict) -> None:
         """Record (or refresh) this agent in ``tf_agents``."""
-        self.execute(
+        self._execute(
             "INSERT INTO tf_agents (agent_id, hostname, local_path, version, registered_at, "
             "last_seen_at) VALUES (:agent_id, :hostname, :local_path, :version, :now, :now) "
             "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
@@ -240,7 +238,7 @@ class SpatiaLiteCentral:
         return out
 
     def clear_receipts(self, agent_id: str) -> None:
-        self.execute("DELETE FROM tf_push_receipts WHERE agent_id = ?", (agent_id,))
+        self._execute("DELETE FROM tf_push_receipts WHERE agent_id = ?", (agent_id,))
 
     def dependency_order(self, names: list[str]) -> list[str]:
         edges = []
@@ -285,11 +283,11 @@ class SpatiaLiteCentral:
                 out[tuple(row[i] for i in pk_idx)] = dict(zip(names, row))
         return out
 
-    def _value_sql(self, info: TableInfo, col) -> str:
-        return f"GeomFromWKB(?, {int(info.geometry.srid)})" if col.kind == "geometry" else "?"
+    def _value_sql(self, info: TableInfo, col: Column) -> str:
+        return f"GeomFromWKB(?, {int(info.srid)})" if col.kind == "geometry" else "?"
 
     @staticmethod
-    def _value(col, value):
+    def _value(col: Column, value: Any) -> Any:
         """A value as SQLite binds it: a Decimal (which it cannot bind) as the number it
         stores, an integer when it is one, else the nearest double or, when that would
         change it, the digits (a NUMERIC column then stores what it can)."""
@@ -324,59 +322,98 @@ class SpatiaLiteCentral:
         self.conn.executemany(f"DELETE FROM {qi(info.name)} WHERE {where}",
                               [list(k) for k in keys])
 
-    def create_demo(self, n: int) -> dict:
-        if self.table_exists("parcels"):
-            have = self.count(self.table_info("parcels"))
-            log.info("demo county already present with %d parcels", have)
-            return {"created": False, "parcels": have}
-        dialect = county.Dialect("spatialite")
-        srid = county.SRID
+    # --- setup --------------------------------------------------------------------------
+
+    def create_tables(self, tables: Sequence[tuple[TableSpec, Iterable[tuple]]]) -> None:
         c = self.conn
+        name = ""
+        c.execute("BEGIN")
         try:
-            c.execute("BEGIN")
-            c.execute("""
-                CREATE TABLE parcels (
-                  prop_id INTEGER NOT NULL PRIMARY KEY, geo_id TEXT NOT NULL UNIQUE,
-                  situs_address TEXT, owner_name TEXT, legal_desc TEXT, acres DOUBLE,
-                  land_value DOUBLE, impr_value DOUBLE, market_value DOUBLE,
-                  tax_area_code TEXT, property_use_code TEXT, year_built INTEGER)""")
-            c.execute(f"SELECT AddGeometryColumn('parcels', 'geom', {srid}, 'MULTIPOLYGON', 'XY')")
-            cols = ("prop_id, geo_id, situs_address, owner_name, legal_desc, acres, land_value, "
-                    "impr_value, market_value, tax_area_code, property_use_code, year_built, geom")
-            c.execute(f"INSERT INTO parcels ({cols}) {county.parcels_select(dialect, n)}")
-            c.execute("SELECT CreateSpatialIndex('parcels', 'geom')")
-            c.execute("""
-                CREATE TABLE districts (
-                  district_id INTEGER NOT NULL PRIMARY KEY,
-                  district_type TEXT NOT NULL CHECK (district_type IN
-                    ('school', 'fire', 'voting_precinct', 'zoning', 'levy')),
-                  code TEXT NOT NULL, name TEXT NOT NULL)""")
-            c.execute("SELECT AddGeometryColumn('districts', 'geom', ?, 'MULTIPOLYGON', 'XY')",
-                      (srid,))
-            c.executemany(
-                "INSERT INTO districts (district_type, code, name, geom) VALUES "
-                f"(?, ?, ?, CastToMultiPolygon(BuildMbr(?, ?, ?, ?, {srid})))",
-                [(t, code, nm, *box) for t, code, nm, box in county.districts(n)])
-            c.execute("SELECT CreateSpatialIndex('districts', 'geom')")
-            c.execute("""
-                CREATE TABLE sales (
-                  sale_id INTEGER NOT NULL PRIMARY KEY, prop_id INTEGER NOT NULL,
-                  sale_date DATE NOT NULL, sale_price DOUBLE NOT NULL)""")
-            c.execute("INSERT INTO sales (prop_id, sale_date, sale_price) "
-                      f"{county.sales_select(dialect)}")
-            c.execute("CREATE INDEX sales_prop_id_idx ON sales (prop_id)")
+            for spec, rows in tables:
+                name = spec.info.name
+                self._create_table(spec, rows)
             c.execute("COMMIT")
         except sqlite3.Error as exc:
-            c.execute("ROLLBACK")
-            raise TerraFusionError(f"The demo county could not be created: {exc}.") from None
-        return {"created": True, "parcels": n}
+            if c.in_transaction:  # SQLite may have rolled back on its own (a full disk)
+                c.execute("ROLLBACK")
+            raise TerraFusionError(f"The central database {self.describe()} cannot create "
+                                   f"table {name}: {exc}.") from None
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
 
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        """Run one statement (for the engine's bookkeeping and for tests)."""
+    def _create_table(self, spec: TableSpec, rows: Iterable[tuple]) -> None:
+        info = spec.info
+        g = info.geometry
+        table = qi(info.name)
+        rowid_key = len(info.pk) == 1 and any(
+            c.name == info.pk[0] and c.kind == "integer" for c in info.columns)
+        defs = []
+        for col in info.columns:
+            if g is not None and col.name == g.column:
+                continue  # AddGeometryColumn adds it, last
+            decl = f"{qi(col.name)} {_DECLARED[col.kind]}"
+            if not col.nullable:
+                decl += " NOT NULL"
+            if rowid_key and col.name == info.pk[0]:
+                decl += " PRIMARY KEY"  # the rowid itself: it numbers rows without a key
+            defs.append(decl)
+        if not rowid_key:
+            defs.append(f"PRIMARY KEY ({_names(info.pk)})")
+        defs += [f"UNIQUE ({_names(cols)})" for cols in spec.unique]
+        defs += [f"CHECK ({qi(col)} IN ({', '.join(ql(v) for v in values)}))"
+                 for col, values in spec.choices]
+        c = self.conn
+        c.execute(f"CREATE TABLE {table} ({', '.join(defs)})")
+        if g is not None:
+            added = c.execute("SELECT AddGeometryColumn(?, ?, ?, ?, ?)", (
+                info.name, g.column, g.srid, g.geometry_type, g.dims)).fetchone()[0]
+            if not added:
+                raise TableError(f"Table {info.name}: SpatiaLite refused geometry column "
+                                 f"{g.column} ({g.geometry_type} {g.dims}, EPSG:{g.srid}).")
+        loaded = spec.loaded_columns
+        c.executemany(f"INSERT INTO {table} ({_names(c.name for c in loaded)}) VALUES "
+                      f"({', '.join(self._value_sql(info, col) for col in loaded)})",
+                      _bindable(loaded, rows))
+        # the spatial index from the loaded rows at once, not entry by entry
+        if g is not None:
+            c.execute("SELECT CreateSpatialIndex(?, ?)", (info.name, g.column))
+        for cols in spec.indexes:
+            c.execute(f"CREATE INDEX {qi('_'.join((info.name, *cols, 'idx')))} ON {table} "
+                      f"({_names(cols)})")
+
+    def _execute(self, sql: str, params: Union[Sequence[Any], Mapping[str, Any]] = ()
+                 ) -> None:
+        """Run one statement of this store's own, its errors in words."""
         try:
             self.conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise TerraFusionError(f"The central database refused a statement: {exc}.") from None
+
+
+#: declared type of each kind; a decimal declared NUMERIC reads back as a decimal (the
+#: local copy's DOUBLE is for QGIS, which reads only REAL, DOUBLE and FLOAT as numbers)
+_DECLARED = {**spatialite.KIND_DECL, "decimal": "NUMERIC"}
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(qi(n) for n in names)
+
+
+def _bindable(columns: tuple[Column, ...], rows: Iterable[tuple]) -> Iterator[tuple]:
+    """``rows`` as SQLite binds them: a Decimal (which it cannot bind) as the number it
+    stores."""
+    numbers = [i for i, c in enumerate(columns) if c.kind in ("real", "decimal")]
+    for row in rows:
+        if any(isinstance(row[i], Decimal) for i in numbers):
+            values = list(row)
+            for i in numbers:
+                if isinstance(values[i], Decimal):
+                    values[i] = (SpatiaLiteCentral._value(columns[i], values[i])
+                                 if columns[i].kind == "decimal" else float(values[i]))
+            row = tuple(values)
+        yield row
 
 
 def _trigger_names(table: str) -> list[str]:
@@ -384,6 +421,7 @@ def _trigger_names(table: str) -> list[str]:
 
 
 class SqliteWriteSession(WriteSession):
+    store: SpatiaLiteCentral
     _savepoints = 0
 
     @contextmanager
@@ -408,6 +446,8 @@ class SqliteWriteSession(WriteSession):
 
 class SqliteReadSession(ReadSession):
     """Reads of one pull inside one SQLite read transaction."""
+
+    store: SpatiaLiteCentral
 
     def checkpoint(self) -> str:
         return str(self.store.conn.execute(

@@ -100,6 +100,7 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
 def _merge(info: TableInfo, o: Outcome, mine: set[str], theirs: set[str]) -> None:
     """Local's changed columns go to central; central's other changes come to local."""
     local, central = o.local, o.central
+    assert local is not None and central is not None  # a merge needs both rows
     o.central_update = {c: local[c] for c in sorted(mine) if not same(info, c, local, central)}
     merged = dict(central)
     merged.update({c: local[c] for c in mine})

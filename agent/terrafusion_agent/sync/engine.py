@@ -13,7 +13,8 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Optional, Union
 
 from terrafusion_agent import __version__, faults
 from terrafusion_agent.config import Config
@@ -26,15 +27,14 @@ from terrafusion_agent.errors import (
 )
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import capture, open_central
+from terrafusion_agent.stores.base import CentralStore, TableInfo
 from terrafusion_agent.stores.local import LocalStore, local_error
-from terrafusion_agent.sync.pull import pull
+from terrafusion_agent.sync.pull import Progress, pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.sync")
 
-#: progress(table, rows_done, rows_total)
-Progress = Callable[[str, int, int], None]
 #: refill the block of offline keys when fewer than this many are left
 KEYS_LOW_WATER = 1000
 
@@ -109,7 +109,9 @@ def run_sync(config: Config, trigger: str = "manual",
         _finish(local, run_id, "failed", summary, redact(message),
                 write_now=not isinstance(error, LocalBusy))
         local.close()
-        error.sync_run = {k: summary[k] for k in ("id", "pulled", "pushed", "conflicts")}
+        # any exception carries the run, also one that is not a TerraFusionError
+        error.sync_run = {  # type: ignore[attr-defined]
+            k: summary[k] for k in ("id", "pulled", "pushed", "conflicts")}
         if isinstance(error, TerraFusionError):
             log.error("sync %d failed: %s", run_id, redact(message))
         if error is exc:
@@ -199,7 +201,7 @@ def _finish(local: LocalStore, run_id: int, result: str, summary: dict,
     _defer(local.path, record)
 
 
-def _defer(path, record: dict) -> None:
+def _defer(path: Union[str, Path], record: dict) -> None:
     with _pending_lock:
         _pending_records.setdefault(str(path), []).append(record)
 
@@ -213,12 +215,12 @@ def _write_record(local: LocalStore, r: dict) -> None:
                      error=r["error"], finished_at=r["finished_at"])
 
 
-def _deferred(path) -> list[dict]:
+def _deferred(path: Union[str, Path]) -> list[dict]:
     with _pending_lock:
         return list(_pending_records.get(str(path), []))
 
 
-def _forget(path, written: list[dict]) -> None:
+def _forget(path: Union[str, Path], written: list[dict]) -> None:
     with _pending_lock:
         left = [r for r in _pending_records.get(str(path), [])
                 if not any(r is w for w in written)]
@@ -230,7 +232,7 @@ def _record_earlier_attempts(local: LocalStore, records: list[dict]) -> None:
         _write_record(local, record)
 
 
-def _sync(central, local: LocalStore, config: Config, summary: dict,
+def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dict,
           progress: Optional[Progress], stop: Optional[threading.Event]) -> None:
     agent_id = local.agent_id()
     infos = _tracked_tables(central, config)
@@ -243,7 +245,7 @@ def _sync(central, local: LocalStore, config: Config, summary: dict,
     central.purge_change_log(config.retention_days)
 
 
-def _tracked_tables(central, config: Config) -> dict:
+def _tracked_tables(central: CentralStore, config: Config) -> dict[str, TableInfo]:
     if not central.has_bookkeeping():
         raise TerraFusionError(
             f"The central database {central.describe()} has no TerraFusion change tracking; "
@@ -264,7 +266,8 @@ def _tracked_tables(central, config: Config) -> dict:
     return infos
 
 
-def _refill_keys(central, local: LocalStore, infos: dict, agent_id: str) -> None:
+def _refill_keys(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
+                 agent_id: str) -> None:
     """Keep a block of permanent keys for rows digitised offline in each table."""
     for name, info in infos.items():
         if not capture.has_key_allocation(info):

@@ -9,14 +9,16 @@ edit waiting to be pushed are left alone here: the push compares them three ways
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from terrafusion_agent import faults
 from terrafusion_agent.errors import NotFound
-from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.base import CentralStore, Key, ReadSession, TableInfo
 from terrafusion_agent.stores.local import LocalStore
 
 log = logging.getLogger("terrafusion.sync")
+#: progress(table, rows_done, rows_total)
+Progress = Callable[[str, int, int], None]
 
 CHECKPOINT = "central_checkpoint"
 CENTRAL_ID = "central_id"
@@ -27,8 +29,9 @@ def same_layout(a: TableInfo, b: TableInfo) -> bool:
             and [(c.name, c.kind) for c in a.columns] == [(c.name, c.kind) for c in b.columns])
 
 
-def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent: dict,
-         summary: dict, progress: Optional[Callable[[str, int, int], None]] = None) -> None:
+def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
+         agent: dict[str, Any], summary: dict[str, Any],
+         progress: Optional[Progress] = None) -> None:
     """``agent``: this agent's heartbeat row (see ``central.heartbeat``)."""
     agent_id = agent["agent_id"]
     central_id = central.central_id()
@@ -41,7 +44,8 @@ def pull(central, local: LocalStore, infos: dict[str, TableInfo], agent: dict,
             if resync and checkpoint is not None:
                 log.warning("checkpoint %s is no longer usable: copying every table again",
                             checkpoint)
-            changed = {} if resync else rs.changed_keys(checkpoint, agent_id)
+            changed = ({} if resync or checkpoint is None
+                       else rs.changed_keys(checkpoint, agent_id))
             faults.point("pull.after_snapshot")
             for name, info in infos.items():
                 local_info = _local_info(local, name)
@@ -74,25 +78,26 @@ def _local_info(local: LocalStore, name: str) -> Optional[TableInfo]:
         return None
 
 
-def _full_copy(rs, local: LocalStore, info: TableInfo, old: Optional[TableInfo],
-               progress) -> int:
+def _full_copy(rs: ReadSession, local: LocalStore, info: TableInfo,
+               old: Optional[TableInfo], progress: Optional[Progress]) -> int:
     """Copy the whole table, keeping every pending local edit in place (a first sync,
     a table whose columns changed centrally, or a checkpoint too old to continue from)."""
     # rows waiting for central's version ("keep central") take the fresh copy's
     refetch = ({e["pk"] for e in local.pending(info.name, ("refetch",))}
                if old is not None else set())
     keys = local.pending_keys(info.name) - refetch if old is not None else set()
-    kept = local.rows_by_key(old, keys) if keys else {}
+    kept = local.rows_by_key(old, keys) if old is not None and keys else {}
     total = rs.count(info) if progress else 0
     report = (lambda done: progress(info.name, done, total)) if progress else None
-    if hasattr(rs, "sql_batches"):
-        n = local.replace_table(info, None, report, sql_batches=rs.sql_batches(info),
+    batches = rs.sql_batches(info)
+    if batches is not None:
+        n = local.replace_table(info, None, report, sql_batches=batches,
                                 rtree_leaves=rs.rtree_leaves(info))
     else:
         n = local.replace_table(info, rs.read_rows(info), report)
     if old is not None and not same_layout(old, info):
         faults.point("schema.mid_rebuild")
-    if keys and _kinds_changed(old, info):
+    if old is not None and keys and _kinds_changed(old, info):
         local.rewrite_bases(old, info)
     for key in refetch:
         local.drop_change(info.name, key)
@@ -116,8 +121,8 @@ def _kinds_changed(old: TableInfo, new: TableInfo) -> bool:
     return any(kinds.get(c.name, c.kind) != c.kind for c in new.columns)
 
 
-def _apply_changes(rs, local: LocalStore, info: TableInfo, keys: list[tuple],
-                   summary: dict) -> int:
+def _apply_changes(rs: ReadSession, local: LocalStore, info: TableInfo, keys: list[Key],
+                   summary: dict[str, Any]) -> int:
     refetch = [e["pk"] for e in local.pending(info.name, ("refetch",))]
     if not keys and not refetch:
         return 0

@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 from terrafusion_agent import faults
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import NotFound, SyncCancelled
-from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.base import CentralStore, TableInfo, WriteSession
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
@@ -37,7 +37,7 @@ log = logging.getLogger("terrafusion.sync")
 BATCH = 500
 
 
-def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
+def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
          config: Config, summary: dict, stop: Optional[threading.Event] = None,
          progress: Optional[Callable[[str, int, int], None]] = None) -> None:
     queue = {name: local.pending(name) for name in infos}
@@ -85,7 +85,7 @@ def push(central, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
     central.clear_receipts(agent_id)
 
 
-def _write(ws, planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]]
+def _write(ws: WriteSession, planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]]
            ) -> dict[tuple[str, tuple], str]:
     """Write every outcome centrally; returns the refused rows with the server's message.
 
@@ -110,7 +110,7 @@ def _write(ws, planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]]
     return {k: v[3] for k, v in refused.items()}
 
 
-def _apply(ws, op: str, info: TableInfo, outcomes: list[Outcome]
+def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]
            ) -> list[tuple[Outcome, str]]:
     """Apply one step in a savepoint; when central refuses it, row by row to find which
     rows it refuses. Returns those rows with the server's message."""
@@ -139,9 +139,9 @@ def _apply(ws, op: str, info: TableInfo, outcomes: list[Outcome]
     return out
 
 
-def _step(ws, op: str, info: TableInfo, outcomes: list[Outcome]) -> None:
+def _step(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]) -> None:
     if op == "insert":
-        ws.insert(info, [o.central_insert for o in outcomes])
+        ws.insert(info, [o.central_insert for o in outcomes if o.central_insert is not None])
     elif op == "update":
         ws.update(info, [(o.key, o.central_update) for o in outcomes])
     else:
@@ -185,7 +185,7 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
         summary["rejected"] = summary.get("rejected", 0) + 1
         local.record_rejected(info, key, record["rejected"], decode_base(info, record["base"]),
                               pushed_local, decode_base(info, record["central"]))
-        if untouched:
+        if entry is not None and untouched:
             local.set_entry_state(entry["id"], "rejected")
         return  # an edit made since stays pending: the next sync tries it
     if record["op"]:
@@ -204,10 +204,11 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
                  record["resolution"])
     if (info.name, key) in refused_before:
         local.settle_rejected(info.name, key)
-    if untouched:
+    if entry is not None and untouched:
         if record["apply"] == "delete":
             local.delete_rows(info, [key])
         elif record["apply"] == "upsert":
+            assert after is not None  # the receipt of an upsert holds the row
             local.upsert_rows(info, [after])
         local.delete_entry(entry["id"])
         return
@@ -252,7 +253,8 @@ def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Option
     local.put_entry(info.name, key, "update", encode_base(info, base))
 
 
-def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: dict) -> None:
+def settle_unacknowledged(central: CentralStore, local: LocalStore, agent_id: str,
+                          summary: dict) -> None:
     """Settle push batches that an earlier run committed centrally but died before
     settling locally (their ids are still recorded locally), from central's receipts.
     A batch without a receipt never committed: its edits are still pending as they were."""
@@ -273,8 +275,9 @@ def settle_unacknowledged(central, local: LocalStore, agent_id: str, summary: di
                             infos[name] = local.table_info(name)
                         except NotFound:  # no longer synced
                             infos[name] = None
-                    if infos[name] is not None:
-                        settle(local, infos[name], record, summary, refused_before)
+                    info = infos[name]
+                    if info is not None:
+                        settle(local, info, record, summary, refused_before)
                         settled += 1
             local.end_batch(batch_id)
         faults.point("settle.before_local_commit")

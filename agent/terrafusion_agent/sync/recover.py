@@ -28,7 +28,7 @@ from terrafusion_agent.config import Config
 from terrafusion_agent.errors import AgentBusy, LocalUnavailable
 from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.stores.local import LocalStore
-from terrafusion_agent.stores.salvage import DamagedCopy, Unreadable, restore_edit
+from terrafusion_agent.stores.salvage import DamagedCopy, Edit, Unreadable, restore_edit
 from terrafusion_agent.sync.engine import Progress, run_sync
 
 log = logging.getLogger("terrafusion.sync")
@@ -101,7 +101,7 @@ def _reapply(damaged: DamagedCopy, work: Path, config: Config) -> tuple[int, lis
             for edit in damaged.edits():
                 info = synced.get(edit.table)
 
-                def lose(reason: str, edit=edit) -> None:
+                def lose(reason: str, edit: Edit = edit) -> None:
                     lost.append({"table": edit.table, "key": list(edit.key), "op": edit.op,
                                  "reason": reason})
 

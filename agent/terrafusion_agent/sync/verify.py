@@ -12,7 +12,8 @@ import hashlib
 from typing import Any, Iterable
 
 from terrafusion_agent.errors import NotFound
-from terrafusion_agent.stores.base import TableInfo
+from terrafusion_agent.stores.base import CentralStore, TableInfo
+from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import canonical
 
 _MOD = 1 << 128
@@ -45,7 +46,7 @@ def digest(info: TableInfo, rows: Iterable[tuple]) -> tuple[int, str]:
     return count, f"{total:032x}"
 
 
-def verify(central, local, tables: Iterable[str]) -> dict:
+def verify(central: CentralStore, local: LocalStore, tables: Iterable[str]) -> dict:
     """Per table: counts and digests on both sides; ``ok`` only when all are equal."""
     report: dict = {"ok": True, "tables": {}}
     for name in tables:
