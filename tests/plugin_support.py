@@ -27,6 +27,36 @@ from osgeo import ogr
 from qgis.core import QgsProject, QgsSettings, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication, QEvent, Qt
 
+#: what the plugin test modules take with ``from plugin_support import *``: fixtures by
+#: name, and the helpers they share
+__all__ = [
+    "DEMO_PARCELS",
+    "REPO",
+    "WAIT_MS",
+    "_add_layers",
+    "_agent_cli",
+    "_clean_env",
+    "_epsg",
+    "_field_names",
+    "_find",
+    "_flush_deletes",
+    "_free_port",
+    "_group_layers",
+    "_layer_of",
+    "_local_count",
+    "_make_conflict",
+    "_no_outside_settings",
+    "_stop_agents_started_since",
+    "_write_config",
+    "agent_process",
+    "county",
+    "english",
+    "no_autostart",
+    "package_plugin",
+    "plugin",
+    "use_config",
+]
+
 REPO = Path(__file__).resolve().parents[1]
 # The plugin package sits at the top of the repository, which pytest does not put on
 # sys.path by itself (only the agent is installed).

@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The Conflicts dialog in headless QGIS on real conflicts of a demo county: both versions
 side by side and on a map, *Keep local* reaching central, a row central refused with the
 server's reason and *Drop my edit*, many resolved at once, and resolving through the
@@ -13,17 +10,7 @@ import json
 
 import pytest
 from conftest import central_exec, local_exec
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    WAIT_MS,
-    _free_port,
-    _make_conflict,
-    _no_outside_settings,
-    agent_process,
-    english,
-    no_autostart,
-    plugin,
-    use_config,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.PyQt.QtCore import Qt
 
 pytestmark = pytest.mark.qgis

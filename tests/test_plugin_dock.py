@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The dock in headless QGIS, talking to a real agent (``python -m terrafusion_agent``)
 over a real demo county in SpatiaLite: what it reports of a stopped and of a running
 agent, *Sync now* (in a task with progress, cancelled, pushing QGIS edits, through the
@@ -20,24 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import central_exec, local_exec
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    DEMO_PARCELS,
-    WAIT_MS,
-    _add_layers,
-    _find,
-    _free_port,
-    _group_layers,
-    _make_conflict,
-    _no_outside_settings,
-    _stop_agents_started_since,
-    _write_config,
-    agent_process,
-    county,
-    english,
-    no_autostart,
-    plugin,
-    use_config,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QDockWidget

@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The Export dialog in headless QGIS, driven like a user would (widgets, clicks) on a real
 demo county in SpatiaLite, its results read back with GDAL: chosen fields and CRS, a QGIS
 expression as filter, the selected features of a synced layer, a project layer that is
@@ -17,23 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    DEMO_PARCELS,
-    WAIT_MS,
-    _add_layers,
-    _epsg,
-    _field_names,
-    _group_layers,
-    _layer_of,
-    _local_count,
-    _no_outside_settings,
-    _write_config,
-    county,
-    english,
-    no_autostart,
-    plugin,
-    use_config,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QLabel

@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """Loading the plugin into headless QGIS and unloading it: the dock, toolbar, Database
 menu and Processing provider it adds, the dock action that shows and hides the dock, the
 agent's log records in QGIS's message log without secrets, the translator that follows
@@ -13,19 +10,7 @@ import logging
 import subprocess
 
 import pytest
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    REPO,
-    WAIT_MS,
-    _find,
-    _flush_deletes,
-    _no_outside_settings,
-    _write_config,
-    english,
-    no_autostart,
-    package_plugin,
-    plugin,
-    use_config,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.core import QgsApplication, QgsSettings
 from qgis.gui import QgsDockWidget
 from qgis.PyQt.QtCore import QCoreApplication

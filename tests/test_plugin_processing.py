@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The plugin's Processing algorithms in headless QGIS: ``terrafusion:export`` offers the
 agent's formats, writes a filtered table, takes its format from the output file and says
 what is wrong in one sentence; ``terrafusion:sync`` pulls central changes; both run
@@ -13,17 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import central_exec, local_exec
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    _epsg,
-    _field_names,
-    _layer_of,
-    _local_count,
-    _no_outside_settings,
-    county,
-    english,
-    no_autostart,
-    plugin,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 
 pytestmark = pytest.mark.qgis
 

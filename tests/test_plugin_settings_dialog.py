@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The Settings dialog in headless QGIS, driven like a user would: the config it writes
 (no secret in it; the password where libpq finds it), checked with the agent's own loader;
 a service name, presets and comments kept; an invalid configuration refused; limits,
@@ -17,20 +14,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    REPO,
-    WAIT_MS,
-    _agent_cli,
-    _free_port,
-    _no_outside_settings,
-    _write_config,
-    agent_process,
-    county,
-    english,
-    no_autostart,
-    plugin,
-    use_config,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.core import Qgis, QgsApplication, QgsAuthMethodConfig
 from qgis.PyQt.QtCore import Qt
 

@@ -1,6 +1,3 @@
-# The shared fixtures are imported from plugin_support by name, so every test naming
-# one "redefines" it in ruff's eyes.
-# ruff: noqa: F811
 """The plugin zip built by ``scripts/package_plugin.py``: one folder with no caches or
 compiled code, the agent beside its pinned third-party packages in ``ext/``, the agent's
 version and what the plugin repository requires in ``metadata.txt``; then its unpacked
@@ -26,15 +23,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from plugin_support import (  # noqa: F401 - fixtures are used by name
-    DEMO_PARCELS,
-    REPO,
-    _clean_env,
-    _no_outside_settings,
-    _write_config,
-    county,
-    package_plugin,
-)
+from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 
 pytestmark = pytest.mark.qgis
 
