@@ -46,6 +46,17 @@ def settings_dialog(plugin, tmp_path, use_config, monkeypatch):
     return plugin.show_settings()
 
 
+@pytest.fixture
+def running_agent(tmp_path, use_config):
+    """A demo central, an agent running on it, and the plugin pointed at both;
+    yields the config and the agent's port."""
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    _agent_cli(config, "init-central", "--demo-parcels", "20")
+    with agent_process(config) as port:
+        use_config(config, port=port)
+        yield config, port
+
+
 def _set_table_policy(dialog, table: str, policy: str) -> None:
     for row in range(dialog.tablesTable.rowCount()):
         if dialog.tablesTable.item(row, 0).text() == table:
@@ -191,62 +202,53 @@ def test_settings_dialog_saves_keeping_comments_and_says_no_agent_runs_to_apply_
 
 
 def test_settings_dialog_has_the_running_agent_apply_the_saved_settings(
-        plugin, qgis_iface, tmp_path, use_config, qtbot):
-    config = _write_config(tmp_path, tmp_path / "local.sqlite")
-    _agent_cli(config, "init-central", "--demo-parcels", "20")
-    with agent_process(config) as port:
-        use_config(config, port=port)
-        dialog = plugin.show_settings()
-        dialog.intervalSpin.setValue(120)
-        _set_table_policy(dialog, "sales", "central_wins")
+        plugin, qgis_iface, running_agent, qtbot):
+    config, _port = running_agent
+    dialog = plugin.show_settings()
+    dialog.intervalSpin.setValue(120)
+    _set_table_policy(dialog, "sales", "central_wins")
 
-        text = _save_and_wait(dialog, qtbot)
+    text = _save_and_wait(dialog, qtbot)
 
-        assert text == f"Settings saved to {config} and applied by the running agent."
-        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Success)
-        answer = dialog.last_reload
-        assert {"sync.interval_seconds", "sync.table_policy.sales"} <= set(answer["changed"])
-        assert answer["restart_required"] == []
+    assert text == f"Settings saved to {config} and applied by the running agent."
+    assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Success)
+    answer = dialog.last_reload
+    assert {"sync.interval_seconds", "sync.table_policy.sales"} <= set(answer["changed"])
+    assert answer["restart_required"] == []
 
 
 def test_settings_dialog_names_the_keys_the_running_agent_must_restart_for(
-        plugin, qgis_iface, tmp_path, use_config, qtbot):
-    config = _write_config(tmp_path, tmp_path / "local.sqlite")
-    _agent_cli(config, "init-central", "--demo-parcels", "20")
-    with agent_process(config) as port:
-        use_config(config, port=port)
-        dialog = plugin.show_settings()
-        dialog.intervalSpin.setValue(120)
-        dialog.apiPortSpin.setValue(_free_port())
+        plugin, qgis_iface, running_agent, qtbot):
+    config, port = running_agent
+    dialog = plugin.show_settings()
+    dialog.intervalSpin.setValue(120)
+    dialog.apiPortSpin.setValue(_free_port())
 
-        text = _save_and_wait(dialog, qtbot)
+    text = _save_and_wait(dialog, qtbot)
 
-        assert text == (f"Settings saved to {config}. The running agent applied the other "
-                        "changes; restart it to apply http.port.")
-        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
-        assert dialog.last_reload["restart_required"] == ["http.port"]
-        # it still answers where it listened before: the new port waits for a restart
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5) as r:
-            assert json.load(r)["status"] == "pass"
+    assert text == (f"Settings saved to {config}. The running agent applied the other "
+                    "changes; restart it to apply http.port.")
+    assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
+    assert dialog.last_reload["restart_required"] == ["http.port"]
+    # it still answers where it listened before: the new port waits for a restart
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=5) as r:
+        assert json.load(r)["status"] == "pass"
 
 
 def test_settings_dialog_says_why_the_running_agent_did_not_apply_the_saved_settings(
-        plugin, qgis_iface, tmp_path, use_config, qtbot):
-    config = _write_config(tmp_path, tmp_path / "local.sqlite")
-    _agent_cli(config, "init-central", "--demo-parcels", "20")
-    with agent_process(config) as port:
-        use_config(config, port=port)
-        (tmp_path / "token").unlink()  # the plugin can no longer prove who it is
-        dialog = plugin.show_settings()
-        dialog.intervalSpin.setValue(120)
+        plugin, qgis_iface, running_agent, tmp_path, qtbot):
+    config, _port = running_agent
+    (tmp_path / "token").unlink()  # the plugin can no longer prove who it is
+    dialog = plugin.show_settings()
+    dialog.intervalSpin.setValue(120)
 
-        text = _save_and_wait(dialog, qtbot)
+    text = _save_and_wait(dialog, qtbot)
 
-        assert text.startswith(f"Settings saved to {config}, but the running agent did not "
-                               f"apply them: The agent's API token file {tmp_path / 'token'} "
-                               "cannot be read")
-        assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
-        assert config.read_text(encoding="utf-8").count("interval_seconds = 120") == 1
+    assert text.startswith(f"Settings saved to {config}, but the running agent did not "
+                           f"apply them: The agent's API token file {tmp_path / 'token'} "
+                           "cannot be read")
+    assert text in _bar_texts(qgis_iface, Qgis.MessageLevel.Warning)
+    assert config.read_text(encoding="utf-8").count("interval_seconds = 120") == 1
 
 
 def test_settings_dialog_tests_the_connection_as_the_agent_would(
