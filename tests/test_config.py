@@ -271,7 +271,7 @@ def test_the_keys_that_need_a_restart_are_the_listening_address_and_the_files():
 
 
 def test_changed_keys_names_each_dotted_key_whose_value_differs(tmp_path):
-    old = config.load(write(tmp_path / "old.toml", """
+    old = config.load(write(tmp_path / "agent.toml", """
 [sync]
 interval_seconds = 300
 [sync.table_policy]
@@ -284,21 +284,12 @@ format = "geojson"
 table = "sales"
 format = "csv"
 """), environ={})
-    new = config.load(write(tmp_path / "new.toml", """
-[sync]
-interval_seconds = 120
-[sync.table_policy]
-parcels = "manual"
-districts = "central_wins"
-[http]
-port = 9000
-[export.presets.public]
-table = "parcels"
-format = "gpkg"
-[export.presets.added]
-table = "sales"
-format = "csv"
-"""), environ={})
+    # the new settings, said as what differs from the old
+    new = dataclasses.replace(
+        old, interval_seconds=120, http_port=9000,
+        table_policy={"parcels": "manual", "districts": "central_wins"},
+        presets={"public": dataclasses.replace(old.presets["public"], format="gpkg"),
+                 "added": dataclasses.replace(old.presets["gone"], name="added")})
 
     assert config.changed_keys(old, new) == [
         "sync.interval_seconds", "sync.table_policy.sales", "sync.table_policy.districts",
