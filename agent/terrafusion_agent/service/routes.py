@@ -7,7 +7,7 @@ into JSON; the agent does the work. ``openapi.py`` describes the same routes for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
@@ -31,6 +31,8 @@ DEFAULT_RUNS = 20
 MAX_RUNS = 1000
 #: ids are SQLite integers
 MAX_ID = 2**63 - 1
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -120,16 +122,12 @@ def start_sync(agent, request: Request) -> Response:
                        extra={"id": getattr(exc, "run_id", None)}) from None
     except TerraFusionError as exc:
         raise api_error(exc, default=503, default_code="unavailable") from None
-    return json_response(started, status=202,
-                         headers={"Location": f"/api/v1/syncs/{started['id']}"})
+    return _accepted(started, "/api/v1/syncs")
 
 
 def get_sync(agent, request: Request, run_id: int) -> Response:
     """GET /api/v1/syncs/{id}: that run, with its progress while it runs."""
-    try:
-        return json_response(agent.sync_run(run_id))
-    except NotFound as exc:
-        raise api_error(exc) from None
+    return json_response(_ask(agent.sync_run, run_id, errors=NotFound))
 
 
 # --- conflicts ----------------------------------------------------------------------------
@@ -148,11 +146,7 @@ def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
     if keep not in ("local", "central"):
         raise ApiError(422, "invalid_request",
                        "Field 'keep' must be \"local\" or \"central\".")
-    try:
-        result = agent.resolve_conflict(conflict_id, keep)
-    except TerraFusionError as exc:
-        raise api_error(exc) from None
-    return json_response(result)
+    return json_response(_ask(agent.resolve_conflict, conflict_id, keep))
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -173,20 +167,32 @@ def reload_config(agent, request: Request) -> Response:
 def submit_export(agent, request: Request) -> Response:
     """POST /api/v1/exports: 202 with the queued job."""
     body = json_object(request, None)  # the export request names unknown keys itself
-    try:
-        job = agent.submit_export(body)
-    except TerraFusionError as exc:
-        raise api_error(exc, default=503, default_code="unavailable") from None
-    return json_response(job, status=202,
-                         headers={"Location": f"/api/v1/exports/{job['id']}"})
+    job = _ask(agent.submit_export, body, default=503, default_code="unavailable")
+    return _accepted(job, "/api/v1/exports")
 
 
 def get_export(agent, request: Request, job_id: int) -> Response:
     """GET /api/v1/exports/{id}: the job's state."""
+    return json_response(_ask(agent.export_job, job_id, default=404, default_code="not_found"))
+
+
+# --- answer helpers -----------------------------------------------------------------------
+
+
+def _ask(call: Callable[..., T], *args: Any, errors: type[TerraFusionError] = TerraFusionError,
+         default: int = 409, default_code: str = "conflict") -> T:
+    """``call(*args)``; an agent error of kind ``errors`` becomes its API answer
+    (``default`` and ``default_code`` for kinds the error table does not name)."""
     try:
-        return json_response(agent.export_job(job_id))
-    except TerraFusionError as exc:
-        raise api_error(exc, default=404, default_code="not_found") from None
+        return call(*args)
+    except errors as exc:
+        raise api_error(exc, default=default, default_code=default_code) from None
+
+
+def _accepted(item: dict, collection: str) -> Response:
+    """202 with the queued ``item``, and where to follow it."""
+    return json_response(item, status=202,
+                         headers={"Location": f"{collection}/{item['id']}"})
 
 
 # --- query helpers ------------------------------------------------------------------------
