@@ -156,11 +156,22 @@ def serving_agent(directory: Path, parcels: int, *, sync: Optional[Callable] = N
     ``sync`` replaces run_sync (a :class:`HeldSync`, say)."""
     env = embedded_agent(directory, "[sync]\ninterval_seconds = 300\n")
     env.run("init-central", "--demo-parcels", str(parcels))
-    agent = Agent(config_mod.load(env.config, environ={}), sync=sync,
-                  load_config=lambda: config_mod.load(env.config, environ={}))
+    with started_agent(env, sync=sync) as agent:
+        yield env, agent
+
+
+@contextmanager
+def started_agent(env: AgentEnv, *, sync: Optional[Callable] = None) -> Iterator[Agent]:
+    """An agent serving ``env``'s configuration in this process, which a reload reads again
+    from the file (never from this process's environment); stopped on leaving. ``sync``
+    replaces run_sync."""
+    def load() -> config_mod.Config:
+        return config_mod.load(env.config, environ={})
+
+    agent = Agent(load(), sync=sync, load_config=load)
     agent.start()
     try:
-        yield env, agent
+        yield agent
     finally:
         agent.stop()
 

@@ -29,9 +29,9 @@ from service_helpers import (
     idle_schedule,
     post,
     serving_agent,
+    started_agent,
     wait_for,
 )
-from terrafusion_agent import config as config_mod
 from terrafusion_agent.service.daemon import Agent
 
 CONTRACT_ROUTES = {
@@ -137,12 +137,8 @@ def history_agent(tmp_path):
     """An agent (300 s interval) on a copy synced once, whose run history only the test
     changes from then on."""
     env = synced_county(tmp_path, 20)
-    agent = Agent(config_mod.load(env.config, environ={}), sync=idle_schedule)
-    agent.start()
-    try:
+    with started_agent(env, sync=idle_schedule) as agent:
         yield env, agent
-    finally:
-        agent.stop()
 
 
 def _last_success_was(env: AgentEnv, agent: Agent, seconds_ago: float) -> None:

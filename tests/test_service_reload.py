@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 from conftest import AgentEnv, synced_county
-from service_helpers import get, idle_schedule, post, start_process, stop_process, wait_for
+from service_helpers import (
+    get,
+    idle_schedule,
+    post,
+    start_process,
+    started_agent,
+    stop_process,
+    wait_for,
+)
 from terrafusion_agent import config as config_mod
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import ConfigError
-from terrafusion_agent.service.daemon import Agent
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,12 +41,8 @@ def _load(env: AgentEnv) -> Config:
 @pytest.fixture
 def running(tmp_path):
     env = synced_county(tmp_path, 20)
-    agent = Agent(_load(env), sync=idle_schedule, load_config=lambda: _load(env))
-    agent.start()
-    try:
+    with started_agent(env, sync=idle_schedule) as agent:
         yield env, agent
-    finally:
-        agent.stop()
 
 
 def _rewrite(env: AgentEnv, old: str, new: str) -> None:
