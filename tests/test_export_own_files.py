@@ -55,11 +55,8 @@ def fingerprint(env: AgentEnv) -> dict[str, str]:
 def pending(env: AgentEnv) -> int:
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(env.local_path)
-    try:
+    with LocalStore.open_existing(env.local_path) as local:
         return local.pending_count()
-    finally:
-        local.close()
 
 
 @pytest.fixture

@@ -171,11 +171,8 @@ def conflicts(cfg: Config, include_resolved: bool = False) -> list[dict]:
     """The conflicts and refused rows of the local copy, oldest first."""
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
+    with LocalStore.open_existing(cfg.local_path) as local:
         return local.conflicts(include_resolved=include_resolved)
-    finally:
-        local.close()
 
 
 def open_conflicts(cfg: Config) -> tuple[list[dict], dict[str, TableShape]]:
@@ -214,15 +211,12 @@ def pending_edits(cfg: Config, limit: Optional[int] = None) -> list[dict]:
     """The local edits not yet pushed to central, oldest first."""
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
-        edits: list[dict] = []
+    edits: list[dict] = []
+    with LocalStore.open_existing(cfg.local_path) as local:
         for info in local.tables():
             edits += [{"table": info.name, "key": list(entry["pk"]), "op": entry["op"],
                        "id": entry["id"], "version": entry["version"]}
                       for entry in local.pending(info.name)]
-    finally:
-        local.close()
     edits.sort(key=lambda e: e["id"])
     return edits[:limit] if limit is not None else edits
 
@@ -231,11 +225,8 @@ def sync_history(cfg: Config, limit: int = 20) -> list[dict]:
     """The most recent sync runs of the local copy, newest first."""
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
+    with LocalStore.open_existing(cfg.local_path) as local:
         return local.recent_runs(limit)
-    finally:
-        local.close()
 
 
 # --- layers --------------------------------------------------------------------------------
@@ -253,11 +244,8 @@ def synced_tables(cfg: Config) -> list:
     """The synced tables' descriptions (``TableInfo``), as the local copy holds them."""
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
+    with LocalStore.open_existing(cfg.local_path) as local:
         return local.tables()
-    finally:
-        local.close()
 
 
 def local_name(table: str) -> str:
@@ -308,11 +296,8 @@ def keys_filter(cfg: Config, table: str, keys: list[tuple]) -> str:
     from terrafusion_agent.stores.local import LocalStore
     from terrafusion_agent.stores.selection import keys_filter as build
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
+    with LocalStore.open_existing(cfg.local_path) as local:
         info = local.table_info(table)
-    finally:
-        local.close()
     return build(info, keys)
 
 
@@ -320,11 +305,8 @@ def table_key(cfg: Config, table: str) -> tuple[str, ...]:
     """The primary key columns of a synced table (or of the table a preset names)."""
     from terrafusion_agent.stores.local import LocalStore
 
-    local = LocalStore.open_existing(cfg.local_path)
-    try:
+    with LocalStore.open_existing(cfg.local_path) as local:
         return local.table_info(table).pk
-    finally:
-        local.close()
 
 
 def resolve_preset(cfg: Config, request):

@@ -93,6 +93,12 @@ class LocalStore:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- identity -----------------------------------------------------------------------
 
     def agent_id(self) -> str:
