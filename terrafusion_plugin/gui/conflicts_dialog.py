@@ -29,20 +29,18 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsMessageBar
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor, QFont
 from qgis.PyQt.QtWidgets import (
-    QDialog,
     QHeaderView,
     QPushButton,
-    QSizePolicy,
     QTableWidgetItem,
 )
 
 from ..tasks.conflict_tasks import ConflictsLoadTask, ResolveTask
 from . import paths
+from .form_dialog import FormDialog
 from .project_layers import synced_project_layers
 from .terrafusion_dock import DASH, local_time
 from .translation import tr
@@ -106,7 +104,7 @@ def _symbol(geometry_type, color: str, dashed: bool):
     return QgsMarkerSymbol.createSimple({"color": color, "size": "3"})
 
 
-class ConflictsDialog(QDialog, FORM_CLASS):
+class ConflictsDialog(FormDialog, FORM_CLASS):
     """Review the open conflicts and decide which version stays."""
 
     #: emitted on the main thread after conflicts were resolved (the dock refreshes)
@@ -115,14 +113,8 @@ class ConflictsDialog(QDialog, FORM_CLASS):
     syncRequested = pyqtSignal()  # noqa: N815
 
     def __init__(self, iface=None, parent=None):
-        super().__init__(parent)
-        self.setupUi(self)
-        self.setObjectName("TerraFusionConflictsDialog")
-        self.iface = iface
+        super().__init__("TerraFusionConflictsDialog", iface, parent)
         self.project = QgsProject.instance()
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
-        self.mainLayout.insertWidget(0, self.bar)
         self.conflicts: dict[int, dict] = {}
         self.shapes: dict = {}
         self._local_path = ""

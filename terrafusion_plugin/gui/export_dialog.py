@@ -23,17 +23,15 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
-from qgis.gui import QgsFileWidget, QgsMessageBar
+from qgis.gui import QgsFileWidget
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, QUrl, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
-    QDialog,
     QDialogButtonBox,
     QLabel,
     QListWidgetItem,
     QPushButton,
-    QSizePolicy,
 )
 
 from ..tasks.export_task import (
@@ -43,6 +41,7 @@ from ..tasks.export_task import (
     TableExportTask,
 )
 from . import paths, plugin_settings
+from .form_dialog import FormDialog
 from .project_layers import layer_uri, synced_project_layers
 from .translation import tr
 
@@ -73,21 +72,15 @@ def open_exported_layer(path: str, name: str) -> Optional[QgsVectorLayer]:
     return layer if layer.isValid() else None
 
 
-class ExportDialog(QDialog, FORM_CLASS):
+class ExportDialog(FormDialog, FORM_CLASS):
     """Choose what to export, where and how; runs the export in the background."""
 
     #: emitted on the main thread after every export, with its result dict or None
     exportFinished = pyqtSignal(object)  # noqa: N815 - Qt naming
 
     def __init__(self, iface=None, parent=None):
-        super().__init__(parent)
-        self.setupUi(self)
-        self.setObjectName("TerraFusionExportDialog")
-        self.iface = iface
+        super().__init__("TerraFusionExportDialog", iface, parent)
         self.project = QgsProject.instance()
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
-        self.mainLayout.insertWidget(0, self.bar)
         self.exportButton = self.buttonBox.addButton(tr("Export"),
                                                      QDialogButtonBox.ButtonRole.AcceptRole)
         self.exportButton.setDefault(True)

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 from qgis.core import Qgis, QgsApplication, QgsAuthMethodConfig, QgsTask
-from qgis.gui import QgsFileWidget, QgsMessageBar
+from qgis.gui import QgsFileWidget
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import pyqtSignal
 from qgis.PyQt.QtWidgets import (
     QComboBox,
-    QDialog,
     QHeaderView,
     QSizePolicy,
     QTableWidgetItem,
@@ -34,6 +33,7 @@ from terrafusion_agent.api import settings_file as config_file
 
 from ..tasks.settings_tasks import ReloadConfigTask
 from . import paths, plugin_settings
+from .form_dialog import FormDialog
 from .translation import tr
 
 SERVER, SERVICE, SPATIALITE = config_file.SERVER, config_file.SERVICE, config_file.SPATIALITE
@@ -104,7 +104,7 @@ class CentralCheckTask(QgsTask):
         return True
 
 
-class SettingsDialog(QDialog, FORM_CLASS):
+class SettingsDialog(FormDialog, FORM_CLASS):
     """Edit the agent's configuration file."""
 
     #: emitted after a successful save with the new ``Config``
@@ -114,13 +114,7 @@ class SettingsDialog(QDialog, FORM_CLASS):
     reloadFinished = pyqtSignal(str)  # noqa: N815 - Qt naming
 
     def __init__(self, iface=None, parent=None):
-        super().__init__(parent)
-        self.setupUi(self)
-        self.setObjectName("TerraFusionSettingsDialog")
-        self.iface = iface
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
-        self.mainLayout.insertWidget(0, self.bar)
+        super().__init__("TerraFusionSettingsDialog", iface, parent)
         self.config_path: Optional[Path] = None
         self.document: dict = {}
         self._check_task: Optional[CentralCheckTask] = None
