@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AgentEnv, embedded_agent, local_exec, synced_county
-from service_helpers import post, serving_agent
+from service_helpers import post, serving_agent, wait_for
 
 PRESET = """
 [export.presets.local_named]
@@ -136,6 +136,9 @@ def test_an_ordinary_file_beside_the_agents_files_is_still_written(county, tmp_p
 
 def test_the_api_refuses_an_export_onto_the_local_copy_with_a_422(tmp_path):
     with serving_agent(tmp_path / "served", 200) as (env, agent):
+        # the sync it runs at start writes the copy: compare with the copy after it
+        wait_for(lambda: (agent.recent_runs(1) or [{}])[0].get("result") not in (None, "running")
+                 and not agent.scheduler.is_running(), 60, "the agent's first sync")
         before = env.local_path.read_bytes()
         target = f"{env.dir}/logs/../local.sqlite"
         r = post(f"{agent.base_url}/api/v1/exports",
