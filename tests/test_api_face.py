@@ -120,3 +120,23 @@ def test_api_resolves_here_under_the_lock_without_an_agent(sqlite_agent):
     assert len(done.errors) == 1 and "999" in done.errors[0]
     assert local_exec(agent, "SELECT land_value FROM parcels WHERE prop_id = 100004") \
         == [(2,)]
+
+
+def test_api_lists_pending_edits_and_the_sync_history(sqlite_agent):
+    agent = sqlite_agent
+    agent.run("init-central", "--demo-parcels", "40")
+    agent.run("sync")
+    local_exec(agent, "UPDATE parcels SET owner_name = 'WAITING' WHERE prop_id = 100002")
+    local_exec(agent, "DELETE FROM sales WHERE rowid = (SELECT min(rowid) FROM sales)")
+    cfg = agent.load()
+
+    edits = api.pending_edits(cfg)
+    assert [(e["table"], e["op"]) for e in edits] == [("parcels", "update"), ("sales", "delete")]
+    assert edits[0]["key"] == [100002]
+    assert api.pending_edits(cfg, limit=1) == edits[:1]
+    [run] = api.sync_history(cfg)
+    assert run["result"] == "success" and run["trigger"] == "cli"
+
+    agent.run("sync")
+    assert api.pending_edits(cfg) == []
+    assert [r["id"] for r in api.sync_history(cfg)] == [2, 1]

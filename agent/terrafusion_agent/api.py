@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+# settings_file reads and writes the configuration file for a settings editor (never a
+# password in it), with the connection helpers it needs
 from terrafusion_agent.client import settings_file
 from terrafusion_agent.client.conflicts import Resolution, TableShape
 from terrafusion_agent.client.http import AgentClient, ApiError, NoAnswer
@@ -56,11 +58,6 @@ __all__ = [
 
 
 # --- configuration -------------------------------------------------------------------------
-
-#: :mod:`terrafusion_agent.client.settings_file`: reads and writes the configuration file
-#: for a settings editor (never a password in it), and the connection helpers it needs.
-settings_file = settings_file
-
 
 def load_config(path: Optional[str | Path] = None,
                 environ: Optional[dict] = None) -> Config:
