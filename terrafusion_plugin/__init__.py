@@ -14,6 +14,9 @@ folder and uses whatever ``terrafusion_agent`` is installed.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,13 +30,70 @@ def bundled_folders() -> list[str]:
     return [str(folder) for folder in (AGENT_DIR, EXT_DIR) if folder.is_dir()]
 
 
+#: where the last answer of the requirements check is kept, with what it depended on
+CHECK_KEY = "terrafusion/bundle_check"
+
+
 def use_bundled_packages() -> list[tuple[str, str, str, str]]:
     """Append the bundled folders to ``sys.path``; returns the agent's requirements that
-    the copies Python now imports do not meet (see :func:`unmet_requirements`)."""
+    the copies Python now imports do not meet (see :func:`unmet_requirements`).
+
+    The check reads package metadata and costs tens of milliseconds, at every QGIS start:
+    its answer is kept in the QGIS settings with a fingerprint of all it depends on, and
+    checked again only when that changes."""
     for folder in bundled_folders():
         if folder not in sys.path:
             sys.path.append(folder)
-    return unmet_requirements()
+    if not AGENT_DIR.is_dir():
+        return []  # a source checkout: nothing bundled to check
+    fingerprint = _fingerprint()
+    settings = _settings()
+    if settings is not None:
+        try:
+            kept = json.loads(settings.value(CHECK_KEY, "") or "{}")
+        except (TypeError, ValueError):
+            kept = {}
+        if kept.get("fingerprint") == fingerprint:
+            return [tuple(item) for item in kept.get("unmet", [])]
+    unmet = unmet_requirements()
+    if settings is not None:
+        settings.setValue(CHECK_KEY, json.dumps({"fingerprint": fingerprint,
+                                                 "unmet": unmet}))
+    return unmet
+
+
+def _fingerprint() -> str:
+    """What the requirements check depends on: the bundled agent's version and, for every
+    package bundled in ``ext/``, the file Python now imports for it and when that file
+    last changed (an upgrade elsewhere rewrites it). ``find_spec`` imports nothing, so
+    this costs about a millisecond."""
+    import importlib.util
+
+    parts = sorted(p.name for p in AGENT_DIR.glob("terrafusion_agent-*.dist-info"))
+    for entry in sorted(EXT_DIR.iterdir()) if EXT_DIR.is_dir() else ():
+        if entry.name.endswith(".dist-info"):
+            continue
+        name = entry.stem if entry.suffix == ".py" else entry.name
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        origin = spec.origin if spec is not None else None
+        try:
+            changed = os.stat(origin).st_mtime_ns if origin else 0
+        except OSError:
+            changed = 0
+        parts.append(f"{name}={origin}@{changed}")
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _settings():
+    """The QGIS settings, or None where QGIS is not importable."""
+    try:
+        from qgis.core import QgsSettings
+    except ImportError:
+        return None
+    return QgsSettings()
 
 
 def unmet_requirements() -> list[tuple[str, str, str, str]]:

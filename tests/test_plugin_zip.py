@@ -297,3 +297,43 @@ def test_both_algorithms_run_from_qgis_process_with_the_unpacked_plugin(package,
     assert json.loads(exported.stdout)["results"]["FEATURES"] == expected
     assert len(json.loads(out.read_text())["features"]) == expected
     assert json.loads(synced.stdout)["results"]["RESULT"] == "success"
+
+
+def test_the_requirements_check_is_kept_until_what_it_read_changes(package, tmp_path):
+    """QGIS pays for reading the package metadata once, not at every start; a copy that
+    changes where it is loaded from (an upgrade) is checked again."""
+    _, plugin_dir = package
+    other = tmp_path / "other_plugin"
+    (other / "werkzeug").mkdir(parents=True)
+    init = other / "werkzeug" / "__init__.py"
+    init.write_text("")
+    (other / "werkzeug-2.0.0.dist-info").mkdir()
+    (other / "werkzeug-2.0.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: Werkzeug\nVersion: 2.0.0\n")
+    script = f"""
+import json, os, shutil, sys
+sys.path[:0] = [{str(plugin_dir.parent)!r}, {str(other)!r}]
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+import terrafusion_plugin
+first = terrafusion_plugin.use_bundled_packages()
+checks = []
+real = terrafusion_plugin.unmet_requirements
+terrafusion_plugin.unmet_requirements = lambda: checks.append(1) or real()
+kept = terrafusion_plugin.use_bundled_packages()
+# the other plugin upgrades its werkzeug: a new file, a new version
+new = {str(other / "werkzeug-3.1.0.dist-info")!r}
+shutil.move({str(other / "werkzeug-2.0.0.dist-info")!r}, new)
+with open(os.path.join(new, "METADATA"), "w") as fh:
+    fh.write("Metadata-Version: 2.1\\nName: Werkzeug\\nVersion: 3.1.0\\n")
+os.utime({str(init)!r}, ns=(1, os.stat({str(init)!r}).st_mtime_ns + 10**9))
+again = terrafusion_plugin.use_bundled_packages()
+print(json.dumps({{"first": first, "kept": kept, "again": again, "checks": len(checks)}}))
+"""
+    proc = subprocess.run([_qgis_python(), "-s", "-c", script], capture_output=True,
+                          text=True, env=_qgis_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [u[1] for u in seen["first"]] == ["werkzeug"]
+    assert seen["kept"] == seen["first"]  # from the settings, without a second check
+    assert seen["again"] == [] and seen["checks"] == 1  # checked again once, and now met

@@ -43,15 +43,6 @@ class ApiError(Exception):
         self.code = code
 
 
-def base_url(host: str, port: int) -> str:
-    """The URL of the agent's API for the configured listening address."""
-    # An agent listening on every interface is still reached over the loopback.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
 class AgentClient:
     """GET and POST on one agent's API; the bearer token is read only for a POST."""
 
@@ -138,7 +129,9 @@ def agent_for(cfg, timeout: float = LIVE_TIMEOUT_SECONDS) -> Optional[AgentClien
     """A client for the agent that serves ``cfg``'s local copy, or None if none answers."""
     if not cfg.http_port:
         return None  # port 0: the agent picked a port nobody can know
-    client = AgentClient(base_url(cfg.http_host, cfg.http_port), cfg.token_file)
+    from terrafusion_agent.config import api_base_url
+
+    client = AgentClient(api_base_url(cfg.http_host, cfg.http_port), cfg.token_file)
     try:
         status, live = client.get("/health/live", timeout)
         if status != 200 or live.get("status") != "pass":

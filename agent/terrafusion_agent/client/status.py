@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .http import LIVE_TIMEOUT_SECONDS, AgentClient, NoAnswer, base_url
+from .http import LIVE_TIMEOUT_SECONDS, AgentClient, NoAnswer
 
 #: /health also probes the central database, which may take a little longer
 HEALTH_TIMEOUT_SECONDS = 5.0
@@ -30,7 +30,7 @@ HEALTH_TIMEOUT = "health_timeout"
 #: what answers on the port is an agent for another local copy
 OTHER_AGENT = "other_agent"
 
-__all__ = ["AgentStatus", "base_url", "check_agent", "RUNNING", "NOT_RUNNING", "UNKNOWN",
+__all__ = ["AgentStatus", "check_agent", "RUNNING", "NOT_RUNNING", "UNKNOWN",
            "SCHEDULER_STOPPED", "HEALTH_TIMEOUT", "OTHER_AGENT"]
 
 
@@ -122,6 +122,7 @@ def check_agent(live_timeout: float = LIVE_TIMEOUT_SECONDS,
                 config_path: Optional[str] = None) -> AgentStatus:
     """Load the agent configuration and ask the agent it names for its health."""
     from terrafusion_agent import config as tf_config
+    from terrafusion_agent.config import api_base_url
     from terrafusion_agent.errors import TerraFusionError
 
     try:
@@ -130,7 +131,7 @@ def check_agent(live_timeout: float = LIVE_TIMEOUT_SECONDS,
     except TerraFusionError as exc:
         return AgentStatus(state=UNKNOWN, error=str(exc))
 
-    url = base_url(cfg.http_host, cfg.http_port)
+    url = api_base_url(cfg.http_host, cfg.http_port)
     common = {"address": url.split("//", 1)[1], "url": url, "port": cfg.http_port,
               "config_file": cfg.source, "local_path": cfg.local_path,
               "local_exists": cfg.local_path.exists()}
