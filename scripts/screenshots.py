@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Take the plugin's screenshots in a real QGIS window under Xvfb, with the demo county.
+"""Take the plugin's screenshots in QGIS itself, under Xvfb, with the demo county.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--parcels 3000]
 
-Starts ``Xvfb :99`` (unless ``--display`` names a running X server), creates a demo county
-(embedded SpatiaLite central, a first sync, two real conflicts, a pending edit), starts
-the agent on a free port, opens a QGIS main window (layer tree, map canvas, the plugin's
-toolbar and dock) with the synced layers in their default styles, and grabs:
+Starts ``Xvfb :99`` (unless ``--display`` names a running X server) with a 1600x1000
+screen, creates a demo county (embedded SpatiaLite central, a first sync, two real
+conflicts, a pending edit), starts the agent on a free port, builds the plugin zip and
+installs it into a throwaway QGIS profile, then runs QGIS (``qgis --code
+scripts/qgis_screenshots.py``) at the window size of a first start (80 % of the screen:
+1280x800) with its default dock widths. Inside QGIS the plugin is driven as an analyst
+drives it, and QGIS grabs:
 
     main_window.png  dock.png  export.png  settings.png  settings_server.png  conflicts.png
 
@@ -17,6 +20,7 @@ failure it prints one sentence to stderr and exits with 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -116,219 +121,59 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen:
 # --- QGIS ---------------------------------------------------------------------------------
 
 
-class Iface:
-    """The few parts of QgisInterface the plugin uses, on a real main window."""
-
-    def __init__(self, window, canvas, bar):
-        self._window, self._canvas, self._bar = window, canvas, bar
-        self.database_menu = window.menuBar().addMenu("&Database")
-        self._submenus: dict = {}
-
-    def mainWindow(self):  # noqa: N802 - QGIS API
-        return self._window
-
-    def mapCanvas(self):  # noqa: N802
-        return self._canvas
-
-    def messageBar(self):  # noqa: N802
-        return self._bar
-
-    def addDockWidget(self, area, dock):  # noqa: N802
-        self._window.addDockWidget(area, dock)
-
-    def removeDockWidget(self, dock):  # noqa: N802
-        self._window.removeDockWidget(dock)
-
-    def addToolBar(self, toolbar):  # noqa: N802
-        self._window.addToolBar(toolbar)
-        return toolbar
-
-    def addPluginToDatabaseMenu(self, name, action):  # noqa: N802
-        menu = self._submenus.get(name) or self.database_menu.addMenu(name)
-        self._submenus[name] = menu
-        menu.addAction(action)
-
-    def removePluginDatabaseMenu(self, name, action):  # noqa: N802
-        if name in self._submenus:
-            self._submenus[name].removeAction(action)
+def install_profile(work: Path) -> Path:
+    """A throwaway QGIS profiles folder whose default profile has the plugin, installed
+    from the zip ``make package`` builds, enabled; returns the profiles folder."""
+    zip_path = work / "terrafusion_plugin.zip"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "package_plugin.py"),
+                           "--out", str(zip_path)], capture_output=True, text=True,
+                          timeout=600)
+    if proc.returncode != 0:
+        raise ScreenshotError("the plugin zip could not be built: "
+                              f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    profiles = work / "qgis-profiles"
+    plugins = profiles / "profiles" / "default" / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(plugins)
+    ini = profiles / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    ini.parent.mkdir(parents=True)
+    ini.write_text(
+        "[PythonPlugins]\nterrafusion_plugin=true\n\n"
+        "[locale]\noverrideFlag=true\n"
+        f"userLocale={os.environ.get('TF_LOCALE', 'en_US')}\n\n"
+        # the script runs its own agent; exports would go to the analyst's folder
+        "[terrafusion]\nstart_agent=false\n"
+        f"export_folder={Path.home() / 'exports'}\n", encoding="utf-8")
+    return profiles
 
 
-def wait(app, seconds: float, until=None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        app.processEvents()
-        if until is not None and until():
-            return
-        time.sleep(0.02)
-    if until is not None:
-        raise ScreenshotError("QGIS did not get ready in time.")
-
-
-def settle_canvas(app, canvas) -> None:
-    canvas.refresh()
-    wait(app, 0.3)
-    wait(app, 30, lambda: not canvas.isDrawing())
-    wait(app, 0.3)
-
-
-def grab(widget, path: Path) -> None:
-    if not widget.grab().save(str(path)):
-        raise ScreenshotError(f"{path} could not be written.")
-    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
-
-
-def take(out: Path, config: Path, port: int, profile: Path) -> None:
-    os.environ["TERRAFUSION_CONFIG"] = str(config)
-    # QSettings of a script's QgsApplication live in $XDG_CONFIG_HOME: a throwaway one, so
-    # the user's own preferences stay untouched
-    os.environ["XDG_CONFIG_HOME"] = str(profile / "config")
-    sys.path.insert(0, str(REPO))
-    from qgis.core import QgsApplication, QgsProject, QgsRectangle, QgsSettings
-    from qgis.gui import (
-        QgsLayerTreeMapCanvasBridge,
-        QgsLayerTreeView,
-        QgsMapCanvas,
-        QgsMessageBar,
-    )
-    from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtWidgets import QDockWidget, QMainWindow, QVBoxLayout, QWidget
-
-    # a throwaway QGIS profile: the user's own settings and authentication database stay
-    # untouched
-    app = QgsApplication([], True, str(profile))
-    app.initQgis()
-    settings = QgsSettings()
-    settings.setValue("locale/userLocale", os.environ.get("TF_LOCALE", "en_US"))
-    settings.setValue("terrafusion/start_agent", False)  # the script runs its own
-    settings.setValue("terrafusion/export_folder", str(Path.home() / "exports"))
-
-    window = QMainWindow()
-    window.setWindowTitle("QGIS – TerraFusion demo county")
-    window.resize(QSize(1600, 1000))
-    central = QWidget()
-    layout = QVBoxLayout(central)
-    layout.setContentsMargins(0, 0, 0, 0)
-    bar = QgsMessageBar()
-    canvas = QgsMapCanvas()
-    canvas.setCanvasColor(Qt.GlobalColor.white)
-    layout.addWidget(bar)
-    layout.addWidget(canvas)
-    window.setCentralWidget(central)
-    project = QgsProject.instance()
-    tree = QgsLayerTreeView()
-    from qgis.core import QgsLayerTreeModel
-
-    model = QgsLayerTreeModel(project.layerTreeRoot())
-    model.setFlag(QgsLayerTreeModel.Flag.AllowNodeChangeVisibility)
-    tree.setModel(model)
-    layers_dock = QDockWidget("Layers")
-    layers_dock.setObjectName("Layers")
-    layers_dock.setWidget(tree)
-    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, layers_dock)
-    bridge = QgsLayerTreeMapCanvasBridge(project.layerTreeRoot(), canvas)
-    bridge.setAutoSetupOnFirstLayer(False)  # the script chooses the view itself
-    iface = Iface(window, canvas, bar)
-
-    from terrafusion_plugin import classFactory
-
-    plugin = classFactory(iface)
-    plugin.initGui()
-    dock = plugin.dock
-    window.resizeDocks([layers_dock, dock], [260, 380], Qt.Orientation.Horizontal)
-    window.show()
-    dock.setUserVisible(True)
-
-    def agent_answers() -> bool:
-        if not dock.is_refreshing():
-            if dock.status is not None and dock.status.running:
-                return True
-            dock.refresh()
-        return False
-
-    wait(app, 60, agent_answers)
-
-    dock.add_synced_layers()
-    wait(app, 30, lambda: not dock.is_adding_layers())
-    tree.expandAll()
-    parcels = next(lyr for lyr in project.mapLayers().values() if lyr.name() == "parcels")
-    canvas.setDestinationCrs(parcels.crs())
-    middle = parcels.extent().center()
-    # a few blocks in the middle of the county: lots, house numbers and districts readable
-    canvas.setExtent(QgsRectangle(middle.x() - 400, middle.y() - 250, middle.x() + 400,
-                                  middle.y() + 250))
-    canvas.zoomScale(2500)
-
-    dock.sync_now()
-    wait(app, 120, lambda: not dock.is_syncing())
-    from terrafusion_agent.stores.spatialite import connect
-
-    edit = connect(config.parent / "local.sqlite")  # as QGIS would: one pending edit
-    edit.execute("UPDATE parcels SET year_built = 1998 WHERE prop_id = 100020")
-    edit.commit()
-    edit.close()
-    # The agent re-reads its local figures at most every two seconds, in the background
-    # (the first request after that still gets the old ones): ask twice.
-    for _ in range(2):
-        wait(app, 2.5)
-        dock.refresh()
-        wait(app, 30, lambda: not dock.is_refreshing())
-    settle_canvas(app, canvas)
-    grab(window, out / "main_window.png")
-    grab(dock, out / "dock.png")
-
-    export = plugin.show_export()
-    export.resize(900, 600)
-    wait(app, 30, lambda: not export.is_loading())
-    export.tableCombo.setCurrentIndex(export.tableCombo.findData("parcels"))
-    export.formatCombo.setCurrentIndex(export.formatCombo.findData("gpkg"))
-    export.filterWidget.setExpression('"market_value" > 400000')
-    for row in range(export.fieldsList.count()):
-        item = export.fieldsList.item(row)
-        if item.data(Qt.ItemDataRole.UserRole) in ("legal_desc", "tax_area_code",
-                                                    "property_use_code"):
-            item.setCheckState(Qt.CheckState.Unchecked)
-    wait(app, 0.5)
-    grab(export, out / "export.png")
-    export.close()
-
-    settings.setValue("terrafusion/start_agent", True)
-    settings_dialog = plugin.show_settings()
-    settings_dialog.resize(960, 560)
-    wait(app, 0.5)
-    grab(settings_dialog, out / "settings.png")
-    # the same dialog for a county PostgreSQL server, its password in QGIS's auth manager
-    from qgis.core import QgsAuthMethodConfig
-
-    manager = QgsApplication.authManager()
-    manager.setMasterPassword("screenshots", True)
-    login = QgsAuthMethodConfig("Basic")
-    login.setName("County GIS (analyst)")
-    login.setConfig("username", "analyst")
-    login.setConfig("password", "not-a-real-password")
-    manager.storeAuthenticationConfig(login)
-    dialog = settings_dialog
-    dialog.kindCombo.setCurrentIndex(dialog.kindCombo.findData("server"))
-    dialog.hostEdit.setText("gisdb.county.local")
-    dialog.databaseEdit.setText("terrafusion")
-    dialog.authSelect.setConfigId(login.id())
-    wait(app, 0.5)
-    grab(settings_dialog, out / "settings_server.png")
-    settings_dialog.close()  # not saved
-
-    conflicts = plugin.show_conflicts()
-    conflicts.resize(1100, 700)
-    wait(app, 30, lambda: not conflicts.is_busy())
-    for row in range(conflicts.conflictsTable.rowCount()):
-        if conflicts.conflictsTable.item(row, 2).text() == "100012":
-            conflicts.conflictsTable.selectRow(row)
-    wait(app, 0.5)
-    settle_canvas(app, conflicts.mapCanvas)
-    grab(conflicts, out / "conflicts.png")
-    conflicts.close()
-
-    plugin.unload()
-    window.close()
-    app.exitQgis()
+def run_qgis(profiles: Path, config: Path, out: Path, work: Path) -> list[str]:
+    """QGIS itself (``qgis --code``) takes the screenshots; the names it wrote."""
+    qgis = shutil.which("qgis")
+    if not qgis:
+        raise ScreenshotError("QGIS is not installed (Debian: apt-get install qgis).")
+    result = work / "shots.json"
+    env = dict(os.environ, TERRAFUSION_CONFIG=str(config), TF_SHOTS_OUT=str(out),
+               TF_SHOTS_RESULT=str(result), TF_SHOTS_WORK=str(work))
+    env.pop("PYTHONPATH", None)  # the plugin finds its agent in the zip, as a user's does
+    with open(work / "qgis.log", "wb") as log:
+        try:
+            subprocess.run([qgis, "--profiles-path", str(profiles), "--profile", "default",
+                            "--nologo", "--noversioncheck", "--code",
+                            str(REPO / "scripts" / "qgis_screenshots.py")],
+                           env=env, stdout=log, stderr=subprocess.STDOUT, timeout=900)
+        except subprocess.TimeoutExpired:
+            raise ScreenshotError("QGIS did not finish the screenshots within 15 minutes; "
+                                  f"see {work / 'qgis.log'}.") from None
+    if not result.exists():
+        tail = (work / "qgis.log").read_text(errors="replace").strip().splitlines()[-5:]
+        raise ScreenshotError("QGIS ended without taking the screenshots: "
+                              + " / ".join(tail))
+    report = json.loads(result.read_text(encoding="utf-8"))
+    if report.get("error"):
+        raise ScreenshotError(f"QGIS could not take the screenshots: {report['error']}")
+    return report["shots"]
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -342,6 +187,8 @@ def main(argv: Optional[list] = None) -> int:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         if args.display:
+            if not Path(f"/tmp/.X11-unix/X{args.display.lstrip(':')}").exists():
+                raise ScreenshotError(f"No X server runs on display {args.display}.")
             os.environ["DISPLAY"] = args.display
         else:
             xvfb = start_xvfb(":99")
@@ -353,8 +200,12 @@ def main(argv: Optional[list] = None) -> int:
             port = free_port()
             config = make_county(work, args.parcels, port)
             agent_proc = start_agent(config, work / "agent.log")
+            profiles = install_profile(work)
+            out = args.out.resolve()
             try:
-                take(args.out.resolve(), config, port, work / "qgis-profile")
+                for name in run_qgis(profiles, config, out, work):
+                    path = out / name
+                    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
             finally:
                 stop(agent_proc)  # before its folder goes away
         return 0
