@@ -415,6 +415,7 @@ class Agent:
     # --- pending local edits ------------------------------------------------------------
 
     def pending_edits(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """The local edits not yet pushed, oldest first (see ``sync/pending.py``)."""
         from terrafusion_agent.sync.pending import listed
 
         with self._local() as local:

@@ -160,8 +160,9 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "id": {"type": "integer", "nullable": True,
                    "description": "The running sync's id, to follow it instead; null "
-                                  "while a conflict resolution holds the agent (code "
-                                  "busy) or when that run could not be recorded."},
+                                  "while a conflict resolution or a discard of pending "
+                                  "edits holds the agent (code busy) or when that run "
+                                  "could not be recorded."},
         },
     },
     "EmptyRequest": {
