@@ -1003,6 +1003,131 @@
         <source>The file&apos;s name, with {table}, {preset}, {format}, {date}, {time} or {datetime} in it; the export&apos;s output is then a folder.</source>
         <translation>El nombre del archivo, con {table}, {preset}, {format}, {date}, {time} o {datetime}; la salida de la exportación es entonces una carpeta.</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="50"/>
+        <source>added</source>
+        <translation>añadida</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="50"/>
+        <source>changed</source>
+        <translation>cambiada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="51"/>
+        <source>deleted</source>
+        <translation>eliminada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="55"/>
+        <source>waits for the next sync</source>
+        <translation>espera a la próxima sincronización</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="45"/>
+        <source>in conflict</source>
+        <translation>en conflicto</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="56"/>
+        <source>refused by central</source>
+        <translation>rechazada por la central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="137"/>
+        <source>Reading the pending edits…</source>
+        <translation>Leyendo las ediciones pendientes…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="181"/>
+        <source>No pending edits: nothing waits to be sent to the central database.</source>
+        <translation>No hay ediciones pendientes: nada espera a enviarse a la base de datos central.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="183"/>
+        <source>{n} edit(s) wait to be sent to the central database at the next sync.</source>
+        <translation>{n} edición(es) esperan a enviarse a la base de datos central en la próxima sincronización.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="188"/>
+        <source>{n} wait in a conflict; resolve those in the Conflicts dialog.</source>
+        <translation>{n} esperan en un conflicto; resuélvalas en el diálogo Conflictos.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="191"/>
+        <source>{n} were refused by the central database.</source>
+        <translation>{n} fueron rechazadas por la base de datos central.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="1"/>
+        <source>Pending edits</source>
+        <translation>Ediciones pendientes</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="244"/>
+        <source>(new row)</source>
+        <translation>(fila nueva)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="264"/>
+        <source>This edit waits in conflict {id}: resolve it in the Conflicts dialog.</source>
+        <translation>Esta edición espera en el conflicto {id}: resuélvalo en el diálogo Conflictos.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="317"/>
+        <source>Discard edits</source>
+        <translation>Descartar ediciones</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="329"/>
+        <source>Discard {n} edit(s)? Each row goes back to how it was at the last sync and nothing is sent to the central database. This cannot be undone.</source>
+        <translation>¿Descartar {n} edición(es)? Cada fila vuelve a como estaba en la última sincronización y no se envía nada a la base de datos central. No se puede deshacer.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="341"/>
+        <source>Discard all {n} pending edit(s)? Every row goes back to how it was at the last sync and nothing is sent to the central database; edits waiting in a conflict stay. This cannot be undone.</source>
+        <translation>¿Descartar las {n} ediciones pendientes? Cada fila vuelve a como estaba en la última sincronización y no se envía nada a la base de datos central; las ediciones que esperan en un conflicto se quedan. No se puede deshacer.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="364"/>
+        <source>{n} edit(s) discarded; the rows are back as they were at the last sync.</source>
+        <translation>{n} edición(es) descartadas; las filas vuelven a estar como en la última sincronización.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="369"/>
+        <source>Layers in edit mode were not re-read: {layers}.</source>
+        <translation>Las capas en modo de edición no se volvieron a leer: {layers}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="385"/>
+        <source>Discard selected ({n})</source>
+        <translation>Descartar seleccionadas ({n})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/pending_dialog.py" line="7"/>
+        <source>Discard selected</source>
+        <translation>Descartar seleccionadas</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="26"/>
+        <source>Reading the TerraFusion pending edits</source>
+        <translation>Leyendo las ediciones pendientes de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="41"/>
+        <source>The pending edits could not be read: {reason}.</source>
+        <translation>No se pudieron leer las ediciones pendientes: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="57"/>
+        <source>Discarding TerraFusion pending edits</source>
+        <translation>Descartando ediciones pendientes de TerraFusion</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="73"/>
+        <source>The edits could not be discarded: {reason}.</source>
+        <translation>No se pudieron descartar las ediciones: {reason}.</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>
@@ -1183,6 +1308,79 @@
         <location filename="../resources/ui/export_dialog.ui" line="212"/>
         <source>Clear</source>
         <translation>Ninguno</translation>
+    </message>
+</context>
+<context>
+    <name>PendingDialog</name>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="14"/>
+        <source>TerraFusion – Pending edits</source>
+        <translation>TerraFusion – Ediciones pendientes</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="35"/>
+        <source>Table</source>
+        <translation>Tabla</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="61"/>
+        <source>Key</source>
+        <translation>Clave</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="66"/>
+        <source>Operation</source>
+        <translation>Operación</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="71"/>
+        <source>State</source>
+        <translation>Estado</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="76"/>
+        <source>Edited</source>
+        <translation>Editada</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="120"/>
+        <source>Column</source>
+        <translation>Columna</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="125"/>
+        <source>Before (last sync)</source>
+        <translation>Antes (última sincronización)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="130"/>
+        <source>After (yours)</source>
+        <translation>Después (la suya)</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="144"/>
+        <source>Put the selected rows back as they were at the last sync; nothing is sent to the central database</source>
+        <translation>Devolver las filas seleccionadas a como estaban en la última sincronización; no se envía nada a la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="147"/>
+        <source>Discard selected</source>
+        <translation>Descartar seleccionadas</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="154"/>
+        <source>Put every edited row back as it was at the last sync, except those waiting in a conflict</source>
+        <translation>Devolver cada fila editada a como estaba en la última sincronización, salvo las que esperan en un conflicto</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="157"/>
+        <source>Discard all…</source>
+        <translation>Descartar todas…</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/pending_dialog.ui" line="177"/>
+        <source>Refresh</source>
+        <translation>Actualizar</translation>
     </message>
 </context>
 <context>
@@ -1479,6 +1677,16 @@
         <location filename="../resources/ui/terrafusion_dock.ui" line="249"/>
         <source>Settings…</source>
         <translation>Configuración…</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="116"/>
+        <source>See the pending edits, their values before and after, and discard those that should not reach the central database</source>
+        <translation>Ver las ediciones pendientes, sus valores antes y después, y descartar las que no deben llegar a la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui" line="119"/>
+        <source>Review…</source>
+        <translation>Revisar…</translation>
     </message>
 </context>
 </TS>

@@ -149,6 +149,20 @@ MUTANTS: tuple[Mutant, ...] = (
            'entry["pending_edits"] = local.pending_count(name)', 'entry["pending_edits"] = 0',
            (TWOWAY + "test_verify_reports_pending_edits",),
            "verify says nothing of edits waiting to be pushed"),
+    # --- pending edits ------------------------------------------------------------------
+    Mutant("discard-forgets-central", PKG + "sync/pending.py",
+           '    local.put_entry(info.name, key, "refetch", None, state="refetch")',
+           "    local.drop_change(info.name, key)",
+           ("tests/test_pending.py::test_discarding_a_refused_edit_settles_it_and_the_next"
+            "_sync_brings_centrals_row",),
+           "a discarded row keeps a stale version that central replaced meanwhile"),
+    Mutant("discard-beside-a-sync", PKG + "service/daemon.py",
+           '            with self.scheduler.exclusive("discarding pending edits", '
+           "RESOLVE_WAIT_SECONDS):\n                result = discard(self.config, edits)",
+           "            result = discard(self.config, edits)",
+           ("tests/test_pending_api.py::test_a_discard_sent_during_a_sync_waits_for_it_then"
+            "_applies",),
+           "a discard asked for during a sync runs beside it, on the rows it sends"),
     # --- secrets ------------------------------------------------------------------------
     Mutant("redact-url-password", PKG + "redact.py",
            "    text = _URL_PASSWORD.sub(", "    text = text or _URL_PASSWORD.sub(",

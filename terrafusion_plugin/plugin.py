@@ -99,6 +99,7 @@ class TerraFusionPlugin:
 
         self.dock.exportRequested.connect(self.show_export)
         self.dock.conflictsRequested.connect(self.show_conflicts)
+        self.dock.pendingRequested.connect(self.show_pending)
         self.dock.settingsRequested.connect(self.show_settings)
 
     def _add_action(self, key: str, icon: str, text: str, tip: str,
@@ -129,6 +130,11 @@ class TerraFusionPlugin:
                 from .gui.export_dialog import ExportDialog
 
                 dialog = ExportDialog(self.iface, parent)
+            elif key == "pending":
+                from .gui.pending_dialog import PendingDialog
+
+                dialog = PendingDialog(self.iface, parent)
+                dialog.editsDiscarded.connect(lambda _n: self.dock.refresh())
             elif key == "conflicts":
                 from .gui.conflicts_dialog import ConflictsDialog
 
@@ -155,6 +161,9 @@ class TerraFusionPlugin:
 
     def show_conflicts(self):
         return self._show("conflicts")
+
+    def show_pending(self):
+        return self._show("pending")
 
     def show_settings(self):
         dialog = self._dialog("settings")

@@ -661,7 +661,8 @@ class Episode:
     def choose_fault(self, agent: str) -> Optional[str]:
         if self.rng.random() >= 0.4:
             return None
-        points = [p for p in POINTS if not p.startswith("resolve.")]
+        # points of a sync: a resolution or a discard is not one
+        points = [p for p in POINTS if not p.startswith(("resolve.", "discard."))]
         if self.full_copy.get(agent) and self.rng.random() < 0.5:
             return self.rng.choice(["pull.mid_bulk_copy", "schema.mid_rebuild"])
         queue = self.queue(agent)

@@ -39,6 +39,7 @@ CONTRACT_ROUTES = {
     ("GET", "/metrics"), ("GET", "/api/v1/syncs"), ("POST", "/api/v1/syncs"),
     ("GET", "/api/v1/syncs/{id}"), ("POST", "/api/v1/config/reload"),
     ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/{id}/resolve"),
+    ("GET", "/api/v1/pending"), ("POST", "/api/v1/pending/discard"),
     ("POST", "/api/v1/exports"), ("GET", "/api/v1/exports/{id}"), ("GET", "/openapi.json"),
 }
 

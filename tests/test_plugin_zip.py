@@ -164,7 +164,8 @@ added = sys.path[len(before):] if sys.path[:len(before)] == before else "reorder
 warnings = [str(c) for c in iface.messageBar().pushMessage.call_args_list]
 plugin.initProcessing()
 plugin.initGui()
-for show in (plugin.show_export, plugin.show_settings, plugin.show_conflicts):
+for show in (plugin.show_export, plugin.show_settings, plugin.show_conflicts,
+             plugin.show_pending):
     show()
 import sqlalchemy, terrafusion_agent
 result = processing.run("terrafusion:export", {{"TABLE": "parcels", "CONFIG": {str(county)!r},
@@ -193,7 +194,7 @@ plugin.unload()
     assert loaded["agent"].startswith(agent) and loaded["sqlalchemy"].startswith(ext)
     assert loaded["dock"]
     assert loaded["dialogs"] == ["TerraFusionConflictsDialog", "TerraFusionExportDialog",
-                                 "TerraFusionSettingsDialog"]
+                                 "TerraFusionPendingDialog", "TerraFusionSettingsDialog"]
     assert loaded["features"] == DEMO_PARCELS and out.stat().st_size > 0
 
 

@@ -137,6 +137,10 @@ def prepare(agent: AgentEnv, point: str) -> tuple[list[str], list[int]]:
         (conflict,) = json.loads(agent.run("conflicts", "list").stdout)
         edit_both_sides(agent, 1)
         return ["conflicts", "resolve", str(conflict["id"]), "--keep", "local"], [1]
+    if point == "discard.before_local_commit":
+        local_exec(agent, "UPDATE parcels SET legal_desc = 'DISCARD ME' WHERE prop_id = 100300")
+        edit_both_sides(agent, 1)
+        return ["pending", "discard", "parcels", "100300"], [1]
     edit_both_sides(agent, 1)
     if point == "schema.mid_rebuild":
         central_exec(agent, "ALTER TABLE parcels ADD COLUMN zoning_note text")
@@ -148,6 +152,11 @@ def prepare(agent: AgentEnv, point: str) -> tuple[list[str], list[int]]:
 def finish(agent: AgentEnv, point: str, local_rounds: list[int]) -> None:
     if point in FIRST_SYNC_POINTS:
         sync(agent)
+    if point == "discard.before_local_commit":
+        # the discard did not commit: the edit is still there, whole, and discarding works
+        assert local_exec(agent, "SELECT legal_desc FROM parcels WHERE prop_id = 100300") \
+            == [("DISCARD ME",)]
+        agent.run("pending", "discard", "parcels", "100300")
     edit_both_sides(agent, 2)
     local_rounds = [*local_rounds, 2]
     if point == "resolve.before_local_commit":
@@ -158,6 +167,9 @@ def finish(agent: AgentEnv, point: str, local_rounds: list[int]) -> None:
     if point == "resolve.before_local_commit":
         assert central_exec(agent, "SELECT legal_desc FROM parcels WHERE prop_id = 100300"
                             ) == [("LOCAL",)]
+    if point == "discard.before_local_commit":
+        assert central_exec(agent, "SELECT legal_desc FROM parcels WHERE prop_id = 100300"
+                            ) != [("DISCARD ME",)]
 
 
 def test_every_fault_point_is_documented():
@@ -176,8 +188,9 @@ def test_killed_at_fault_point_converges(agent, point):
 
 
 def _central_crash_points() -> list[str]:
-    # resolving a conflict never talks to central
-    return [p for p in POINTS if p != "resolve.before_local_commit"]
+    # resolving a conflict and discarding an edit never talk to central
+    return [p for p in POINTS
+            if p not in ("resolve.before_local_commit", "discard.before_local_commit")]
 
 
 @pytest.mark.timeout(300)

@@ -5,13 +5,13 @@ this module and nothing deeper (the plugin may also import :mod:`terrafusion_age
 ``tests/test_boundaries.py`` enforces it).
 
 **Who does the work** is decided here once, by the same rule for every operation that
-writes to the local copy (sync, conflict resolution): when an agent serving the
-configured local copy answers on its port, it is asked over its HTTP API, since it holds
-the copy's lock and two processes must never write one copy at once; when none answers,
-the work is done in this process under that same lock (:class:`~terrafusion_agent.lock.
-LocalLock`), which refuses with one sentence when an agent that cannot be reached holds
-it. Reading (status, conflicts, pending edits, history, layers) never disturbs a running
-agent: SQLite readers do not block its writer.
+writes to the local copy (sync, conflict resolution, discarding pending edits): when an
+agent serving the configured local copy answers on its port, it is asked over its HTTP
+API, since it holds the copy's lock and two processes must never write one copy at once;
+when none answers, the work is done in this process under that same lock
+(:class:`~terrafusion_agent.lock.LocalLock`), which refuses with one sentence when an
+agent that cannot be reached holds it. Reading (status, conflicts, pending edits,
+history, layers) never disturbs a running agent: SQLite readers do not block its writer.
 
 Every function here blocks. A GUI calls them from a background task, never from its main
 thread. Bad input and failures arrive as :class:`~terrafusion_agent.errors.TerraFusionError`
@@ -48,7 +48,7 @@ __all__ = [
     "OTHER_AGENT", "RUNNING", "SCHEDULER_STOPPED", "UNKNOWN", "VIA_AGENT",
     "load_config", "config_path", "config_key", "running_agent", "agent_status",
     "start_agent", "sync_now", "open_conflicts", "conflicts", "resolve_conflicts",
-    "pending_edits", "sync_history",
+    "pending_edits", "discard_pending", "sync_history",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
     "refuse_own_file", "layer_options", "output_field_names", "layer_export",
@@ -204,18 +204,48 @@ def resolve_conflicts(cfg: Config, ids: list[int], keep: str) -> Resolution:
 # --- what changed: pending edits and history ------------------------------------------------
 
 
-def pending_edits(cfg: Config, limit: Optional[int] = None) -> list[dict]:
-    """The local edits not yet pushed to central, oldest first."""
-    from terrafusion_agent.stores.local import LocalStore
+def pending_edits(cfg: Config, limit: Optional[int] = None,
+                  with_geometry: bool = False) -> list[dict]:
+    """The local edits not yet pushed to central, oldest first (the first ``limit``).
 
-    edits: list[dict] = []
+    Each has ``id``, ``table``, ``key``, ``op`` (insert, update or delete), ``state``
+    (``pending``; ``conflict`` while it waits in a conflict, ``rejected`` when central
+    refused it, with ``conflict_id`` and the server's ``message``), ``changed_at``,
+    ``version`` and ``changes``: per changed column its ``base`` (as last synced) and
+    ``local`` value, geometries as WKT (an insert lists every local value, a delete every
+    base value). ``with_geometry`` adds ``geometry``: the row's WKT as it is now (as last
+    synced for a delete), for a map.
+    """
+    from terrafusion_agent.stores.local import LocalStore
+    from terrafusion_agent.sync.pending import listed
+
     with LocalStore.open_existing(cfg.local_path) as local:
-        for info in local.tables():
-            edits += [{"table": info.name, "key": list(entry["pk"]), "op": entry["op"],
-                       "id": entry["id"], "version": entry["version"]}
-                      for entry in local.pending(info.name)]
-    edits.sort(key=lambda e: e["id"])
-    return edits[:limit] if limit is not None else edits
+        return listed(local, limit=limit, with_geometry=with_geometry)
+
+
+def discard_pending(cfg: Config, edits: Optional[list[tuple[str, tuple]]]) -> dict:
+    """Take back local edits before they reach central: each row in ``edits`` ((table,
+    key) pairs; None: every edit not waiting in a conflict) goes back to how it was last
+    synced, in one transaction, and its edit is dropped.
+
+    Returns ``discarded`` (each edit as :func:`pending_edits` showed it just before),
+    ``via`` (``"agent"`` or ``"here"``) and, for all, ``conflicts_left``. Through the
+    running agent when one serves the copy (it waits for a sync it is running), else
+    here under the copy's lock. Raises NotFound (no such table, or no edit of that row),
+    BadRequest (a key its table cannot have) or TerraFusionError (an edit in conflict,
+    which ``conflicts resolve ID --keep central`` settles); then nothing is discarded.
+    """
+    from terrafusion_agent.client import pending as pending_client
+
+    if edits is not None:
+        edits = [(table, tuple(key)) for table, key in edits]
+    client = running_agent(cfg)
+    if client is not None:
+        try:
+            return pending_client.discard_via_agent(client, edits)
+        except NoAnswer:
+            pass  # the agent went away meanwhile: discard here, under the lock
+    return pending_client.discard_here(cfg, edits)
 
 
 def sync_history(cfg: Config, limit: int = 20) -> list[dict]:

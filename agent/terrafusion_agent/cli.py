@@ -57,6 +57,28 @@ def _parser() -> argparse.ArgumentParser:
     resolve.add_argument("id", type=_positive_int)
     resolve.add_argument("--keep", choices=("local", "central"), required=True)
 
+    pending = sub.add_parser(
+        "pending", help="see and discard local edits not yet pushed to central")
+    psub = pending.add_subparsers(dest="pending_command", metavar="ACTION")
+    psub.required = True
+    plist = psub.add_parser(
+        "list", help="the pending edits as JSON, with base and local values per changed "
+                     "column (also those waiting in a conflict or refused by central)")
+    plist.add_argument("--limit", type=_positive_int, metavar="N",
+                       help="only the N oldest")
+    discard = psub.add_parser(
+        "discard", help="put rows back as they were last synced; nothing reaches central",
+        description="Put a row back as it was last synced and drop its pending edit: an "
+                    "update is reverted, a deleted row comes back, a row inserted here "
+                    "disappears. Nothing reaches central. An edit waiting in a conflict is "
+                    "resolved with 'conflicts resolve ID' instead; --all leaves those.")
+    discard.add_argument("table", nargs="?", metavar="TABLE")
+    discard.add_argument("key", nargs="?", metavar="KEY", type=_key_text,
+                         help="the row's key as listed: 1001, or a JSON array for a key of "
+                              "several columns, e.g. '[\"A-7\", 3]'")
+    discard.add_argument("--all", action="store_true",
+                         help="every pending edit, except those waiting in a conflict")
+
     export = sub.add_parser(
         "export", help="export a table of the local copy to a file; prints a JSON summary",
         description="Export a table of the local copy. With --preset, TABLE and --format "
@@ -89,12 +111,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _key_text(text: str) -> tuple:
+    """KEY as typed: one value (typed as its column's kind later), or a JSON array."""
+    if not text.strip().startswith("["):
+        return (text,)
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON array") from None
+    if not isinstance(values, list) or not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON array of key values")
+    return tuple(values)
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot say by itself; exits 2 like its own errors."""
+    if args.command == "pending" and args.pending_command == "discard":
+        if args.all and args.table is not None:
+            parser.error("pending discard: give either TABLE KEY or --all, not both")
+        if not args.all and args.key is None:
+            parser.error("pending discard: give TABLE KEY, or --all")
+
+
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_arguments(parser, args)
     try:
         return _dispatch(args)
     except TerraFusionError as exc:
@@ -290,6 +336,31 @@ def cmd_conflicts(config, args) -> int:
     return 0
 
 
+class _BadArguments(TerraFusionError):
+    exit_code = 2
+
+
+def cmd_pending(config, args) -> int:
+    from terrafusion_agent import api
+    from terrafusion_agent.errors import BadRequest
+
+    if args.pending_command == "list":
+        _print_json({"edits": api.pending_edits(config, limit=args.limit)})
+        return 0
+    edits = None if args.all else [(args.table, args.key)]
+    try:
+        # through the running agent, else here under the copy's lock: never beside a sync
+        done = api.discard_pending(config, edits)
+    except BadRequest as exc:  # a KEY that TABLE cannot have is a bad argument
+        raise _BadArguments(str(exc)) from None
+    _print_json(done)
+    left = done.get("conflicts_left")
+    if left:
+        print(f"terrafusion-agent: {left} edit(s) waiting in a conflict were left; "
+              "'terrafusion-agent conflicts list' shows them.", file=sys.stderr)
+    return 0
+
+
 def cmd_export(config, args) -> int:
     from terrafusion_agent.export import ExportRequest, export_table
     from terrafusion_agent.export.request import split_fields
@@ -363,6 +434,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "recover": cmd_recover,
     "conflicts": cmd_conflicts,
+    "pending": cmd_pending,
     "install-service": cmd_install_service,
     "uninstall-service": cmd_uninstall_service,
     "export": cmd_export,

@@ -37,6 +37,8 @@ POINTS: dict[str, str] = {
     "schema.mid_rebuild": "a table whose columns changed centrally is half rebuilt locally",
     "purge.before_commit": "old change-log entries are deleted centrally, not committed",
     "resolve.before_local_commit": "a conflict resolution is written locally, not committed",
+    "discard.before_local_commit":
+        "discarded local edits are restored locally, not committed",
 }
 
 _ENV, _PAUSE_ENV = "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE"

@@ -2,8 +2,8 @@
 
 The widgets come from ``resources/ui/terrafusion_dock.ui``; every signal is wired here.
 The dock never waits on the network or a database: all of it goes through ``QgsTask``.
-The Export, Conflicts and Settings dialogs belong to the plugin; the dock only asks for
-them with a signal.
+The Export, Conflicts, Pending edits and Settings dialogs belong to the plugin; the dock
+only asks for them with a signal.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
 
     exportRequested = pyqtSignal()  # noqa: N815 - Qt naming
     conflictsRequested = pyqtSignal()  # noqa: N815
+    pendingRequested = pyqtSignal()  # noqa: N815
     settingsRequested = pyqtSignal()  # noqa: N815
     #: emitted on the main thread after every sync started here, with its summary or None
     syncFinished = pyqtSignal(object)  # noqa: N815
@@ -112,6 +113,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         self.startAgentButton.clicked.connect(self.start_agent)
         self.exportButton.clicked.connect(self.exportRequested)
         self.conflictsButton.clicked.connect(self.conflictsRequested)
+        self.pendingButton.clicked.connect(self.pendingRequested)
         self.settingsButton.clicked.connect(self.settingsRequested)
         self.conflictsLabel.linkActivated.connect(lambda _link: self.conflictsRequested.emit())
         self.visibilityChanged.connect(self._visibility_changed)

@@ -412,6 +412,41 @@ class Agent:
         self.monitor.local.refresh()
         return result if isinstance(result, dict) else {"id": conflict_id, "keep": keep}
 
+    # --- pending local edits ------------------------------------------------------------
+
+    def pending_edits(self, limit: Optional[int] = None) -> list[dict[str, Any]]:
+        """The local edits not yet pushed, oldest first (see ``sync/pending.py``)."""
+        from terrafusion_agent.sync.pending import listed
+
+        with self._local() as local:
+            return listed(local, limit=limit)
+
+    def discard_pending(self, edits: Optional[list[tuple[str, list]]]) -> dict[str, Any]:
+        """Discard pending edits (None: all but those in conflict); during a sync, once it
+        has finished (it must not meet a row half restored), waiting up to
+        RESOLVE_WAIT_SECONDS for that, as a conflict resolution does."""
+        from terrafusion_agent.sync.pending import check, discard
+
+        with self._local() as local:
+            check(local, edits)  # a bad request is answered now, not after the sync
+        # the waiters a resolution may use: together they leave HTTP threads for /health
+        if not self._resolve_waiters.acquire(blocking=False):
+            raise SyncInProgress(
+                f"{RESOLVE_WAITERS} requests are already waiting for the running sync; "
+                "send this discard again when it has finished.")
+        try:
+            if self.scheduler.is_running():
+                log.info("discarding pending edits waits up to %.0f s for the running sync "
+                         "to finish", RESOLVE_WAIT_SECONDS, extra={"event": "discard_waits"})
+            with self.scheduler.exclusive("discarding pending edits", RESOLVE_WAIT_SECONDS):
+                result = discard(self.config, edits)
+        finally:
+            self._resolve_waiters.release()
+        self.monitor.local.refresh()
+        log.info("discarded %d pending edits", len(result["discarded"]),
+                 extra={"event": "discard", "discarded": len(result["discarded"])})
+        return result
+
     # --- configuration ------------------------------------------------------------------
 
     def reload_config(self) -> dict[str, Any]:

@@ -160,8 +160,9 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "id": {"type": "integer", "nullable": True,
                    "description": "The running sync's id, to follow it instead; null "
-                                  "while a conflict resolution holds the agent (code "
-                                  "busy) or when that run could not be recorded."},
+                                  "while a conflict resolution or a discard of pending "
+                                  "edits holds the agent (code busy) or when that run "
+                                  "could not be recorded."},
         },
     },
     "EmptyRequest": {
@@ -204,6 +205,79 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["conflicts"],
         "properties": {"conflicts": {"type": "array", "items": _ref("Conflict")}},
+    },
+    "PendingEdit": {
+        "type": "object",
+        "required": ["id", "table", "key", "op", "state", "changed_at", "changes"],
+        "properties": {
+            "id": {"type": "integer"},
+            "table": {"type": "string"},
+            "key": {"type": "array", "items": {},
+                    "description": "The row's key values, in key column order."},
+            "op": {"type": "string", "enum": ["insert", "update", "delete"]},
+            "state": {"type": "string", "enum": ["pending", "conflict", "rejected"],
+                      "description": "pending: waits for the next sync; conflict: waits in "
+                                     "a conflict (resolve it instead); rejected: refused "
+                                     "by central."},
+            "changed_at": {"type": "string", "format": "date-time",
+                           "description": "When the row was last edited."},
+            "version": {"type": "integer"},
+            "changes": {
+                "type": "array",
+                "description": "The changed columns (an insert: every column, a delete: "
+                               "every column), with the value as last synced and the "
+                               "local one; geometries as WKT.",
+                "items": {"type": "object", "required": ["column", "base", "local"],
+                          "properties": {"column": {"type": "string"},
+                                         "base": {"nullable": True},
+                                         "local": {"nullable": True}}},
+            },
+            "conflict_id": {"type": "integer",
+                            "description": "The row's open conflict or refusal."},
+            "message": {"type": "string", "nullable": True,
+                        "description": "Why central refused the row (rejected only)."},
+        },
+    },
+    "PendingEdits": {
+        "type": "object",
+        "required": ["edits"],
+        "properties": {"edits": {"type": "array", "items": _ref("PendingEdit")}},
+    },
+    "DiscardRequest": {
+        "type": "object",
+        "description": "The edits to discard, or all of them (those waiting in a conflict "
+                       "are left: a conflict is resolved instead).",
+        "additionalProperties": False,
+        "oneOf": [{"required": ["edits"]}, {"required": ["all"]}],
+        "properties": {
+            "edits": {
+                "type": "array", "minItems": 1,
+                "items": {
+                    "type": "object", "required": ["table", "key"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "table": {"type": "string", "minLength": 1},
+                        "key": {"type": "array", "minItems": 1,
+                                "items": {"oneOf": [{"type": "string"},
+                                                    {"type": "number"}]},
+                                "description": "The key values in key column order, as "
+                                               "GET /api/v1/pending lists them."},
+                    },
+                },
+            },
+            "all": {"type": "boolean", "enum": [True]},
+        },
+    },
+    "Discarded": {
+        "type": "object",
+        "required": ["discarded"],
+        "properties": {
+            "discarded": {"type": "array", "items": _ref("PendingEdit"),
+                          "description": "Each edit as it was just before."},
+            "conflicts_left": {"type": "integer",
+                               "description": "With all: the edits left waiting in a "
+                                              "conflict."},
+        },
     },
     "ResolveRequest": {
         "type": "object",
@@ -375,6 +449,38 @@ _PATHS: dict[str, Any] = {
             "409": _error("Already resolved, or a sync still running after 60 s (a "
                           "resolution sent during a sync waits that long for it)."),
             "413": _TOO_LARGE, "422": _INVALID,
+        },
+    }},
+    "/api/v1/pending": {"get": {
+        "operationId": "listPending", "tags": ["pending"],
+        "summary": "The local edits not yet pushed to central (also those waiting in a "
+                   "conflict or refused by central), with base and local values.",
+        "parameters": [{
+            "name": "limit", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000000},
+        }],
+        "responses": {"200": _json("Oldest first.", "PendingEdits"),
+                      "400": _error("Bad `limit`."),
+                      "503": _error("The local copy cannot be read.")},
+    }},
+    "/api/v1/pending/discard": {"post": {
+        "operationId": "discardPending", "tags": ["pending"],
+        "summary": "Put rows back as they were last synced and drop their edits; nothing "
+                   "reaches central.",
+        "security": [{"bearer": []}],
+        "requestBody": {"required": True,
+                        "content": {_JSON: {"schema": _ref("DiscardRequest")}}},
+        "responses": {
+            "200": _json("Discarded, in one transaction.", "Discarded"),
+            "400": _BAD_JSON, "401": _UNAUTHORIZED,
+            "404": _error("A table that is not synced, or a row without a pending edit: "
+                          "nothing was discarded."),
+            "409": _error("An edit waits in a conflict (resolve it instead), or a sync "
+                          "still running after 60 s: nothing was discarded."),
+            "413": _TOO_LARGE,
+            "422": _error("The body is JSON but not a valid request, or a key its table "
+                          "cannot have: nothing was discarded."),
+            "503": _error("The local copy cannot be written (busy, full or damaged)."),
         },
     }},
     "/api/v1/exports": {"post": {

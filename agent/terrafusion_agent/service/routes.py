@@ -7,7 +7,7 @@ into JSON; the agent does the work. ``openapi.py`` describes the same routes for
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
@@ -31,6 +31,8 @@ DEFAULT_RUNS = 20
 MAX_RUNS = 1000
 #: ids are SQLite integers
 MAX_ID = 2**63 - 1
+#: the most edits GET /api/v1/pending?limit=N returns at once
+MAX_PENDING = 1_000_000
 
 T = TypeVar("T")
 
@@ -149,6 +151,56 @@ def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
     return json_response(_ask(agent.resolve_conflict, conflict_id, keep))
 
 
+# --- pending local edits ------------------------------------------------------------------
+
+
+def list_pending(agent, request: Request) -> Response:
+    """GET /api/v1/pending[?limit=N]: the local edits not yet pushed, oldest first."""
+    limit = _int_arg(request, "limit", 0, 1, MAX_PENDING) or None
+    return json_response({"edits": agent.pending_edits(limit)})
+
+
+def discard_pending(agent, request: Request) -> Response:
+    """POST /api/v1/pending/discard with {"edits": [{"table", "key"}, ...]} or {"all": true}."""
+    body = json_object(request, {"edits", "all"})
+    edits = _edits(body)
+    return json_response(_ask(agent.discard_pending, edits))
+
+
+def _edits(body: dict) -> Optional[list[tuple[str, list]]]:
+    """The rows a discard names, or None for all of them; 422 in one sentence otherwise."""
+    if ("edits" in body) == ("all" in body):
+        raise ApiError(422, "invalid_request",
+                       "The request needs either 'edits' (a list of {\"table\", \"key\"}) "
+                       "or \"all\": true, not both.")
+    if "all" in body:
+        if body["all"] is not True:
+            raise ApiError(422, "invalid_request",
+                           "Field 'all' must be true; to discard some edits, name them in "
+                           "'edits'.")
+        return None
+    items = body["edits"]
+    if not isinstance(items, list) or not items:
+        raise ApiError(422, "invalid_request",
+                       "Field 'edits' must be a list naming at least one edit.")
+    edits = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or set(item) != {"table", "key"}:
+            raise ApiError(422, "invalid_request",
+                           f"Edit {n} must be an object with exactly 'table' and 'key'.")
+        table, key = item["table"], item["key"]
+        if not isinstance(table, str) or not table:
+            raise ApiError(422, "invalid_request", f"The table of edit {n} must be a name.")
+        if (not isinstance(key, list) or not key
+                or any(isinstance(v, bool) or not isinstance(v, (str, int, float))
+                       for v in key)):
+            raise ApiError(422, "invalid_request",
+                           f"The key of edit {n} must be a list of its key columns' values "
+                           "(numbers or text).")
+        edits.append((table, key))
+    return edits
+
+
 # --- configuration ------------------------------------------------------------------------
 
 
@@ -241,6 +293,9 @@ ROUTES: list[Route] = [
           list_conflicts),
     Route(Rule(f"/api/v1/conflicts/<int(min=1, max={MAX_ID}):conflict_id>/resolve",
                endpoint="resolve_conflict", methods=["POST"]), resolve_conflict, auth=True),
+    Route(Rule("/api/v1/pending", endpoint="list_pending", methods=["GET"]), list_pending),
+    Route(Rule("/api/v1/pending/discard", endpoint="discard_pending", methods=["POST"]),
+          discard_pending, auth=True),
     Route(Rule("/api/v1/config/reload", endpoint="reload_config", methods=["POST"]),
           reload_config, auth=True),
     Route(Rule("/api/v1/exports", endpoint="submit_export", methods=["POST"]), submit_export,

@@ -122,6 +122,8 @@ class SyncScheduler:
         self._begin = begin or _default_begin
         self._listeners = list(listeners or [])
         self._busy = threading.Lock()
+        #: what holds the lock besides a sync (see :meth:`exclusive`), for a refused sync
+        self._other_work = "resolving a conflict"
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
@@ -233,6 +235,7 @@ class SyncScheduler:
         try:
             if self._stop.is_set():  # the wait ended because the agent is stopping
                 raise TerraFusionError(f"The agent is stopping; {what} was not done.")
+            self._other_work = what
             yield
         finally:
             self._busy.release()
@@ -260,7 +263,7 @@ class SyncScheduler:
         if not self._busy.acquire(blocking=False):
             current = self.current()
             if current is None:
-                raise AgentBusy("The agent is resolving a conflict; ask for the sync again "
+                raise AgentBusy(f"The agent is {self._other_work}; ask for the sync again "
                                 "in a moment.")
             busy = SyncInProgress("A sync is already running; follow it, or ask again "
                                   "when it has finished.")

@@ -330,14 +330,16 @@ class LocalStore:
     # --- captured edits -----------------------------------------------------------------
 
     def pending(self, table: str, states: tuple[str, ...] = ("pending",)) -> list[dict]:
-        """Captured edits of ``table``: id, key, op, base (JSON text), version, state."""
+        """Captured edits of ``table``: id, key, op, base (JSON text), version, state and
+        when the row was last edited."""
         marks = ", ".join("?" * len(states))
         cur = self.conn.execute(
-            "SELECT id, pk_json, op, base_json, version, state FROM tf_local_changes "
-            f"WHERE table_name = ? AND state IN ({marks}) ORDER BY id", (table, *states))
+            "SELECT id, pk_json, op, base_json, version, state, changed_at "
+            f"FROM tf_local_changes WHERE table_name = ? AND state IN ({marks}) ORDER BY id",
+            (table, *states))
         return [{"id": i, "pk": tuple(json.loads(pk)), "pk_json": pk, "op": op,
-                 "base_json": base, "version": v, "state": st}
-                for i, pk, op, base, v, st in cur]
+                 "base_json": base, "version": v, "state": st, "changed_at": at}
+                for i, pk, op, base, v, st, at in cur]
 
     def pending_keys(self, table: str) -> set[tuple]:
         """Keys with any captured edit (pending or in conflict)."""
@@ -348,12 +350,12 @@ class LocalStore:
     def entry(self, table: str, key: tuple) -> Optional[dict]:
         """The captured edit of one row (any state), or None."""
         row = self.conn.execute(
-            "SELECT id, op, base_json, version, state FROM tf_local_changes "
+            "SELECT id, op, base_json, version, state, changed_at FROM tf_local_changes "
             "WHERE table_name = ? AND pk_json = ?", (table, rows.pk_json(key))).fetchone()
         if row is None:
             return None
         return {"id": row[0], "pk": key, "op": row[1], "base_json": row[2],
-                "version": row[3], "state": row[4]}
+                "version": row[3], "state": row[4], "changed_at": row[5]}
 
     def put_entry(self, table: str, key: tuple, op: str, base_json: Optional[str],
                   state: str = "pending") -> None:
@@ -421,6 +423,13 @@ class LocalStore:
         if not cur.rowcount:
             self.record_conflict(info, key, [], base, local, central, kind="rejected",
                                  message=message)
+
+    def open_conflicts_by_row(self) -> dict[tuple[str, tuple], dict[str, Any]]:
+        """(table, key) -> id, kind and message of the row's open conflict or refusal."""
+        return {(t, tuple(json.loads(pk))): {"id": i, "kind": kind, "message": message}
+                for i, t, pk, kind, message in self.conn.execute(
+                    "SELECT id, table_name, pk_json, kind, message FROM tf_conflicts "
+                    "WHERE resolved_at IS NULL ORDER BY id")}
 
     def open_rejected_keys(self) -> set[tuple[str, tuple]]:
         """(table, key) of every row with an open refusal."""

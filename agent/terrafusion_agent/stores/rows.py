@@ -198,10 +198,11 @@ def for_display(info: Optional[TableInfo], text: Optional[str]) -> Optional[dict
     if info is None:
         return json.loads(text)
     row = decode_base(info, text)
-    return {k: _displayed(v) for k, v in row.items()}
+    return {k: displayed(v) for k, v in row.items()}
 
 
-def _displayed(value: Any) -> Any:
+def displayed(value: Any) -> Any:
+    """One value of a row in wire form, as :func:`for_display` shows it."""
     if isinstance(value, bytes):
         return value.hex().upper()
     if isinstance(value, Decimal):
