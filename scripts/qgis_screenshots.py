@@ -145,6 +145,21 @@ def take() -> None:
     grab(settings_dialog, "settings_server.png")
     settings_dialog.close()  # not saved
 
+    # two more edits an analyst made today: a new owner, and a lot split off (deleted)
+    edit_local("UPDATE parcels SET owner_name = 'NGUYEN THANH & LE MAI', "
+               "land_value = 88200 WHERE prop_id = 100031")
+    edit_local("DELETE FROM parcels WHERE prop_id = 100042")
+    pending = plugin.show_pending()
+    wait("the pending edits dialog", lambda: not pending.is_busy())
+    for row in range(pending.editsTable.rowCount()):
+        if pending.editsTable.item(row, 1).text() == "100031":
+            pending.editsTable.selectRow(row)
+    pump(0.5)
+    settle(canvas)
+    grab(pending, "pending.png")
+    grab(window, "pending_on_map.png")
+    pending.close()
+
     conflicts = plugin.show_conflicts()
     wait("the conflicts dialog", lambda: not conflicts.is_busy())
     for row in range(conflicts.conflictsTable.rowCount()):
