@@ -223,12 +223,8 @@ _SCHEMAS: dict[str, Any] = {
                                "column may be, and becomes part of the local edit. Not for "
                                "a row deleted on one side or refused by central (422).",
                 "additionalProperties": {
-                    "oneOf": [
-                        {"type": "string"}, {"type": "number"}, {"type": "boolean"},
-                        {"type": "null"},
-                        {"type": "object", "required": ["value"],
-                         "additionalProperties": False, "properties": {"value": {}}},
-                    ],
+                    "description": "\"local\", \"central\", a number, a text, a "
+                                   "boolean, null, or {\"value\": any of those}.",
                 },
             },
         },
