@@ -33,6 +33,9 @@ WktReader = Callable[[str, int], Optional[tuple[bytes, str, str]]]
 _INT_BITS = {"smallint": 16, "integer": 32, "bigint": 64}
 _NUMERIC = re.compile(r"^numeric\((\d+)(?:,\s*(\d+))?\)$")
 _CHARS = re.compile(r"^(?:character varying|character|varchar|char)\((\d+)\)$")
+#: what a column of each kind written as text takes, in a sentence
+_TEXT_KINDS = {"date": "a date (YYYY-MM-DD)", "datetime": "a date and time (ISO 8601)",
+               "geometry": "a geometry written as WKT", "blob": "bytes written as hexadecimal"}
 
 
 def chosen_values(info: TableInfo, conflict_id: int, merge: Any, conflicting: list[str],
@@ -112,10 +115,6 @@ def typed_value(info: TableInfo, column: Column, value: Any, read_wkt: WktReader
         raise InvalidMerge(f"{name} of table {info.name} ({column.db_type}) holds at most "
                            f"{limit.group(1)} characters, not {len(value)}.")
     return value
-
-
-_TEXT_KINDS = {"date": "a date (YYYY-MM-DD)", "datetime": "a date and time (ISO 8601)",
-               "geometry": "a geometry written as WKT", "blob": "bytes written as hexadecimal"}
 
 
 def _shown(value: Any) -> str:
@@ -210,7 +209,8 @@ def _geometry(info: TableInfo, column: Column, value: str, read_wkt: WktReader) 
     shape = read_wkt(value, info.srid)
     if shape is None:
         raise InvalidMerge(f"{column.name} of table {info.name} takes a geometry written as "
-                           f"WKT, and {_snippet(value)} is not WKT that SpatiaLite can read.")
+                           f"WKT (null for none), and {_snippet(value)} is not WKT that "
+                           "SpatiaLite can read.")
     wkb, kind, dims = shape
     assert info.geometry is not None  # a geometry column has its description
     wanted = info.geometry.geometry_type
