@@ -309,6 +309,31 @@
         <translation>Mantener la central</translation>
     </message>
     <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>Local</source>
+        <translation>Local</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>Value</source>
+        <translation>Valor</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>Take this column from your version or from the central version, or type its value</source>
+        <translation>Tomar esta columna de su versión o de la versión central, o escribir su valor</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>empty: NULL</source>
+        <translation>vacío: NULL</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>Conflict resolved with your choice for each column; the local copy has it now, the central database at the next sync.</source>
+        <translation>Conflicto resuelto con su elección para cada columna; la copia local ya la tiene, la base de datos central la tendrá en la próxima sincronización.</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/export_dialog.py" line="544"/>
         <source>Export</source>
         <translation>Exportar</translation>
@@ -1205,6 +1230,21 @@
         <location filename="../resources/ui/conflicts_dialog.ui" line="195"/>
         <source>Refresh</source>
         <translation>Actualizar</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui"/>
+        <source>Keep</source>
+        <translation>Mantener</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui"/>
+        <source>Resolve</source>
+        <translation>Resolver</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/conflicts_dialog.ui"/>
+        <source>Resolve the conflict shown with the version chosen, or the value typed, for each column changed on both sides</source>
+        <translation>Resolver el conflicto mostrado con la versión elegida, o el valor escrito, para cada columna cambiada en ambos lados</translation>
     </message>
 </context>
 <context>

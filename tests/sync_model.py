@@ -885,16 +885,32 @@ class Episode:
         if not candidates:
             return None
         agent, c = self.rng.choice(candidates)
-        keep = self.rng.choice(["local", "central"])
+        keep = self.rng.choice(["local", "central", "merge"])
+        if keep == "merge":
+            # a side per column needs both rows as they are now (a local delete since the
+            # last listing leaves nothing to merge)
+            problems = self.refresh_conflicts(agent)
+            if problems:
+                self.fail(problems)
+            c = self.model.agents[agent].conflicts[c["id"]]
+            if c["resolved_at"] is not None:
+                return None
+            if c["local"] is None or c["central"] is None:
+                keep = self.rng.choice(["local", "central"])
+            else:
+                keep = {col: self.rng.choice(["local", "central"]) for col in c["columns"]}
         return self.resolve(agent, c, keep, fault_ok=True)
 
-    def resolve(self, agent: str, c: dict, keep: str, fault_ok: bool = False) -> str:
+    def resolve(self, agent: str, c: dict, keep, fault_ok: bool = False) -> str:
+        """Resolve ``c`` keeping ``keep`` ("local", "central"), or with the merge
+        {column: side} ``keep``."""
         extra = None
         if fault_ok and self.rng.random() < 0.15:
             extra = {"TERRAFUSION_FAULT": "resolve.before_local_commit"}
             self.stats.faults["armed"] += 1
-        proc = self.cli(agent, "conflicts", "resolve", str(c["id"]), "--keep", keep,
-                        extra=extra)
+        how = (["--keep", keep] if isinstance(keep, str) else
+               ["--merge", json.dumps(keep, sort_keys=True)])
+        proc = self.cli(agent, "conflicts", "resolve", str(c["id"]), *how, extra=extra)
         outcome = "ok"
         problems: list[Discrepancy] = []
         if extra and proc.returncode == -9:
@@ -902,7 +918,7 @@ class Episode:
             self.stats.fired_points["resolve.before_local_commit"] += 1
             outcome = "killed at resolve.before_local_commit"
         elif proc.returncode:
-            problems.append(Discrepancy("cli", f"conflicts resolve {c['id']} --keep {keep} "
+            problems.append(Discrepancy("cli", f"conflicts resolve {c['id']} {' '.join(how)} "
                                         f"of {agent} exited {proc.returncode}: {proc.stderr}"))
         elif extra:
             self.stats.faults["unreached"] += 1
@@ -911,12 +927,12 @@ class Episode:
         now = self.model.agents[agent].conflicts[c["id"]]
         if now["resolved_at"] is not None:
             self.model.resolved(agent, c, keep)
-            self.stats.resolved[f"keep {keep}"] += 1
+            self.stats.resolved[f"keep {keep}" if isinstance(keep, str) else "merge"] += 1
         elif proc.returncode == 0:
             problems.append(Discrepancy("cli", f"conflict {c['id']} of {agent} is still open "
-                                        f"after resolve --keep {keep}"))
+                                        f"after resolve {' '.join(how)}"))
         self.note(f"{agent} conflicts resolve {c['id']} ({c['table']} {c['pk']} "
-                  f"{c['columns']}) --keep {keep} -> {outcome}")
+                  f"{c['columns']}) {' '.join(how)} -> {outcome}")
         if problems:
             self.fail(problems)
         return f"{agent} resolve"

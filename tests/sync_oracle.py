@@ -15,8 +15,8 @@ make a history per cell.
 - or it is part of a recorded conflict (``conflicts list --all``) on its row and column,
   as the local or the central value (for a delete: a conflict with a missing side);
 - or it was dropped by a "keep central" resolution of its own agent (the conflict's
-  columns; the whole row when central had deleted it), or a later edit that saw it is
-  accounted for.
+  columns; the whole row when central had deleted it), or by a merge of its own agent
+  that took central's side of its column, or a later edit that saw it is accounted for.
 
 An edit is *delivered* once its agent ran a successful sync that started after it (and
 after the last resolution on that row, and no conflict of its agent holds the row), or
@@ -29,7 +29,9 @@ not the agent's own earlier push and not older than the base. After a successful
 of one agent alone, its local copy equals central except for rows it holds in conflict,
 and nothing is left pending. "Keep local" must get the local value through (or be a new
 conflict); "keep central" must keep central's values of the conflicting columns and
-still push the other columns edited locally. At the end, all conflicts are resolved,
+still push the other columns edited locally. A merge (a side per conflicting column) is
+"keep local" for the columns it takes locally and "keep central" for the others. At the
+end, all conflicts are resolved,
 every agent syncs twice without faults, and then: every edit is delivered and accounted
 for, every copy equals central, ``verify`` exits 0 everywhere, nothing is pending.
 
@@ -54,6 +56,12 @@ MARKER = {"parcels": "legal_desc", "sales": "sale_date"}
 
 
 # --- values ---------------------------------------------------------------------------------
+
+
+def side(keep, col: str) -> str:
+    """The side a resolution kept for column ``col``: ``keep`` itself, or a merge's
+    choice ({column: side}) for that column."""
+    return keep if isinstance(keep, str) else keep[col]
 
 
 def val(col: str, v: Any) -> Optional[str]:
@@ -251,10 +259,12 @@ class Model:
             out.extend(self._check_conflict(agent, c))
         return out
 
-    def resolved(self, agent: str, conflict: dict, keep: str) -> None:
+    def resolved(self, agent: str, conflict: dict, keep) -> None:
         """A resolution went through: "keep central" drops this agent's edits of the
         conflicting columns made so far (of the whole row when central deleted it); "keep
-        local" must get them through, so this conflict no longer accounts for them."""
+        local" must get them through, so this conflict no longer accounts for them.
+        ``keep`` may also be a merge, {column: "local" or "central"}, of a conflict with
+        both rows: each column as if kept that way."""
         t = self.tick()
         view = self.agents[agent]
         row = (conflict["table"], tuple(conflict["pk"])[0])
@@ -271,7 +281,8 @@ class Model:
                 hit = w.col in cols
             if not hit:
                 continue
-            if keep == "central" or (w.kind == "delete" and conflict["central"] is None):
+            if side(keep, w.col) == "central" or (w.kind == "delete"
+                                                  and conflict["central"] is None):
                 w.discarded = True  # dropped, or (a delete) central had deleted the row too
             else:
                 w.excluded.add((agent, conflict["id"]))
@@ -504,14 +515,15 @@ class Model:
             if view.last_ok_start <= t:
                 left.append((t, c, keep))
                 continue
-            if keep != "central":
+            kept_central = [col for col in c["columns"] if side(keep, col) == "central"]
+            if not kept_central:
                 continue  # keep local: the exclusion in resolved() makes a drop a loss
             table, key = c["table"], tuple(c["pk"])[0]
             row = central.get(table, {}).get(key)
             first = self.first_seen.get((agent, c["id"]), c)
             if row is None or first["local"] is None:
                 continue  # (another agent may bring a deleted row back: not this one)
-            for col in c["columns"]:
+            for col in kept_central:
                 mine = val(col, first["local"].get(col))
                 if mine is not None and row.get(col) == mine:
                     out.append(Discrepancy(

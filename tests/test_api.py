@@ -339,6 +339,9 @@ def test_the_right_token_under_another_scheme_is_refused(served):
     (b"{", 400), (b"not json", 400), (b"\xff\xfe\x00", 400), (b"[" * 100_000, 400),
     (b"[]", 422), (b'"local"', 422), (b"{}", 422), (b'{"keep": "both"}', 422),
     (b'{"keep": 1}', 422), (b'{"keep": "local", "extra": 1}', 422), (b"", 400),
+    (b'{"merge": {}}', 422), (b'{"merge": "local"}', 422), (b'{"merge": null}', 422),
+    (b'{"merge": [["owner_name", "local"]]}', 422),
+    (b'{"keep": "local", "merge": {"owner_name": "local"}}', 422),
 ])
 def test_bad_resolve_bodies_are_4xx_with_a_json_error(served, raw, status):
     r = call("POST", served.base + "/api/v1/conflicts/1/resolve", raw=raw, token=served.token)
@@ -546,6 +549,50 @@ def test_a_resolution_still_waiting_when_the_bound_passes_is_a_409(served, monke
     assert [c["id"] for c in get(served.base + "/api/v1/conflicts").json["conflicts"]] == [cid]
     assert post(f"{served.base}/api/v1/conflicts/{cid}/resolve", {"keep": "central"},
                 token=served.token).status == 200
+
+
+def _central_row(env: AgentEnv, pid: int, columns: str) -> tuple:
+    with sqlite3.connect(env.central_url[len("sqlite:///"):]) as conn:
+        return conn.execute(f"SELECT {columns} FROM parcels WHERE prop_id = ?",
+                            (pid,)).fetchone()
+
+
+def test_a_merge_body_resolves_column_by_column_with_the_token(served):
+    cid, pid = _open_conflict(served, 5)
+    merge = {"merge": {"owner_name": {"value": "TYPED OWNER"}, "land_value": 4321}}
+    url = f"{served.base}/api/v1/conflicts/{cid}/resolve"
+    assert post(url, merge).status == 401
+    assert cid in [c["id"] for c in get(served.base + "/api/v1/conflicts").json["conflicts"]]
+
+    r = post(url, merge, token=served.token)
+
+    assert r.status == 200, r
+    assert r.json["id"] == cid and r.json["resolution"] == "merge"
+    assert post(served.base + "/api/v1/syncs", token=served.token).status == 202
+    served.wait_idle()
+    assert _central_row(served.env, pid, "owner_name, land_value") == ("TYPED OWNER", 4321)
+
+
+@pytest.mark.parametrize(("merge", "culprit"), [
+    ({"owner_name": "local", "year_built": "nineteen"}, "year_built"),
+    ({"owner_name": "local", "geom": "MULTIPOLYGON((("}, "geom"),
+    ({"owner_nam": "local"}, "owner_nam"),
+    ({"land_value": 1}, "leaves out owner_name"),
+])
+def test_a_bad_merge_is_a_422_naming_the_column_and_changes_nothing(served, merge, culprit):
+    cid, pid = _open_conflict(served, 6)
+    columns = "owner_name, land_value, year_built, hex(geom)"
+    before = _central_row(served.env, pid, columns)
+
+    r = post(f"{served.base}/api/v1/conflicts/{cid}/resolve", {"merge": merge},
+             token=served.token)
+
+    assert r.status == 422, r
+    assert r.json["code"] == "invalid_request" and culprit in r.json["error"]
+    [still] = [c for c in get(served.base + "/api/v1/conflicts").json["conflicts"]
+               if c["id"] == cid]
+    assert still["local"]["owner_name"] == "LOCAL EDIT"
+    assert _central_row(served.env, pid, columns) == before
 
 
 def test_resolving_an_unknown_conflict_is_a_404(served):

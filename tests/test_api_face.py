@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 
+import pytest
 from conftest import central_exec, local_exec
 from service_helpers import get, start_process, stop_process, wait_for
 from terrafusion_agent import api
@@ -140,3 +141,40 @@ def test_api_lists_pending_edits_and_the_sync_history(sqlite_agent):
     agent.run("sync")
     assert api.pending_edits(cfg) == []
     assert [r["id"] for r in api.sync_history(cfg)] == [2, 1]
+
+
+def test_cli_merge_goes_through_the_running_agent_and_a_bad_one_exits_2(sqlite_agent):
+    agent = sqlite_agent
+    _on_port(agent, _free_port())
+    agent.run("init-central", "--demo-parcels", "40")
+    agent.run("sync")
+    conflict = _conflict(agent)
+    proc, base = start_process(agent.config, interval=300)
+    try:
+        wait_for(lambda: any(r["result"] == "success" for r in _runs(base)), 60,
+                 "the agent's first sync")
+        bad = agent.run("conflicts", "resolve", str(conflict), "--merge",
+                        '{"land_value": "lots"}', check=False)
+        assert bad.returncode == 2 and bad.stdout == ""
+        assert bad.stderr.count("\n") == 1 and "land_value" in bad.stderr
+        # the agent holds the copy's lock: a merge made here would be refused
+        merged = json.loads(agent.run("conflicts", "resolve", str(conflict), "--merge",
+                                      '{"land_value": 3}').stdout)
+        assert merged["id"] == conflict and merged["resolution"] == "merge"
+    finally:
+        stop_process(proc)
+    agent.run("sync")
+    assert central_exec(agent, "SELECT land_value FROM parcels WHERE prop_id = 100004") \
+        == [(3,)]
+
+
+def test_api_merges_one_conflict_at_a_time_and_never_with_keep(sqlite_agent):
+    from terrafusion_agent.errors import BadRequest, InvalidMerge
+
+    cfg = sqlite_agent.load()
+    with pytest.raises(InvalidMerge, match="one conflict at a time"):
+        api.resolve_conflicts(cfg, [1, 2], merge={"land_value": "local"})
+    with pytest.raises(BadRequest, match="not both"):
+        api.resolve_conflicts(cfg, [1], "local", {"land_value": "local"})
+    with pytest.raises(BadRequest, match="not both or neither"):
+        api.resolve_conflicts(cfg, [1])

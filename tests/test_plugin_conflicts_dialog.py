@@ -1,7 +1,7 @@
 """The Conflicts dialog in headless QGIS on real conflicts of a demo county: both versions
 side by side and on a map, *Keep local* reaching central, a row central refused with the
-server's reason and *Drop my edit*, many resolved at once, and resolving through the
-running agent.
+server's reason and *Drop my edit*, many resolved at once, resolving through the running
+agent, and a choice per conflicting column (*Resolve*) reaching central.
 """
 
 from __future__ import annotations
@@ -153,3 +153,68 @@ def test_conflicts_are_resolved_through_the_running_agent(plugin, conflicted, us
         assert dialog.last_resolution.via == "agent"
         assert dialog.last_resolution.errors == []
         assert dialog.conflictsTable.rowCount() == 0
+
+
+@pytest.fixture
+def merge_conflicted(sqlite_agent, use_config):
+    """A synced county where parcel 100009 changed on both sides in its owner, land value
+    and geometry."""
+    sqlite_agent.run("init-central", "--demo-parcels", "60")
+    sqlite_agent.run("sync")
+    local_exec(sqlite_agent, "UPDATE parcels SET owner_name = 'LOCAL OWNER', land_value = 1, "
+                             "geom = ST_Translate(geom, 5, 0, 0) WHERE prop_id = 100009")
+    central_exec(sqlite_agent, "UPDATE parcels SET owner_name = 'CENTRAL OWNER', "
+                               "land_value = 2, geom = ST_Translate(geom, 0, 9, 0) "
+                               "WHERE prop_id = 100009")
+    sqlite_agent.run("sync")
+    use_config(sqlite_agent.config, port=_free_port())
+    return sqlite_agent
+
+
+def _choose(dialog, column: str, side: str, typed: str = "") -> None:
+    combo, editor = dialog.choices[column]
+    combo.setCurrentIndex(combo.findData(side))
+    if typed:
+        editor.setText(typed)
+
+
+def test_each_conflicting_column_is_chosen_on_its_own_and_reaches_central(
+        plugin, merge_conflicted, qtbot):
+    geometry = "SELECT hex(AsBinary(geom)) FROM parcels WHERE prop_id = 100009"
+    mine = local_exec(merge_conflicted, geometry)
+    dialog = _conflicts_dialog(plugin, qtbot)
+    assert sorted(dialog.choices) == ["geom", "land_value", "owner_name"]
+    combo, editor = dialog.choices["geom"]
+    assert editor is None and [combo.itemData(i) for i in range(combo.count())] == [
+        "local", "central"]  # a geometry is taken from one side
+    assert not dialog.choices["land_value"][1].isEnabled()
+    assert dialog.resolveButton.isEnabled()
+
+    _choose(dialog, "owner_name", "central")
+    _choose(dialog, "land_value", "value", "123,000")
+    _choose(dialog, "geom", "local")
+    assert dialog.choices["land_value"][1].isEnabled()
+    with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.resolveButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
+
+    assert dialog.last_resolution.errors == [] and dialog.conflictsTable.rowCount() == 0
+    merge_conflicted.run("sync")
+    row = "SELECT owner_name, land_value FROM parcels WHERE prop_id = 100009"
+    assert central_exec(merge_conflicted, row) == [("CENTRAL OWNER", 123000.0)]
+    assert central_exec(merge_conflicted, geometry) == mine
+    assert merge_conflicted.run("verify", check=False).returncode == 0
+
+
+def test_a_typed_value_the_column_cannot_take_is_said_and_nothing_is_resolved(
+        plugin, merge_conflicted, qtbot):
+    dialog = _conflicts_dialog(plugin, qtbot)
+    _choose(dialog, "land_value", "value", "a lot")
+
+    qtbot.mouseClick(dialog.resolveButton, Qt.MouseButton.LeftButton)
+
+    assert not dialog.is_busy()
+    [message] = [w for w in dialog.bar.items()]
+    assert "land_value" in message.text() and "'a lot'" in message.text()
+    assert dialog.conflictsTable.rowCount() == 1
+    assert merge_conflicted.run("conflicts", "list").stdout.strip() != "[]"

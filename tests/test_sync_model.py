@@ -130,3 +130,33 @@ def test_oracle_requires_keep_central_to_push_the_other_columns():
 
 def test_every_agent_has_a_view():
     assert set(county_model().agents) == set(AGENTS)
+
+
+def test_oracle_requires_a_merge_to_keep_each_column_its_way():
+    model = county_model()
+    model.initial[("parcels", 1)]["land_value"] = val("land_value", 100)
+    for writer, owner_name, land, t in ((CENTRAL, "W1", 111, 1), ("B", "B2", 222, 2)):
+        model.record_set(writer, "parcels", 1, "owner_name", owner(owner_name),
+                         owner("ORIGINAL"), t)
+        model.record_set(writer, "parcels", 1, "land_value", val("land_value", land),
+                         val("land_value", 100), t)
+    c = conflict(1, "ORIGINAL", "B2", "W1", columns=("land_value", "owner_name"))
+    for row, land in (("base", 100), ("local", 222), ("central", 111)):
+        c[row]["land_value"] = land
+    model.conflicts_listed("B", [c])
+    c["resolved_at"] = "now"
+    model.resolved("B", c, {"owner_name": "local", "land_value": "central"})
+    model.sync_succeeded("B", model.tick())
+
+    def central(owner_name, land):
+        rows = central_with(owner_name)
+        rows["parcels"][1]["land_value"] = val("land_value", land)
+        return rows
+
+    # the column taken locally must arrive
+    assert [p.kind for p in model.check_central(central("W1", 111))] == ["loss"]
+    # the column taken centrally must not
+    assert [p.kind for p in model.check_resolutions("B", central("B2", 222))] == [
+        "resolution"]
+    assert model.check_central(central("B2", 111)) == []
+    assert model.check_resolutions("B", central("B2", 111)) == []

@@ -48,6 +48,7 @@ __all__ = [
     "OTHER_AGENT", "RUNNING", "SCHEDULER_STOPPED", "UNKNOWN", "VIA_AGENT",
     "load_config", "config_path", "config_key", "running_agent", "agent_status",
     "start_agent", "sync_now", "open_conflicts", "conflicts", "resolve_conflicts",
+    "typed_merge_value",
     "pending_edits", "discard_pending", "sync_history",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
@@ -179,26 +180,57 @@ def open_conflicts(cfg: Config) -> tuple[list[dict], dict[str, TableShape]]:
     return load_conflicts(cfg)
 
 
-def resolve_conflicts(cfg: Config, ids: list[int], keep: str) -> Resolution:
-    """Resolve each conflict in ``ids`` keeping ``keep`` ("local" or "central").
+def resolve_conflicts(cfg: Config, ids: list[int], keep: Optional[str] = None,
+                      merge: Optional[dict] = None) -> Resolution:
+    """Resolve each conflict in ``ids`` keeping ``keep`` ("local" or "central"), or resolve
+    the one conflict in ``ids`` with ``merge``, {column: "local", "central" or a value}
+    (a JSON number, string, boolean or null; WKT for the geometry column; ``{"value":
+    "local"}`` for the text "local"). Exactly one of ``keep`` and ``merge``.
+
+    Every column changed on both sides must be in the merge; another column may be too,
+    and becomes part of the local edit. The local row takes the chosen values now, and
+    the next sync sends central exactly the columns where they differ from central's row
+    at detection (a column central changed again since is a new conflict, never an
+    overwrite). A row deleted on one side or refused by central has nothing to merge.
 
     Through the running agent when one serves the copy (it makes the resolution wait for
     a sync it is running), else here under the copy's lock. One sentence per id that could
     not be resolved lands in ``Resolution.errors``; the others are resolved all the same.
+    An id whose request was refused as invalid (a bad merge: unknown or key column, a
+    value the column cannot hold) is also listed in ``Resolution.invalid``. BadRequest
+    for a call that gives both ``keep`` and ``merge``, neither, or a merge for several ids.
     """
     from terrafusion_agent.client import conflicts as conflict_client
+    from terrafusion_agent.errors import BadRequest, InvalidMerge
 
-    if keep not in ("local", "central"):
-        from terrafusion_agent.errors import BadRequest
-
+    if (keep is None) == (merge is None):
+        raise BadRequest("Resolve by keeping a side or by a merge, not both or neither.")
+    if keep is not None and keep not in ("local", "central"):
         raise BadRequest(f'keep must be "local" or "central", not {keep!r}.')
+    if merge is not None:
+        if not isinstance(merge, dict):
+            raise InvalidMerge("A merge is an object of column: \"local\", \"central\" or "
+                               "a value.")
+        if len(ids) != 1:
+            raise InvalidMerge(f"A merge resolves one conflict at a time, not {len(ids)}.")
     client = running_agent(cfg)
     if client is not None:
         try:
-            return conflict_client.resolve_via_agent(client, ids, keep)
+            return conflict_client.resolve_via_agent(client, ids, keep, merge)
         except NoAnswer:
             pass  # the agent went away meanwhile: resolve here, under the lock
-    return conflict_client.resolve_here(cfg, ids, keep)
+    return conflict_client.resolve_here(cfg, ids, keep, merge)
+
+
+def typed_merge_value(shape: TableShape, column: str, text: str) -> Any:
+    """What a person typed for ``column`` of a table of ``shape`` (from
+    :func:`open_conflicts`), as the value :func:`resolve_conflicts` takes in a merge:
+    empty text is NULL, numbers may be grouped as shown (``64,800.0``). BadRequest with
+    one sentence when the text is no value of the column's kind."""
+    from terrafusion_agent.client.conflicts import typed_value
+
+    kinds = dict(zip(shape.columns, shape.kinds))
+    return typed_value(kinds.get(column, "text"), column, text)
 
 
 # --- what changed: pending edits and history ------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from terrafusion_agent import __version__
-from terrafusion_agent.errors import TerraFusionError
+from terrafusion_agent.errors import InvalidMerge, TerraFusionError
 from terrafusion_agent.redact import redact
 
 
@@ -53,9 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     csub.required = True
     clist = csub.add_parser("list", help="open conflicts as JSON")
     clist.add_argument("--all", action="store_true", help="include resolved conflicts")
-    resolve = csub.add_parser("resolve", help="resolve one conflict")
+    resolve = csub.add_parser(
+        "resolve", help="resolve one conflict",
+        description="Keep one side of the conflict (--keep), or choose per column "
+                    "(--merge): each column \"local\", \"central\" or a value, for "
+                    "example --merge '{\"owner_name\": \"central\", \"land_value\": "
+                    "123000}'. Every column changed on both sides must be named.")
     resolve.add_argument("id", type=_positive_int)
-    resolve.add_argument("--keep", choices=("local", "central"), required=True)
+    resolve.add_argument("--keep", choices=("local", "central"),
+                         help="keep this side for the columns changed on both sides")
+    resolve.add_argument("--merge", metavar="JSON",
+                         help="a JSON object of column: \"local\", \"central\" or a value "
+                              "(number, text, true/false, null; WKT for the geometry; "
+                              "{\"value\": \"local\"} for that text)")
 
     pending = sub.add_parser(
         "pending", help="see and discard local edits not yet pushed to central")
@@ -326,10 +336,11 @@ def cmd_conflicts(config, args) -> int:
     from terrafusion_agent import api
 
     if args.conflicts_command == "resolve":
+        merge = _merge_argument(args.keep, args.merge)
         # through the running agent, else here under the copy's lock: never beside a sync
-        done = api.resolve_conflicts(config, [args.id], args.keep)
+        done = api.resolve_conflicts(config, [args.id], args.keep, merge)
         if done.errors:
-            raise TerraFusionError(done.errors[0])
+            raise (InvalidMerge if done.invalid else TerraFusionError)(done.errors[0])
         _print_json(done.results[0])
         return 0
     _print_json(api.conflicts(config, include_resolved=args.all))
@@ -359,6 +370,27 @@ def cmd_pending(config, args) -> int:
         print(f"terrafusion-agent: {left} edit(s) waiting in a conflict were left; "
               "'terrafusion-agent conflicts list' shows them.", file=sys.stderr)
     return 0
+
+
+def _merge_argument(keep: Optional[str], text: Optional[str]) -> Optional[dict]:
+    """The --merge object; InvalidMerge (exit 2) for bad JSON or a clash with --keep."""
+    if keep is not None and text is not None:
+        raise InvalidMerge("Give --keep or --merge, not both.")
+    if keep is None and text is None:
+        raise InvalidMerge("conflicts resolve needs --keep local|central or --merge JSON.")
+    if text is None:
+        return None
+    try:
+        merge = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidMerge(f"--merge is not valid JSON ({exc.msg} at character "
+                           f"{exc.pos + 1}).") from None
+    except RecursionError:
+        raise InvalidMerge("--merge is nested too deeply to be a merge.") from None
+    if not isinstance(merge, dict):
+        raise InvalidMerge("--merge must be a JSON object of column: \"local\", "
+                           "\"central\" or a value.")
+    return merge
 
 
 def cmd_export(config, args) -> int:

@@ -66,6 +66,14 @@ class BadRequest(TerraFusionError):
     """A request to the agent's API (or CLI) is malformed or has invalid values."""
 
 
+class InvalidMerge(BadRequest):
+    """A per-column merge of a conflict names something it cannot hold (an unknown or key
+    column, a value of the wrong kind, a conflict without two rows to merge): a bad
+    argument, so the CLI exits 2 and the API answers 422; nothing is changed."""
+
+    exit_code = 2
+
+
 class ExportError(TerraFusionError):
     """An export could not be written although the request was valid (GDAL, disk...)."""
 

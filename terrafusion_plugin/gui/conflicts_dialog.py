@@ -3,7 +3,10 @@
 The widgets come from ``resources/ui/conflicts_dialog.ui``; every signal is wired here.
 The columns changed on both sides are highlighted; both geometries are drawn on a
 small map over the project's layer of the same table. Keep local / keep central act on
-every selected conflict at once. Reading and resolving run as ``QgsTask``.
+every selected conflict at once. For the conflict shown, each column changed on both
+sides also has its own choice (local, central, or a value typed in; the geometry local
+or central), which *Resolve* applies as a merge. Reading and resolving run as
+``QgsTask``.
 
 Rows the central database refused (``kind`` "rejected") are listed here too, with the
 server's reason: for them keep central drops the local edit and keep local sends it again.
@@ -33,9 +36,13 @@ from qgis.PyQt import uic
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QBrush, QColor, QFont
 from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
     QHeaderView,
+    QLineEdit,
     QPushButton,
     QTableWidgetItem,
+    QWidget,
 )
 
 from ..tasks.conflict_tasks import ConflictsLoadTask, ResolveTask
@@ -54,6 +61,10 @@ CONFLICT_BACKGROUND = QColor(255, 214, 153)
 #: other values that differ between the two sides (merged automatically)
 DIFFERENT_BACKGROUND = QColor(255, 240, 205)
 ID_ROLE = Qt.ItemDataRole.UserRole
+#: the column of the values table holding each conflicting column's choice
+CHOICE_COLUMN = 4
+#: the choices of a conflicting column (the merge's own words, and a typed value)
+LOCAL, CENTRAL, VALUE = "local", "central", "value"
 
 
 def _value_text(value, geometry: bool, crs: Optional[QgsCoordinateReferenceSystem]) -> str:
@@ -76,6 +87,12 @@ def _value_text(value, geometry: bool, crs: Optional[QgsCoordinateReferenceSyste
 def _refused(conflict: dict) -> bool:
     """A row the central database refused, rather than a two-sided conflict."""
     return conflict.get("kind") == "rejected"
+
+
+def _mergeable(conflict: dict, shape) -> bool:
+    """A conflict whose columns can be chosen one by one: two rows, a table still synced."""
+    return (not _refused(conflict) and shape is not None
+            and conflict.get("local") is not None and conflict.get("central") is not None)
 
 
 def _geometry(hex_wkb) -> Optional[QgsGeometry]:
@@ -124,6 +141,9 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self._map_layers: list[QgsVectorLayer] = []
         self.shown_conflict: Optional[int] = None
         self.last_resolution = None
+        #: the conflict shown: each conflicting column's choice and its value editor
+        #: (None for the geometry, which is taken from one side)
+        self.choices: dict[str, tuple[QComboBox, Optional[QLineEdit]]] = {}
 
         header = self.conflictsTable.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -133,6 +153,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         for column in (1, 2, 3):
             # the three versions side by side, equally wide, long texts elided
             values.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        values.setSectionResizeMode(CHOICE_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
         self.valuesTable.setWordWrap(False)
         self.valuesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.verticalSplitter.setSizes([160, 440])
@@ -141,6 +162,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self.mapCanvas.enableAntiAliasing(True)
         self.keepLocalButton.setIcon(QgsApplication.getThemeIcon("/mActionFileSave.svg"))
         self.keepCentralButton.setIcon(QgsApplication.getThemeIcon("/mActionReload.svg"))
+        self.resolveButton.setIcon(QgsApplication.getThemeIcon("/mActionMergeFeatures.svg"))
         self.refreshButton.setIcon(QgsApplication.getThemeIcon("/mActionRefresh.svg"))
         self.legendLabel.setText(
             '<span style="color:{lc}">■</span> {local} &nbsp; '
@@ -154,6 +176,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self.conflictsTable.itemSelectionChanged.connect(self._selection_changed)
         self.keepLocalButton.clicked.connect(lambda: self.resolve_selected("local"))
         self.keepCentralButton.clicked.connect(lambda: self.resolve_selected("central"))
+        self.resolveButton.clicked.connect(self.resolve_shown)
         self.refreshButton.clicked.connect(self.load)
         self.buttonBox.rejected.connect(self.close)
         self._update_buttons()
@@ -278,6 +301,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
     def _show_conflict(self, conflict: Optional[dict]) -> None:
         self.shown_conflict = conflict["id"] if conflict else None
         table = self.valuesTable
+        self.choices = {}
         table.setRowCount(0)
         self._clear_map()
         refused = conflict is not None and _refused(conflict)
@@ -324,8 +348,37 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
                     item.setBackground(QBrush(DIFFERENT_BACKGROUND))
                     item.setForeground(QBrush(QColor("#000000")))
                 table.setItem(row, column, item)
+            if name in conflicting and _mergeable(conflict, shape):
+                self._add_choice(row, name, is_geometry)
+        # the choices column only where there is something to choose
+        table.setColumnHidden(CHOICE_COLUMN, not self.choices)
         if geometry_column:
             self._show_geometries(conflict, geometry_column, crs)
+
+    def _add_choice(self, row: int, name: str, is_geometry: bool) -> None:
+        """The choice of one conflicting column: local, central or (not for the
+        geometry) a value typed into the editor beside it."""
+        combo = QComboBox()
+        combo.addItem(tr("Local"), LOCAL)
+        combo.addItem(tr("Central"), CENTRAL)
+        combo.setToolTip(tr("Take this column from your version or from the central "
+                            "version, or type its value"))
+        editor = None
+        cell = QWidget()
+        layout = QHBoxLayout(cell)
+        layout.setContentsMargins(2, 0, 2, 0)
+        layout.addWidget(combo)
+        if not is_geometry:
+            combo.addItem(tr("Value"), VALUE)
+            editor = QLineEdit()
+            editor.setMaximumWidth(100)  # the three versions keep the room
+            editor.setPlaceholderText(tr("empty: NULL"))
+            editor.setEnabled(False)
+            combo.currentIndexChanged.connect(
+                lambda _index, c=combo, e=editor: e.setEnabled(c.currentData() == VALUE))
+            layout.addWidget(editor)
+        self.valuesTable.setCellWidget(row, CHOICE_COLUMN, cell)
+        self.choices[name] = (combo, editor)
 
     def _show_geometries(self, conflict: dict, column: str,
                          crs: Optional[QgsCoordinateReferenceSystem]) -> None:
@@ -381,22 +434,52 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         ids = self.selected_ids()
         if not ids or self._resolve_task is not None:
             return
+        self._start_resolving(ResolveTask(ids, keep), keep)
+
+    def resolve_shown(self) -> None:
+        """Resolve the conflict shown with the choice made for each conflicting column."""
+        conflict = self.conflicts.get(self.shown_conflict)
+        if conflict is None or not self.choices or self._resolve_task is not None:
+            return
+        from terrafusion_agent import api
+        from terrafusion_agent.errors import BadRequest
+
+        shape = self.shapes.get(conflict["table"])
+        merge = {}
+        for name, (combo, editor) in self.choices.items():
+            side = combo.currentData()
+            if side != VALUE or editor is None:
+                merge[name] = side
+                continue
+            try:
+                # always as {"value": ...}: a typed "central" is a text, not a side
+                merge[name] = {"value": api.typed_merge_value(shape, name, editor.text())}
+            except BadRequest as exc:
+                self.bar.clearWidgets()
+                self.bar.pushMessage(tr("Conflicts"), str(exc), Qgis.MessageLevel.Critical, 0)
+                editor.setFocus()
+                return
+        self._start_resolving(ResolveTask([conflict["id"]], merge=merge), None)
+
+    def _start_resolving(self, task: ResolveTask, keep: Optional[str]) -> None:
         self.bar.clearWidgets()
-        task = ResolveTask(ids, keep)
         task.done.connect(lambda resolution: self._resolved(resolution, keep))
         task.failed.connect(self._resolve_failed)
         self._resolve_task = task
         self._update_buttons()
         QgsApplication.taskManager().addTask(task)
 
-    def _resolved(self, resolution, keep: str) -> None:
+    def _resolved(self, resolution, keep: Optional[str]) -> None:
         self._resolve_task = None
         self.last_resolution = resolution
         if resolution.resolved:
             text = (tr("{n} conflict(s) resolved keeping your version; it reaches the central "
                        "database at the next sync.") if keep == "local" else
                     tr("{n} conflict(s) resolved keeping the central version; the local copy "
-                       "has it now.")).format(n=len(resolution.resolved))
+                       "has it now.") if keep == "central" else
+                    tr("Conflict resolved with your choice for each column; the local copy "
+                       "has it now, the central database at the next sync.")
+                    ).format(n=len(resolution.resolved))
             widget = self.bar.createMessage(tr("Conflicts"), text)
             button = QPushButton(tr("Sync now"))
             button.clicked.connect(self.syncRequested)
@@ -419,6 +502,8 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self.keepCentralButton.setEnabled(chosen)
         ids = self.selected_ids()
         n = len(ids)
+        # the per-column choice belongs to the one conflict shown
+        self.resolveButton.setEnabled(chosen and n == 1 and bool(self.choices))
         if ids and all(_refused(self.conflicts.get(i) or {}) for i in ids):
             # for a refused row there is no second version to choose: the edit goes or stays
             self.keepLocalButton.setText(tr("Try again ({n})").format(n=n) if n > 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from qgis.core import QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
@@ -37,7 +39,8 @@ class ConflictsLoadTask(BackgroundTask):
 
 
 class ResolveTask(BackgroundTask):
-    """Resolves conflicts, keeping the local or the central version."""
+    """Resolves conflicts, keeping the local or the central version, or one conflict with
+    a per-column ``merge`` ({column: "local", "central" or {"value": ...}})."""
 
     #: emitted on the main thread with the ``Resolution``
     done = pyqtSignal(object)
@@ -46,15 +49,16 @@ class ResolveTask(BackgroundTask):
 
     failure_log = "Resolving conflicts failed."
 
-    def __init__(self, ids: list, keep: str):
+    def __init__(self, ids: list, keep: Optional[str] = None, merge: Optional[dict] = None):
         super().__init__(tr("Resolving TerraFusion conflicts"))
         self.ids = list(ids)
         self.keep = keep
+        self.merge = merge
 
     def work(self):
         from terrafusion_agent import api
 
-        return api.resolve_conflicts(api.load_config(), self.ids, self.keep)
+        return api.resolve_conflicts(api.load_config(), self.ids, self.keep, self.merge)
 
     def succeeded(self, resolution) -> None:
         self.done.emit(resolution)

@@ -383,9 +383,11 @@ class Agent:
         with self._local() as local:
             return local.conflicts(include_resolved=include_resolved)
 
-    def resolve_conflict(self, conflict_id: int, keep: str) -> dict[str, Any]:
-        """Resolve one conflict; during a sync, once it has finished (the two would race
-        on the rows), waiting up to RESOLVE_WAIT_SECONDS for that."""
+    def resolve_conflict(self, conflict_id: int, keep: Optional[str] = None,
+                         merge: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """Resolve one conflict keeping a side or with a per-column merge; during a sync,
+        once it has finished (the two would race on the rows), waiting up to
+        RESOLVE_WAIT_SECONDS for that."""
         with self._local() as local:
             conflict = local.conflict(conflict_id)  # NotFound -> 404 before anything else
         if conflict.get("resolved_at"):
@@ -406,11 +408,13 @@ class Agent:
                          conflict_id, RESOLVE_WAIT_SECONDS,
                          extra={"event": "resolve_waits", "conflict_id": conflict_id})
             with self.scheduler.exclusive("resolving a conflict", RESOLVE_WAIT_SECONDS):
-                result = resolve(self.config, conflict_id, keep)
+                result = resolve(self.config, conflict_id, keep, merge)
         finally:
             self._resolve_waiters.release()
         self.monitor.local.refresh()
-        return result if isinstance(result, dict) else {"id": conflict_id, "keep": keep}
+        if isinstance(result, dict):
+            return result
+        return {"id": conflict_id, **({"keep": keep} if merge is None else {"merge": merge})}
 
     # --- pending local edits ------------------------------------------------------------
 

@@ -281,9 +281,27 @@ _SCHEMAS: dict[str, Any] = {
     },
     "ResolveRequest": {
         "type": "object",
-        "required": ["keep"],
+        "description": "Keep one side for the columns changed on both sides, or merge the "
+                       "two rows column by column; exactly one of the two.",
         "additionalProperties": False,
-        "properties": {"keep": {"type": "string", "enum": ["local", "central"]}},
+        "oneOf": [{"required": ["keep"]}, {"required": ["merge"]}],
+        "properties": {
+            "keep": {"type": "string", "enum": ["local", "central"]},
+            "merge": {
+                "type": "object", "minProperties": 1,
+                "description": "Column: \"local\" (the local row as it is now), "
+                               "\"central\" (central's row as the conflict recorded it) or "
+                               "a value (number, text, boolean, null; WKT for the geometry "
+                               "column; {\"value\": ...} for a text that reads as a side). "
+                               "Every column changed on both sides must be named; another "
+                               "column may be, and becomes part of the local edit. Not for "
+                               "a row deleted on one side or refused by central (422).",
+                "additionalProperties": {
+                    "description": "\"local\", \"central\", a number, a text, a "
+                                   "boolean, null, or {\"value\": any of those}.",
+                },
+            },
+        },
     },
     "Resolution": {"type": "object", "additionalProperties": True},
     "ExportRequest": {
@@ -435,7 +453,8 @@ _PATHS: dict[str, Any] = {
     }},
     "/api/v1/conflicts/{id}/resolve": {"post": {
         "operationId": "resolveConflict", "tags": ["conflicts"],
-        "summary": "Resolve a conflict by keeping the local or the central version.",
+        "summary": "Resolve a conflict by keeping the local or the central version, or by "
+                   "a merge column by column.",
         "security": [{"bearer": []}],
         "parameters": [{"name": "id", "in": "path", "required": True,
                         "schema": {"type": "integer", "minimum": 1,

@@ -142,13 +142,24 @@ def list_conflicts(agent, request: Request) -> Response:
 
 
 def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
-    """POST /api/v1/conflicts/{id}/resolve with {"keep": "local" | "central"}."""
-    body = json_object(request, {"keep"})
-    keep = body.get("keep")
-    if keep not in ("local", "central"):
+    """POST /api/v1/conflicts/{id}/resolve with {"keep": "local" | "central"} or
+    {"merge": {column: "local" | "central" | a value}}."""
+    body = json_object(request, {"keep", "merge"})
+    if ("keep" in body) == ("merge" in body):
         raise ApiError(422, "invalid_request",
-                       "Field 'keep' must be \"local\" or \"central\".")
-    return json_response(_ask(agent.resolve_conflict, conflict_id, keep))
+                       "The body needs either 'keep' or 'merge', not both or neither.")
+    if "keep" in body:
+        keep = body["keep"]
+        if keep not in ("local", "central"):
+            raise ApiError(422, "invalid_request",
+                           "Field 'keep' must be \"local\" or \"central\".")
+        return json_response(_ask(agent.resolve_conflict, conflict_id, keep))
+    merge = body["merge"]
+    if not isinstance(merge, dict) or not merge:
+        raise ApiError(422, "invalid_request",
+                       "Field 'merge' must be an object of column: \"local\", \"central\" "
+                       "or a value.")
+    return json_response(_ask(agent.resolve_conflict, conflict_id, None, merge))
 
 
 # --- pending local edits ------------------------------------------------------------------

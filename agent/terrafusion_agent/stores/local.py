@@ -294,6 +294,17 @@ class LocalStore:
                 out[key] = dict(zip(names, _with_exact(decimals, row)))
         return out
 
+    def geometry_from_wkt(self, wkt: str, srid: int) -> Optional[tuple[bytes, str, str]]:
+        """(ISO WKB, OGC type name, dimensions such as "XY") of a geometry written as WKT,
+        read by SpatiaLite as the local copy stores geometries; None when it is no WKT
+        SpatiaLite can read (an EMPTY geometry included: SpatiaLite stores it as NULL)."""
+        row = self.conn.execute(
+            "SELECT AsBinary(g), GeometryType(g), CoordDimension(g) "
+            "FROM (SELECT GeomFromText(?, ?) AS g)", (wkt, int(srid))).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return bytes(row[0]), str(row[1]).split(" ")[0], str(row[2])
+
     # --- exact decimals (see stores/rows.py) --------------------------------------------
 
     def _store_exact(self, info: TableInfo, digits: list[tuple]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Collection, Optional
 
 from terrafusion_agent import faults
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import NotFound, TerraFusionError
+from terrafusion_agent.errors import BadRequest, InvalidMerge, NotFound, TerraFusionError
 from terrafusion_agent.stores.base import TableInfo
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import (
@@ -28,6 +28,7 @@ from terrafusion_agent.stores.rows import (
     rows_equal,
     same,
 )
+from terrafusion_agent.sync.merge import chosen_values
 
 
 @dataclass
@@ -134,19 +135,27 @@ def _conflict(info: TableInfo, o: Outcome, columns: list[str], policy: str) -> O
 # --- resolution by a person ---------------------------------------------------------------
 
 
-def resolve(config: Config, conflict_id: int, keep: str) -> dict:
-    """Resolve an open conflict or rejected row, keeping the ``local`` or ``central`` side.
+def resolve(config: Config, conflict_id: int, keep: Optional[str] = None,
+            merge: Optional[dict[str, Any]] = None) -> dict:
+    """Resolve an open conflict or rejected row, keeping the ``local`` or ``central`` side,
+    or with a per-column ``merge`` (see :mod:`terrafusion_agent.sync.merge`).
 
     The choice applies to what the analyst sees: the conflicting columns as detected and
     the local row as it is now. Every other local edit, also one made after detection,
     stays an edit and is merged at the next sync like any other (a column central changed
     again meanwhile is a new conflict, never an overwrite). Keeping local pushes the local
     values over the central row seen at detection; keeping central puts that row's values
-    in the local copy now and fetches any newer central version at the next sync.
+    in the local copy now and fetches any newer central version at the next sync. A merge
+    is either, column by column, or a value typed in: keeping central is the merge of
+    every conflicting column "central", keeping local the merge of every one the analyst
+    still has changed "local".
     For a rejected row, keeping local tries it again at the next sync, keeping central
-    drops the local edit.
+    drops the local edit; a merge needs two rows, so it is refused there and for a row
+    deleted on one side (InvalidMerge, like any bad merge, before anything is written).
     """
-    if keep not in ("local", "central"):
+    if (keep is None) == (merge is None):
+        raise BadRequest("A resolution keeps one side or merges, not both or neither.")
+    if keep is not None and keep not in ("local", "central"):
         raise TerraFusionError(f"Keep must be 'local' or 'central', not {keep!r}.")
     local = LocalStore.open_existing(config.local_path)
     try:
@@ -165,57 +174,95 @@ def resolve(config: Config, conflict_id: int, keep: str) -> dict:
         with local.writing():
             now = local.rows_by_key(info, [key]).get(key)
             entry = local.entry(info.name, key)
-            if record["kind"] == "rejected":
+            if keep is None:
+                _resolve_merge(local, info, key, conflict_id, record, merge, entry, central,
+                               now)
+            elif record["kind"] == "rejected":
                 _resolve_rejected(local, info, key, keep, entry, central)
             else:
-                base = decode_base(info, entry["base_json"]) if entry else None
-                columns = json.loads(record["columns_json"])
-                _resolve_conflict(local, info, key, keep, columns, base, central, now)
-            local.resolve_conflict(conflict_id, f"keep_{keep}")
+                _resolve_conflict(local, info, key, keep, json.loads(record["columns_json"]),
+                                  _base(info, entry), central, now)
+            local.resolve_conflict(conflict_id, "merge" if keep is None else f"keep_{keep}")
             faults.point("resolve.before_local_commit")
         return local.conflict(conflict_id)
     finally:
         local.close()
 
 
+def _base(info: TableInfo, entry: Optional[dict]) -> Optional[Row]:
+    return decode_base(info, entry["base_json"]) if entry else None
+
+
+def _resolve_merge(local: LocalStore, info: TableInfo, key: tuple, conflict_id: int,
+                   record: dict, merge: Any, entry: Optional[dict], central: Optional[Row],
+                   now: Optional[Row]) -> None:
+    """A per-column merge, checked before anything is written (InvalidMerge)."""
+    if record["kind"] == "rejected":
+        raise InvalidMerge(
+            f"Conflict {conflict_id} is a row central refused, with nothing to merge; try "
+            "it again or drop the edit instead (--keep local|central).")
+    if central is None or now is None:
+        raise InvalidMerge(
+            f"Conflict {conflict_id} is about a row deleted "
+            f"{'centrally' if central is None else 'locally'}, so there are no two rows to "
+            "merge; keep one side instead (--keep local|central).")
+    columns = json.loads(record["columns_json"])
+    chosen = chosen_values(info, conflict_id, merge, columns, now, central,
+                           local.geometry_from_wkt)
+    _apply_merge(local, info, key, chosen, columns, _base(info, entry), central, now)
+
+
 def _resolve_conflict(local: LocalStore, info: TableInfo, key: tuple, keep: str,
                       columns: list[str], base: Optional[Row], central: Optional[Row],
                       now: Optional[Row]) -> None:
-    # the analyst's own edits: every column changed locally since the last sync
-    mine = set(info.column_names) if base is None else changed_columns(info, base, now)
-    if keep == "local":
-        if now is None:
-            if central is None:
-                local.drop_change(info.name, key)
-            else:
-                local.put_entry(info.name, key, "delete", encode_base(info, central))
-        elif central is None:
-            # the row comes back over central's delete; should somebody have made it
-            # again centrally meanwhile, the base still tells whose columns changed
-            local.put_entry(info.name, key, "insert", encode_base(info, base))
-        else:
-            _set_local(local, info, central, now, {c: now[c] for c in mine})
-            local.put_entry(info.name, key, "update",
-                            _new_base(info, base, central, mine, columns))
-        return
-    if central is None or now is None:
+    if central is not None and now is not None:
+        # the merge of every conflicting column one way; keeping local takes the local
+        # value of those the analyst still has changed (one set back to its value of
+        # the last sync since detection is no longer the analyst's edit)
+        mine = set(info.column_names) if base is None else changed_columns(info, base, now)
+        chosen = ({c: now[c] for c in columns if c in mine} if keep == "local" else
+                  {c: central[c] for c in columns})
+        _apply_merge(local, info, key, chosen, columns, base, central, now)
+    elif keep == "central":
         if central is None:
             local.delete_rows(info, [key])
         else:
             local.upsert_rows(info, [central])
         local.put_entry(info.name, key, "refetch", None, state="refetch")
-        return
-    kept = {c: now[c] for c in mine if c not in columns}
-    merged = _set_local(local, info, central, now, kept)
+    elif now is None:
+        if central is None:
+            local.drop_change(info.name, key)
+        else:
+            local.put_entry(info.name, key, "delete", encode_base(info, central))
+    else:
+        # the row comes back over central's delete; should somebody have made it again
+        # centrally meanwhile, the base still tells whose columns changed
+        local.put_entry(info.name, key, "insert", encode_base(info, base))
+
+
+def _apply_merge(local: LocalStore, info: TableInfo, key: tuple, chosen: dict[str, Any],
+                 columns: list[str], base: Optional[Row], central: Row, now: Row) -> None:
+    """Make the local row central's row at detection with the analyst's other edits and
+    the ``chosen`` values on top, and leave the edit that takes exactly the chosen
+    values to central: an update whose base is that central row (see :func:`_new_base`),
+    so a column central changed again since is a new conflict, never an overwrite. A
+    row that ends up as central's leaves nothing to push: it is fetched again instead,
+    in case central moved on since detection."""
+    # the analyst's own edits: every column changed locally since the last sync
+    mine = set(info.column_names) if base is None else changed_columns(info, base, now)
+    decided = set(columns) | set(chosen)
+    overlay = {c: now[c] for c in mine if c not in decided}
+    overlay.update(chosen)
+    merged = _set_local(local, info, central, now, overlay)
     if rows_equal(info, merged, central):
         local.put_entry(info.name, key, "refetch", None, state="refetch")
     else:
         local.put_entry(info.name, key, "update",
-                        _new_base(info, base, central, mine, columns))
+                        _new_base(info, base, central, mine, decided))
 
 
 def _new_base(info: TableInfo, base: Optional[Row], central: Row, mine: set[str],
-              columns: list[str]) -> Optional[str]:
+              columns: Collection[str]) -> Optional[str]:
     """The base of the edit a resolution leaves: central's row at detection, except for
     a column the analyst changed, outside the resolved ones, where central's value was
     one the local copy never showed (a row in conflict is not refreshed by pulls): that
