@@ -160,6 +160,24 @@ def take() -> None:
     grab(window, "pending_on_map.png")
     pending.close()
 
+    # lot 7's history: the analyst selects it on the map and opens Feature history
+    iface.setActiveLayer(parcels)
+    parcels.selectByExpression('"prop_id" = 100007')
+    canvas.zoomToSelected(parcels)
+    canvas.zoomScale(1000)
+    history = plugin.show_history()
+    wait("the feature's history", lambda: not history.is_busy() and history.entries())
+    for row in range(history.entriesTable.rowCount()):
+        if "geom" in history.entriesTable.item(row, 3).text():
+            history.entriesTable.selectRow(row)
+    pump(0.5)
+    settle(history.mapCanvas)
+    settle(canvas)
+    grab(history, "history.png")
+    grab(window, "history_in_qgis.png")
+    history.close()
+    parcels.removeSelection()
+
     conflicts = plugin.show_conflicts()
     wait("the conflicts dialog", lambda: not conflicts.is_busy())
     for row in range(conflicts.conflictsTable.rowCount()):

@@ -4,8 +4,9 @@
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--parcels 3000]
 
 Starts ``Xvfb :99`` (unless ``--display`` names a running X server) with a 1600x1000
-screen, creates a demo county (embedded SpatiaLite central, a first sync, two real
-conflicts, a pending edit), starts the agent on a free port, builds the plugin zip and
+screen, creates a demo county (a throwaway PostGIS cluster as central, a first sync, a
+parcel's history written by the assessment system's import, an analyst and a GIS editor,
+two real conflicts, a pending edit), starts the agent on a free port, builds the plugin zip and
 installs it into a throwaway QGIS profile, then runs QGIS (``qgis --code
 scripts/qgis_screenshots.py``) at the window size of a first start (80 % of the screen:
 1280x800) with its default dock widths. Inside QGIS the plugin is driven as an analyst
@@ -33,6 +34,9 @@ from pathlib import Path
 from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from pgcluster import PgCluster  # noqa: E402 - the tests' throwaway PostGIS cluster
+
 DEFAULT_OUT = REPO / "docs" / "screenshots"
 SCREEN = "1600x1000x24"
 
@@ -73,11 +77,12 @@ def agent(config: Path, *args: str) -> str:
     return proc.stdout
 
 
-def make_county(work: Path, parcels: int, port: int) -> Path:
-    """A synced demo county with two conflicts and one pending edit; its config file."""
+def make_county(work: Path, parcels: int, port: int, central_url: str) -> Path:
+    """A synced demo county on a PostGIS central, with a feature history written by three
+    hands, two conflicts and one pending edit; its config file."""
     config = work / "agent.toml"
     config.write_text(
-        f'[central]\nurl = "sqlite:///{work / "central.sqlite"}"\n'
+        f'[central]\nurl = "{central_url}"\n'
         f'[local]\npath = "{work / "local.sqlite"}"\n'
         f"[sync]\ninterval_seconds = 300\n[sync.table_policy]\nsales = \"central_wins\"\n"
         f"[http]\nport = {port}\n"
@@ -89,25 +94,46 @@ def make_county(work: Path, parcels: int, port: int) -> Path:
         encoding="utf-8")
     agent(config, "init-central", "--demo-parcels", str(parcels))
     agent(config, "sync")
+    import psycopg
     from terrafusion_agent.stores.spatialite import connect
 
-    def run(path: Path, sql: str) -> None:
-        conn = connect(path)
+    with psycopg.connect(central_url, autocommit=True) as admin:
+        # the assessment system's nightly import and a GIS editor working on PostGIS in QGIS
+        for role in ("assessor_import", "gis_editor"):
+            admin.execute(f"CREATE ROLE {role} LOGIN")
+            admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON parcels TO {role}")
+
+    def central(role: str, application: str, sql: str) -> None:
+        with psycopg.connect(central_url, user=role, application_name=application,
+                             autocommit=True) as conn:
+            conn.execute(sql)
+
+    def local(sql: str) -> None:
+        conn = connect(work / "local.sqlite")
         try:
             conn.execute(sql)
             conn.commit()
         finally:
             conn.close()
 
-    local, central = work / "local.sqlite", work / "central.sqlite"
+    # lot 7's story: revalued by the import, sold (the analyst's edit, pushed by the
+    # agent), its boundary corrected by the GIS editor
+    central("assessor_import", "ProVal nightly import",
+            "UPDATE parcels SET land_value = 118400, market_value = 402600 "
+            "WHERE prop_id = 100007")
+    local("UPDATE parcels SET owner_name = 'OKAFOR CHIDI & ADAEZE' WHERE prop_id = 100007")
+    agent(config, "sync")
+    central("gis_editor", "QGIS", "UPDATE parcels SET geom = ST_Multi(ST_Buffer("
+            "ST_Translate(geom, 6, 0), 0)), acres = round((ST_Area(geom) / 43560)::numeric, 4) "
+            "WHERE prop_id = 100007")
     # an analyst and a colleague both revalued lot 4; the colleague also moved lot 12
-    run(local, "UPDATE parcels SET land_value = 71500, market_value = 71500 "
-               "WHERE prop_id = 100004")
-    run(central, "UPDATE parcels SET land_value = 69900, market_value = 69900 "
-                 "WHERE prop_id = 100004")
-    run(local, "UPDATE parcels SET owner_name = 'GARCIA MARIA' WHERE prop_id = 100012")
-    run(central, "UPDATE parcels SET owner_name = 'GARCIA-LOPEZ MARIA', "
-                 "geom = ST_Translate(geom, 12, -8, 0) WHERE prop_id = 100012")
+    local("UPDATE parcels SET land_value = 71500, market_value = 71500 WHERE prop_id = 100004")
+    central("assessor_import", "ProVal nightly import",
+            "UPDATE parcels SET land_value = 69900, market_value = 69900 "
+            "WHERE prop_id = 100004")
+    local("UPDATE parcels SET owner_name = 'GARCIA MARIA' WHERE prop_id = 100012")
+    central("gis_editor", "QGIS", "UPDATE parcels SET owner_name = 'GARCIA-LOPEZ MARIA', "
+            "geom = ST_Translate(geom, 12, -8) WHERE prop_id = 100012")
     agent(config, "sync")
     return config
 
@@ -184,6 +210,7 @@ def main(argv: Optional[list] = None) -> int:
     args = parser.parse_args(argv)
     xvfb = None
     agent_proc = None
+    cluster = None
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         if args.display:
@@ -198,7 +225,8 @@ def main(argv: Optional[list] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="terrafusion-screens-") as tmp:
             work = Path(tmp)
             port = free_port()
-            config = make_county(work, args.parcels, port)
+            cluster = PgCluster().start()
+            config = make_county(work, args.parcels, port, cluster.create_db("county"))
             agent_proc = start_agent(config, work / "agent.log")
             profiles = install_profile(work)
             out = args.out.resolve()
@@ -215,6 +243,8 @@ def main(argv: Optional[list] = None) -> int:
     finally:
         stop(agent_proc)
         stop(xvfb)
+        if cluster is not None:
+            cluster.stop()
 
 
 def stop(proc: Optional[subprocess.Popen]) -> None:
