@@ -67,6 +67,8 @@ class ExportResult:
     where: Optional[str] = None
     preset: Optional[str] = None
     warnings: tuple[str, ...] = ()
+    #: the moment the table was exported as of (UTC, ISO 8601); None: as it is now
+    as_of: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary the CLI prints."""
@@ -75,7 +77,7 @@ class ExportResult:
             "features": self.features, "bytes": self.bytes,
             "duration_seconds": round(self.duration_seconds, 3), "crs": self.crs,
             "fields": list(self.fields), "renamed": dict(self.renamed), "where": self.where,
-            "preset": self.preset, "warnings": list(self.warnings),
+            "preset": self.preset, "warnings": list(self.warnings), "as_of": self.as_of,
         }
 
 
@@ -83,8 +85,11 @@ class ExportResult:
 class ExportProgress:
     """A progress report; ``fraction`` is None while it cannot be estimated."""
 
-    stage: str  #: "writing", "joining" (split export), "packing" (shapefile zip) or "done"
-    features: int  #: features being exported in total
+    #: "history" (an as-of export rebuilding its table from central's history),
+    #: "writing", "joining" (split export), "packing" (shapefile zip) or "done"
+    stage: str
+    #: features being exported in total (while rebuilding: rows rebuilt so far)
+    features: int
     bytes_written: int
     elapsed_seconds: float
     fraction: Optional[float] = None
@@ -158,8 +163,13 @@ def export_table(config: Config, request: ExportRequest,
 
     Raises :class:`InvalidExport` for a bad request (nothing written, no event),
     :class:`ExportCancelled` when ``cancel`` fired and :class:`ExportError` when writing
-    failed; in both cases no file, complete or partial, is left behind.
+    failed; in both cases no file, complete or partial, is left behind. A request with
+    ``as_of`` exports the table as it stood then (:mod:`.asof`), which also reads central.
     """
+    if request.as_of is not None:
+        from terrafusion_agent.export import asof
+
+        return asof.export_as_of(config, request, progress=progress, cancel=cancel)
     started = time.monotonic()
     plan = plan_export(config, request)
     return run_plan(plan, progress=progress, cancel=cancel, started=started)
@@ -173,7 +183,7 @@ def run_plan(plan: ExportPlan, progress: Optional[ProgressCallback] = None,
     event: dict[str, Any] = {"table": plan.table.name, "format": plan.spec.name,
                              "preset": plan.preset, "features": 0, "bytes": 0, "error": None}
     try:
-        size = _write(plan, progress, _cancel_check(cancel), started)
+        size = _write(plan, progress, cancel_check(cancel), started)
     except ExportCancelled as exc:
         event.update(result="cancelled", error=str(exc))
         raise
@@ -198,7 +208,8 @@ def run_plan(plan: ExportPlan, progress: Optional[ProgressCallback] = None,
         preset=plan.preset, warnings=plan.warnings)
 
 
-def _cancel_check(cancel: Optional[CancelCheck]) -> Callable[[], bool]:
+def cancel_check(cancel: Optional[CancelCheck]) -> Callable[[], bool]:
+    """``cancel`` (a token, a callable or None) as a callable answering "stop now?"."""
     if cancel is None:
         return lambda: False
     if isinstance(cancel, CancelToken):

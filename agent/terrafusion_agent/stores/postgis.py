@@ -151,6 +151,13 @@ class PostGISCentral(CentralStore):
     def close(self) -> None:
         self.conn.close()
 
+    def interrupt(self) -> None:
+        # libpq's cancel request travels on a connection of its own: safe from any thread
+        try:
+            self.conn.cancel()
+        except psycopg.Error:
+            pass  # the connection is gone: nothing runs on it any more
+
     def _scalar(self, sql: str, params: tuple = ()) -> Any:
         try:
             with self.conn.cursor() as cur:

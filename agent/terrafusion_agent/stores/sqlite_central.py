@@ -54,6 +54,9 @@ class SpatiaLiteCentral(CentralStore):
     def close(self) -> None:
         self.conn.close()
 
+    def interrupt(self) -> None:
+        self.conn.interrupt()  # SQLite allows it from any thread
+
     def table_exists(self, name: str) -> bool:
         return bool(self.conn.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
