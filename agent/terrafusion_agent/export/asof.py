@@ -68,6 +68,9 @@ HISTORY_SHARE = 0.5
 STAGE = "history"
 #: the rebuilt table's file, in its private folder
 SOURCE_NAME = "as-of.sqlite"
+#: the room a new file with the local copy's layout takes before any row: SpatiaLite's
+#: reference tables (~7 MB), twice while SQLite writes them through its write-ahead log
+ROOM_FOR_LAYOUT = 16 << 20
 
 
 def export_as_of(config: Config, request: ExportRequest,
@@ -179,20 +182,20 @@ class _Rebuild:
             except BaseException as exc:
                 failure.append(detached(exc))
 
-        worker = threading.Thread(target=target, name=f"as-of-{self.info.name}", daemon=True)
+        worker = engine.Worker(target, name=f"as-of-{self.info.name}")
         try:
             if cancelled():
                 raise ExportCancelled("The export was cancelled before it started.")
             worker.start()
             last = 0.0
-            while worker.is_alive():
-                worker.join(engine.POLL_SECONDS)
+            while worker.alive():
+                worker.wait(engine.POLL_SECONDS)
                 if cancelled():
                     self._halt(worker)
                     break
                 now = time.monotonic()
                 if progress and now - last >= engine.PROGRESS_EVERY_SECONDS \
-                        and worker.is_alive():
+                        and worker.alive():
                     last = now
                     fraction = HISTORY_SHARE * min(0.99, self.rows / total) if total else None
                     progress(engine.ExportProgress(STAGE, self.rows, _size(self.path.parent),
@@ -203,7 +206,7 @@ class _Rebuild:
             if failure:
                 raise failure[0]
         except BaseException:
-            if worker.is_alive():  # Ctrl+C, or a progress callback that failed
+            if worker.alive():  # Ctrl+C, or a progress callback that failed
                 self._halt(worker)
             raise
         finally:
@@ -229,13 +232,13 @@ class _Rebuild:
             yield row
         raise ExportCancelled("cancelled")
 
-    def _halt(self, worker: threading.Thread) -> None:
+    def _halt(self, worker: engine.Worker) -> None:
         """Stop the worker: its loop, and the statement running on either database."""
         self.stop.set()
-        while worker.is_alive():
+        while worker.alive():
             self.central.interrupt()
             self.local.interrupt()
-            worker.join(engine.POLL_SECONDS)
+            worker.wait(engine.POLL_SECONDS)
 
 
 def _refuse_unsynced(config: Config, table: str) -> None:
@@ -261,7 +264,14 @@ def _refuse_before_history(central: CentralStore, info: TableInfo, at: str) -> N
 
 def _private_folder(out: Path) -> Path:
     """A new folder only this user may read, beside ``out`` and named as the engine's
-    temp files are (its sweep of leftovers finds it)."""
+    temp files are (its sweep of leftovers finds it).
+
+    A disk without room for the empty layout is said to be full before it is tried:
+    SpatiaLite, failing to write its reference tables, prints its own lines to stderr.
+    """
+    free = diskfull.free_bytes(out.parent)
+    if free is not None and free < ROOM_FOR_LAYOUT:
+        raise diskfull.error(out)
     try:
         return Path(tempfile.mkdtemp(prefix=f".{out.name}{publish.TEMP_MARK}as-of-",
                                      dir=out.parent))

@@ -111,6 +111,40 @@ class CancelToken:
         return self._event.is_set()
 
 
+class Worker:
+    """A daemon thread whose end is told by an event of its own, not by the thread.
+
+    Python 3.11's ``Thread.join``, when Ctrl+C interrupts it, can mark a thread that still
+    runs as ended (``is_alive()`` False): GDAL then wrote on while its files were removed,
+    and the process died in GDAL's C++ at exit. An event set by the thread itself as its
+    last act cannot be fooled that way.
+    """
+
+    def __init__(self, target: Callable[[], None], name: str):
+        self._done = threading.Event()
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started = True
+
+    def alive(self) -> bool:
+        """Started and not yet at its end."""
+        return self._started and not self._done.is_set()
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for its end."""
+        self._done.wait(timeout)
+
+
 ProgressCallback = Callable[[ExportProgress], None]
 #: a token, or any callable answering "stop now?" (QgsTask.isCanceled, for one)
 CancelCheck = Union[CancelToken, Callable[[], bool]]
@@ -231,7 +265,7 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
         except BaseException as exc:
             work.error = detached(exc)
 
-    worker = threading.Thread(target=target, name=f"export-{plan.table.name}", daemon=True)
+    worker = Worker(target, name=f"export-{plan.table.name}")
     try:
         if cancelled():
             raise ExportCancelled("The export was cancelled before it started.")
@@ -249,7 +283,7 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
         return size
     except BaseException:
         # Ctrl+C or an error in a progress callback: stop GDAL before cleaning up.
-        if worker.is_alive():
+        if worker.alive():
             _stop(worker, work)
         raise
     finally:
@@ -296,18 +330,18 @@ def _write_temp(writer: GdalWriter, output: publish.TempOutput) -> None:
     writer.translate(str(output.temp))
 
 
-def _watch(plan: ExportPlan, worker: threading.Thread, work: Work,
+def _watch(plan: ExportPlan, worker: Worker, work: Work,
            output: publish.TempOutput, progress: Optional[ProgressCallback],
            cancelled: Callable[[], bool], started: float) -> None:
     """Wait for the GDAL thread, forwarding cancels and reporting progress."""
     last = 0.0
-    while worker.is_alive():
-        worker.join(POLL_SECONDS)
+    while worker.alive():
+        worker.wait(POLL_SECONDS)
         if cancelled():
             work.abort()  # again and again: a statement started after a cancel runs on
             continue
         now = time.monotonic()
-        if progress and now - last >= PROGRESS_EVERY_SECONDS and worker.is_alive():
+        if progress and now - last >= PROGRESS_EVERY_SECONDS and worker.alive():
             last = now
             # the temp file, both halves of a split export, the shapefile's parts or .zip
             written = output.written_bytes()
@@ -318,7 +352,7 @@ def _watch(plan: ExportPlan, worker: threading.Thread, work: Work,
                                     fraction))
 
 
-def _stop(worker: threading.Thread, work: Work) -> None:
-    while worker.is_alive():
+def _stop(worker: Worker, work: Work) -> None:
+    while worker.alive():
         work.abort()
-        worker.join(POLL_SECONDS)
+        worker.wait(POLL_SECONDS)
