@@ -354,22 +354,32 @@ def _terminal_ctrl_c() -> None:
 
 def test_ctrl_c_leaves_no_file_and_no_rebuilt_table(sqlite_county, out):
     target = out / "p.kml"
-    # a filter that costs milliseconds a row keeps GDAL writing for seconds
-    slow = "length(hex(zeroblob(20000 + prop_id % 2))) > 0"
+    # a filter that costs some ten milliseconds a row keeps GDAL writing for seconds
+    slow = ("(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r "
+            "WHERE i < 40000 + prop_id % 2) SELECT count(*) FROM r) > 0")
     proc = subprocess.Popen(
         [sys.executable, "-m", "terrafusion_agent", "--config", str(sqlite_county.env.config),
          "export", "parcels", "--format", "kml", "--out", str(target), "--where", slow,
          "--as-of", sqlite_county.at],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=_terminal_ctrl_c)
-    deadline = time.monotonic() + 60
-    names = []
-    while not (any(n.startswith(".p.kml.tf-as-of-") for n in names) and any(
-            p.name.startswith(".p.kml.tf-") and not p.name.startswith(".p.kml.tf-as-of-")
-            and p.stat().st_size > 0 for p in out.iterdir())):
+    deadline = time.monotonic() + 120
+
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:  # the engine's probe of the folder, already gone
+            return 0
+
+    def writing() -> bool:  # GDAL writes its temp file beside the rebuilt table's folder
+        files = {p.name: p for p in out.iterdir()}
+        return any(n.startswith(".p.kml.tf-as-of-") for n in files) and any(
+            n.startswith(".p.kml.tf-") and not n.startswith(".p.kml.tf-as-of-")
+            and size(p) > 0 for n, p in files.items())
+
+    while not writing():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
-        names = listing(out)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

@@ -276,16 +276,13 @@ def history_start(cfg: Config, table: str) -> Optional[str]:
     """When central's history of a synced table starts (ISO 8601, UTC), the earliest
     moment an export as of a past time can show; None when it keeps none. Asks central:
     CentralUnavailable (one sentence) when it cannot be reached."""
-    from terrafusion_agent.export.request import parse_time
     from terrafusion_agent.stores import open_central
 
     central = open_central(cfg)
     try:
-        start = central.history_start(table)
+        return central.history_start(table)
     finally:
         central.close()
-    when = parse_time(start) if start is not None else None
-    return start if when is None else when.isoformat().replace("+00:00", "Z")
 
 
 def split_fields(text: Optional[str]) -> Optional[tuple[str, ...]]:

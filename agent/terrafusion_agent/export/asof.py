@@ -53,10 +53,10 @@ from terrafusion_agent.errors import (
 from terrafusion_agent.export import diskfull, engine, presets, protected, publish
 from terrafusion_agent.export.messages import fragment
 from terrafusion_agent.export.plan import ExportPlan, plan_export
-from terrafusion_agent.export.request import ExportRequest, parse_as_of, parse_time
+from terrafusion_agent.export.request import ExportRequest, parse_as_of
 from terrafusion_agent.export.writer import detached
 from terrafusion_agent.redact import redact
-from terrafusion_agent.stores import open_central
+from terrafusion_agent.stores import history, open_central
 from terrafusion_agent.stores.base import CentralStore, TableInfo
 from terrafusion_agent.stores.local import LocalStore
 
@@ -249,17 +249,12 @@ def _refuse_unsynced(config: Config, table: str) -> None:
 
 
 def _refuse_before_history(central: CentralStore, info: TableInfo, at: str) -> None:
-    """One sentence, before anything is read, for a moment the history does not reach."""
-    start = central.history_start(info.name)
-    if start is None:
-        raise InvalidExport(
-            f"Central keeps no history of {info.name} yet, so it cannot show the table "
-            f"as it stood at {at}; its history starts with init-central.")
-    begins = parse_time(start)
-    if begins is not None and parse_time(at) < begins:
-        raise InvalidExport(
-            f"Central's history of {info.name} starts at {start}, so it cannot show the "
-            f"table as it stood at {at}; choose a time from then on.")
+    """The history's own sentence, before anything is read, for a moment it does not
+    reach (the store would say it too, but only once the rows are asked for)."""
+    refusal = history.before_start(info, central.history_start(info.name),
+                                   history.parse_instant(at))
+    if refusal:
+        raise InvalidExport(refusal)
 
 
 def _private_folder(out: Path) -> Path:
