@@ -346,6 +346,33 @@ def test_cancelling_an_as_of_job_leaves_no_file_and_no_rebuilt_table(pg_county, 
     assert listing(out) == []
 
 
+def test_a_rebuilt_table_left_by_a_dead_agent_is_swept_with_its_job(sqlite_county, out):
+    import sqlite3
+
+    from terrafusion_agent.export import jobs
+
+    config = sqlite_county.config()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    target = out / "p.gpkg"
+    leftover = out / ".p.gpkg.tf-as-of-k1lled00"
+    leftover.mkdir()
+    (leftover / "as-of.sqlite").write_bytes(b"SQLite format 3\0 half a table")
+    try:
+        jobs.list_jobs(config)  # the jobs table exists from here on
+        jobs.shutdown()
+        with sqlite3.connect(config.local_path) as conn:
+            job_id = conn.execute(
+                "INSERT INTO tf_export_jobs (status, table_name, format, out_path, "
+                "request_json, trigger, pid, created_at, started_at) VALUES ('running', "
+                "'parcels', 'gpkg', ?, '{}', 'api', ?, '2026-01-01T00:00:00Z', "
+                "'2026-01-01T00:00:01Z')", (str(target), dead.pid)).lastrowid
+        assert jobs.get(config, job_id)["status"] == "failed"  # the agent starts again
+    finally:
+        jobs.shutdown(timeout=30)
+    assert listing(out) == []
+
+
 def _terminal_ctrl_c() -> None:
     """In the child: Ctrl+C as a shell hands it over (see test_export_jobs)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
