@@ -444,6 +444,46 @@
         <translation>Se exportaron {n} objetos de {source} a {path}.</translation>
     </message>
     <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py" line="379"/>
+        <source>Selections and filters pick the features as they are now, so they are off for an export as of a past moment.</source>
+        <translation>Las selecciones y los filtros eligen los objetos tal como están ahora, por lo que no se aplican a una exportación a fecha de un momento pasado.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py" line="388"/>
+        <source>The table as it stood at this moment (your local time), rebuilt from central's history.</source>
+        <translation>La tabla tal como estaba en este momento (su hora local), reconstruida a partir del historial central.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py" line="400"/>
+        <source>Central's history of {table} starts at {time}.</source>
+        <translation>El historial central de {table} empieza el {time}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py" line="404"/>
+        <source>Central keeps no history of {table} yet.</source>
+        <translation>La base central aún no guarda historial de {table}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py" line="618"/>
+        <source>Exported {n} features of {source} as of {time} to {path}.</source>
+        <translation>Se exportaron {n} objetos de {source} a fecha de {time} a {path}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/export_task.py" line="393"/>
+        <source>Asking central where the history of {table} starts</source>
+        <translation>Preguntando a la base central dónde empieza el historial de {table}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/export_task.py" line="408"/>
+        <source>Central could not say where its history starts: {reason}.</source>
+        <translation>La base central no pudo indicar dónde empieza su historial: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/processing/export_algorithm.py" line="88"/>
+        <source>As of (empty: now; else the table as it stood then, from central's history)</source>
+        <translation>A fecha de (vacío: ahora; si no, la tabla tal como estaba entonces, según el historial central)</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/export_dialog.py" line="555"/>
         <source>TerraFusion export</source>
         <translation>Exportación de TerraFusion</translation>
@@ -550,8 +590,8 @@
     </message>
     <message>
         <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="54"/>
-        <source>Writes a table of the local copy to a file with the sync agent's export engine, as the Export dialog and “terrafusion-agent export” do. Give a table or a preset from the agent's configuration. The format follows the output file's extension unless one is chosen; a shapefile is one .zip. The filter is an SQL expression on the table's columns, for example market_value &gt; 500000. A preset that names its own files writes into the output's folder.</source>
-        <translation>Escribe una tabla de la copia local en un archivo con el motor de exportación del agente de sincronización, como lo hacen el diálogo Exportar y «terrafusion-agent export». Indique una tabla o un preajuste de la configuración del agente. El formato sigue la extensión del archivo de salida salvo que se elija uno; un shapefile es un único .zip. El filtro es una expresión SQL sobre las columnas de la tabla, por ejemplo market_value &gt; 500000. Un preajuste que da nombre a sus propios archivos escribe en la carpeta de la salida.</translation>
+        <source>Writes a table of the local copy to a file with the sync agent's export engine, as the Export dialog and “terrafusion-agent export” do. Give a table or a preset from the agent's configuration. The format follows the output file's extension unless one is chosen; a shapefile is one .zip. The filter is an SQL expression on the table's columns, for example market_value &gt; 500000. A preset that names its own files writes into the output's folder. With “As of”, the table as it stood at that moment, rebuilt from central's history (empty: as it is now); a time typed as text is read as “terrafusion-agent export --as-of” reads it, in UTC unless it names its zone.</source>
+        <translation>Escribe una tabla de la copia local en un archivo con el motor de exportación del agente de sincronización, como lo hacen el diálogo Exportar y «terrafusion-agent export». Indique una tabla o un preajuste de la configuración del agente. El formato sigue la extensión del archivo de salida salvo que se elija uno; un shapefile es un único .zip. El filtro es una expresión SQL sobre las columnas de la tabla, por ejemplo market_value &gt; 500000. Un preajuste que da nombre a sus propios archivos escribe en la carpeta de la salida. Con «A fecha de», la tabla tal como estaba en ese momento, reconstruida a partir del historial central (vacío: tal como está ahora); una hora escrita como texto se lee como la lee «terrafusion-agent export --as-of», en UTC salvo que indique su zona.</translation>
     </message>
     <message>
         <location filename="../terrafusion_plugin/processing_provider/export_algorithm.py" line="67"/>
@@ -1283,6 +1323,16 @@
         <location filename="../resources/ui/export_dialog.ui" line="66"/>
         <source>Preset:</source>
         <translation>Preajuste:</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="80"/>
+        <source>Export the synced table as it stood at a past moment, rebuilt from central's history</source>
+        <translation>Exportar la tabla sincronizada tal como estaba en un momento pasado, reconstruida a partir del historial central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/export_dialog.ui" line="83"/>
+        <source>As of:</source>
+        <translation>A fecha de:</translation>
     </message>
     <message>
         <location filename="../resources/ui/export_dialog.ui" line="73"/>

@@ -181,12 +181,14 @@ def test_edits_by_two_database_roles_are_recorded_with_role_application_and_valu
                                          "FROM parcels WHERE prop_id = 100012")[0]
 
     def edit_as(role: str, application: str, sql: str) -> tuple[datetime, datetime]:
+        """Run ``sql`` as ``role``; the clock once it ran (before its commit) and after
+        the commit."""
         with psycopg.connect(pg_agent.central_url, user=role, application_name=application,
                              autocommit=True) as conn:
-            before = conn.execute("SELECT clock_timestamp()").fetchone()[0]
             with conn.transaction():
                 conn.execute(sql)
-            return before, conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                ran = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            return ran, conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
     alice = edit_as("tf_hist_alice", "assessment-system",
                     "UPDATE parcels SET owner_name = 'ALICE SMITH' WHERE prop_id = 100011")
@@ -198,7 +200,7 @@ def test_edits_by_two_database_roles_are_recorded_with_role_application_and_valu
                                                          None)
     assert (a["op"], a["columns"]) == ("update", ["owner_name"])
     assert (a["old"], a["new"]) == ({"owner_name": owner}, {"owner_name": "ALICE SMITH"})
-    assert alice[0] <= when(a) <= alice[1]
+    assert alice[0] <= when(a) <= alice[1]  # the commit's time, not the change's
     [b] = central.history(info, (100012,))
     assert (b["role"], b["application"], b["agent"]) == ("tf_hist_bob", "psql", None)
     assert b["columns"] == ["land_value", "geom"]
@@ -217,9 +219,13 @@ def test_a_statement_that_changes_nothing_records_nothing(county):
     assert central_exec(county, counts) == before
 
 
-def test_an_unreadable_time_is_refused_by_name(county, store):
+def test_an_unreadable_time_or_key_is_refused_in_one_sentence_naming_it(county, store):
     central = store(county)
     info = central.table_info("parcels")
+    with pytest.raises(TerraFusionError, match=r'key \["abc"\].* table parcels.*\.$'):
+        central.history(info, ("abc",))
+    with pytest.raises(TerraFusionError, match="keyed by 1 column"):
+        central.history(info, (1, 2))
     with pytest.raises(TerraFusionError, match="The start time 'yesterday' is not an "
                                                "ISO-8601 time"):
         central.history(info, (100001,), since="yesterday")

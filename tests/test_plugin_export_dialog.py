@@ -1,8 +1,8 @@
 """The Export dialog in headless QGIS, driven like a user would (widgets, clicks) on a real
 demo county in SpatiaLite, its results read back with GDAL: chosen fields and CRS, a QGIS
 expression as filter, the selected features of a synced layer, a project layer that is
-not synced, a cancel that leaves no file, a filter on a missing field refused, and a
-preset from the config.
+not synced, a cancel that leaves no file, a filter on a missing field refused, a
+preset from the config, and a synced table as it stood at a moment picked in local time.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,88 @@ def test_export_dialog_applies_a_preset_from_the_config(plugin, county, use_conf
     features = json.loads(out.read_text(encoding="utf-8"))["features"]
     assert len(features) == DEMO_PARCELS == result["features"]
     assert set(features[0]["properties"]) == {"geo_id", "situs_address", "value"}
+
+
+# --- as of a past moment -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory):
+    """A county whose parcels changed on central after a moment, synced since."""
+    from as_of_support import changed_county
+    from conftest import embedded_agent
+
+    return changed_county(embedded_agent(tmp_path_factory.mktemp("as-of")), parcels=80)
+
+
+def _as_of_dialog(plugin, changed, use_config, qtbot):
+    use_config(changed.env.config)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    return dialog
+
+
+def test_export_dialog_exports_a_table_as_it_stood_at_a_moment_in_local_time(
+        plugin, changed, use_config, tmp_path, qtbot):
+    from zoneinfo import ZoneInfo
+
+    from as_of_support import local_time_zone
+    from qgis.PyQt.QtCore import QDateTime
+
+    out = tmp_path / "parcels-then.gpkg"
+    with local_time_zone("America/Los_Angeles"):
+        dialog = _as_of_dialog(plugin, changed, use_config, qtbot)
+        _choose(dialog, out=out)
+        dialog.filterWidget.setExpression("\"owner_name\" = 'CHANGED AFTER T'")
+        assert not dialog.asOfEdit.isEnabled() and dialog.filterWidget.isEnabled()
+
+        dialog.asOfCheck.setChecked(True)
+
+        # a selection or a QGIS filter picks today's features: not what a moment shows
+        assert dialog.asOfEdit.isEnabled() and not dialog.filterWidget.isEnabled()
+        assert not dialog.selectedOnlyCheck.isEnabled()
+        qtbot.waitUntil(lambda: "starts at" in dialog.asOfEdit.toolTip(), timeout=WAIT_MS)
+        dialog.asOfEdit.setDateTime(
+            QDateTime.fromString(changed.at, Qt.DateFormat.ISODate).toLocalTime())
+        moment = datetime.fromisoformat(changed.at.replace("Z", "+00:00"))
+        wall_clock = moment.astimezone(ZoneInfo("America/Los_Angeles"))
+        assert dialog.asOfEdit.text() == wall_clock.strftime("%Y-%m-%d %H:%M:%S")
+        assert dialog.as_of() == changed.at
+
+        result = _export(dialog, qtbot)
+
+    assert result["as_of"] == changed.at and result["features"] == len(changed.before)
+    ds, layer = _layer_of(out)
+    owners = {f.GetFID(): f.GetField("owner_name") for f in layer}
+    assert owners == {k: r["owner_name"] for k, r in changed.before.items()}
+    shown = " ".join(i.text() for i in dialog.bar.items())
+    assert wall_clock.strftime("%Y-%m-%d %H:%M:%S") in shown, shown
+
+
+def test_export_dialog_says_when_the_history_starts_for_a_moment_before_it(
+        plugin, changed, use_config, tmp_path, qtbot):
+    from qgis.PyQt.QtCore import QDate, QDateTime, QTime
+
+    dialog = _as_of_dialog(plugin, changed, use_config, qtbot)
+    out = tmp_path / "too-early.geojson"
+    _choose(dialog, fmt="geojson", out=out)
+    dialog.asOfCheck.setChecked(True)
+    dialog.asOfEdit.setDateTime(QDateTime(QDate(2001, 1, 1), QTime(0, 0)))
+
+    with qtbot.waitSignal(dialog.exportFinished, timeout=60_000) as finished:
+        qtbot.mouseClick(dialog.exportButton, Qt.MouseButton.LeftButton)
+
+    assert finished.args[0] is None
+    assert "starts at" in " ".join(i.text() for i in dialog.bar.items())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_dialog_offers_as_of_for_synced_tables_only(plugin, changed, use_config,
+                                                            qtbot):
+    dialog = _as_of_dialog(plugin, changed, use_config, qtbot)
+    dialog.asOfCheck.setChecked(True)
+    dialog.layerRadio.setChecked(True)
+    assert not dialog.asOfCheck.isEnabled() and not dialog.as_of_wanted()
+    assert not dialog.asOfEdit.isEnabled()
+    dialog.tableRadio.setChecked(True)
+    assert dialog.asOfCheck.isEnabled() and dialog.as_of_wanted()

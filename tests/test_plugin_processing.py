@@ -1,6 +1,7 @@
 """The plugin's Processing algorithms in headless QGIS: ``terrafusion:export`` offers the
-agent's formats, writes a filtered table, takes its format from the output file and says
-what is wrong in one sentence; ``terrafusion:sync`` pulls central changes; both run
+agent's formats, writes a filtered table, takes its format from the output file, writes a
+table as it stood at a moment (given as text or as a date and time) and says what is
+wrong in one sentence; ``terrafusion:sync`` pulls central changes; both run
 through ``processing.run`` and inside a model.
 """
 
@@ -106,3 +107,52 @@ def test_both_algorithms_run_inside_a_processing_model(processing_ready, sqlite_
 
     ds, layer = _layer_of(out)
     assert layer.GetFeatureCount() == 60
+
+
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory):
+    """A county whose parcels changed on central after a moment, synced since."""
+    from as_of_support import changed_county
+    from conftest import embedded_agent
+
+    return changed_county(embedded_agent(tmp_path_factory.mktemp("as-of")), parcels=80)
+
+
+def _owners(path: Path) -> dict[int, str]:
+    ds, layer = _layer_of(path)
+    return {f.GetFID(): f.GetField("owner_name") for f in layer}
+
+
+def test_processing_export_takes_an_as_of_moment_as_text_or_date_and_time(
+        processing_ready, changed, tmp_path):
+    from as_of_support import local_time_zone
+    from qgis.PyQt.QtCore import QDateTime, Qt
+
+    then = {k: r["owner_name"] for k, r in changed.before.items()}
+    with local_time_zone("America/Los_Angeles"):
+        moment = QDateTime.fromString(changed.at, Qt.DateFormat.ISODate)
+        local = moment.toLocalTime()
+        assert local.time() != moment.time()  # the widget's time is not UTC's
+        for name, value in (("text", changed.at), ("local", local), ("utc", moment)):
+            out = tmp_path / f"{name}.gpkg"
+            result = processing_ready.run("terrafusion:export", {
+                "TABLE": "parcels", "AS_OF": value, "CONFIG": str(changed.env.config),
+                "OUTPUT": str(out)})
+            assert result["FEATURES"] == len(then), name
+            assert _owners(out) == then, name
+
+    out = tmp_path / "now.gpkg"
+    processing_ready.run("terrafusion:export", {
+        "TABLE": "parcels", "AS_OF": None, "CONFIG": str(changed.env.config),
+        "OUTPUT": str(out)})
+    assert _owners(out) == {k: r["owner_name"] for k, r in changed.after.items()}
+
+
+def test_processing_export_says_when_the_history_starts(processing_ready, changed, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="starts at"):
+        processing_ready.run("terrafusion:export", {
+            "TABLE": "parcels", "AS_OF": "2001-01-01T00:00:00",
+            "CONFIG": str(changed.env.config), "OUTPUT": str(tmp_path / "early.gpkg")})
+    assert list(tmp_path.iterdir()) == []

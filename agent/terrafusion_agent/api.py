@@ -51,6 +51,7 @@ __all__ = [
     "typed_merge_value",
     "pending_edits", "discard_pending", "sync_history",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
+    "history_start",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
     "refuse_own_file", "layer_options", "output_field_names", "layer_export",
     "check_writer_messages", "check_central", "settings_file",
@@ -325,10 +326,25 @@ def export_formats() -> dict:
 
 
 def export_request(**fields: Any):
-    """An ``ExportRequest`` (table or preset, format, out, crs, where, fields, ...)."""
+    """An ``ExportRequest`` (table or preset, format, out, crs, where, fields, ...);
+    ``as_of`` (ISO 8601, UTC unless it names its zone) exports the table as it stood
+    then, rebuilt from central's history."""
     from terrafusion_agent.export import ExportRequest
 
     return ExportRequest(**fields)
+
+
+def history_start(cfg: Config, table: str) -> Optional[str]:
+    """When central's history of a synced table starts (ISO 8601, UTC), the earliest
+    moment an export as of a past time can show; None when it keeps none. Asks central:
+    CentralUnavailable (one sentence) when it cannot be reached."""
+    from terrafusion_agent.stores import open_central
+
+    central = open_central(cfg)
+    try:
+        return central.history_start(table)
+    finally:
+        central.close()
 
 
 def split_fields(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -342,7 +358,8 @@ def export_table(cfg: Config, request, progress=None, cancel=None):
     """Export one synced table to one file (``ExportResult``); atomic, never half a file.
 
     Raises InvalidExport for a bad request, ExportCancelled when ``cancel()`` turned true,
-    ExportError with one sentence when writing failed.
+    ExportError with one sentence when writing failed; an export ``as_of`` a past time
+    also CentralUnavailable when central cannot be read.
     """
     from terrafusion_agent.export import export_table as run
 

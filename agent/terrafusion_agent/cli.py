@@ -94,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Export a table of the local copy. With --preset, TABLE and --format "
                     "come from the preset (--format may change it); --where and --fields "
                     "can only narrow the preset's selection; if the preset names the file, "
-                    "--out is the folder to write into.")
+                    "--out is the folder to write into. With --as-of, the table as it "
+                    "stood at that time, rebuilt from central's history.")
     export.add_argument("table", nargs="?", metavar="TABLE",
                         help="table to export (optional with --preset)")
     export.add_argument("--format", metavar="F",
@@ -108,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--preset", metavar="NAME", help="an [export.presets.NAME] of the config")
     export.add_argument("--overwrite", action="store_true",
                         help="replace the file if it exists")
+    export.add_argument("--as-of", metavar="T", dest="as_of",
+                        help="the table as it stood at time T (ISO 8601, UTC unless it names "
+                             "its zone, e.g. 2026-01-01T00:00:00), rebuilt from central's "
+                             "history instead of read from the local copy")
     return p
 
 
@@ -400,7 +405,7 @@ def cmd_export(config, args) -> int:
     request = ExportRequest(
         table=args.table, format=args.format, out=args.out, crs=args.crs, where=args.where,
         fields=split_fields(args.fields), preset=args.preset, overwrite=args.overwrite,
-        trigger="cli")
+        as_of=args.as_of, trigger="cli")
     progress = _ExportProgress() if sys.stderr.isatty() else None
     try:
         result = export_table(config, request, progress=progress)

@@ -9,6 +9,7 @@ progress, can be cancelled and leave no partial file behind.
 from __future__ import annotations
 
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +26,7 @@ from qgis.core import (
 )
 from qgis.gui import QgsFileWidget
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import Qt, QUrl, QVariant, pyqtSignal
+from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QUrl, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QDialogButtonBox,
@@ -37,6 +38,7 @@ from qgis.PyQt.QtWidgets import (
 from ..tasks.export_task import (
     ExportSourcesTask,
     FeatureChoice,
+    HistoryStartTask,
     LayerExportTask,
     TableExportTask,
 )
@@ -55,6 +57,15 @@ KIND_TYPES = {"integer": QVariant.LongLong, "real": QVariant.Double,
               "blob": QVariant.ByteArray}
 #: how long the success message stays in QGIS's message bar
 MESSAGE_SECONDS = 15
+
+
+def _local_time(iso: str) -> str:
+    """An ISO 8601 time in UTC (as the agent gives it) in the user's local time."""
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _check_state(checked: bool) -> Qt.CheckState:
@@ -95,6 +106,10 @@ class ExportDialog(FormDialog, FORM_CLASS):
         #: memory layers with the fields of tables the project does not show
         self._own_layers: dict[str, QgsVectorLayer] = {}
         self._sources_task: Optional[ExportSourcesTask] = None
+        #: where central's history of each table starts ("" when it keeps none), as asked
+        self._history_starts: dict[str, str] = {}
+        self._history_task: Optional[HistoryStartTask] = None
+        self._selected_count = 0
         self._task = None
         self._auto_path = ""
         self._replace_confirmed = ""
@@ -120,6 +135,9 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.filterWidget.setAllowEmptyFieldName(True)
         self.addToMapCheck.setChecked(plugin_settings.export_add_to_map())
         self.progressBar.setVisible(False)
+        # the valuation date assessors ask for most: January 1 of this year, 00:00
+        today = QDate.currentDate()
+        self.asOfEdit.setDateTime(QDateTime(QDate(today.year(), 1, 1), QTime(0, 0)))
 
         self.tableRadio.toggled.connect(self._source_changed)
         self.tableCombo.currentIndexChanged.connect(self._source_changed)
@@ -133,6 +151,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.cancelButton.clicked.connect(self.cancel_export)
         self.closeButton.clicked.connect(self.close)
         self.addToMapCheck.toggled.connect(plugin_settings.set_export_add_to_map)
+        self.asOfCheck.toggled.connect(self._as_of_changed)
 
         self.presetCombo.addItem(tr("No preset"), None)
         self._source_changed()
@@ -313,6 +332,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.filterWidget.setExpression("")
         selected = layer.selectedFeatureCount() if layer is not None and layer in \
             self.project.mapLayers().values() else 0
+        self._selected_count = selected
         self.selectedOnlyCheck.setEnabled(selected > 0)
         self.selectedOnlyCheck.setChecked(False)
         self.selectedOnlyCheck.setText(
@@ -326,6 +346,83 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.presetFilterLabel.setVisible(bool(self.presetFilterLabel.text()))
         self._source_name = name
         self._format_changed()
+        self._as_of_changed()
+
+    # --- as of a past moment ----------------------------------------------------------------
+
+    def as_of_wanted(self) -> bool:
+        """Whether the export is of the table as it stood at the chosen moment."""
+        return self.mode() == TABLE and self.asOfCheck.isChecked()
+
+    def as_of(self) -> str:
+        """The chosen moment (the user's local time) in UTC, as the agent takes it."""
+        return self.asOfEdit.dateTime().toUTC().toString(Qt.DateFormat.ISODate)
+
+    def _as_of_table(self) -> Optional[str]:
+        preset = self._presets.get(self.presetCombo.currentData())
+        if preset is not None:
+            return preset.table
+        info = self._table_info()
+        return info.name if info is not None else None
+
+    def _as_of_changed(self, *_args) -> None:
+        """A past moment is for synced tables only, and a selection or a QGIS filter
+        picks features as they are now, which is not what a past moment shows."""
+        wanted = self.as_of_wanted()
+        self.asOfCheck.setEnabled(self.mode() == TABLE)
+        self.asOfEdit.setEnabled(wanted)
+        self.asOfEdit.setMaximumDateTime(QDateTime.currentDateTime())
+        self.selectedOnlyCheck.setEnabled(not wanted and self._selected_count > 0)
+        if wanted:
+            self.selectedOnlyCheck.setChecked(False)
+        self.filterWidget.setEnabled(not wanted)
+        now_only = tr("Selections and filters pick the features as they are now, so they "
+                      "are off for an export as of a past moment.") if wanted else ""
+        for widget in (self.selectedOnlyCheck, self.filterCaption):
+            widget.setToolTip(now_only)
+        self._show_history_start()
+
+    def _show_history_start(self) -> None:
+        """The moment's tooltip says where central's history starts once known; asking
+        central is a task, and its answer arrives later."""
+        tip = tr("The table as it stood at this moment (your local time), rebuilt from "
+                 "central's history.")
+        table = self._as_of_table()
+        if not self.as_of_wanted() or table is None:
+            self.asOfEdit.setToolTip(tip)
+            return
+        start = self._history_starts.get(table)
+        if start is None:
+            self.asOfEdit.setToolTip(tip)
+            self._ask_history_start(table)
+        elif start:
+            self.asOfEdit.setToolTip(tip + " " + tr(
+                "Central's history of {table} starts at {time}.").format(
+                    table=table, time=_local_time(start)))
+        else:
+            self.asOfEdit.setToolTip(tip + " " + tr(
+                "Central keeps no history of {table} yet.").format(table=table))
+
+    def _ask_history_start(self, table: str) -> None:
+        if self._history_task is not None:
+            return  # one question at a time; the answer asks again for another table
+        task = HistoryStartTask(table)
+        task.historyStart.connect(self._history_start_known)
+        task.failed.connect(self._history_start_unknown)
+        self._history_task = task
+        QgsApplication.taskManager().addTask(task)
+
+    def _history_start_known(self, table: str, start: str) -> None:
+        self._history_task = None
+        self._history_starts[table] = start
+        self._show_history_start()
+
+    def _history_start_unknown(self, _message: str) -> None:
+        # central could not say: the export itself will, in its own sentence
+        self._history_task = None
+
+    def is_asking_history(self) -> bool:
+        return self._history_task is not None
 
     def _format_changed(self, *_args) -> None:
         from terrafusion_agent import api
@@ -405,7 +502,8 @@ class ExportDialog(FormDialog, FORM_CLASS):
         fields = self.checked_fields()
         if not fields:
             return self._refuse(tr("Choose at least one field."))
-        expression = self.filterWidget.expression().strip()
+        # a past moment's export is of the whole table: today's filter is not its own
+        expression = "" if self.as_of_wanted() else self.filterWidget.expression().strip()
         if expression:
             problem = self._expression_problem(expression)
             if problem:
@@ -432,8 +530,11 @@ class ExportDialog(FormDialog, FORM_CLASS):
                 return self._refuse(tr("Choose a CRS with an authority code, such as "
                                        "EPSG:4326."))
             choice = None
+            as_of = self.as_of() if self.as_of_wanted() else None
             project_layer = self._project_layer(info.name)
-            if project_layer is not None:
+            if as_of is not None:
+                pass  # the table as it stood then, whole (its preset's filter applies)
+            elif project_layer is not None:
                 choice = FeatureChoice.of(project_layer, selected_only, expression)
             elif expression:
                 from terrafusion_agent.api import local_name
@@ -446,7 +547,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
                 table=None if preset else info.name, preset=preset, format=fmt, out=out,
                 crs=crs.authid() if crs is not None else None,
                 fields=None if all_fields else tuple(fields), overwrite=True,
-                trigger="plugin")
+                as_of=as_of, trigger="plugin")
             task = TableExportTask(request, choice)
         else:
             layer = self.layerCombo.currentLayer()
@@ -513,8 +614,13 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self._source_changed_after_run()
         self.last_result = result
         path = result["path"]
-        text = tr("Exported {n} features of {source} to {path}.").format(
-            n=result.get("features", 0), source=result.get("table"), path=path)
+        if result.get("as_of"):
+            text = tr("Exported {n} features of {source} as of {time} to {path}.").format(
+                n=result.get("features", 0), source=result.get("table"),
+                time=_local_time(result["as_of"]), path=path)
+        else:
+            text = tr("Exported {n} features of {source} to {path}.").format(
+                n=result.get("features", 0), source=result.get("table"), path=path)
         for warning in result.get("warnings") or []:
             text += " " + warning
         self.last_layer = None
@@ -541,6 +647,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.tableCombo.setEnabled(self.mode() == TABLE
                                    and self.presetCombo.currentData() is None)
         self.layerCombo.setEnabled(self.mode() == LAYER)
+        self._as_of_changed()
 
     def add_to_map(self, path: str, name: str) -> Optional[QgsVectorLayer]:
         layer = open_exported_layer(path, name)
@@ -585,6 +692,8 @@ class ExportDialog(FormDialog, FORM_CLASS):
                                   ("failed", self._sources_failed))),
             (self._task, (("progressChanged", self._progress), ("busyChanged", self._busy),
                           ("exported", self._exported), ("failed", self._failed))),
+            (self._history_task, (("historyStart", self._history_start_known),
+                                  ("failed", self._history_start_unknown))),
         ):
             if task is None:
                 continue
@@ -593,7 +702,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
                     getattr(task, name).disconnect(slot)
             except (RuntimeError, TypeError):
                 pass  # the task already ended and QGIS deleted it
-        self._sources_task = self._task = None
+        self._sources_task = self._task = self._history_task = None
         self.filterWidget.setLayer(None)
         self._own_layers.clear()
 

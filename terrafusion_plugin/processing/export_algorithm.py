@@ -7,22 +7,26 @@ engine's (an SQL expression on the table's columns, as in the CLI's ``--where``)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterCrs,
+    QgsProcessingParameterDateTime,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterString,
 )
+from qgis.PyQt.QtCore import Qt
 
 from ..gui.translation import tr
 from .sync_algorithm import CONFIG, config_parameter, load_config
 
 TABLE, PRESET, FORMAT, CRS = "TABLE", "PRESET", "FORMAT", "CRS"
 FIELDS, WHERE, OUTPUT, FEATURES = "FIELDS", "WHERE", "OUTPUT", "FEATURES"
+AS_OF = "AS_OF"
 
 
 class Format:
@@ -57,7 +61,10 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
                   "output file's extension unless one is chosen; a shapefile is one .zip. "
                   "The filter is an SQL expression on the table's columns, for example "
                   "market_value > 500000. A preset that names its own files writes into "
-                  "the output's folder.")
+                  "the output's folder. With “As of”, the table as it stood at that moment, "
+                  "rebuilt from central's history (empty: as it is now); a time typed as "
+                  "text is read as “terrafusion-agent export --as-of” reads it, in UTC "
+                  "unless it names its zone.")
 
     def createInstance(self):  # noqa: N802 - QGIS API
         return ExportAlgorithm()
@@ -77,6 +84,9 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
             FIELDS, tr("Fields, comma separated (empty: all)"), optional=True))
         self.addParameter(QgsProcessingParameterString(
             WHERE, tr("Filter (SQL expression on the table's columns)"), optional=True))
+        self.addParameter(QgsProcessingParameterDateTime(
+            AS_OF, tr("As of (empty: now; else the table as it stood then, from central's "
+                      "history)"), optional=True))
         self.addParameter(config_parameter())
         self.addParameter(QgsProcessingParameterFileDestination(
             OUTPUT, tr("Output file"),
@@ -106,7 +116,8 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
                 table=table, preset=preset_name, format=fmt, out=str(out),
                 crs=crs.authid() if crs.isValid() and crs.authid() else None,
                 where=self.parameterAsString(parameters, WHERE, context).strip() or None,
-                fields=fields, overwrite=True, trigger="processing")
+                fields=fields, overwrite=True, as_of=self._as_of(parameters, context),
+                trigger="processing")
 
             def progress(p) -> None:
                 if p.fraction is not None:
@@ -123,6 +134,21 @@ class ExportAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(tr("Exported {n} features of {table} to {path}.").format(
             n=result.features, table=result.table, path=result.path))
         return {OUTPUT: str(result.path), FEATURES: result.features}
+
+    def _as_of(self, parameters, context) -> Optional[str]:
+        """The moment to export the table as of, in the agent's words; None for now.
+
+        Text goes to the agent as it is (UTC unless it names its zone, as on the command
+        line); a date and time from Processing's widget or a model carries its own zone
+        (the user's local time) and is turned into UTC here.
+        """
+        value = parameters.get(AS_OF)
+        if isinstance(value, str):
+            return value.strip() or None
+        if value is None:
+            return None
+        when = self.parameterAsDateTime(parameters, AS_OF, context)
+        return when.toUTC().toString(Qt.DateFormat.ISODate) if when.isValid() else None
 
     def _format(self, parameters, context, out: Path, preset) -> str:
         """The chosen format, else the preset's (the recipient's), else the extension's."""

@@ -375,3 +375,34 @@ class ExportSourcesTask(BackgroundTask):
 
     def failure(self) -> str:
         return tr("The local copy could not be read: {reason}.")
+
+
+class HistoryStartTask(BackgroundTask):
+    """Asks central when its history of a synced table starts (the Export dialog's
+    "As of" says it; a cheap query, but central may be far or down, so never on the
+    main thread)."""
+
+    #: emitted on the main thread with (table, start: ISO 8601 in UTC, or "" for none)
+    historyStart = pyqtSignal(str, str)  # noqa: N815 - Qt naming
+    #: emitted on the main thread with one sentence (the export will say it again)
+    failed = pyqtSignal(str)
+
+    failure_log = "Asking central where its history starts failed."
+
+    def __init__(self, table: str, config_path: Optional[str] = None):
+        super().__init__(tr("Asking central where the history of {table} starts").format(
+            table=table), QgsTask.Flag.CanCancel)
+        self.table = table
+        self.config_path = config_path
+
+    def work(self) -> dict:
+        from terrafusion_agent import api
+
+        start = api.history_start(api.load_config(self.config_path), self.table)
+        return {"table": self.table, "start": start or ""}
+
+    def succeeded(self, value: dict) -> None:
+        self.historyStart.emit(value["table"], value["start"])
+
+    def failure(self) -> str:
+        return tr("Central could not say where its history starts: {reason}.")

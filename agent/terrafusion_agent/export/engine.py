@@ -67,6 +67,8 @@ class ExportResult:
     where: Optional[str] = None
     preset: Optional[str] = None
     warnings: tuple[str, ...] = ()
+    #: the moment the table was exported as of (UTC, ISO 8601); None: as it is now
+    as_of: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary the CLI prints."""
@@ -75,7 +77,7 @@ class ExportResult:
             "features": self.features, "bytes": self.bytes,
             "duration_seconds": round(self.duration_seconds, 3), "crs": self.crs,
             "fields": list(self.fields), "renamed": dict(self.renamed), "where": self.where,
-            "preset": self.preset, "warnings": list(self.warnings),
+            "preset": self.preset, "warnings": list(self.warnings), "as_of": self.as_of,
         }
 
 
@@ -83,8 +85,11 @@ class ExportResult:
 class ExportProgress:
     """A progress report; ``fraction`` is None while it cannot be estimated."""
 
-    stage: str  #: "writing", "joining" (split export), "packing" (shapefile zip) or "done"
-    features: int  #: features being exported in total
+    #: "history" (an as-of export rebuilding its table from central's history),
+    #: "writing", "joining" (split export), "packing" (shapefile zip) or "done"
+    stage: str
+    #: features being exported in total (while rebuilding: rows rebuilt so far)
+    features: int
     bytes_written: int
     elapsed_seconds: float
     fraction: Optional[float] = None
@@ -104,6 +109,40 @@ class CancelToken:
     def cancelled(self) -> bool:
         """Whether a cancel was asked for."""
         return self._event.is_set()
+
+
+class Worker:
+    """A daemon thread whose end is told by an event of its own, not by the thread.
+
+    Python 3.11's ``Thread.join``, when Ctrl+C interrupts it, can mark a thread that still
+    runs as ended (``is_alive()`` False): GDAL then wrote on while its files were removed,
+    and the process died in GDAL's C++ at exit. An event set by the thread itself as its
+    last act cannot be fooled that way.
+    """
+
+    def __init__(self, target: Callable[[], None], name: str):
+        self._done = threading.Event()
+
+        def run() -> None:
+            try:
+                target()
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started = True
+
+    def alive(self) -> bool:
+        """Started and not yet at its end."""
+        return self._started and not self._done.is_set()
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for its end."""
+        self._done.wait(timeout)
 
 
 ProgressCallback = Callable[[ExportProgress], None]
@@ -158,8 +197,13 @@ def export_table(config: Config, request: ExportRequest,
 
     Raises :class:`InvalidExport` for a bad request (nothing written, no event),
     :class:`ExportCancelled` when ``cancel`` fired and :class:`ExportError` when writing
-    failed; in both cases no file, complete or partial, is left behind.
+    failed; in both cases no file, complete or partial, is left behind. A request with
+    ``as_of`` exports the table as it stood then (:mod:`.asof`), which also reads central.
     """
+    if request.as_of is not None:
+        from terrafusion_agent.export import asof
+
+        return asof.export_as_of(config, request, progress=progress, cancel=cancel)
     started = time.monotonic()
     plan = plan_export(config, request)
     return run_plan(plan, progress=progress, cancel=cancel, started=started)
@@ -173,7 +217,7 @@ def run_plan(plan: ExportPlan, progress: Optional[ProgressCallback] = None,
     event: dict[str, Any] = {"table": plan.table.name, "format": plan.spec.name,
                              "preset": plan.preset, "features": 0, "bytes": 0, "error": None}
     try:
-        size = _write(plan, progress, _cancel_check(cancel), started)
+        size = _write(plan, progress, cancel_check(cancel), started)
     except ExportCancelled as exc:
         event.update(result="cancelled", error=str(exc))
         raise
@@ -198,7 +242,8 @@ def run_plan(plan: ExportPlan, progress: Optional[ProgressCallback] = None,
         preset=plan.preset, warnings=plan.warnings)
 
 
-def _cancel_check(cancel: Optional[CancelCheck]) -> Callable[[], bool]:
+def cancel_check(cancel: Optional[CancelCheck]) -> Callable[[], bool]:
+    """``cancel`` (a token, a callable or None) as a callable answering "stop now?"."""
     if cancel is None:
         return lambda: False
     if isinstance(cancel, CancelToken):
@@ -220,7 +265,7 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
         except BaseException as exc:
             work.error = detached(exc)
 
-    worker = threading.Thread(target=target, name=f"export-{plan.table.name}", daemon=True)
+    worker = Worker(target, name=f"export-{plan.table.name}")
     try:
         if cancelled():
             raise ExportCancelled("The export was cancelled before it started.")
@@ -238,7 +283,7 @@ def _write(plan: ExportPlan, progress: Optional[ProgressCallback],
         return size
     except BaseException:
         # Ctrl+C or an error in a progress callback: stop GDAL before cleaning up.
-        if worker.is_alive():
+        if worker.alive():
             _stop(worker, work)
         raise
     finally:
@@ -285,18 +330,18 @@ def _write_temp(writer: GdalWriter, output: publish.TempOutput) -> None:
     writer.translate(str(output.temp))
 
 
-def _watch(plan: ExportPlan, worker: threading.Thread, work: Work,
+def _watch(plan: ExportPlan, worker: Worker, work: Work,
            output: publish.TempOutput, progress: Optional[ProgressCallback],
            cancelled: Callable[[], bool], started: float) -> None:
     """Wait for the GDAL thread, forwarding cancels and reporting progress."""
     last = 0.0
-    while worker.is_alive():
-        worker.join(POLL_SECONDS)
+    while worker.alive():
+        worker.wait(POLL_SECONDS)
         if cancelled():
             work.abort()  # again and again: a statement started after a cancel runs on
             continue
         now = time.monotonic()
-        if progress and now - last >= PROGRESS_EVERY_SECONDS and worker.is_alive():
+        if progress and now - last >= PROGRESS_EVERY_SECONDS and worker.alive():
             last = now
             # the temp file, both halves of a split export, the shapefile's parts or .zip
             written = output.written_bytes()
@@ -307,7 +352,7 @@ def _watch(plan: ExportPlan, worker: threading.Thread, work: Work,
                                     fraction))
 
 
-def _stop(worker: threading.Thread, work: Work) -> None:
-    while worker.is_alive():
+def _stop(worker: Worker, work: Work) -> None:
+    while worker.alive():
         work.abort()
-        worker.join(POLL_SECONDS)
+        worker.wait(POLL_SECONDS)

@@ -11,10 +11,13 @@ The API's ``POST /api/v1/exports`` and ``GET /api/v1/exports/{id}`` sit on this 
 
 ``submit`` validates the request completely before queueing it, so every bad input
 raises :class:`~terrafusion_agent.errors.InvalidExport` (a ``BadRequest``: 4xx) and no job
-is made. A job dict has ``id`` (int), ``status`` (pending, running, completed, failed,
-cancelled), ``table``, ``format``, ``out``, ``preset``, ``trigger``, ``request``,
-``features``, ``bytes``, ``duration_seconds``, ``error``, ``created_at``, ``started_at``,
-``finished_at`` and, while running in this process, ``progress``.
+is made; a request with ``as_of`` asks central too (its table, where its history starts:
+:class:`~terrafusion_agent.errors.CentralUnavailable`, 503, when it cannot be reached),
+and its job rebuilds the table from that history when it runs. A job dict has ``id``
+(int), ``status`` (pending, running, completed, failed, cancelled), ``table``,
+``format``, ``out``, ``preset``, ``trigger``, ``request``, ``features``, ``bytes``,
+``duration_seconds``, ``error``, ``created_at``, ``started_at``, ``finished_at`` and,
+while running in this process, ``progress``.
 
 Jobs of one local copy run one at a time, in order, on one worker thread: exports are
 disk- and CPU-bound and the sync shares the machine. Every function is thread-safe. A job
@@ -33,7 +36,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
@@ -43,7 +46,7 @@ from terrafusion_agent.errors import (
     NotFound,
     TerraFusionError,
 )
-from terrafusion_agent.export import engine, publish
+from terrafusion_agent.export import asof, engine, publish
 from terrafusion_agent.export.plan import ExportPlan, plan_export
 from terrafusion_agent.export.request import ExportRequest, request_from_body
 from terrafusion_agent.redact import redact
@@ -63,12 +66,21 @@ FINISHED = ("completed", "failed", "cancelled")
 KEEP_IN_MEMORY = 200
 
 
-class _Job:
-    """A job of this process: its plan, its cancel token and its current state."""
+#: how a job writes its file: (progress, cancel) -> the result
+Runner = Callable[[engine.ProgressCallback, engine.CancelToken], engine.ExportResult]
 
-    def __init__(self, row: dict[str, Any], plan: ExportPlan):
+
+class _Job:
+    """A job of this process: its plan, how it runs, its cancel token and its state.
+
+    ``plan`` says what is written where; an as-of export's is the plan of its table
+    without rows, since the rows are rebuilt only when the job runs (``run``).
+    """
+
+    def __init__(self, row: dict[str, Any], plan: ExportPlan, run: Runner):
         self.row = row
         self.plan = plan
+        self.run = run
         self.token = engine.CancelToken()
         self.progress: Optional[engine.ExportProgress] = None
         self.done = threading.Event()
@@ -121,7 +133,7 @@ class _Jobs:
 
     # --- queue ------------------------------------------------------------------------
 
-    def add(self, plan: ExportPlan, request: ExportRequest) -> int:
+    def add(self, plan: ExportPlan, request: ExportRequest, run: Runner) -> int:
         row: dict[str, Any] = {
             "status": "pending", "table_name": plan.table.name, "format": plan.spec.name,
             "out_path": str(plan.out), "preset": plan.preset,
@@ -133,7 +145,7 @@ class _Jobs:
         if self.stopping:
             raise TerraFusionError("The agent is stopping; submit the export again later.")
         row["id"] = self.table.insert(row)
-        job = _Job(row, plan)
+        job = _Job(row, plan, run)
         with self.lock:
             self.jobs[row["id"]] = job
             self.queue.append(row["id"])
@@ -178,7 +190,7 @@ class _Jobs:
             job.progress = p
 
         try:
-            result = engine.run_plan(job.plan, progress=progress, cancel=job.token)
+            result = job.run(progress, job.token)
         except ExportCancelled as exc:
             self._finish(job, "cancelled", started, error=str(exc))
         except TerraFusionError as exc:
@@ -306,8 +318,22 @@ def submit(config: Config, body: Union[dict[str, Any], ExportRequest],
     """
     request = body if isinstance(body, ExportRequest) else request_from_body(body,
                                                                              trigger=trigger)
-    plan = plan_export(config, request)
-    return _jobs_for(config).add(plan, request)
+    run: Runner
+    if request.as_of is not None:
+        # checked whole now (central asked for the table and its history), the rows
+        # rebuilt when the job runs
+        plan = asof.check(config, request)
+
+        def run(progress: engine.ProgressCallback,
+                cancel: engine.CancelToken) -> engine.ExportResult:
+            return asof.export_as_of(config, request, progress=progress, cancel=cancel)
+    else:
+        plan = plan_export(config, request)
+
+        def run(progress: engine.ProgressCallback,
+                cancel: engine.CancelToken) -> engine.ExportResult:
+            return engine.run_plan(plan, progress=progress, cancel=cancel)
+    return _jobs_for(config).add(plan, request, run)
 
 
 def get(config: Config, job_id: Union[int, str]) -> dict[str, Any]:

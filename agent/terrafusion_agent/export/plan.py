@@ -121,16 +121,20 @@ class ExportPlan:
         return None
 
 
-def plan_export(config: Config, request: ExportRequest) -> ExportPlan:
+def plan_export(config: Config, request: ExportRequest,
+                source: Optional[Path] = None) -> ExportPlan:
     """Check everything about ``request`` without writing; raises :class:`InvalidExport`.
 
     Checks the preset, table, format, fields, renames, CRS, filter, feature limit and the
     output file and folder, so an API caller gets a 4xx before a job is queued.
+    ``source`` is a SpatiaLite file laid out as the local copy is, read instead of it (an
+    as-of export's table rebuilt from central's history, see :mod:`.asof`); the request's
+    ``as_of`` itself is that module's business.
     """
     resolved = presets.resolve(config, request)
     protected.refuse_own_file(config, resolved.out)
     spec = resolved.spec
-    local = Path(config.local_path)
+    local = Path(config.local_path if source is None else source)
     with export_source.open_local(local, spatial=bool(resolved.where)) as conn:
         info = _table_info(conn, resolved.table, local)
         if spec.needs_geometry and info.geometry is None:

@@ -326,6 +326,14 @@ _SCHEMAS: dict[str, Any] = {
             "fields": {"type": "array", "minItems": 1,
                        "items": {"type": "string", "minLength": 1}},
             "overwrite": {"type": "boolean", "default": False},
+            "as_of": {"type": "string", "minLength": 1,
+                      "description": "Export the table as it stood at this time, rebuilt "
+                                     "from central's history: ISO 8601, UTC unless it "
+                                     "names its zone (2026-01-01T00:00:00, "
+                                     "2026-01-01T00:00:00-08:00). It must have passed and "
+                                     "lie within the history (422 otherwise); central is "
+                                     "asked before the job is queued (503 when it cannot "
+                                     "be reached)."},
         },
     },
     "ExportJob": {
@@ -512,7 +520,8 @@ _PATHS: dict[str, Any] = {
             "202": _json("Queued.", "ExportJob",
                          headers={"Location": {"schema": {"type": "string"}}}),
             "400": _BAD_JSON, "401": _UNAUTHORIZED, "413": _TOO_LARGE, "422": _INVALID,
-            "503": _error("The export engine is unavailable in this installation."),
+            "503": _error("The export engine is unavailable in this installation, or "
+                          "central cannot be reached for an export as of a past time."),
         },
     }},
     "/api/v1/exports/{id}": {"get": {

@@ -146,6 +146,12 @@ class CentralStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
+    def interrupt(self) -> None:
+        """Stop the statement this store runs on another thread, from any thread: an
+        export rebuilding a table from central's history is cancelled. That statement
+        then fails; the store itself may be closed, not used further."""
+
     # --- schema ---------------------------------------------------------------------------
 
     @abstractmethod

@@ -93,6 +93,10 @@ class LocalStore:
     def close(self) -> None:
         self.conn.close()
 
+    def interrupt(self) -> None:
+        """Stop the statement running on another thread (SQLite allows it from any)."""
+        self.conn.interrupt()
+
     def __enter__(self) -> LocalStore:
         return self
 
