@@ -975,6 +975,11 @@
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The audit history (who changed which row when, and its values before and after) older than this many days is purged from the central database.</source>
+        <translation>El historial de auditoría (quién cambió qué fila y cuándo, con sus valores antes y después) con más de este número de días se elimina de la base de datos central.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
         <source>The local SpatiaLite copy that QGIS edits.</source>
         <translation>La copia local de SpatiaLite que edita QGIS.</translation>
     </message>
