@@ -412,6 +412,15 @@ class Agent:
         self.monitor.local.refresh()
         return result if isinstance(result, dict) else {"id": conflict_id, "keep": keep}
 
+    # --- a feature's history ------------------------------------------------------------
+
+    def feature_history(self, table: str, key: str, since: Optional[str],
+                        until: Optional[str]) -> dict[str, Any]:
+        """GET /api/v1/history/{table}/{key}: read from central, as the CLI prints it."""
+        from terrafusion_agent.feature_history import report
+
+        return report(self.config, table, key, since, until)
+
     # --- configuration ------------------------------------------------------------------
 
     def reload_config(self) -> dict[str, Any]:

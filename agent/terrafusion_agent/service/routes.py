@@ -149,6 +149,17 @@ def resolve_conflict(agent, request: Request, conflict_id: int) -> Response:
     return json_response(_ask(agent.resolve_conflict, conflict_id, keep))
 
 
+# --- a feature's history ------------------------------------------------------------------
+
+
+def feature_history(agent, request: Request, table: str, key: str) -> Response:
+    """GET /api/v1/history/{table}/{key}[?since=T&until=T]: the feature's changes, newest
+    first; the key as typed (URL-encoded; a JSON array for a key of several columns)."""
+    since, until = request.args.get("since"), request.args.get("until")
+    return json_response(_ask(agent.feature_history, table, key, since, until,
+                              default=503, default_code="unavailable"))
+
+
 # --- configuration ------------------------------------------------------------------------
 
 
@@ -241,6 +252,8 @@ ROUTES: list[Route] = [
           list_conflicts),
     Route(Rule(f"/api/v1/conflicts/<int(min=1, max={MAX_ID}):conflict_id>/resolve",
                endpoint="resolve_conflict", methods=["POST"]), resolve_conflict, auth=True),
+    Route(Rule("/api/v1/history/<table>/<path:key>", endpoint="feature_history",
+               methods=["GET"]), feature_history),
     Route(Rule("/api/v1/config/reload", endpoint="reload_config", methods=["POST"]),
           reload_config, auth=True),
     Route(Rule("/api/v1/exports", endpoint="submit_export", methods=["POST"]), submit_export,
