@@ -272,11 +272,12 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         layer = self._watched
         if layer is None or not self.followCheck.isChecked() or self.isHidden():
             return
-        ids = list(selected) or list(layer.selectedFeatureIds())
+        # one of those just selected (the row clicked in the attribute table), else one
+        # still selected after a deselection
+        ids = sorted(selected) or sorted(layer.selectedFeatureIds())
         if not ids:
             return
-        # the feature chosen last: the newest of those just selected
-        feature = layer.getFeature(ids[-1])
+        feature = layer.getFeature(ids[0])
         if feature.isValid():
             self.show_feature(layer, feature)
 
