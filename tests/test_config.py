@@ -171,6 +171,7 @@ def test_the_declared_key_names_are_the_contracts():
     assert [k.name for k in config.KEYS] == [
         "central.url", "central.schema", "central.connect_timeout_seconds",
         "central.statement_timeout_seconds", "central.retention_days",
+        "central.history_retention_days",
         "local.path", "local.busy_timeout_seconds",
         "sync.tables", "sync.interval_seconds", "sync.conflict_policy",
         "sync.table_policy.<table>",

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from conftest import AgentEnv, central_exec, local_exec, write_config
+from terrafusion_agent.stores.spatialite import connect
 
 
 def sync(agent, **env):
@@ -427,13 +428,28 @@ def test_central_schema_drift_keeps_pending_edits(synced):
     assert central_exec(synced, "SELECT count(*) FROM sales WHERE sale_price = 99") == [(1,)]
     assert verify(synced)[0] == 0
     # a column dropped centrally disappears locally; edits made after still flow
-    central_exec(synced, "ALTER TABLE parcels DROP COLUMN legal_desc")
+    drop_central_column(synced, "parcels", "legal_desc")
     local_exec(synced, "UPDATE parcels SET owner_name = 'AFTER DROP' WHERE prop_id = 100014")
     sync(synced)
     cols = [r[1] for r in local_exec(synced, "PRAGMA table_info(parcels)")]
     assert "legal_desc" not in cols and "flood_zone" in cols
     assert owner(synced, 100014) == "AFTER DROP"
     assert verify(synced)[0] == 0
+
+
+def drop_central_column(agent: AgentEnv, table: str, column: str) -> None:
+    """Drop a column centrally as its administrator would. The embedded central's
+    history triggers name every column, and SQLite drops a column a trigger names only
+    with its legacy ALTER TABLE; the next sync then remakes the triggers."""
+    if not agent.central_url.startswith("sqlite:///"):
+        central_exec(agent, f"ALTER TABLE {table} DROP COLUMN {column}")
+        return
+    conn = connect(agent.central_url[len("sqlite:///"):])
+    try:
+        conn.execute("PRAGMA legacy_alter_table = ON")
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    finally:
+        conn.close()
 
 
 def test_agent_behind_the_retention_horizon_resyncs_and_keeps_its_edits(synced):

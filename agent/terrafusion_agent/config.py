@@ -77,6 +77,7 @@ class Config:
     connect_timeout_seconds: int
     statement_timeout_seconds: int
     retention_days: int
+    history_retention_days: int
     local_path: Path
     #: how long a write to the local copy waits for another program's write lock (QGIS
     #: saving an edit session) before the sync gives up and says the copy is busy
@@ -345,6 +346,10 @@ KEYS: tuple[Key, ...] = (
         "Change-log entries older than this many days are purged from the central "
         "database.",
         live=True, field="retention_days"),
+    Key("central.history_retention_days", Whole(1, 36500), 3650,
+        "The audit history (who changed which row when, and its values before and after) "
+        "older than this many days is purged from the central database.",
+        live=True, field="history_retention_days"),
     Key("local.path", FilePath(), _data_file("local.sqlite"),
         "The local SpatiaLite copy that QGIS edits.",
         live=False, field="local_path"),

@@ -175,10 +175,17 @@ class CentralStore(ABC):
 
     @abstractmethod
     def install_tracking(self, info: TableInfo) -> None:
-        """Create (or refresh) the change capture of one table; idempotent."""
+        """Create (or refresh) the change capture of one table, history included;
+        idempotent. A table that had none starts its history now."""
 
     @abstractmethod
-    def tracking_installed(self, name: str) -> bool: ...
+    def tracking_installed(self, name: str) -> bool:
+        """Whether every change to the table reaches the change log and the history."""
+
+    @abstractmethod
+    def refresh_tracking(self, info: TableInfo) -> None:
+        """Bring an installed capture up to date with the table's columns, where it
+        cannot follow them by itself (every sync asks, before pulling)."""
 
     @abstractmethod
     def central_id(self) -> str:
@@ -187,6 +194,44 @@ class CentralStore(ABC):
     @abstractmethod
     def purge_change_log(self, retention_days: int) -> int:
         """Drop change-log entries older than the retention; returns how many."""
+
+    # --- audit history --------------------------------------------------------------------
+
+    @abstractmethod
+    def history(self, info: TableInfo, key: tuple, since: Optional[str] = None,
+                until: Optional[str] = None) -> list[dict]:
+        """The recorded changes of one row, newest first, committed from ``since`` to
+        ``until`` (ISO-8601 times, inclusive; one without a zone is UTC).
+
+        Each entry: ``{"id", "table", "key" (list), "op" ("insert", "update" or
+        "delete"), "committed_at" (ISO UTC text), "role", "application", "agent"
+        ({"id", "os_user", "host"} for an agent's push, else None), "columns" (the
+        changed columns in table order: every column for an insert or a delete),
+        "old", "new" ({column: value})}``. Values are JSON-ready: numbers (a decimal
+        as its exact digits in a string), text, geometry as WKT, blobs as hex.
+        TerraFusionError names a time that is not ISO-8601."""
+
+    @abstractmethod
+    def history_start(self, table: str) -> Optional[str]:
+        """The time (ISO UTC text) from which the table's history is complete; None
+        when it has none."""
+
+    @abstractmethod
+    def rows_as_of(self, info: TableInfo, at: str) -> Iterator[tuple]:
+        """Every row of the table as it stood at commit time ``at``, in the order and
+        form of :meth:`read_rows`: the current rows with the history after ``at``
+        undone. TerraFusionError says when the history starts, for an earlier ``at``."""
+
+    @abstractmethod
+    def row_version(self, info: TableInfo, key: tuple, entry_id: int) -> Optional[Row]:
+        """The row ``key`` as it stood right after history entry ``entry_id`` (in the
+        form of :meth:`rows_by_key`); None when that entry is its delete. NotFound when
+        the table has no such entry for that key."""
+
+    @abstractmethod
+    def purge_history(self, retention_days: int) -> int:
+        """Drop history older than the retention, moving each table's history start
+        past what was dropped; returns how many entries went."""
 
     @abstractmethod
     def heartbeat(self, agent: dict[str, Any]) -> None:
@@ -210,8 +255,9 @@ class CentralStore(ABC):
 
     @abstractmethod
     def write_session(self, agent_id: str) -> ContextManager[WriteSession]:
-        """One push transaction; the changes it makes are marked with ``agent_id``.
-        Leaving it by an exception rolls everything back."""
+        """One push transaction; the changes it makes are marked with ``agent_id``, and
+        their history with the OS user and host of this process as well. Leaving it by
+        an exception rolls everything back."""
 
     @abstractmethod
     def receipts(self, agent_id: str, batch_ids: list[str]) -> dict[str, list[str]]:

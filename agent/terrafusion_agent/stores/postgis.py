@@ -12,7 +12,12 @@ import psycopg
 from psycopg import sql as pgsql
 
 from terrafusion_agent import faults
-from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
+from terrafusion_agent.errors import (
+    CentralUnavailable,
+    NotFound,
+    TableError,
+    TerraFusionError,
+)
 from terrafusion_agent.redact import redact, redact_url
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
@@ -27,6 +32,14 @@ from terrafusion_agent.stores.base import (
     TableSpec,
     WriteSession,
     topological,
+)
+from terrafusion_agent.stores.history import (
+    before_start,
+    entry,
+    iso,
+    iso_text,
+    os_identity,
+    parse_instant,
 )
 from terrafusion_agent.stores.rows import to_decimal
 
@@ -183,9 +196,9 @@ class PostGISCentral(CentralStore):
                                  (self._rel("tf_change_log"),)))
 
     def bookkeeping_current(self) -> bool:
-        """True when the bookkeeping has everything this agent writes (push receipts)."""
+        """True when the bookkeeping has everything this agent writes (the history)."""
         return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
-                                 (self._rel("tf_push_receipts"),)))
+                                 (self._rel("tf_history"),)))
 
     def table_info(self, name: str) -> TableInfo:
         with self.conn.cursor() as cur:
@@ -242,17 +255,24 @@ class PostGISCentral(CentralStore):
     # --- change tracking ----------------------------------------------------------------
 
     def install_tracking(self, info: TableInfo) -> None:
-        """Create (or refresh) the change-capture trigger of one table (idempotent)."""
-        args = ", ".join("'" + p.replace("'", "''") + "'" for p in info.pk)
-        self._execute(
-            f"CREATE OR REPLACE TRIGGER tf_capture AFTER INSERT OR UPDATE OR DELETE "
-            f"ON {self._rel(info.name)} FOR EACH ROW EXECUTE FUNCTION "
-            f"{qi(self.schema)}.tf_capture({args})")
+        """Create (or refresh) the change capture of one table, history included: its
+        statement triggers and their function, made by ``tf_track`` (migration c0004)
+        from the table's columns as they are now. Idempotent."""
+        self._execute(f"SELECT {qi(self.schema)}.tf_track(%s::regclass, %s::text[])",
+                      (self._rel(info.name), list(info.pk)))
 
     def tracking_installed(self, name: str) -> bool:
+        """Whether the table's three capture triggers are there, enabled, and write the
+        history (the row trigger of 0.2.0 writes only the change log)."""
         return bool(self._scalar(
-            "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
-            "AND tgname = 'tf_capture'", (self._rel(name),)))
+            "SELECT CASE WHEN to_regclass(%s) IS NULL OR to_regprocedure(%s) IS NULL "
+            "THEN false ELSE tf_history_tracked(to_regclass(%s)) END",
+            (self._rel(name), f"{qi(self.schema)}.tf_history_tracked(regclass)",
+             self._rel(name))))
+
+    def refresh_tracking(self, info: TableInfo) -> None:
+        """Nothing to do: the capture notices a change of columns itself (see
+        ``tf_track``), and ``init-central`` makes it fast again."""
 
     def central_id(self) -> str:
         """This database's identity, so an agent notices being pointed at another one."""
@@ -286,6 +306,205 @@ class PostGISCentral(CentralStore):
                         (max_tx,))
                 faults.point("purge.before_commit")
                 return int(n)
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
+    # --- audit history ------------------------------------------------------------------
+
+    def _key_jsonb(self, info: TableInfo) -> str:
+        """The key's jsonb as the capture writes it, from the parameters k0, k1...; the
+        casts give each value its column's type, so the same JSON comes out."""
+        return "jsonb_build_array(" + ", ".join(
+            f"%(k{i})s::{self._type_of(info, p)}" for i, p in enumerate(info.pk)) + ")"
+
+    @staticmethod
+    def _key_params(info: TableInfo, key: tuple) -> dict[str, Any]:
+        if len(key) != len(info.pk):
+            raise TerraFusionError(f"Table {info.name} is keyed by {len(info.pk)} column(s) "
+                                   f"({', '.join(info.pk)}), not {len(key)}.")
+        return {"t": info.name, **{f"k{i}": v for i, v in enumerate(key)}}
+
+    def history(self, info: TableInfo, key: tuple, since: Optional[str] = None,
+                until: Optional[str] = None) -> list[dict]:
+        """The recorded changes of one row, newest first (see CentralStore.history)."""
+        params = {**self._key_params(info, key),
+                  "since": parse_instant(since, "start time") if since else None,
+                  "until": parse_instant(until, "end time") if until else None}
+        k = self._key_jsonb(info)
+        sql = ("SELECT e.id, e.op, e.pk::text, e.cols, e.old_vals, e.new_vals, "
+               "ST_AsText(e.old_geom), ST_AsText(e.new_geom), x.committed_at, x.role, "
+               "x.application, x.agent_id, x.os_user, x.host "
+               f"FROM tf_history e JOIN tf_history_tx x ON x.id = e.tx "
+               f"WHERE e.feature = tf_history_feature(%(t)s, {k}) AND e.table_name = %(t)s "
+               f"AND e.pk = {k} "
+               "AND (%(since)s::timestamptz IS NULL OR x.committed_at >= %(since)s) "
+               "AND (%(until)s::timestamptz IS NULL OR x.committed_at <= %(until)s) "
+               "ORDER BY x.committed_at DESC, e.id DESC")
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        geometry_texts = self._geometry_texts(info, rows)
+
+        def side(cols: list, values: Optional[list], wkt: Optional[str]
+                 ) -> list[tuple[str, Any]]:
+            if values is None:
+                return []
+            # the capture keeps the first geometry column as a geometry, its text ''
+            return [(c, wkt if v == "" and c in geometry_texts else v)
+                    for c, v in zip(cols, values)]
+
+        return [entry(info, entry_id=entry_id, op=op, key=json.loads(pk),
+                      committed_at=iso(committed_at), role=role, application=application,
+                      agent_id=agent_id, os_user=os_user, host=host,
+                      old=side(cols, old_vals, old_wkt), new=side(cols, new_vals, new_wkt),
+                      value=lambda col, v: _json_value(col, v, geometry_texts))
+                for (entry_id, op, pk, cols, old_vals, new_vals, old_wkt, new_wkt,
+                     committed_at, role, application, agent_id, os_user, host) in rows]
+
+    def _geometry_texts(self, info: TableInfo, rows: list) -> dict[str, Any]:
+        """For each geometry column: {column name: {hex EWKB: WKT}} of the values the
+        entries hold as text (a geometry column other than the table's first)."""
+        names = {c.name for c in info.columns if _is_geometry(c)}
+        hexes = {v for r in rows for vals in (r[4], r[5]) if vals
+                 for c, v in zip(r[3], vals) if c in names and v}
+        texts: dict[str, Any] = {n: {} for n in names}
+        if hexes:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT h, ST_AsText(h::geometry) FROM unnest(%s::text[]) h",
+                            (sorted(hexes),))
+                found: dict[str, str] = dict(cur.fetchall())
+            for n in names:
+                texts[n] = found
+        return texts
+
+    def history_start(self, table: str) -> Optional[str]:
+        return iso_text(self._scalar("SELECT value FROM tf_settings WHERE key = %s",
+                                     ("history_start:" + table,)))
+
+    def _past_sql(self, info: TableInfo, ctes: str, entries: str, only_key: str = "") -> str:
+        """SQL of the table's rows as they stood before ``entries`` (a query of the
+        entries to undo: pk, op, cols, old_vals, old_geom, committed_at, id), in the
+        form of :meth:`read_rows`.
+
+        A row with no entry is as it is now. A row whose first entry to undo is an
+        insert did not exist. Any other row existed: each column holds the old value
+        of the first entry to undo that changed it (a delete holds them all), else its
+        value now."""
+        rel = self._rel(info.name)
+        geoms = [c for c in info.columns if _is_geometry(c)]
+        slots = "".join(f", (array_agg(s.g) FILTER (WHERE s.col = {ql(c.name)} "
+                        f"AND s.val = ''))[1] AS g{i}" for i, c in enumerate(geoms))
+
+        def then(c: Column) -> str:
+            value = f"(v.vals ->> {ql(c.name)})::{c.db_type or 'text'}"
+            if c in geoms:
+                value = (f"CASE WHEN v.vals ->> {ql(c.name)} = '' THEN v.g{geoms.index(c)} "
+                         f"ELSE {value} END")
+            return f"CASE WHEN v.vals ? {ql(c.name)} THEN {value} ELSE t.{qi(c.name)} END"
+
+        now_key = ", ".join(f"t.{qi(p)}" for p in info.pk)
+        join = " AND ".join(f"t.{qi(p)} = (f.pk ->> {i})::{self._type_of(info, p)}"
+                            for i, p in enumerate(info.pk))
+        return (
+            f"WITH {ctes}h AS MATERIALIZED (SELECT pk, op, cols, old_vals, old_geom, "
+            "row_number() OVER (PARTITION BY pk ORDER BY committed_at, id) AS rn "
+            f"FROM ({entries}) e), "
+            "f AS (SELECT pk, op FROM h WHERE rn = 1), "
+            f"v AS (SELECT s.pk, jsonb_object_agg(s.col, s.val) AS vals{slots} FROM ("
+            "SELECT DISTINCT ON (h.pk, u.col) h.pk, u.col, u.val, h.old_geom AS g FROM h "
+            "CROSS JOIN LATERAL unnest(h.cols, h.old_vals) AS u(col, val) "
+            "WHERE h.op <> 'I' ORDER BY h.pk, u.col, h.rn) s GROUP BY s.pk) "
+            f"SELECT {self.select_list(info, 'r')} FROM ("
+            f"SELECT {', '.join(f't.{qi(c)}' for c in info.column_names)} FROM {rel} t "
+            f"WHERE NOT EXISTS (SELECT FROM f WHERE f.pk = jsonb_build_array({now_key}))"
+            f"{only_key} UNION ALL "
+            f"SELECT {', '.join(then(c) for c in info.columns)} FROM f "
+            f"LEFT JOIN v ON v.pk = f.pk LEFT JOIN {rel} t ON {join} WHERE f.op <> 'I') r")
+
+    def rows_as_of(self, info: TableInfo, at: str) -> Iterator[tuple]:
+        """Every row as it stood at commit time ``at``: the current rows with every
+        entry committed after ``at`` undone, all read in one snapshot. O(table +
+        history after ``at``)."""
+        when = parse_instant(at)
+        refusal = before_start(info, self.history_start(info.name), when)
+        if refusal:
+            raise TerraFusionError(refusal)
+        sql = self._past_sql(
+            info, "x AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
+                  "WHERE committed_at > %(at)s), ",
+            "SELECT e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, e.id "
+            "FROM tf_history e JOIN x ON x.id = e.tx WHERE e.table_name = %(t)s "
+            "AND e.tx >= (SELECT min(id) FROM x)")
+        return self._stream(sql, {"at": when, "t": info.name})
+
+    def _stream(self, sql: str, params: dict[str, Any]) -> Iterator[tuple]:
+        """The rows of ``sql``, fetched in batches inside one snapshot."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                with self.conn.cursor(name="tf_rows_as_of") as cur:
+                    cur.itersize = 5000
+                    cur.execute(sql, params)
+                    yield from cur
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+
+    def row_version(self, info: TableInfo, key: tuple, entry_id: int) -> Optional[dict]:
+        """The row as it stood right after history entry ``entry_id``: the current row
+        with the key's later entries undone; None after its delete."""
+        params = {**self._key_params(info, key), "id": int(entry_id)}
+        k = self._key_jsonb(info)
+        of_key = (f"FROM tf_history e JOIN tf_history_tx x ON x.id = e.tx "
+                  f"WHERE e.feature = tf_history_feature(%(t)s, {k}) AND e.table_name = %(t)s "
+                  f"AND e.pk = {k}")
+        only_key = "".join(f" AND t.{qi(p)} = %(k{i})s::{self._type_of(info, p)}"
+                           for i, p in enumerate(info.pk))
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                with self.conn.cursor() as cur:
+                    cur.execute(f"SELECT e.op, x.committed_at {of_key} AND e.id = %(id)s",
+                                params)
+                    found = cur.fetchone()
+                    if found is None:
+                        raise NotFound(f"Table {info.name} has no history entry {entry_id} "
+                                       f"for the key {json.dumps(list(key))}.")
+                    op, params["at"] = found
+                    if op == "D":
+                        return None
+                    cur.execute(self._past_sql(
+                        info, "",
+                        "SELECT e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, "
+                        f"e.id {of_key} AND (x.committed_at, e.id) > (%(at)s, %(id)s)",
+                        only_key), params)
+                    row = cur.fetchone()
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        return None if row is None else dict(zip(info.column_names, row))
+
+    def purge_history(self, retention_days: int) -> int:
+        """Drop the history of transactions committed more than ``retention_days`` ago;
+        each table's history then starts at the newest commit dropped from it."""
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                _durable(cur)
+                cur.execute(
+                    "WITH old AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
+                    "WHERE committed_at < now() - make_interval(days => %s)), "
+                    "gone AS (DELETE FROM tf_history e USING old WHERE e.tx = old.id "
+                    "AND e.tx BETWEEN (SELECT min(id) FROM old) AND (SELECT max(id) FROM old) "
+                    "RETURNING e.table_name, old.committed_at), "
+                    "starts AS (INSERT INTO tf_settings (key, value) "
+                    "SELECT 'history_start:' || table_name, to_char(max(committed_at) AT TIME "
+                    "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM gone "
+                    "GROUP BY table_name ON CONFLICT (key) DO UPDATE SET value = "
+                    "greatest(tf_settings.value, excluded.value)), "
+                    "txs AS (DELETE FROM tf_history_tx t USING old WHERE t.id = old.id) "
+                    "SELECT count(*) FROM gone", (int(retention_days),))
+                return int(_one(cur)[0])
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
@@ -329,13 +548,16 @@ class PostGISCentral(CentralStore):
         The agent's advisory lock orders it after any transaction of an earlier process
         of the same agent that is still committing (see :meth:`receipts`).
         """
+        os_user, host = os_identity()
         try:
             with self.conn.transaction():
                 with self.conn.cursor() as cur:
                     _durable(cur)
                     cur.execute("SELECT set_config('terrafusion.origin', %s, true), "
+                                "set_config('terrafusion.os_user', %s, true), "
+                                "set_config('terrafusion.host', %s, true), "
                                 "pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                                (agent_id, "tf_push:" + agent_id))
+                                (agent_id, os_user or "", host or "", "tf_push:" + agent_id))
                 yield PgWriteSession(self, agent_id)
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
@@ -817,6 +1039,30 @@ def _copy_lines(info: TableInfo, columns: tuple[Column, ...], rows: Iterable[tup
             line = "\t".join([p.translate(_COPY_ESCAPES) if text and v is not None else p
                               for p, v, text in zip(parts, row, texts)])
         yield line
+
+
+def _is_geometry(col: Column) -> bool:
+    """A column holding PostGIS geometries: the table's own, or another one (a blob)."""
+    return col.kind == "geometry" or (col.db_type or "").startswith("geometry")
+
+
+def _json_value(col: Column, text: Optional[str], geometry_texts: dict[str, Any]) -> Any:
+    """A value the capture stored as text (the text form of the column's type), in the
+    JSON form of the history: numbers as numbers (a decimal as its digits), booleans,
+    geometry as WKT (already, for the first geometry column), blobs as hex."""
+    if text is None:
+        return None
+    if col.name in geometry_texts:
+        return geometry_texts[col.name].get(text, text)
+    if col.kind == "integer":
+        return int(text)
+    if col.kind == "real":
+        return float(text)
+    if col.kind == "boolean":
+        return text in ("t", "true")
+    if col.kind == "blob":
+        return text[2:] if text.startswith("\\x") else text
+    return text
 
 
 def _durable(cur: psycopg.Cursor) -> None:

@@ -6,12 +6,18 @@ import json
 import sqlite3
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from terrafusion_agent import faults
-from terrafusion_agent.errors import CentralUnavailable, TableError, TerraFusionError
+from terrafusion_agent.errors import (
+    CentralUnavailable,
+    NotFound,
+    TableError,
+    TerraFusionError,
+)
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
@@ -24,6 +30,14 @@ from terrafusion_agent.stores.base import (
     TableSpec,
     WriteSession,
     topological,
+)
+from terrafusion_agent.stores.history import (
+    before_start,
+    entry,
+    iso,
+    iso_text,
+    os_identity,
+    parse_instant,
 )
 from terrafusion_agent.stores.rows import local_decimal
 
@@ -64,79 +78,44 @@ class SpatiaLiteCentral(CentralStore):
             raise TableError(
                 f"Table {name} does not exist in the central database {self.describe()}."
             )
-        rows = self.conn.execute(f"PRAGMA table_info({qi(name)})").fetchall()
-        geoms = spatialite.geometry_columns(self.conn, name)
-        geometry = None
-        if geoms:
-            gcol, srid, gtype, dims = geoms[0]
-            # geometry_columns stores lower-case names; use the table's own spelling
-            gcol = next((r[1] for r in rows if r[1].lower() == gcol.lower()), gcol)
-            geometry = GeometryInfo(gcol, srid, gtype, dims)
-        geom_names = {g[0].lower() for g in geoms}
-        columns = []
-        pk = []
-        for _cid, cname, decl, notnull, _default, pkpos in rows:
-            if geometry is not None and cname == geometry.column:
-                kind = "geometry"
-            elif cname.lower() in geom_names:
-                kind = "blob"
-            else:
-                kind = spatialite.declared_kind(decl)
-                if kind == "decimal" and pkpos:
-                    kind = "real"  # the local copy finds a row by its key's double
-            columns.append(Column(cname, kind, not notnull and not pkpos))
-            if pkpos:
-                pk.append((pkpos, cname))
-        if not pk:
-            raise TableError(
-                f"Table {name} has no primary key; TerraFusion syncs only tables with one."
-            )
-        return TableInfo(name, tuple(columns), tuple(c for _, c in sorted(pk)), geometry)
+        return describe_table(self.conn, name)
 
     def has_bookkeeping(self) -> bool:
         return self.table_exists("tf_change_log")
 
     def bookkeeping_current(self) -> bool:
-        return self.table_exists("tf_push_receipts")
+        return self.table_exists("tf_history")
 
     # --- change tracking ----------------------------------------------------------------
 
     def install_tracking(self, info: TableInfo) -> None:
-        """Create (or refresh) the change-capture triggers of one table (idempotent)."""
-        t = ql(info.name)
-        table = qi(info.name)
-        new_pk = "json_array(" + ", ".join(f"NEW.{qi(p)}" for p in info.pk) + ")"
-        old_pk = "json_array(" + ", ".join(f"OLD.{qi(p)}" for p in info.pk) + ")"
-        who = "(SELECT origin FROM tf_origin WHERE id = 1)"
-
-        def log(pk: str, op: str) -> str:
-            return (f"INSERT INTO tf_change_log (table_name, pk, op, origin) "
-                    f"VALUES ({t}, {pk}, '{op}', {who});")
-
+        """Create (or refresh) the change-capture triggers of one table, history
+        included (idempotent); a table whose history was not complete (no capture of
+        it, or one made for other columns) starts it now."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            for name in _trigger_names(info.name):
-                c.execute(f"DROP TRIGGER IF EXISTS {qi(name)}")
-            ins, upd, updkey, dele = (qi(n) for n in _trigger_names(info.name))
-            c.execute(f"CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN "
-                      f"{log(new_pk, 'I')} END")
-            c.execute(f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} WHEN {old_pk} = {new_pk} "
-                      f"BEGIN {log(new_pk, 'U')} END")
-            c.execute(f"CREATE TRIGGER {updkey} AFTER UPDATE ON {table} "
-                      f"WHEN {old_pk} <> {new_pk} BEGIN {log(old_pk, 'D')} {log(new_pk, 'I')} END")
-            c.execute(f"CREATE TRIGGER {dele} AFTER DELETE ON {table} BEGIN "
-                      f"{log(old_pk, 'D')} END")
+            install_capture(c, info)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
 
+    def refresh_tracking(self, info: TableInfo) -> None:
+        """Remake the triggers of a table whose columns changed since they were made: a
+        trigger names each column, so one added since is missing from the history until
+        then (which therefore starts again now)."""
+        if self.tracking_installed(info.name) and not _capture_current(self.conn, info):
+            self.install_tracking(info)
+
     def tracking_installed(self, name: str) -> bool:
+        """Whether the table's four capture triggers are there and write the history
+        (those of 0.2.0 write only the change log)."""
         names = _trigger_names(name)
         found = self.conn.execute(
             f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN "
-            f"({', '.join('?' * len(names))})", names).fetchone()[0]
+            f"({', '.join('?' * len(names))}) AND sql LIKE '%INSERT INTO tf_history %'",
+            names).fetchone()[0]
         return found == len(names)
 
     def central_id(self) -> str:
@@ -165,6 +144,168 @@ class SpatiaLiteCentral(CentralStore):
             c.execute("ROLLBACK")
             raise
 
+    # --- audit history ------------------------------------------------------------------
+
+    def _key_json(self, info: TableInfo, key: tuple) -> str:
+        """The key as the capture's json_array writes it."""
+        if len(key) != len(info.pk):
+            raise TerraFusionError(f"Table {info.name} is keyed by {len(info.pk)} column(s) "
+                                   f"({', '.join(info.pk)}), not {len(key)}.")
+        kinds = {c.name: c.kind for c in info.columns}
+        values = [_typed(kinds[p], v) for p, v in zip(info.pk, key)]
+        return self.conn.execute(
+            f"SELECT json_array({', '.join('?' * len(values))})", values).fetchone()[0]
+
+    def history(self, info: TableInfo, key: tuple, since: Optional[str] = None,
+                until: Optional[str] = None) -> list[dict]:
+        """The recorded changes of one row, newest first (see CentralStore.history)."""
+        low = _stored_time(parse_instant(since, "start time"), up=True) if since else None
+        high = _stored_time(parse_instant(until, "end time"), up=False) if until else None
+        pk = self._key_json(info, key)
+        entries = self.conn.execute(
+            "SELECT h.id, h.op, x.committed_at, x.role, x.application, x.agent_id, "
+            "x.os_user, x.host FROM tf_history h JOIN tf_history_tx x ON x.id = h.tx "
+            "WHERE h.table_name = ? AND h.pk = ? AND (? IS NULL OR x.committed_at >= ?) "
+            "AND (? IS NULL OR x.committed_at <= ?) ORDER BY x.committed_at DESC, h.id DESC",
+            (info.name, pk, low, low, high, high)).fetchall()
+        geometry = info.geometry.column if info.geometry else None
+        ops = {e[0]: e[1] for e in entries}
+        values: dict[int, tuple[list, list]] = {e[0]: ([], []) for e in entries}
+        for start in range(0, len(entries), 500):
+            ids = [e[0] for e in entries[start:start + 500]]
+            rows = self.conn.execute(
+                "SELECT entry, col, old_value IS NULL, new_value IS NULL, "
+                "CASE WHEN col = ? THEN AsText(old_value) ELSE old_value END, "
+                "CASE WHEN col = ? THEN AsText(new_value) ELSE new_value END "
+                f"FROM tf_history_values WHERE entry IN ({', '.join('?' * len(ids))})",
+                (geometry, geometry, *ids))
+            for entry_id, col, old_null, new_null, old, new in rows:
+                if ops[entry_id] != "I":
+                    values[entry_id][0].append((col, None if old_null else old))
+                if ops[entry_id] != "D":
+                    values[entry_id][1].append((col, None if new_null else new))
+        return [entry(info, entry_id=entry_id, op=op, key=json.loads(pk),
+                      committed_at=iso(parse_instant(committed_at)), role=role,
+                      application=application, agent_id=agent_id, os_user=os_user,
+                      host=host, old=values[entry_id][0], new=values[entry_id][1],
+                      value=_json_value)
+                for entry_id, op, committed_at, role, application, agent_id, os_user, host
+                in entries]
+
+    def history_start(self, table: str) -> Optional[str]:
+        row = self.conn.execute("SELECT value FROM tf_settings WHERE key = ?",
+                                ("history_start:" + table,)).fetchone()
+        return iso_text(row[0]) if row else None
+
+    def _past_sql(self, info: TableInfo, entries: str, only_key: str = "") -> str:
+        """SQL of the table's rows as they stood before ``entries`` (a query of the
+        entries to undo: id, pk, op, committed_at), in the form of :meth:`read_rows`.
+
+        A row with no entry is as it is now; one whose first entry to undo is an insert
+        did not exist; any other row existed, each column holding the old value of the
+        first entry to undo that changed it (a delete holds them all), else its value
+        now."""
+        table = qi(info.name)
+        now_key = "json_array(" + ", ".join(f"t.{qi(p)}" for p in info.pk) + ")"
+        join = " AND ".join(f"t.{qi(p)} = json_extract(f.pk, '$[{i}]')"
+                            for i, p in enumerate(info.pk))
+        pivot = ", ".join(f"max(col = {ql(c.name)}) AS has{i}, "
+                          f"max(CASE WHEN col = {ql(c.name)} THEN old_value END) AS val{i}"
+                          for i, c in enumerate(info.columns))
+        then = ", ".join(f"CASE WHEN v.has{i} THEN v.val{i} ELSE t.{qi(c.name)} END"
+                         for i, c in enumerate(info.columns))
+        return (
+            f"WITH e AS ({entries}), "
+            "h AS (SELECT id, pk, op, row_number() OVER (PARTITION BY pk "
+            "ORDER BY committed_at, id) AS rn FROM e), "
+            "f AS (SELECT pk, op FROM h WHERE rn = 1), "
+            "s AS (SELECT pk, col, old_value FROM (SELECT h.pk, v.col, v.old_value, "
+            "row_number() OVER (PARTITION BY h.pk, v.col ORDER BY h.rn) AS k FROM h "
+            "JOIN tf_history_values v ON v.entry = h.id WHERE h.op <> 'I') WHERE k = 1), "
+            f"v AS (SELECT pk, {pivot} FROM s GROUP BY pk) "
+            f"SELECT {self.select_list(info, 'r')} FROM ("
+            f"SELECT {', '.join(f't.{qi(c)}' for c in info.column_names)} FROM {table} t "
+            f"WHERE {now_key} NOT IN (SELECT pk FROM f){only_key} UNION ALL "
+            f"SELECT {then} FROM f LEFT JOIN v ON v.pk = f.pk LEFT JOIN {table} t ON {join} "
+            "WHERE f.op <> 'I') r")
+
+    def rows_as_of(self, info: TableInfo, at: str) -> Iterator[tuple]:
+        """Every row as it stood at commit time ``at``: the current rows with every
+        entry committed after ``at`` undone."""
+        when = parse_instant(at)
+        refusal = before_start(info, self.history_start(info.name), when)
+        if refusal:
+            raise TerraFusionError(refusal)
+        sql = self._past_sql(
+            info, "SELECT h.id, h.pk, h.op, x.committed_at FROM tf_history h "
+                  "JOIN tf_history_tx x ON x.id = h.tx WHERE h.table_name = :t "
+                  "AND x.committed_at > :at")
+        return self._stream(sql, {"t": info.name, "at": _stored_time(when, up=False)})
+
+    def _stream(self, sql: str, params: dict[str, Any]) -> Iterator[tuple]:
+        """The rows of ``sql`` inside one read transaction."""
+        self.conn.execute("BEGIN")
+        try:
+            cur = self.conn.execute(sql, params)
+            while True:
+                batch = cur.fetchmany(5000)
+                if not batch:
+                    return
+                yield from batch
+        finally:
+            self.conn.execute("COMMIT")
+
+    def row_version(self, info: TableInfo, key: tuple, entry_id: int) -> Optional[dict]:
+        """The row as it stood right after history entry ``entry_id``: the current row
+        with the key's later entries undone; None after its delete."""
+        params: dict[str, Any] = {"t": info.name, "pk": self._key_json(info, key),
+                                  "id": int(entry_id)}
+        of_key = ("FROM tf_history h JOIN tf_history_tx x ON x.id = h.tx "
+                  "WHERE h.table_name = :t AND h.pk = :pk")
+        self.conn.execute("BEGIN")
+        try:
+            found = self.conn.execute(f"SELECT h.op, x.committed_at {of_key} AND h.id = :id",
+                                      params).fetchone()
+            if found is None:
+                raise NotFound(f"Table {info.name} has no history entry {entry_id} for the "
+                               f"key {params['pk']}.")
+            op, params["at"] = found
+            if op == "D":
+                return None
+            only_key = "".join(f" AND t.{qi(p)} = json_extract(:pk, '$[{i}]')"
+                               for i, p in enumerate(info.pk))
+            row = self.conn.execute(self._past_sql(
+                info, f"SELECT h.id, h.pk, h.op, x.committed_at {of_key} "
+                      "AND (x.committed_at > :at OR (x.committed_at = :at AND h.id > :id))",
+                only_key), params).fetchone()
+        finally:
+            self.conn.execute("COMMIT")
+        return None if row is None else dict(zip(info.column_names, row))
+
+    def purge_history(self, retention_days: int) -> int:
+        """Drop the history of transactions committed more than ``retention_days`` ago;
+        each table's history then starts at the newest commit dropped from it."""
+        c = self.conn
+        old = ("(SELECT id FROM tf_history_tx WHERE committed_at < "
+               "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', :ago))")
+        ago = {"ago": f"-{int(retention_days)} days"}
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute(
+                "INSERT INTO tf_settings (key, value) SELECT 'history_start:' || h.table_name, "
+                "max(x.committed_at) FROM tf_history h JOIN tf_history_tx x ON x.id = h.tx "
+                f"WHERE x.id IN {old} GROUP BY h.table_name ON CONFLICT (key) DO UPDATE "
+                "SET value = max(value, excluded.value)", ago)
+            c.execute("DELETE FROM tf_history_values WHERE entry IN (SELECT id FROM tf_history "
+                      f"WHERE tx IN {old})", ago)
+            gone = c.execute(f"DELETE FROM tf_history WHERE tx IN {old}", ago).rowcount
+            c.execute(f"DELETE FROM tf_history_tx WHERE id IN {old}", ago)
+            c.execute("COMMIT")
+            return int(gone)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
     def heartbeat(self, agent: dict) -> None:
         """Record (or refresh) this agent in ``tf_agents``."""
         self._execute(
@@ -186,11 +327,17 @@ class SpatiaLiteCentral(CentralStore):
     @contextmanager
     def write_session(self, agent_id: str) -> Iterator[SqliteWriteSession]:
         c = self.conn
+        os_user, host = os_identity()
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("UPDATE tf_origin SET origin = ? WHERE id = 1", (agent_id,))
+            c.execute("UPDATE tf_origin SET origin = ?, os_user = ?, host = ? WHERE id = 1",
+                      (agent_id, os_user, host))
             yield SqliteWriteSession(self, agent_id)
-            c.execute("UPDATE tf_origin SET origin = NULL WHERE id = 1")
+            # the last write before the commit: SQLite has no later moment to stamp
+            c.execute(f"UPDATE tf_history_tx SET committed_at = {_NOW} "
+                      "WHERE id = (SELECT history_tx FROM tf_origin WHERE id = 1)")
+            c.execute("UPDATE tf_origin SET origin = NULL, os_user = NULL, host = NULL "
+                      "WHERE id = 1")
             c.execute("COMMIT")
         except sqlite3.Error as exc:
             c.execute("ROLLBACK")
@@ -414,6 +561,181 @@ def _bindable(columns: tuple[Column, ...], rows: Iterable[tuple]) -> Iterator[tu
                                  if columns[i].kind == "decimal" else float(values[i]))
             row = tuple(values)
         yield row
+
+
+def describe_table(conn: sqlite3.Connection, name: str) -> TableInfo:
+    """The layout of an existing table (TableError when it has no primary key)."""
+    rows = conn.execute(f"PRAGMA table_info({qi(name)})").fetchall()
+    geoms = spatialite.geometry_columns(conn, name)
+    geometry = None
+    if geoms:
+        gcol, srid, gtype, dims = geoms[0]
+        # geometry_columns stores lower-case names; use the table's own spelling
+        gcol = next((r[1] for r in rows if r[1].lower() == gcol.lower()), gcol)
+        geometry = GeometryInfo(gcol, srid, gtype, dims)
+    geom_names = {g[0].lower() for g in geoms}
+    columns = []
+    pk = []
+    for _cid, cname, decl, notnull, _default, pkpos in rows:
+        if geometry is not None and cname == geometry.column:
+            kind = "geometry"
+        elif cname.lower() in geom_names:
+            kind = "blob"
+        else:
+            kind = spatialite.declared_kind(decl)
+            if kind == "decimal" and pkpos:
+                kind = "real"  # the local copy finds a row by its key's double
+        columns.append(Column(cname, kind, not notnull and not pkpos))
+        if pkpos:
+            pk.append((pkpos, cname))
+    if not pk:
+        raise TableError(
+            f"Table {name} has no primary key; TerraFusion syncs only tables with one."
+        )
+    return TableInfo(name, tuple(columns), tuple(c for _, c in sorted(pk)), geometry)
+
+
+def install_capture(conn: sqlite3.Connection, info: TableInfo) -> None:
+    """(Re)create the capture triggers of one table in the caller's transaction,
+    recording the columns they name; a table whose history was not complete (no capture
+    of it, or one made for other columns) starts its history now."""
+    complete = _capture_current(conn, info)
+    for statement in capture_statements(info):
+        conn.execute(statement)
+    conn.execute("INSERT INTO tf_settings (key, value) VALUES ('capture_columns:' || ?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 (info.name, json.dumps(info.column_names)))
+    if not complete:
+        conn.execute(HISTORY_STARTS, (info.name,))
+
+
+def _capture_current(conn: sqlite3.Connection, info: TableInfo) -> bool:
+    """Whether the table's triggers write the history and name exactly its columns."""
+    names = _trigger_names(info.name)
+    triggers = conn.execute(
+        f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN "
+        f"({', '.join('?' * len(names))}) AND sql LIKE '%INSERT INTO tf_history %'",
+        names).fetchone()[0]
+    row = conn.execute("SELECT value FROM tf_settings WHERE key = 'capture_columns:' || ?",
+                       (info.name,)).fetchone()
+    return triggers == len(names) and row is not None and json.loads(row[0]) == list(
+        info.column_names)
+
+
+#: the time SQLite stamps, in milliseconds: how the history's times are stored here
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+#: a table's history starts now (its capture was just installed)
+HISTORY_STARTS = (f"INSERT INTO tf_settings (key, value) VALUES ('history_start:' || ?, {_NOW}) "
+                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
+
+def _stored_time(value: datetime, up: bool) -> str:
+    """``value`` as the history's times are stored here (milliseconds), rounded up or
+    down to the millisecond, so comparing texts compares the instants."""
+    ms = value.microsecond // 1000 + (1 if up and value.microsecond % 1000 else 0)
+    value = value.replace(microsecond=0) + timedelta(milliseconds=ms)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _typed(kind: str, value: Any) -> Any:
+    """A key value as the table stores it (a key may come in as text, from a URL)."""
+    if isinstance(value, str) and kind == "integer":
+        return int(value)
+    if isinstance(value, str) and kind in ("real", "decimal"):
+        return float(value)
+    return value
+
+
+def _json_value(col: Column, value: Any) -> Any:
+    """A value as SQLite stored it, in the JSON form of the history (a geometry
+    arrives as WKT already)."""
+    if value is None:
+        return None
+    if col.kind == "boolean":
+        return bool(value)
+    if col.kind == "decimal":
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def capture_statements(info: TableInfo, history: bool = True) -> list[str]:
+    """The statements (re)creating the change capture of one table: four row triggers
+    that append to the change log and, unless ``history`` is False (the triggers of
+    0.2.0, for a downgrade), to the history in the same statement.
+
+    The history's transaction: an agent's push has its own (``tf_origin.history_tx``,
+    made at its first change, stamped and forgotten before its commit); a change by
+    another program joins the newest transaction of other programs made in the same
+    statement, else starts one stamped with the statement's time."""
+    t = ql(info.name)
+    table = qi(info.name)
+    new_pk = "json_array(" + ", ".join(f"NEW.{qi(p)}" for p in info.pk) + ")"
+    old_pk = "json_array(" + ", ".join(f"OLD.{qi(p)}" for p in info.pk) + ")"
+    who = "(SELECT origin FROM tf_origin WHERE id = 1)"
+
+    def log(pk: str, op: str) -> str:
+        return (f"INSERT INTO tf_change_log (table_name, pk, op, origin) "
+                f"VALUES ({t}, {pk}, '{op}', {who});")
+
+    def changed(c: str) -> str:
+        # typeof too: SQLite's comparison takes 1 and 1.0, or a text and a blob of the
+        # same bytes, for the same value
+        return (f"(OLD.{qi(c)} IS NOT NEW.{qi(c)} "
+                f"OR typeof(OLD.{qi(c)}) <> typeof(NEW.{qi(c)}))")
+
+    def begin(when: str = "1") -> str:
+        if not history:
+            return ""
+        return (
+            f"INSERT INTO tf_history_tx (committed_at, agent_id, os_user, host) "
+            f"SELECT {_NOW}, origin, os_user, host FROM tf_origin WHERE id = 1 "
+            f"AND history_tx IS NULL AND {when} AND (origin IS NOT NULL OR NOT EXISTS ("
+            f"SELECT 1 FROM tf_history_tx x WHERE x.id = (SELECT max(id) FROM tf_history_tx) "
+            f"AND x.agent_id IS NULL AND x.committed_at = {_NOW})); "
+            f"UPDATE tf_origin SET history_tx = (SELECT max(id) FROM tf_history_tx) "
+            f"WHERE id = 1 AND origin IS NOT NULL AND history_tx IS NULL AND {when};")
+
+    tx = ("coalesce((SELECT history_tx FROM tf_origin WHERE id = 1), "
+          "(SELECT max(id) FROM tf_history_tx))")
+    last = "(SELECT max(id) FROM tf_history)"
+
+    def whole(pk: str, op: str, side: str) -> str:
+        if not history:
+            return ""
+        values = ", ".join(
+            f"({last}, {ql(c)}, {side + '.' + qi(c) if op == 'D' else 'NULL'}, "
+            f"{side + '.' + qi(c) if op == 'I' else 'NULL'})" for c in info.column_names)
+        return (f"INSERT INTO tf_history (tx, table_name, pk, op) "
+                f"VALUES ({tx}, {t}, {pk}, '{op}'); "
+                f"INSERT INTO tf_history_values (entry, col, old_value, new_value) "
+                f"VALUES {values};")
+
+    def update() -> str:
+        if not history:
+            return ""
+        anything = " OR ".join(changed(c) for c in info.column_names)
+        return (begin(f"({anything})")
+                + f"INSERT INTO tf_history (tx, table_name, pk, op) "
+                  f"SELECT {tx}, {t}, {new_pk}, 'U' WHERE {anything}; "
+                + "".join(f"INSERT INTO tf_history_values (entry, col, old_value, new_value) "
+                          f"SELECT {last}, {ql(c)}, OLD.{qi(c)}, NEW.{qi(c)} "
+                          f"WHERE {changed(c)}; " for c in info.column_names))
+
+    ins, upd, updkey, dele = (qi(n) for n in _trigger_names(info.name))
+    return [
+        *(f"DROP TRIGGER IF EXISTS {qi(n)}" for n in _trigger_names(info.name)),
+        f"CREATE TRIGGER {ins} AFTER INSERT ON {table} BEGIN {log(new_pk, 'I')} "
+        f"{begin()} {whole(new_pk, 'I', 'NEW')} END",
+        f"CREATE TRIGGER {upd} AFTER UPDATE ON {table} WHEN {old_pk} = {new_pk} BEGIN "
+        f"{log(new_pk, 'U')} {update()} END",
+        f"CREATE TRIGGER {updkey} AFTER UPDATE ON {table} WHEN {old_pk} <> {new_pk} BEGIN "
+        f"{log(old_pk, 'D')} {log(new_pk, 'I')} {begin()} {whole(old_pk, 'D', 'OLD')} "
+        f"{whole(new_pk, 'I', 'NEW')} END",
+        f"CREATE TRIGGER {dele} AFTER DELETE ON {table} BEGIN {log(old_pk, 'D')} "
+        f"{begin()} {whole(old_pk, 'D', 'OLD')} END",
+    ]
 
 
 def _trigger_names(table: str) -> list[str]:

@@ -243,6 +243,7 @@ def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dic
     _refill_keys(central, local, infos, agent_id)
     push(central, local, infos, agent_id, config, summary, stop, progress)
     central.purge_change_log(config.retention_days)
+    central.purge_history(config.history_retention_days)
 
 
 def _tracked_tables(central: CentralStore, config: Config) -> dict[str, TableInfo]:
@@ -262,6 +263,7 @@ def _tracked_tables(central: CentralStore, config: Config) -> dict[str, TableInf
             raise TableError(
                 f"Table {name} is not tracked in the central database; "
                 "run 'terrafusion-agent init-central' to install its change tracking.")
+        central.refresh_tracking(info)
         infos[name] = info
     return infos
 
