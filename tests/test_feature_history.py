@@ -375,3 +375,15 @@ def test_a_key_of_two_columns_is_a_json_array_and_exact_digits_are_restored(pair
     pairs.run("sync")
     assert central_exec(pairs, "SELECT amount FROM pairs WHERE b = 'x' AND a = 1") == \
         [(exact,)]
+
+
+def test_http_takes_a_url_encoded_key_of_two_columns_with_a_slash_and_accents(pairs):
+    central_exec(pairs, "INSERT INTO pairs VALUES (2, 'lot 7/B ñ', 3, 'new')")
+    central_as_app(pairs, "UPDATE pairs SET note = 'seen' WHERE a = 2")
+    key = urllib.parse.quote(json.dumps(["lot 7/B ñ", 2], ensure_ascii=False), safe="")
+    with started_agent(pairs, sync=idle_schedule) as agent:
+        r = get(f"{agent.base_url}/api/v1/history/pairs/{key}")
+    assert r.status == 200, r
+    assert r.json["key"] == ["lot 7/B ñ", 2]
+    assert [(e["op"], e["new"]["note"]) for e in r.json["entries"]] == [
+        ("update", "seen"), ("insert", "new")]

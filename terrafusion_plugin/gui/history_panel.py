@@ -239,12 +239,14 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         if iface is not None:
             iface.currentLayerChanged.connect(self._current_layer_changed)
         self._update_buttons()
+        self._current_layer_changed()
 
     # --- which feature ----------------------------------------------------------------
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
-        self._current_layer_changed()
+        # a selection made while the panel was closed
+        self._follow_toggled(self.followCheck.isChecked())
 
     def _current_layer_changed(self, *_args) -> None:
         layer = self.iface.activeLayer() if self.iface is not None else None
@@ -252,6 +254,8 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
 
     def watch_layer(self, layer: Optional[QgsVectorLayer]) -> None:
         """Follow the selection of ``layer`` (the active layer), showing its feature now."""
+        if layer is self._watched:
+            return
         if self._watched is not None:
             try:
                 self._watched.selectionChanged.disconnect(self._selection_changed)
@@ -306,8 +310,12 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
 
     # --- loading ----------------------------------------------------------------------
 
-    def load(self, picked: PickedFeature) -> None:
-        """Read ``picked``'s history in the background; a pick made meanwhile waits."""
+    def load(self, picked: PickedFeature, again: bool = False) -> None:
+        """Read ``picked``'s history in the background (unless it is shown already and
+        not ``again``); a pick made while a reading runs waits for it."""
+        if not again and picked == self._picked and self._queued is None and (
+                self._load_task is not None or self.history is not None):
+            return
         if self._load_task is not None:
             self._queued = picked
             return
@@ -323,7 +331,7 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
 
     def refresh(self) -> None:
         if self._picked is not None:
-            self.load(self._picked)
+            self.load(self._picked, again=True)
 
     def is_busy(self) -> bool:
         return (self._load_task is not None or self._restore_task is not None
@@ -454,8 +462,8 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
             context.append(backdrop)  # the neighbourhood, under both versions
         if crs is not None:
             self.mapCanvas.setDestinationCrs(crs)
-        # before (dashed, unfilled) over after, both over the neighbourhood
-        self.mapCanvas.setLayers(list(reversed(layers)) + context)
+        # before (dashed, unfilled) over after (filled), both over the neighbourhood
+        self.mapCanvas.setLayers(layers + context)
         if extent.width() == 0 and extent.height() == 0:
             extent.grow(50)
         else:
