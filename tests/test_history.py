@@ -181,12 +181,14 @@ def test_edits_by_two_database_roles_are_recorded_with_role_application_and_valu
                                          "FROM parcels WHERE prop_id = 100012")[0]
 
     def edit_as(role: str, application: str, sql: str) -> tuple[datetime, datetime]:
+        """Run ``sql`` as ``role``; the clock once it ran (before its commit) and after
+        the commit."""
         with psycopg.connect(pg_agent.central_url, user=role, application_name=application,
                              autocommit=True) as conn:
-            before = conn.execute("SELECT clock_timestamp()").fetchone()[0]
             with conn.transaction():
                 conn.execute(sql)
-            return before, conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                ran = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            return ran, conn.execute("SELECT clock_timestamp()").fetchone()[0]
 
     alice = edit_as("tf_hist_alice", "assessment-system",
                     "UPDATE parcels SET owner_name = 'ALICE SMITH' WHERE prop_id = 100011")
@@ -198,7 +200,7 @@ def test_edits_by_two_database_roles_are_recorded_with_role_application_and_valu
                                                          None)
     assert (a["op"], a["columns"]) == ("update", ["owner_name"])
     assert (a["old"], a["new"]) == ({"owner_name": owner}, {"owner_name": "ALICE SMITH"})
-    assert alice[0] <= when(a) <= alice[1]
+    assert alice[0] <= when(a) <= alice[1]  # the commit's time, not the change's
     [b] = central.history(info, (100012,))
     assert (b["role"], b["application"], b["agent"]) == ("tf_hist_bob", "psql", None)
     assert b["columns"] == ["land_value", "geom"]
@@ -217,9 +219,13 @@ def test_a_statement_that_changes_nothing_records_nothing(county):
     assert central_exec(county, counts) == before
 
 
-def test_an_unreadable_time_is_refused_by_name(county, store):
+def test_an_unreadable_time_or_key_is_refused_in_one_sentence_naming_it(county, store):
     central = store(county)
     info = central.table_info("parcels")
+    with pytest.raises(TerraFusionError, match=r'key \["abc"\].* table parcels.*\.$'):
+        central.history(info, ("abc",))
+    with pytest.raises(TerraFusionError, match="keyed by 1 column"):
+        central.history(info, (1, 2))
     with pytest.raises(TerraFusionError, match="The start time 'yesterday' is not an "
                                                "ISO-8601 time"):
         central.history(info, (100001,), since="yesterday")
@@ -467,10 +473,17 @@ def previous_agent(dest: Path) -> Path:
     return dest / "agent"
 
 
+@pytest.fixture(params=["spatialite", "postgis"])
+def central_url(request, tmp_path) -> str:
+    if request.param == "postgis":
+        return request.getfixturevalue("pg_url")
+    return f"sqlite:///{tmp_path / 'central.sqlite'}"
+
+
 def test_upgrade_from_c0003_starts_history_and_agents_of_0_2_0_keep_syncing(
-        pg_url, tmp_path, store):
+        central_url, tmp_path, store):
     old_code = {"PYTHONPATH": str(previous_agent(tmp_path / "previous"))}
-    old = AgentEnv(tmp_path / "old", write_config(tmp_path / "old", pg_url), pg_url)
+    old = AgentEnv(tmp_path / "old", write_config(tmp_path / "old", central_url), central_url)
     old.run("init-central", "--demo-parcels", "40", env=old_code)
     assert central_exec(old, "SELECT version_num FROM tf_schema_version") == [("c0003",)]
     old.run("sync", env=old_code)
@@ -478,7 +491,7 @@ def test_upgrade_from_c0003_starts_history_and_agents_of_0_2_0_keep_syncing(
     old.run("sync", env=old_code)
 
     before = moment(old)
-    new = AgentEnv(tmp_path / "new", write_config(tmp_path / "new", pg_url), pg_url)
+    new = AgentEnv(tmp_path / "new", write_config(tmp_path / "new", central_url), central_url)
     new.run("init-central")
     after = moment(old)
     assert central_exec(old, "SELECT version_num FROM tf_schema_version") == [("c0004",)]
@@ -487,7 +500,7 @@ def test_upgrade_from_c0003_starts_history_and_agents_of_0_2_0_keep_syncing(
     for table in ("parcels", "districts", "sales"):
         assert central.tracking_installed(table)
         start = datetime.fromisoformat(central.history_start(table).replace("Z", "+00:00"))
-        assert before <= start <= after
+        assert floor_ms(before) <= start <= after
     assert central.history(info, (100001,)) == []  # made before the upgrade
 
     central_exec(old, "UPDATE parcels SET owner_name = 'AFTER' WHERE prop_id = 100002")

@@ -346,6 +346,8 @@ class PostGISCentral(CentralStore):
                 rows = cur.fetchall()
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise _unreadable(info, key, exc) from None
         geometry_texts = self._geometry_texts(info, rows)
 
         def side(cols: list, values: Optional[list], wkt: Optional[str]
@@ -386,8 +388,8 @@ class PostGISCentral(CentralStore):
 
     def _past_sql(self, info: TableInfo, ctes: str, entries: str, only_key: str = "") -> str:
         """SQL of the table's rows as they stood before ``entries`` (a query of the
-        entries to undo: pk, op, cols, old_vals, old_geom, committed_at, id), in the
-        form of :meth:`read_rows`.
+        entries to undo: feature, pk, op, cols, old_vals, old_geom, committed_at, id), in
+        the form of :meth:`read_rows`.
 
         A row with no entry is as it is now. A row whose first entry to undo is an
         insert did not exist. Any other row existed: each column holds the old value
@@ -405,24 +407,28 @@ class PostGISCentral(CentralStore):
                          f"ELSE {value} END")
             return f"CASE WHEN v.vals ? {ql(c.name)} THEN {value} ELSE t.{qi(c.name)} END"
 
-        now_key = ", ".join(f"t.{qi(p)}" for p in info.pk)
+        # the key compared as the table's own types: no JSON made per row of the table
         join = " AND ".join(f"t.{qi(p)} = (f.pk ->> {i})::{self._type_of(info, p)}"
                             for i, p in enumerate(info.pk))
+        # rows are told apart by (feature, pk): sorting on the number first leaves
+        # little to compare as JSON
         return (
-            f"WITH {ctes}h AS MATERIALIZED (SELECT pk, op, cols, old_vals, old_geom, "
-            "row_number() OVER (PARTITION BY pk ORDER BY committed_at, id) AS rn "
+            f"WITH {ctes}h AS MATERIALIZED (SELECT feature, pk, op, cols, old_vals, old_geom, "
+            "row_number() OVER (PARTITION BY feature, pk ORDER BY committed_at, id) AS rn "
             f"FROM ({entries}) e), "
-            "f AS (SELECT pk, op FROM h WHERE rn = 1), "
-            f"v AS (SELECT s.pk, jsonb_object_agg(s.col, s.val) AS vals{slots} FROM ("
-            "SELECT DISTINCT ON (h.pk, u.col) h.pk, u.col, u.val, h.old_geom AS g FROM h "
-            "CROSS JOIN LATERAL unnest(h.cols, h.old_vals) AS u(col, val) "
-            "WHERE h.op <> 'I' ORDER BY h.pk, u.col, h.rn) s GROUP BY s.pk) "
+            "f AS (SELECT feature, pk, op FROM h WHERE rn = 1), "
+            f"v AS (SELECT s.feature, s.pk, jsonb_object_agg(s.col, s.val) AS vals{slots} "
+            "FROM (SELECT DISTINCT ON (h.feature, h.pk, u.col) h.feature, h.pk, u.col, u.val, "
+            "h.old_geom AS g FROM h CROSS JOIN LATERAL unnest(h.cols, h.old_vals) AS u(col, val) "
+            "WHERE h.op <> 'I' ORDER BY h.feature, h.pk, u.col, h.rn) s "
+            "GROUP BY s.feature, s.pk) "
             f"SELECT {self.select_list(info, 'r')} FROM ("
             f"SELECT {', '.join(f't.{qi(c)}' for c in info.column_names)} FROM {rel} t "
-            f"WHERE NOT EXISTS (SELECT FROM f WHERE f.pk = jsonb_build_array({now_key}))"
+            f"WHERE NOT EXISTS (SELECT FROM f WHERE {join})"
             f"{only_key} UNION ALL "
             f"SELECT {', '.join(then(c) for c in info.columns)} FROM f "
-            f"LEFT JOIN v ON v.pk = f.pk LEFT JOIN {rel} t ON {join} WHERE f.op <> 'I') r")
+            f"LEFT JOIN v ON v.feature = f.feature AND v.pk = f.pk LEFT JOIN {rel} t ON {join} "
+            "WHERE f.op <> 'I') r")
 
     def rows_as_of(self, info: TableInfo, at: str) -> Iterator[tuple]:
         """Every row as it stood at commit time ``at``: the current rows with every
@@ -435,22 +441,27 @@ class PostGISCentral(CentralStore):
         sql = self._past_sql(
             info, "x AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
                   "WHERE committed_at > %(at)s), ",
-            "SELECT e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, e.id "
-            "FROM tf_history e JOIN x ON x.id = e.tx WHERE e.table_name = %(t)s "
+            "SELECT e.feature, e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, "
+            "e.id FROM tf_history e JOIN x ON x.id = e.tx WHERE e.table_name = %(t)s "
             "AND e.tx >= (SELECT min(id) FROM x)")
-        return self._stream(sql, {"at": when, "t": info.name})
+        return self._stream(info, sql, {"at": when, "t": info.name})
 
-    def _stream(self, sql: str, params: dict[str, Any]) -> Iterator[tuple]:
-        """The rows of ``sql``, fetched in batches inside one snapshot."""
+    def _stream(self, info: TableInfo, sql: str, params: dict[str, Any]) -> Iterator[tuple]:
+        """The rows of ``sql`` (the table's columns, in the form of :meth:`read_rows`)
+        inside one snapshot, read as :meth:`read_rows` reads them."""
+        types = [_READ.get(c.kind, _TEXT)[1] for c in info.columns]
         try:
             with self.conn.transaction():
                 self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                with self.conn.cursor(name="tf_rows_as_of") as cur:
-                    cur.itersize = 5000
-                    cur.execute(sql, params)
-                    yield from cur
+                with self.conn.cursor() as cur, cur.copy(
+                        f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
+                    copy.set_types(types)
+                    yield from copy.rows()
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise TerraFusionError(f"The central database cannot read table {info.name} as "
+                                   f"of {iso(params['at'])}: {_first_line(exc)}.") from None
 
     def row_version(self, info: TableInfo, key: tuple, entry_id: int) -> Optional[dict]:
         """The row as it stood right after history entry ``entry_id``: the current row
@@ -477,12 +488,15 @@ class PostGISCentral(CentralStore):
                         return None
                     cur.execute(self._past_sql(
                         info, "",
-                        "SELECT e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, "
-                        f"e.id {of_key} AND (x.committed_at, e.id) > (%(at)s, %(id)s)",
+                        "SELECT e.feature, e.pk, e.op, e.cols, e.old_vals, e.old_geom, "
+                        f"x.committed_at, e.id {of_key} "
+                        "AND (x.committed_at, e.id) > (%(at)s, %(id)s)",
                         only_key), params)
                     row = cur.fetchone()
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise _unreadable(info, key, exc) from None
         return None if row is None else dict(zip(info.column_names, row))
 
     def purge_history(self, retention_days: int) -> int:
@@ -1039,6 +1053,12 @@ def _copy_lines(info: TableInfo, columns: tuple[Column, ...], rows: Iterable[tup
             line = "\t".join([p.translate(_COPY_ESCAPES) if text and v is not None else p
                               for p, v, text in zip(parts, row, texts)])
         yield line
+
+
+def _unreadable(info: TableInfo, key: tuple, exc: Exception) -> TerraFusionError:
+    return TerraFusionError(f"The central database cannot read the history of key "
+                            f"{json.dumps(list(key), default=str)} of table {info.name}: "
+                            f"{_first_line(exc)}.")
 
 
 def _is_geometry(col: Column) -> bool:

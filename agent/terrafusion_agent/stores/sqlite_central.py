@@ -152,7 +152,12 @@ class SpatiaLiteCentral(CentralStore):
             raise TerraFusionError(f"Table {info.name} is keyed by {len(info.pk)} column(s) "
                                    f"({', '.join(info.pk)}), not {len(key)}.")
         kinds = {c.name: c.kind for c in info.columns}
-        values = [_typed(kinds[p], v) for p, v in zip(info.pk, key)]
+        try:
+            values = [_typed(kinds[p], v) for p, v in zip(info.pk, key)]
+        except ValueError:
+            raise TerraFusionError(f"The key {json.dumps(list(key), default=str)} does not "
+                                   f"fit table {info.name}, keyed by "
+                                   f"{', '.join(info.pk)}.") from None
         return self.conn.execute(
             f"SELECT json_array({', '.join('?' * len(values))})", values).fetchone()[0]
 
