@@ -1187,6 +1187,11 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>The version could not be restored: {reason}.</source>
         <translation>No se pudo restaurar la versión: {reason}.</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Make the feature in your local copy what it was right after the selected change; the next sync sends it to the central database as your edit</source>
+        <translation>Devolver la entidad en su copia local a como quedó justo después del cambio seleccionado; la próxima sincronización lo envía a la base de datos central como edición suya</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>

@@ -544,6 +544,13 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
                                       and self._restore_task is None
                                       and self._load_task is None)
         self.refreshButton.setEnabled(self._picked is not None)
+        deleted = entry is not None and entry.get("op") == "delete"
+        # a disabled button says why it is
+        self.restoreButton.setToolTip(
+            tr("This change deleted the feature: restore the version before it.") if deleted
+            else tr("Make the feature in your local copy what it was right after the "
+                    "selected change; the next sync sends it to the central database as "
+                    "your edit"))
 
     def teardown(self) -> None:
         """Detach from layers, the map and running tasks before the plugin goes away."""
