@@ -1197,6 +1197,193 @@
         <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="73"/>
         <source>The edits could not be discarded: {reason}.</source>
         <translation>No se pudieron descartar las ediciones: {reason}.</translation>
+        <location filename="../terrafusion_plugin/plugin.py"/>
+        <source>Feature History…</source>
+        <translation>Historial de la entidad…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/plugin.py"/>
+        <source>A feature&apos;s changes as the central database recorded them; restore one of its versions</source>
+        <translation>Los cambios de una entidad tal como los registró la base de datos central; restaure una de sus versiones</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Inserted</source>
+        <translation>Insertada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Updated</source>
+        <translation>Actualizada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Deleted</source>
+        <translation>Eliminada</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>agent {id}</source>
+        <translation>agente {id}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>{role} ({application})</source>
+        <translation>{role} ({application})</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Pushed by the TerraFusion agent {id}</source>
+        <translation>Enviado por el agente de TerraFusion {id}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>User: {user}</source>
+        <translation>Usuario: {user}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Computer: {host}</source>
+        <translation>Equipo: {host}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Database role: {role}</source>
+        <translation>Rol de la base de datos: {role}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Application: {application}</source>
+        <translation>Aplicación: {application}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Before the change</source>
+        <translation>Antes del cambio</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>After the change</source>
+        <translation>Después del cambio</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Select a feature of a synced layer, or pick one on the map.</source>
+        <translation>Seleccione una entidad de una capa sincronizada, o elíjala en el mapa.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>The layer {layer} is not a table of the TerraFusion local copy; only synced layers have a history.</source>
+        <translation>La capa {layer} no es una tabla de la copia local de TerraFusion; solo las capas sincronizadas tienen historial.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Reading the history…</source>
+        <translation>Leyendo el historial…</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>{table} {key}: {n} change(s)</source>
+        <translation>{table} {key}: {n} cambio(s)</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>The central database keeps changes since {when}; older ones were purged.</source>
+        <translation>La base de datos central guarda los cambios desde {when}; los anteriores se depuraron.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>The central database keeps no changes of this table yet.</source>
+        <translation>La base de datos central aún no guarda cambios de esta tabla.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>This change left the geometry as it was.</source>
+        <translation>Este cambio dejó la geometría como estaba.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>This change deleted the feature: restore the version before it.</source>
+        <translation>Este cambio eliminó la entidad: restaure la versión anterior a él.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>{table} {key}</source>
+        <translation>{table} {key}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Restore this version</source>
+        <translation>Restaurar esta versión</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Make {feature} in your local copy what it was after the change of {when}?
+
+This is your own edit: the next sync sends it to the central database, where a column changed since is a conflict for you to decide.</source>
+        <translation>¿Devolver {feature} en su copia local a como quedó tras el cambio del {when}?
+
+Es una edición suya: la próxima sincronización la envía a la base de datos central, donde una columna cambiada desde entonces es un conflicto que usted decide.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>{feature} already is its version of {when}; nothing changed.</source>
+        <translation>{feature} ya es su versión del {when}; no cambió nada.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>{feature} is its version of {when} again ({columns}); the next sync sends it to the central database.</source>
+        <translation>{feature} vuelve a ser su versión del {when} ({columns}); la próxima sincronización la envía a la base de datos central.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Feature history</source>
+        <translation>Historial de la entidad</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>Reading a feature&apos;s history from the central database</source>
+        <translation>Leyendo el historial de una entidad en la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>The layer {layer} is not a table of the TerraFusion local copy ({path}); only synced layers have a history.</source>
+        <translation>La capa {layer} no es una tabla de la copia local de TerraFusion ({path}); solo las capas sincronizadas tienen historial.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>The table {table} of the local copy is not synced, so it has no history.</source>
+        <translation>La tabla {table} de la copia local no está sincronizada, así que no tiene historial.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>The layer {layer} does not show the key of table {table} ({columns}).</source>
+        <translation>La capa {layer} no muestra la clave de la tabla {table} ({columns}).</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>This feature has no key yet; save your edits, then look at its history.</source>
+        <translation>Esta entidad aún no tiene clave; guarde sus ediciones y consulte después su historial.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>The feature&apos;s history could not be read: {reason}.</source>
+        <translation>No se pudo leer el historial de la entidad: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>Restoring a version of a feature</source>
+        <translation>Restaurando una versión de una entidad</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/tasks/history_tasks.py"/>
+        <source>The version could not be restored: {reason}.</source>
+        <translation>No se pudo restaurar la versión: {reason}.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/history_panel.py"/>
+        <source>Make the feature in your local copy what it was right after the selected change; the next sync sends it to the central database as your edit</source>
+        <translation>Devolver la entidad en su copia local a como quedó justo después del cambio seleccionado; la próxima sincronización lo envía a la base de datos central como edición suya</translation>
     </message>
 </context>
 <context>
@@ -1782,6 +1969,97 @@
         <location filename="../resources/ui/terrafusion_dock.ui" line="119"/>
         <source>Review…</source>
         <translation>Revisar…</translation>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Feature history…</source>
+        <translation>Historial de la entidad…</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>A feature&apos;s changes as the central database recorded them; restore one of its versions</source>
+        <translation>Los cambios de una entidad tal como los registró la base de datos central; restaure una de sus versiones</translation>
+    </message>
+</context>
+<context>
+    <name>HistoryPanel</name>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>TerraFusion – Feature history</source>
+        <translation>TerraFusion – Historial de la entidad</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Click a feature of a synced layer on the map to see its history</source>
+        <translation>Haga clic en una entidad de una capa sincronizada en el mapa para ver su historial</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Pick on map</source>
+        <translation>Elegir en el mapa</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Show the history of the feature selected in the active layer, in the attribute table or on the map</source>
+        <translation>Mostrar el historial de la entidad seleccionada en la capa activa, en la tabla de atributos o en el mapa</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Follow the selection</source>
+        <translation>Seguir la selección</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Read the feature&apos;s history again</source>
+        <translation>Volver a leer el historial de la entidad</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Refresh</source>
+        <translation>Actualizar</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>When</source>
+        <translation>Cuándo</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Who</source>
+        <translation>Quién</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Change</source>
+        <translation>Cambio</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Columns</source>
+        <translation>Columnas</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Column</source>
+        <translation>Columna</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Before</source>
+        <translation>Antes</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>After</source>
+        <translation>Después</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Make the feature in your local copy what it was right after the selected change; the next sync sends it to the central database as your edit</source>
+        <translation>Devolver la entidad en su copia local a como quedó justo después del cambio seleccionado; la próxima sincronización lo envía a la base de datos central como edición suya</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/history_panel.ui"/>
+        <source>Restore this version</source>
+        <translation>Restaurar esta versión</translation>
     </message>
 </context>
 </TS>

@@ -42,6 +42,7 @@ class TerraFusionPlugin:
         self.actions: dict[str, QAction] = {}
         self.toolbar: Optional[QToolBar] = None
         self.dialogs: dict = {}
+        self.history_panel = None
 
     # --- Processing -------------------------------------------------------------------------
 
@@ -85,13 +86,17 @@ class TerraFusionPlugin:
         self._add_action("conflicts", "conflicts.svg", tr("Conflicts…"),
                          tr("Compare and resolve the rows changed on both sides"),
                          self.show_conflicts, "TerraFusionConflictsAction")
+        self._add_action("history", "history.svg", tr("Feature History…"),
+                         tr("A feature's changes as the central database recorded them; "
+                            "restore one of its versions"), self.show_history,
+                         "TerraFusionHistoryAction")
         self._add_action("settings", "/mActionOptions.svg", tr("Settings…"),
                          tr("Central database, schedule, conflict policies and API port of "
                             "the agent"), self.show_settings, "TerraFusionSettingsAction")
 
         self.toolbar = QToolBar(tr("TerraFusion Toolbar"), main_window)
         self.toolbar.setObjectName("TerraFusionToolbar")
-        for key in ("panel", "sync", "export", "conflicts"):
+        for key in ("panel", "sync", "export", "conflicts", "history"):
             self.toolbar.addAction(self.actions[key])
         self.iface.addToolBar(self.toolbar)
         for action in self.actions.values():
@@ -101,6 +106,7 @@ class TerraFusionPlugin:
         self.dock.conflictsRequested.connect(self.show_conflicts)
         self.dock.pendingRequested.connect(self.show_pending)
         self.dock.settingsRequested.connect(self.show_settings)
+        self.dock.historyRequested.connect(self.show_history)
 
     def _add_action(self, key: str, icon: str, text: str, tip: str,
                     slot: Optional[Callable], name: str) -> QAction:
@@ -171,6 +177,19 @@ class TerraFusionPlugin:
             dialog.load()  # the file may have changed since the dialog was last open
         return self._show("settings")
 
+    def show_history(self):
+        """Show the Feature history panel (made on first use, docked on the right)."""
+        if self.history_panel is None:
+            from .gui.history_panel import HistoryPanel
+
+            self.history_panel = HistoryPanel(self.iface, self.iface.mainWindow())
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_panel)
+            # a restored version is a pending edit: the dock's count shows it
+            self.history_panel.restored.connect(lambda _result: self.dock.refresh())
+        self.history_panel.setUserVisible(True)
+        self.history_panel.raise_()
+        return self.history_panel
+
     # --- unload -------------------------------------------------------------------------------
 
     def unload(self) -> None:
@@ -188,6 +207,11 @@ class TerraFusionPlugin:
                 self.iface.mainWindow().removeToolBar(self.toolbar)
                 self.toolbar.deleteLater()
                 self.toolbar = None
+            if self.history_panel is not None:
+                self.history_panel.teardown()
+                self.iface.removeDockWidget(self.history_panel)
+                self.history_panel.deleteLater()
+                self.history_panel = None
             if self.dock is not None:
                 self.dock.teardown()
                 self.iface.removeDockWidget(self.dock)

@@ -29,7 +29,7 @@ from terrafusion_plugin.gui.logging_bridge import QgsMessageLogHandler
 pytestmark = pytest.mark.qgis
 
 ACTIONS = ("TerraFusionDockAction", "TerraFusionSyncAction", "TerraFusionExportAction",
-           "TerraFusionConflictsAction", "TerraFusionSettingsAction")
+           "TerraFusionConflictsAction", "TerraFusionHistoryAction", "TerraFusionSettingsAction")
 
 
 def test_init_gui_adds_dock_toolbar_actions_database_menu_and_provider(plugin, qgis_iface):
@@ -41,7 +41,7 @@ def test_init_gui_adds_dock_toolbar_actions_database_menu_and_provider(plugin, q
     assert isinstance(dock, QgsDockWidget)
     assert all(actions.values()), actions
     assert all(not a.icon().pixmap(24, 24).isNull() for a in actions.values())
-    assert [a.objectName() for a in toolbar.actions()] == list(ACTIONS[:4])
+    assert [a.objectName() for a in toolbar.actions()] == list(ACTIONS[:5])
     menu_calls = qgis_iface.addPluginToDatabaseMenu.call_args_list
     assert [c.args for c in menu_calls] == [("TerraFusion", actions[n]) for n in ACTIONS]
     provider = QgsApplication.processingRegistry().providerById("terrafusion")
@@ -80,6 +80,8 @@ def test_unload_leaves_nothing_of_the_plugin_behind(plugin, qgis_iface, tmp_path
     dialogs = [d.objectName() for d in window.findChildren(QDialog)
                if d.objectName().startswith("TerraFusion")]
     assert len(dialogs) == 3, dialogs
+    plugin.show_history()
+    assert _find(window, QDockWidget, "TerraFusionHistoryPanel") is not None
     logger = logging.getLogger("terrafusion")
     assert any(isinstance(h, QgsMessageLogHandler) for h in logger.handlers)
     assert plugin.translator is not None
@@ -88,6 +90,7 @@ def test_unload_leaves_nothing_of_the_plugin_behind(plugin, qgis_iface, tmp_path
     _flush_deletes()
 
     assert _find(window, QDockWidget, "TerraFusionDock") is None
+    assert _find(window, QDockWidget, "TerraFusionHistoryPanel") is None
     assert _find(window, QToolBar, "TerraFusionToolbar") is None
     for name in ACTIONS:
         assert _find(window, QAction, name) is None, name
@@ -144,6 +147,7 @@ def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
         assert settings_dialog.intervalSpin.toolTip() == (
             "<p>Segundos entre una sincronización programada y la siguiente.</p>")
         assert instance.show_conflicts().keepLocalButton.text() == "Mantener la local"
+        assert instance.show_history().restoreButton.text() == "Restaurar esta versión"
         sync = QgsApplication.processingRegistry().algorithmById("terrafusion:sync")
         assert sync.displayName() == "Sincronizar ahora"
     finally:

@@ -21,7 +21,7 @@ PLUGIN_SOURCES = sorted((REPO / "terrafusion_plugin").rglob("*.py"))
 def test_every_dialog_has_its_ui_file_loaded_at_run_time_with_no_signals_wired_in_it():
     assert {p.stem for p in UI_FILES} == {"terrafusion_dock", "export_dialog",
                                           "settings_dialog", "conflicts_dialog",
-                                          "pending_dialog"}
+                                          "pending_dialog", "history_panel"}
     for ui in UI_FILES:
         root = ET.parse(ui).getroot()
         assert root.findall(".//connection") == [], ui.name

@@ -12,6 +12,8 @@ when none answers, the work is done in this process under that same lock
 (:class:`~terrafusion_agent.lock.LocalLock`), which refuses with one sentence when an
 agent that cannot be reached holds it. Reading (status, conflicts, pending edits,
 history, layers) never disturbs a running agent: SQLite readers do not block its writer.
+Restoring a feature's version is not the agent's work but the analyst's edit, written
+as QGIS writes one (SQLite's write lock orders it with a sync), so it needs neither.
 
 Every function here blocks. A GUI calls them from a background task, never from its main
 thread. Bad input and failures arrive as :class:`~terrafusion_agent.errors.TerraFusionError`
@@ -49,7 +51,8 @@ __all__ = [
     "load_config", "config_path", "config_key", "running_agent", "agent_status",
     "start_agent", "sync_now", "open_conflicts", "conflicts", "resolve_conflicts",
     "typed_merge_value",
-    "pending_edits", "discard_pending", "sync_history",
+    "pending_edits", "discard_pending", "sync_history", "feature_history", "history_report",
+    "parse_key", "restore_version",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "history_start",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
@@ -287,6 +290,67 @@ def sync_history(cfg: Config, limit: int = 20) -> list[dict]:
 
     with LocalStore.open_existing(cfg.local_path) as local:
         return local.recent_runs(limit)
+
+
+def feature_history(cfg: Config, table: str, key: Any, since: Any = None,
+                    until: Any = None) -> list[dict]:
+    """The changes central recorded for one feature of a synced table, newest first.
+
+    Each entry: ``id``, ``table``, ``key``, ``op`` (insert, update, delete),
+    ``committed_at``, ``role``, ``application``, ``agent`` (``id``, ``os_user``,
+    ``host``; None for a change not pushed by an agent), ``columns`` (those it changed)
+    and their ``old`` and ``new`` values (geometry as WKT). ``key``: the values of the
+    key columns in order (a bare value for a one-column key) or the text a person typed
+    (see :func:`parse_key`); ``since`` and ``until`` (ISO 8601 text or datetimes, UTC
+    unless they say otherwise) bound the entries' times. Reads central only. A table
+    that is not synced raises UnknownTable, a key or time that does not fit
+    InvalidArgument, each with one sentence naming it.
+    """
+    return history_report(cfg, table, key, since, until)["entries"]
+
+
+def history_report(cfg: Config, table: str, key: Any, since: Any = None,
+                   until: Any = None) -> dict:
+    """:func:`feature_history` as the CLI prints it and ``GET /api/v1/history/{table}/{key}``
+    answers: ``{"table", "key", "history_start", "entries"}``, ``history_start`` being
+    the oldest change central still keeps for the table (older ones were purged)."""
+    from terrafusion_agent.feature_history import report
+
+    return report(cfg, table, key, since, until)
+
+
+def parse_key(cfg: Config, table: str, text: str) -> tuple:
+    """A feature's key as a person types it (``1001``, or a JSON array such as
+    ``["R-7", 2]`` for a key of several columns), typed by the key columns' kinds as
+    central describes the synced ``table``. InvalidArgument names what does not fit."""
+    from terrafusion_agent.feature_history import parse_key as parse
+    from terrafusion_agent.feature_history import synced
+    from terrafusion_agent.stores import open_central
+
+    synced(cfg, table)
+    central = open_central(cfg)
+    try:
+        info = central.table_info(table)
+    finally:
+        central.close()
+    return parse(info, text)
+
+
+def restore_version(cfg: Config, table: str, key: Any, entry_id: int) -> dict:
+    """Make the feature in the local copy what it was right after history entry
+    ``entry_id``: a row deleted since comes back.
+
+    The change is the analyst's own edit, made in one local transaction as QGIS makes
+    one (so no agent and no lock is needed): the local triggers capture it, and the next
+    sync pushes it and reconciles it with central like any edit (a column central
+    changed meanwhile is a conflict, never an overwrite). Returns what it changed:
+    ``{"table", "key", "entry_id", "op", "columns"}`` (``op`` None when the row was that
+    version already). A delete entry is refused (BadRequest: restore the version before
+    it); an entry about another feature raises NotFound.
+    """
+    from terrafusion_agent.feature_history import restore
+
+    return restore(cfg, table, key, entry_id)
 
 
 # --- layers --------------------------------------------------------------------------------

@@ -89,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     discard.add_argument("--all", action="store_true",
                          help="every pending edit, except those waiting in a conflict")
 
+    history = sub.add_parser(
+        "history", help="a feature's change history from central as JSON, newest first",
+        description="The changes central recorded for one feature: when, who, the "
+                    "operation and the old and new value of each column it changed, "
+                    "newest first. history_start says since when central keeps changes.")
+    history.add_argument("table", metavar="TABLE", help="a synced table")
+    history.add_argument("key", metavar="KEY",
+                         help="the feature's key: 1001, or a JSON array such as "
+                              "'[\"R-7\", 2]' for a key of several columns")
+    history.add_argument("--since", metavar="T",
+                         help="only changes at or after T (ISO 8601, UTC unless it says "
+                              "otherwise: 2026-12-01 or 2026-12-01T14:30:00Z)")
+    history.add_argument("--until", metavar="T", help="only changes at or before T")
+
     export = sub.add_parser(
         "export", help="export a table of the local copy to a file; prints a JSON summary",
         description="Export a table of the local copy. With --preset, TABLE and --format "
@@ -398,6 +412,13 @@ def _merge_argument(keep: Optional[str], text: Optional[str]) -> Optional[dict]:
     return merge
 
 
+def cmd_history(config, args) -> int:
+    from terrafusion_agent import api
+
+    _print_json(api.history_report(config, args.table, args.key, args.since, args.until))
+    return 0
+
+
 def cmd_export(config, args) -> int:
     from terrafusion_agent.export import ExportRequest, export_table
     from terrafusion_agent.export.request import split_fields
@@ -475,4 +496,5 @@ COMMANDS = {
     "install-service": cmd_install_service,
     "uninstall-service": cmd_uninstall_service,
     "export": cmd_export,
+    "history": cmd_history,
 }

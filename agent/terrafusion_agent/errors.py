@@ -84,3 +84,18 @@ class InvalidExport(BadRequest):
 
 class ExportCancelled(ExportError):
     """A cancel was requested; the export stopped and left no file behind."""
+
+
+class InvalidArgument(BadRequest):
+    """A value a person typed (a feature's key, a time) does not fit what it names: the
+    CLI exits 2 as for any bad argument, the HTTP API answers 400."""
+
+    exit_code = 2
+    http_status = 400
+    http_code = "invalid_argument"
+
+
+class UnknownTable(NotFound):
+    """A table named by a person is not one of the synced tables (``sync.tables``)."""
+
+    exit_code = 2

@@ -2,8 +2,8 @@
 
 The widgets come from ``resources/ui/terrafusion_dock.ui``; every signal is wired here.
 The dock never waits on the network or a database: all of it goes through ``QgsTask``.
-The Export, Conflicts, Pending edits and Settings dialogs belong to the plugin; the dock
-only asks for them with a signal.
+The Export, Conflicts, Pending edits and Settings dialogs and the Feature history panel
+belong to the plugin; the dock only asks for them with a signal.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
     conflictsRequested = pyqtSignal()  # noqa: N815
     pendingRequested = pyqtSignal()  # noqa: N815
     settingsRequested = pyqtSignal()  # noqa: N815
+    historyRequested = pyqtSignal()  # noqa: N815
     #: emitted on the main thread after every sync started here, with its summary or None
     syncFinished = pyqtSignal(object)  # noqa: N815
 
@@ -115,6 +116,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         self.conflictsButton.clicked.connect(self.conflictsRequested)
         self.pendingButton.clicked.connect(self.pendingRequested)
         self.settingsButton.clicked.connect(self.settingsRequested)
+        self.historyButton.clicked.connect(self.historyRequested)
         self.conflictsLabel.linkActivated.connect(lambda _link: self.conflictsRequested.emit())
         self.visibilityChanged.connect(self._visibility_changed)
 
@@ -126,6 +128,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         self.exportButton.setIcon(_plugin_icon("export.svg"))
         self.conflictsButton.setIcon(_plugin_icon("conflicts.svg"))
         self.settingsButton.setIcon(icon("/mActionOptions.svg"))
+        self.historyButton.setIcon(_plugin_icon("history.svg"))
 
         header = self.historyTable.horizontalHeader()
         for column in range(self.historyTable.columnCount()):

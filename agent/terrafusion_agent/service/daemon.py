@@ -451,6 +451,15 @@ class Agent:
                  extra={"event": "discard", "discarded": len(result["discarded"])})
         return result
 
+    # --- a feature's history ------------------------------------------------------------
+
+    def feature_history(self, table: str, key: str, since: Optional[str],
+                        until: Optional[str]) -> dict[str, Any]:
+        """GET /api/v1/history/{table}/{key}: read from central, as the CLI prints it."""
+        from terrafusion_agent.feature_history import report
+
+        return report(self.config, table, key, since, until)
+
     # --- configuration ------------------------------------------------------------------
 
     def reload_config(self) -> dict[str, Any]:

@@ -304,6 +304,53 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Resolution": {"type": "object", "additionalProperties": True},
+    "HistoryEntry": {
+        "type": "object",
+        "required": ["id", "table", "key", "op", "committed_at", "columns"],
+        "properties": {
+            "id": {"type": "integer", "description": "The entry's number; a version to "
+                                                     "restore is named by it."},
+            "table": {"type": "string"},
+            "key": {"type": "array", "items": {}},
+            "op": {"type": "string", "enum": ["insert", "update", "delete"]},
+            "committed_at": {"type": "string", "format": "date-time",
+                             "description": "When central committed the change (UTC)."},
+            "role": {"type": "string", "nullable": True,
+                     "description": "The database role that made it."},
+            "application": {"type": "string", "nullable": True,
+                            "description": "The client's application name."},
+            "agent": {
+                "type": "object", "nullable": True,
+                "description": "The agent that pushed the change; null for any other "
+                               "writer.",
+                "properties": {"id": {"type": "string"},
+                               "os_user": {"type": "string", "nullable": True},
+                               "host": {"type": "string", "nullable": True}},
+            },
+            "columns": {"type": "array", "items": {"type": "string"},
+                        "description": "The columns the change set."},
+            "old": {"type": "object", "nullable": True,
+                    "description": "Their values before (not for an insert); geometry "
+                                   "as WKT."},
+            "new": {"type": "object", "nullable": True,
+                    "description": "Their values after (not for a delete); geometry as "
+                                   "WKT."},
+        },
+    },
+    "FeatureHistory": {
+        "type": "object",
+        "required": ["table", "key", "history_start", "entries"],
+        "properties": {
+            "table": {"type": "string"},
+            "key": {"type": "array", "items": {},
+                    "description": "The key's values, typed by the key columns."},
+            "history_start": {"type": "string", "format": "date-time", "nullable": True,
+                              "description": "The oldest change central still keeps "
+                                           "for the table; older ones were purged."},
+            "entries": {"type": "array", "items": _ref("HistoryEntry"),
+                        "description": "Newest first."},
+        },
+    },
     "ExportRequest": {
         "type": "object",
         "description": "What to export from the local copy: a table (or a configured "
@@ -508,6 +555,37 @@ _PATHS: dict[str, Any] = {
             "422": _error("The body is JSON but not a valid request, or a key its table "
                           "cannot have: nothing was discarded."),
             "503": _error("The local copy cannot be written (busy, full or damaged)."),
+        },
+    }},
+    "/api/v1/history/{table}/{key}": {"get": {
+        "operationId": "featureHistory", "tags": ["history"],
+        "summary": "The changes central recorded for one feature of a synced table, "
+                   "newest first (also printed by `terrafusion-agent history`).",
+        "parameters": [
+            {"name": "table", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1},
+             "description": "A table of sync.tables, URL-encoded."},
+            {"name": "key", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1},
+             "description": "The feature's key, URL-encoded: the value itself "
+                            "(`1001`), or a JSON array of the values in key column "
+                            "order for a key of several columns (`%5B%22R-7%22%2C2%5D` "
+                            "for `[\"R-7\",2]`)."},
+            {"name": "since", "in": "query", "required": False,
+             "schema": {"type": "string"},
+             "description": "Only changes at or after this time (ISO 8601; UTC unless "
+                            "it names an offset)."},
+            {"name": "until", "in": "query", "required": False,
+             "schema": {"type": "string"},
+             "description": "Only changes at or before this time."},
+        ],
+        "responses": {
+            "200": _json("The feature's history.", "FeatureHistory"),
+            "400": _error("The key does not fit the table's key columns, or a time is "
+                          "not ISO 8601 (code `invalid_argument`)."),
+            "404": _error("The table is not synced."),
+            "422": _error("The table is synced but central cannot describe it."),
+            "503": _error("The central database cannot be reached."),
         },
     }},
     "/api/v1/exports": {"post": {

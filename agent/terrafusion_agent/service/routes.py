@@ -212,6 +212,17 @@ def _edits(body: dict) -> Optional[list[tuple[str, list]]]:
     return edits
 
 
+# --- a feature's history ------------------------------------------------------------------
+
+
+def feature_history(agent, request: Request, table: str, key: str) -> Response:
+    """GET /api/v1/history/{table}/{key}[?since=T&until=T]: the feature's changes, newest
+    first; the key as typed (URL-encoded; a JSON array for a key of several columns)."""
+    since, until = request.args.get("since"), request.args.get("until")
+    return json_response(_ask(agent.feature_history, table, key, since, until,
+                              default=503, default_code="unavailable"))
+
+
 # --- configuration ------------------------------------------------------------------------
 
 
@@ -307,6 +318,8 @@ ROUTES: list[Route] = [
     Route(Rule("/api/v1/pending", endpoint="list_pending", methods=["GET"]), list_pending),
     Route(Rule("/api/v1/pending/discard", endpoint="discard_pending", methods=["POST"]),
           discard_pending, auth=True),
+    Route(Rule("/api/v1/history/<table>/<path:key>", endpoint="feature_history",
+               methods=["GET"]), feature_history),
     Route(Rule("/api/v1/config/reload", endpoint="reload_config", methods=["POST"]),
           reload_config, auth=True),
     Route(Rule("/api/v1/exports", endpoint="submit_export", methods=["POST"]), submit_export,

@@ -133,12 +133,17 @@ class LocalStore:
         """One write transaction in which the agent's own writes are not captured as
         edits. SQLite has one writer at a time, so QGIS's edits wait for it (and it for
         them) instead of interleaving; a crash rolls everything back, guard included."""
+        with self._transaction():
+            self.conn.execute("UPDATE tf_apply_guard SET active = 1 WHERE id = 1")
+            yield
+            self.conn.execute("UPDATE tf_apply_guard SET active = 0 WHERE id = 1")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("UPDATE tf_apply_guard SET active = 1 WHERE id = 1")
             yield
-            c.execute("UPDATE tf_apply_guard SET active = 0 WHERE id = 1")
             c.execute("COMMIT")
         except BaseException:
             # After a full disk or an I/O error SQLite has already rolled back: a ROLLBACK
@@ -309,6 +314,55 @@ class LocalStore:
             return None
         return bytes(row[0]), str(row[1]).split(" ")[0], str(row[2])
 
+    # --- an analyst's edit (outside writing()) -------------------------------------------
+
+    def edit_row(self, info: TableInfo, key: tuple, row: dict) -> dict[str, Any]:
+        """Make the row with ``key`` hold ``row``'s values (wire form; columns ``row``
+        lacks keep theirs), bringing it back when it is gone, in one transaction.
+
+        This is an edit as QGIS makes one, not a write of the agent: it runs outside the
+        apply guard, so the capture triggers record it like any edit of the analyst's,
+        and the next sync pushes and reconciles it. Only the columns whose value differs
+        are written. Returns ``{"op": "insert" | "update" | None, "columns": [...]}``:
+        None and no columns when the row holds those values already.
+        """
+        target = {**{k: v for k, v in row.items() if k in info.column_names},
+                  **dict(zip(info.pk, key))}
+        where = " AND ".join(f"{qi(p)} = ?" for p in info.pk)
+        with self._transaction():
+            current = self.rows_by_key(info, [key]).get(key)
+            if current is None:
+                columns = [col for col in info.columns if col.name in target]
+                op: Optional[str] = "insert"
+            else:
+                columns = [col for col in info.columns if col.name in target
+                           and col.name not in info.pk
+                           and not rows.same(info, col.name, current, target)]
+                op = "update" if columns else None
+            values: list[Any] = []
+            digits: list[tuple] = []
+            for col in columns:
+                value = target[col.name]
+                if col.kind == "decimal":
+                    value, text = local_decimal(value)
+                    if text is not None:
+                        digits.append((col.name, text, key))
+                values.append(value)
+            if op == "insert":
+                self.conn.execute(
+                    f"INSERT INTO {_table(info)} ({', '.join(qi(x.name) for x in columns)}) "
+                    f"VALUES ({', '.join(_value_sql(info, x) for x in columns)})", values)
+            elif op == "update":
+                sets = ", ".join(f"{qi(x.name)} = {_value_sql(info, x)}" for x in columns)
+                self.conn.execute(f"UPDATE {_table(info)} SET {sets} WHERE {where}",
+                                  [*values, *key])
+            decimals = [col.name for col in columns if col.kind == "decimal"]
+            if decimals:
+                # only after the write: its trigger reads the old digits into the base
+                self._forget_exact(info, [key], decimals)
+                self._store_exact(info, digits)
+        return {"op": op, "columns": [col.name for col in columns]}
+
     # --- exact decimals (see stores/rows.py) --------------------------------------------
 
     def _store_exact(self, info: TableInfo, digits: list[tuple]) -> None:
@@ -334,13 +388,18 @@ class LocalStore:
             f"t.{qi(column)} FROM (VALUES {values}) AS v JOIN {_table(info)} t ON {on}",
             (info.name, column))
 
-    def _forget_exact(self, info: TableInfo, keys: list[tuple]) -> None:
-        """Drop the exact digits kept for the rows with ``keys`` (while they exist)."""
+    def _forget_exact(self, info: TableInfo, keys: list[tuple],
+                      columns: Optional[list[str]] = None) -> None:
+        """Drop the exact digits kept for the rows with ``keys`` (while they exist), of
+        every column or of ``columns``."""
         where = " AND ".join(f"t.{qi(p)} = ?" for p in info.pk)
-        self.conn.executemany(
-            f"DELETE FROM {EXACT_TABLE} WHERE table_name = ? AND pk_json = "
-            f"(SELECT {pk_json_sql(info, 't')} FROM {_table(info)} t WHERE {where})",
-            [(info.name, *key) for key in keys])
+        sql = (f"DELETE FROM {EXACT_TABLE} WHERE table_name = ? AND pk_json = "
+               f"(SELECT {pk_json_sql(info, 't')} FROM {_table(info)} t WHERE {where})")
+        if columns is None:
+            self.conn.executemany(sql, [(info.name, *key) for key in keys])
+        else:
+            self.conn.executemany(sql + " AND column_name = ?",
+                                  [(info.name, *key, name) for key in keys for name in columns])
 
     # --- captured edits -----------------------------------------------------------------
 

@@ -140,20 +140,19 @@ def downgrade() -> None:
         names = [r[0] for r in raw.execute(
             "SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name = "
             "'tf_capture_ins_' || tbl_name")]
+        # the triggers of c0002 first: SQLite drops nothing a trigger still names
+        for name in names:
+            for statement in sqlite_central.capture_statements(
+                    sqlite_central.describe_table(raw, name), history=False):
+                raw.execute(statement)
         for statement in ("DROP TRIGGER tf_origin_session", "DROP TABLE tf_history_values",
-                          "DELETE FROM tf_settings WHERE key LIKE 'capture^_columns:%' "
-                          "ESCAPE '^'",
                           "DROP TABLE tf_history", "DROP TABLE tf_history_tx",
                           "ALTER TABLE tf_origin DROP COLUMN history_tx",
                           "ALTER TABLE tf_origin DROP COLUMN host",
                           "ALTER TABLE tf_origin DROP COLUMN os_user",
                           "DELETE FROM tf_settings WHERE key LIKE 'history^_start:%' "
-                          "ESCAPE '^'"):
+                          "ESCAPE '^' OR key LIKE 'capture^_columns:%' ESCAPE '^'"):
             raw.execute(statement)
-        for name in names:
-            for statement in sqlite_central.capture_statements(
-                    sqlite_central.describe_table(raw, name), history=False):
-                raw.execute(statement)
 
 
 _SQLITE = (
