@@ -271,11 +271,10 @@ class PostGISCentral(CentralStore):
     def tracking_installed(self, name: str) -> bool:
         """Whether the table's three capture triggers are there, enabled, and write the
         history (the row trigger of 0.2.0 writes only the change log)."""
-        return bool(self._scalar(
-            "SELECT CASE WHEN to_regclass(%s) IS NULL OR to_regprocedure(%s) IS NULL "
-            "THEN false ELSE tf_history_tracked(to_regclass(%s)) END",
-            (self._rel(name), f"{qi(self.schema)}.tf_history_tracked(regclass)",
-             self._rel(name))))
+        tracked = f"{qi(self.schema)}.tf_history_tracked"
+        if not self._scalar("SELECT to_regprocedure(%s) IS NOT NULL", (tracked + "(regclass)",)):
+            return False  # bookkeeping older than the history
+        return bool(self._scalar(f"SELECT {tracked}(to_regclass(%s))", (self._rel(name),)))
 
     def refresh_tracking(self, info: TableInfo) -> None:
         """Nothing to do: the capture notices a change of columns itself (see
