@@ -1197,6 +1197,8 @@
         <location filename="../terrafusion_plugin/tasks/pending_tasks.py" line="73"/>
         <source>The edits could not be discarded: {reason}.</source>
         <translation>No se pudieron descartar las ediciones: {reason}.</translation>
+    </message>
+    <message>
         <location filename="../terrafusion_plugin/plugin.py"/>
         <source>Feature History…</source>
         <translation>Historial de la entidad…</translation>
@@ -1969,6 +1971,8 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <location filename="../resources/ui/terrafusion_dock.ui" line="119"/>
         <source>Review…</source>
         <translation>Revisar…</translation>
+    </message>
+    <message>
         <location filename="../resources/ui/terrafusion_dock.ui"/>
         <source>Feature history…</source>
         <translation>Historial de la entidad…</translation>
