@@ -1290,8 +1290,8 @@
     </message>
     <message>
         <location filename="../terrafusion_plugin/gui/history_panel.py"/>
-        <source>The central database keeps changes since {when}; older ones were purged.</source>
-        <translation>La base de datos central guarda los cambios desde {when}; los anteriores se depuraron.</translation>
+        <source>The central database has recorded this table's changes since {when}.</source>
+        <translation>La base de datos central registra los cambios de esta tabla desde {when}.</translation>
     </message>
     <message>
         <location filename="../terrafusion_plugin/gui/history_panel.py"/>

@@ -183,7 +183,19 @@ class TerraFusionPlugin:
             from .gui.history_panel import HistoryPanel
 
             self.history_panel = HistoryPanel(self.iface, self.iface.mainWindow())
-            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.history_panel)
+            # beside the TerraFusion dock, in the same place: stacked under it, both would
+            # be cramped at QGIS's default window size (QGIS shows a dock as it adds it, and
+            # the window would first grow to fit both)
+            area = Qt.DockWidgetArea.RightDockWidgetArea
+            window = self.iface.mainWindow()
+            size = window.size()
+            if hasattr(self.iface, "addTabifiedDockWidget"):  # QGIS 3.14 and later
+                self.iface.addTabifiedDockWidget(area, self.history_panel,
+                                                 [self.dock.objectName()], True)
+            else:
+                self.iface.addDockWidget(area, self.history_panel)
+            if not window.isMaximized() and not window.isFullScreen():
+                window.resize(size)  # the size the analyst chose, now that both fit
             # a restored version is a pending edit: the dock's count shows it
             self.history_panel.restored.connect(lambda _result: self.dock.refresh())
         self.history_panel.setUserVisible(True)

@@ -85,7 +85,7 @@ def test_the_panel_shows_the_history_of_the_selected_feature_and_restores_a_vers
     assert newest[2] == "Updated" and set(newest[3].split(", ")) == {"owner_name", "geom"}
     assert older[2] == "Updated" and older[3] == "owner_name"
     assert newest[1] == central_exec(edited, "SELECT current_user")[0][0]
-    assert "The central database keeps changes since" in panel.startLabel.text()
+    assert "The central database has recorded this table's changes since" in panel.startLabel.text()
     # the newest change is shown: its values and both of its shapes, zoomed to them
     values = {row[0]: row[1:] for row in _rows(panel.valuesTable)}
     assert values["owner_name"] == ["V1", "V2"]

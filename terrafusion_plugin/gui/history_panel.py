@@ -354,8 +354,8 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
             table=history.table, key=_key_text(history.key), n=len(entries)))
         start = report.get("history_start")
         self.startLabel.setText(
-            tr("The central database keeps changes since {when}; older ones were "
-               "purged.").format(when=local_time(start)) if start else
+            tr("The central database has recorded this table's changes since "
+               "{when}.").format(when=local_time(start)) if start else
             tr("The central database keeps no changes of this table yet."))
         table = self.entriesTable
         table.setRowCount(0)
