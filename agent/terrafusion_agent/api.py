@@ -323,9 +323,9 @@ def parse_key(cfg: Config, table: str, text: str) -> tuple:
     """A feature's key as a person types it (``1001``, or a JSON array such as
     ``["R-7", 2]`` for a key of several columns), typed by the key columns' kinds as
     central describes the synced ``table``. InvalidArgument names what does not fit."""
-    from terrafusion_agent.feature_history import parse_key as parse
     from terrafusion_agent.feature_history import synced
     from terrafusion_agent.stores import open_central
+    from terrafusion_agent.stores.keys import parse_key as parse
 
     synced(cfg, table)
     central = open_central(cfg)

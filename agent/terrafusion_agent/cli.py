@@ -16,6 +16,7 @@ from typing import Iterable, Optional, Sequence
 from terrafusion_agent import __version__
 from terrafusion_agent.errors import InvalidMerge, TerraFusionError
 from terrafusion_agent.redact import redact
+from terrafusion_agent.stores.keys import key_values
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                     "disappears. Nothing reaches central. An edit waiting in a conflict is "
                     "resolved with 'conflicts resolve ID' instead; --all leaves those.")
     discard.add_argument("table", nargs="?", metavar="TABLE")
-    discard.add_argument("key", nargs="?", metavar="KEY", type=_key_text,
+    discard.add_argument("key", nargs="?", metavar="KEY", type=key_values,
                          help="the row's key as listed: 1001, or a JSON array for a key of "
                               "several columns, e.g. '[\"A-7\", 3]'")
     discard.add_argument("--all", action="store_true",
@@ -138,19 +139,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
-
-
-def _key_text(text: str) -> tuple:
-    """KEY as typed: one value (typed as its column's kind later), or a JSON array."""
-    if not text.strip().startswith("["):
-        return (text,)
-    try:
-        values = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON array") from None
-    if not isinstance(values, list) or not values:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JSON array of key values")
-    return tuple(values)
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

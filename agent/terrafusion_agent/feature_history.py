@@ -13,24 +13,19 @@ a conflict, never overwritten). So, like an edit in QGIS, it needs neither the r
 agent nor the copy's lock: SQLite's own write lock orders it with a sync.
 
 Keys and times come from people (a command line, a URL, a picked feature):
-:func:`parse_key`, :func:`typed_key` and :func:`parse_time` turn them into values, or
-into one sentence naming what does not fit.
+``stores/keys.py`` and :func:`parse_time` turn them into values, or into one sentence
+naming what does not fit.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime, timezone
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import InvalidArgument, UnknownTable
-from terrafusion_agent.stores.base import Column, TableInfo
+from terrafusion_agent.stores.keys import KeyInput, key_text, typed_key
 
-#: a key as callers give it: its values in key column order (a bare value for a
-#: one-column key), or the text a person typed (see :func:`parse_key`)
-KeyInput = Union[str, Sequence[Any], int, float]
 #: a time as callers give it: ISO 8601 text or a datetime
 TimeInput = Union[str, datetime, None]
 
@@ -42,116 +37,6 @@ def synced(cfg: Config, table: str) -> None:
     if table not in cfg.tables:
         listed = ", ".join(cfg.tables) or "none"
         raise UnknownTable(f"Table {table!r} is not synced (sync.tables: {listed}).")
-
-
-# --- keys ---------------------------------------------------------------------------------
-
-
-def parse_key(info: TableInfo, text: str) -> tuple:
-    """A key as a person types it: the value itself for a one-column key (``1001``,
-    ``R-1001``), a JSON array of the values in key column order for any key
-    (``[1001]``, ``["x", 2]``); each value typed by its column's kind."""
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidArgument(f"The key is empty; give the value of {_columns(info)} "
-                              f"of table {info.name}.")
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            values = json.loads(stripped)
-        except ValueError:
-            values = None
-        if isinstance(values, list):
-            return typed_key(info, values)
-    if len(info.pk) > 1:
-        raise InvalidArgument(
-            f"Table {info.name} has a key of {len(info.pk)} columns ({_columns(info)}): "
-            f"give it as a JSON array of {len(info.pk)} values in that order, such as "
-            f"{_example(info)}, not {text!r}.")
-    column = _key_columns(info)[0]
-    # a text key is the text as typed; a number may come with spaces around it
-    return (_typed(info, column, text if column.kind == "text" else stripped),)
-
-
-def typed_key(info: TableInfo, key: KeyInput) -> tuple:
-    """``key`` (its values in key column order, a bare value for a one-column key, or
-    text as :func:`parse_key` reads it) as the values the key columns hold."""
-    if isinstance(key, str):
-        return parse_key(info, key)
-    values = list(key) if isinstance(key, (list, tuple)) else [key]
-    if len(values) != len(info.pk):
-        raise InvalidArgument(
-            f"Table {info.name} has a key of {len(info.pk)} column(s) ({_columns(info)}), "
-            f"so a key has {len(info.pk)} value(s), not {len(values)}.")
-    return tuple(_typed(info, column, value)
-                 for column, value in zip(_key_columns(info), values))
-
-
-def _key_columns(info: TableInfo) -> list[Column]:
-    by_name = {c.name: c for c in info.columns}
-    return [by_name[name] for name in info.pk]
-
-
-def _columns(info: TableInfo) -> str:
-    return ", ".join(info.pk)
-
-
-def _example(info: TableInfo) -> str:
-    samples = {"integer": "1001", "real": "2.5", "decimal": "2.5", "boolean": "true",
-               "date": '"2026-12-01"', "datetime": '"2026-12-01T14:30:00"'}
-    return "[" + ", ".join(samples.get(c.kind, '"A-1"') for c in _key_columns(info)) + "]"
-
-
-def _typed(info: TableInfo, column: Column, value: Any) -> Any:
-    """``value`` as key column ``column`` holds it; one sentence when it cannot be."""
-    kind = column.kind
-
-    def wrong(what: str) -> InvalidArgument:
-        return InvalidArgument(f"{value!r} is not a key of table {info.name}: its key "
-                               f"column {column.name} holds {what}.")
-
-    if kind == "integer":
-        if isinstance(value, bool):
-            raise wrong("whole numbers")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise wrong("whole numbers")
-    if kind in ("real", "decimal"):
-        # a numeric key is matched as a double, as the sync matches it
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise wrong("numbers") from None
-        else:
-            raise wrong("numbers")
-        if not math.isfinite(number):
-            raise wrong("finite numbers")
-        return number
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1", "t", "yes"):
-            return True
-        if text in ("false", "0", "f", "no"):
-            return False
-        raise wrong("true or false")
-    if kind in ("text", "date", "datetime"):
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)  # [1001] for a text key: the digits are its text
-        raise wrong("text")
-    raise wrong(f"{kind} values, which cannot be given as a key")
 
 
 # --- times --------------------------------------------------------------------------------
@@ -240,12 +125,9 @@ def restore(cfg: Config, table: str, key: KeyInput, entry_id: int) -> dict[str, 
             central.close()
         if version is None:
             raise BadRequest(
-                f"History entry {entry_id} deleted feature {_shown(typed)} of table "
+                f"History entry {entry_id} deleted feature {key_text(typed)} of table "
                 f"{table}, so it has no version to restore; restore the version before "
                 "it, an older entry.")
         done = local.edit_row(local_info, typed, version)
     return {"table": table, "key": list(typed), "entry_id": entry_id, **done}
 
-
-def _shown(key: tuple) -> str:
-    return str(key[0]) if len(key) == 1 else json.dumps(list(key), ensure_ascii=False)

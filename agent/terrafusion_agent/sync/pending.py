@@ -19,14 +19,13 @@ refused edit may be discarded, which settles its refusal as ``discarded``.
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, Optional, Sequence
 
 from terrafusion_agent import faults
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import BadRequest, NotFound, TerraFusionError
+from terrafusion_agent.errors import BadRequest, InvalidArgument, NotFound, TerraFusionError
 from terrafusion_agent.stores.base import Row, TableInfo
+from terrafusion_agent.stores.keys import key_text, typed_key
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import changed_columns, decode_base, displayed
 from terrafusion_agent.wkt import to_wkt
@@ -36,8 +35,6 @@ from terrafusion_agent.wkt import to_wkt
 LISTED_STATES = ("pending", "conflict", "rejected")
 #: what may be discarded; an edit in conflict waits for its own decision
 DISCARDABLE_STATES = ("pending", "rejected")
-#: the largest and smallest integer SQLite stores
-_INT64 = 2**63
 
 #: one edit, named by its row: (table, key values in key column order)
 Edit = tuple[str, Sequence[Any]]
@@ -90,66 +87,9 @@ def check(local: LocalStore, edits: Optional[Sequence[Edit]]) -> None:
     _chosen(local, edits)
 
 
-def typed_key(info: TableInfo, key: Sequence[Any]) -> tuple:
-    """``key`` as the values of ``info``'s key columns (``"1001"`` is 1001 for an integer
-    column); BadRequest, naming the table, when it cannot be one of its keys."""
-    if isinstance(key, (str, bytes)) or not isinstance(key, Sequence):
-        raise BadRequest(f"A key of table {info.name} is a list of values, not {key!r}.")
-    if len(key) != len(info.pk):
-        raise BadRequest(
-            f"A key of table {info.name} has {len(info.pk)} value(s) "
-            f"({', '.join(info.pk)}), not {len(key)}: {_key_text(tuple(key))}.")
-    kinds = {c.name: c.kind for c in info.columns}
-    return tuple(_typed(info, column, kinds.get(column, "text"), value)
-                 for column, value in zip(info.pk, key))
-
-
 def row_name(table: str, key: tuple) -> str:
     """How a row is named to a person: ``parcels 1001``, ``sales ["A", 3]``."""
-    return f"{table} {_key_text(key)}"
-
-
-def _key_text(key: tuple) -> str:
-    if len(key) == 1 and isinstance(key[0], (int, float, str)):
-        return str(key[0])
-    return json.dumps(list(key), ensure_ascii=False, default=str)
-
-
-def _typed(info: TableInfo, column: str, kind: str, value: Any) -> Any:
-    wrong = BadRequest(f"{value!r} cannot be a value of the {kind} key column {column} "
-                       f"of table {info.name}.")
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise wrong
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")  # a lone surrogate from JSON cannot reach SQLite
-        except UnicodeEncodeError:
-            raise wrong from None
-    if kind in ("integer", "boolean"):
-        try:
-            number = int(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            raise wrong from None
-        if isinstance(number, float):
-            if not number.is_integer():
-                raise wrong
-            number = int(number)
-        if not -_INT64 <= number < _INT64:
-            raise wrong
-        return number
-    if kind in ("real", "decimal"):  # a numeric key is matched as a double
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):
-            raise wrong from None
-        if not math.isfinite(number):
-            raise wrong
-        return number
-    if kind in ("blob", "geometry"):
-        raise wrong
-    if isinstance(value, float):
-        raise wrong  # text typed as 1.5 or 1e3 would name another row than the user sees
-    return str(value)
+    return f"{table} {key_text(key)}"
 
 
 def _chosen(local: LocalStore, edits: Optional[Sequence[Edit]]
@@ -167,7 +107,12 @@ def _chosen(local: LocalStore, edits: Optional[Sequence[Edit]]
         if table not in infos:
             infos[table] = local.table_info(table)  # NotFound names it
         info = infos[table]
-        key = typed_key(info, raw)
+        try:
+            key = typed_key(info, raw)
+        except InvalidArgument as exc:
+            # a key its table cannot have is a bad field of the discard request, which
+            # POST /api/v1/pending/discard answers 422 like any other
+            raise BadRequest(str(exc)) from None
         if (table, key) in seen:
             continue
         seen.add((table, key))
