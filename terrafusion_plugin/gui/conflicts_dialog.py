@@ -20,14 +20,8 @@ from qgis.core import (
     Qgis,
     QgsApplication,
     QgsCoordinateReferenceSystem,
-    QgsFeature,
-    QgsFillSymbol,
     QgsGeometry,
-    QgsLineSymbol,
-    QgsMarkerSymbol,
     QgsProject,
-    QgsRectangle,
-    QgsSingleSymbolRenderer,
     QgsUnitTypes,
     QgsVectorLayer,
     QgsWkbTypes,
@@ -49,6 +43,7 @@ from ..tasks.conflict_tasks import ConflictsLoadTask, ResolveTask
 from . import paths
 from .form_dialog import FormDialog
 from .project_layers import synced_project_layers
+from .review_views import ID_ROLE, add_row_to_selection, selected_ids, show_versions, shown_id
 from .terrafusion_dock import DASH, local_time
 from .translation import tr
 
@@ -60,7 +55,6 @@ CENTRAL_COLOR = "#d9730d"
 CONFLICT_BACKGROUND = QColor(255, 214, 153)
 #: other values that differ between the two sides (merged automatically)
 DIFFERENT_BACKGROUND = QColor(255, 240, 205)
-ID_ROLE = Qt.ItemDataRole.UserRole
 #: the column of the values table holding each conflicting column's choice
 CHOICE_COLUMN = 4
 #: the choices of a conflicting column (the merge's own words, and a typed value)
@@ -105,20 +99,6 @@ def _geometry(hex_wkb) -> Optional[QgsGeometry]:
     geometry = QgsGeometry()
     geometry.fromWkb(data)
     return None if geometry.isNull() else geometry
-
-
-def _symbol(geometry_type, color: str, dashed: bool):
-    props = {"color": color, "outline_color": color, "outline_width": "0.8",
-             "outline_style": "dash" if dashed else "solid"}
-    if geometry_type == QgsWkbTypes.GeometryType.PolygonGeometry:
-        fill = QColor(color)
-        fill.setAlpha(60)
-        props["color"] = ",".join(str(v) for v in fill.getRgb())
-        return QgsFillSymbol.createSimple(props)
-    if geometry_type == QgsWkbTypes.GeometryType.LineGeometry:
-        return QgsLineSymbol.createSimple({"line_color": color, "line_width": "0.8",
-                                           "line_style": "dash" if dashed else "solid"})
-    return QgsMarkerSymbol.createSimple({"color": color, "size": "3"})
 
 
 class ConflictsDialog(FormDialog, FORM_CLASS):
@@ -240,7 +220,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         for row in range(table.rowCount()):
             if table.item(row, 0).data(ID_ROLE) in keep:
                 if selected:
-                    self._add_row_to_selection(row)
+                    add_row_to_selection(table, row)
                 else:
                     table.selectRow(row)
                 selected = True
@@ -249,14 +229,6 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         if not table.rowCount():
             self._show_conflict(None)
         self._update_buttons()
-
-    def _add_row_to_selection(self, row: int) -> None:
-        from qgis.PyQt.QtCore import QItemSelectionModel
-
-        index = self.conflictsTable.model().index(row, 0)
-        self.conflictsTable.selectionModel().select(
-            index, QItemSelectionModel.SelectionFlag.Select
-            | QItemSelectionModel.SelectionFlag.Rows)
 
     def _load_failed(self, message: str) -> None:
         self._load_task = None
@@ -283,18 +255,10 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
     # --- showing one conflict ---------------------------------------------------------------
 
     def selected_ids(self) -> list[int]:
-        rows = {index.row() for index in self.conflictsTable.selectionModel().selectedRows()}
-        return sorted(self.conflictsTable.item(row, 0).data(ID_ROLE) for row in rows)
+        return selected_ids(self.conflictsTable)
 
     def _selection_changed(self) -> None:
-        ids = self.selected_ids()
-        current = self.conflictsTable.currentRow()
-        shown = None
-        if current >= 0 and self.conflictsTable.item(current, 0) is not None:
-            candidate = self.conflictsTable.item(current, 0).data(ID_ROLE)
-            shown = candidate if candidate in ids else None
-        if shown is None and ids:
-            shown = ids[0]
+        shown = shown_id(self.conflictsTable, self.selected_ids())
         self._show_conflict(self.conflicts.get(shown))
         self._update_buttons()
 
@@ -382,46 +346,17 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
 
     def _show_geometries(self, conflict: dict, column: str,
                          crs: Optional[QgsCoordinateReferenceSystem]) -> None:
-        versions = [("local", LOCAL_COLOR, False), ("central", CENTRAL_COLOR, True)]
-        extent = QgsRectangle()
-        layers = []
-        for key, color, dashed in versions:
-            geometry = _geometry((conflict.get(key) or {}).get(column))
-            if geometry is None:
-                continue
-            kind = QgsWkbTypes.displayString(geometry.wkbType())
-            uri = f"{kind}?crs={crs.authid()}" if crs else kind
-            layer = QgsVectorLayer(uri, key, "memory")
-            feature = QgsFeature()
-            feature.setGeometry(geometry)
-            layer.dataProvider().addFeatures([feature])
-            layer.updateExtents()
-            layer.setRenderer(QgsSingleSymbolRenderer(_symbol(geometry.type(), color, dashed)))
-            layers.append(layer)
-            if extent.isEmpty():
-                extent = geometry.boundingBox()
-            else:
-                extent.combineExtentWith(geometry.boundingBox())
-        if not layers:
-            return
-        self._map_layers = layers
-        context = []
+        backdrop = None
         if self._local_path:
             # the project's own layer of the table, as the neighbourhood
             backdrop = synced_project_layers(self.project, self._local_path).get(
                 conflict["table"])
-            if backdrop is not None:
-                context.append(backdrop)
-        if crs is not None:
-            self.mapCanvas.setDestinationCrs(crs)
         # central (dashed) over local, both over the neighbourhood
-        self.mapCanvas.setLayers(list(reversed(layers)) + context)
-        if extent.width() == 0 and extent.height() == 0:
-            extent.grow(50)
-        else:
-            extent.scale(1.8)
-        self.mapCanvas.setExtent(extent)
-        self.mapCanvas.refresh()
+        versions = [(key, _geometry((conflict.get(key) or {}).get(column)), color, dashed,
+                     False)
+                    for key, color, dashed in (("central", CENTRAL_COLOR, True),
+                                               ("local", LOCAL_COLOR, False))]
+        self._map_layers = show_versions(self.mapCanvas, versions, crs, backdrop)
 
     def _clear_map(self) -> None:
         self.mapCanvas.setLayers([])

@@ -19,13 +19,8 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsDataSourceUri,
     QgsFeature,
-    QgsFillSymbol,
     QgsGeometry,
-    QgsLineSymbol,
-    QgsMarkerSymbol,
     QgsProject,
-    QgsRectangle,
-    QgsSingleSymbolRenderer,
     QgsUnitTypes,
     QgsVectorLayer,
     QgsWkbTypes,
@@ -44,6 +39,7 @@ from ..tasks.history_tasks import (
 )
 from . import paths
 from .project_layers import PROVIDER, reload_synced_layers, synced_project_layers
+from .review_views import disconnect_tasks, show_versions
 from .terrafusion_dock import DASH, local_time
 from .translation import tr
 
@@ -143,21 +139,6 @@ def value_text(value, geometry: bool, crs: Optional[QgsCoordinateReferenceSystem
     if isinstance(value, float):
         return f"{value:,}"
     return str(value)
-
-
-def _symbol(geometry_type, color: str, dashed: bool):
-    props = {"color": color, "outline_color": color, "outline_width": "0.8",
-             "outline_style": "dash" if dashed else "solid"}
-    if geometry_type == QgsWkbTypes.GeometryType.PolygonGeometry:
-        fill = QColor(color)
-        fill.setAlpha(0 if dashed else 60)
-        props["color"] = ",".join(str(v) for v in fill.getRgb())
-        return QgsFillSymbol.createSimple(props)
-    if geometry_type == QgsWkbTypes.GeometryType.LineGeometry:
-        return QgsLineSymbol.createSimple({"line_color": color, "line_width": "0.8",
-                                           "line_style": "dash" if dashed else "solid"})
-    return QgsMarkerSymbol.createSimple({"color": color, "size": "3",
-                                         "outline_style": "dash" if dashed else "solid"})
 
 
 class FeaturePickTool(QgsMapToolIdentify):
@@ -429,47 +410,18 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
 
     def _show_geometries(self, entry: dict, column: str,
                          crs: Optional[QgsCoordinateReferenceSystem]) -> None:
-        versions = [("before", (entry.get("old") or {}).get(column), BEFORE_COLOR, True),
-                    ("after", (entry.get("new") or {}).get(column), AFTER_COLOR, False)]
-        extent = QgsRectangle()
-        layers = []
-        for name, wkt, color, dashed in versions:
-            geometry = _geometry(wkt)
-            if geometry is None:
-                continue
-            kind = QgsWkbTypes.displayString(geometry.wkbType())
-            uri = f"{kind}?crs={crs.authid()}" if crs else kind
-            layer = QgsVectorLayer(uri, name, "memory")
-            feature = QgsFeature()
-            feature.setGeometry(geometry)
-            layer.dataProvider().addFeatures([feature])
-            layer.updateExtents()
-            layer.setRenderer(QgsSingleSymbolRenderer(_symbol(geometry.type(), color, dashed)))
-            layers.append(layer)
-            if extent.isEmpty():
-                extent = geometry.boundingBox()
-            else:
-                extent.combineExtentWith(geometry.boundingBox())
-        if not layers:
-            self.legendLabel.setToolTip(tr("This change left the geometry as it was."))
-            return
-        self._map_layers = layers
-        context = []
-        backdrop = synced_project_layers(self._project or QgsProject.instance(),
-                                         self.history.local_path).get(
-                                             self.history.layer_table)
-        if backdrop is not None:
-            context.append(backdrop)  # the neighbourhood, under both versions
-        if crs is not None:
-            self.mapCanvas.setDestinationCrs(crs)
+        history = self.history
+        backdrop = None if history is None else synced_project_layers(
+            self._project or QgsProject.instance(), history.local_path).get(
+                history.layer_table)
         # before (dashed, unfilled) over after (filled), both over the neighbourhood
-        self.mapCanvas.setLayers(layers + context)
-        if extent.width() == 0 and extent.height() == 0:
-            extent.grow(50)
-        else:
-            extent.scale(1.8)
-        self.mapCanvas.setExtent(extent)
-        self.mapCanvas.refresh()
+        versions = [("before", _geometry((entry.get("old") or {}).get(column)), BEFORE_COLOR,
+                     True, True),
+                    ("after", _geometry((entry.get("new") or {}).get(column)), AFTER_COLOR,
+                     False, False)]
+        self._map_layers = show_versions(self.mapCanvas, versions, crs, backdrop)
+        if not self._map_layers:
+            self.legendLabel.setToolTip(tr("This change left the geometry as it was."))
 
     def _clear_map(self) -> None:
         self.mapCanvas.setLayers([])
@@ -566,15 +518,8 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
                 canvas.unsetMapTool(self._tool)
             self._tool.deleteLater()
             self._tool = None
-        for task, names in ((self._load_task, ("loaded", "failed")),
-                            (self._restore_task, ("restored", "failed"))):
-            if task is None:
-                continue
-            try:
-                for name in names:
-                    getattr(task, name).disconnect()
-            except (RuntimeError, TypeError):
-                pass
+        disconnect_tasks(((self._load_task, ("loaded", "failed")),
+                          (self._restore_task, ("restored", "failed"))))
         self._load_task = self._restore_task = self._queued = None
         self._clear_map()
 

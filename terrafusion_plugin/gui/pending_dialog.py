@@ -34,12 +34,18 @@ from ..tasks.pending_tasks import DiscardTask, PendingLoadTask
 from . import paths
 from .form_dialog import FormDialog
 from .project_layers import reload_synced_layers, synced_project_layers
+from .review_views import (
+    ID_ROLE,
+    add_row_to_selection,
+    disconnect_tasks,
+    selected_ids,
+    shown_id,
+)
 from .terrafusion_dock import DASH, local_time
 from .translation import tr
 
 FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("pending_dialog.ui")))
 
-ID_ROLE = Qt.ItemDataRole.UserRole
 #: the edited row on the map: a strong outline that reads over any style of the layer
 HIGHLIGHT_COLOR = "#e31a1c"
 #: what may be discarded; an edit in conflict is resolved in the Conflicts dialog
@@ -192,15 +198,10 @@ class PendingDialog(FormDialog, FORM_CLASS):
         return " ".join(texts)
 
     def _select_row(self, row: int, add: bool) -> None:
-        if not add:
+        if add:
+            add_row_to_selection(self.editsTable, row)
+        else:
             self.editsTable.selectRow(row)
-            return
-        from qgis.PyQt.QtCore import QItemSelectionModel
-
-        index = self.editsTable.model().index(row, 0)
-        self.editsTable.selectionModel().select(
-            index, QItemSelectionModel.SelectionFlag.Select
-            | QItemSelectionModel.SelectionFlag.Rows)
 
     def _load_failed(self, message: str) -> None:
         self._load_task = None
@@ -211,19 +212,10 @@ class PendingDialog(FormDialog, FORM_CLASS):
     # --- showing one edit -------------------------------------------------------------------
 
     def selected_ids(self) -> list[int]:
-        rows = {index.row() for index in self.editsTable.selectionModel().selectedRows()}
-        return sorted(self.editsTable.item(row, 0).data(ID_ROLE) for row in rows)
+        return selected_ids(self.editsTable)
 
     def _selection_changed(self) -> None:
-        ids = self.selected_ids()
-        current = self.editsTable.currentRow()
-        shown = None
-        if current >= 0 and self.editsTable.item(current, 0) is not None:
-            candidate = self.editsTable.item(current, 0).data(ID_ROLE)
-            shown = candidate if candidate in ids else None
-        if shown is None and ids:
-            shown = ids[0]
-        self._show_edit(self.edits.get(shown))
+        self._show_edit(self.edits.get(shown_id(self.editsTable, self.selected_ids())))
         self._update_buttons()
 
     def _show_edit(self, edit: Optional[dict]) -> None:
@@ -388,14 +380,7 @@ class PendingDialog(FormDialog, FORM_CLASS):
 
     def teardown(self) -> None:
         """Detach from running tasks before the plugin goes away."""
-        for task, names in ((self._load_task, ("loaded", "failed")),
-                            (self._discard_task, ("done", "failed"))):
-            if task is None:
-                continue
-            try:
-                for name in names:
-                    getattr(task, name).disconnect()
-            except (RuntimeError, TypeError):
-                pass
+        disconnect_tasks(((self._load_task, ("loaded", "failed")),
+                          (self._discard_task, ("done", "failed"))))
         self._load_task = self._discard_task = None
         self._clear_highlight()
