@@ -43,7 +43,14 @@ from ..tasks.conflict_tasks import ConflictsLoadTask, ResolveTask
 from . import paths
 from .form_dialog import FormDialog
 from .project_layers import synced_project_layers
-from .review_views import ID_ROLE, add_row_to_selection, selected_ids, show_versions, shown_id
+from .review_views import (
+    ID_ROLE,
+    add_row_to_selection,
+    disconnect_tasks,
+    selected_ids,
+    show_versions,
+    shown_id,
+)
 from .terrafusion_dock import DASH, local_time
 from .translation import tr
 
@@ -464,14 +471,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
 
     def teardown(self) -> None:
         """Detach from running tasks before the plugin goes away."""
-        for task, names in ((self._load_task, ("loaded", "failed")),
-                            (self._resolve_task, ("done", "failed"))):
-            if task is None:
-                continue
-            try:
-                for name in names:
-                    getattr(task, name).disconnect()
-            except (RuntimeError, TypeError):
-                pass
+        disconnect_tasks(((self._load_task, ("loaded", "failed")),
+                          (self._resolve_task, ("done", "failed"))))
         self._load_task = self._resolve_task = None
         self._clear_map()
