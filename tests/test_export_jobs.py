@@ -238,6 +238,19 @@ def _terminal_ctrl_c() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+def _writing(folder: Path, prefix: str) -> bool:
+    """Whether a temp file named ``prefix``... in ``folder`` holds bytes yet. The export
+    first proves the folder writable with a probe file it removes at once: a file listed
+    may be gone before it is looked at."""
+    for path in folder.iterdir():
+        try:
+            if path.name.startswith(prefix) and path.stat().st_size > 0:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
     target = out / "parcels.kml"
     # a filter that costs a few milliseconds a row keeps the export running for seconds
@@ -249,8 +262,7 @@ def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=_terminal_ctrl_c)
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".parcels.kml.tf-") and p.stat().st_size > 0
-                  for p in out.iterdir()):
+    while not _writing(out, ".parcels.kml.tf-"):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
