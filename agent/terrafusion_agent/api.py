@@ -57,7 +57,7 @@ __all__ = [
     "history_start",
     "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
     "refuse_own_file", "layer_options", "output_field_names", "layer_export",
-    "check_writer_messages", "check_central", "settings_file",
+    "check_writer_messages", "check_central", "settings_file", "fleet",
     "reload_agent_config", "redact",
 ]
 
@@ -351,6 +351,27 @@ def restore_version(cfg: Config, table: str, key: Any, entry_id: int) -> dict:
     from terrafusion_agent.feature_history import restore
 
     return restore(cfg, table, key, entry_id)
+
+
+# --- the fleet -----------------------------------------------------------------------------
+
+
+def fleet(cfg: Config) -> list[dict]:
+    """Every agent's heartbeat as central's ``tf_fleet`` view shows it, stale ones first:
+    ``agent_id``, ``hostname``, ``version``, ``registered_at``, ``last_seen_at``,
+    ``interval_seconds``, ``last_success_at``, ``last_result``, ``consecutive_failures``,
+    ``pending``, ``open_conflicts``, ``rejected``, ``stale_after_seconds`` and ``stale``
+    (not seen, or no success, for longer than ``stale_after_seconds``). Figures an agent
+    of an earlier version does not report are None. Only reads that view (any role
+    allowed to read it may ask); a central without it raises TerraFusionError saying to
+    run init-central, an unreachable one CentralUnavailable."""
+    from terrafusion_agent.stores import open_central
+
+    central = open_central(cfg)
+    try:
+        return central.fleet()
+    finally:
+        central.close()
 
 
 # --- layers --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -103,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="only changes at or after T (ISO 8601, UTC unless it says "
                               "otherwise: 2026-12-01 or 2026-12-01T14:30:00Z)")
     history.add_argument("--until", metavar="T", help="only changes at or before T")
+
+    fleet = sub.add_parser(
+        "fleet", help="every agent syncing with central: version, last success, failures, "
+                      "backlog; stale ones flagged",
+        description="Every agent's heartbeat as central keeps it (the tf_fleet view): "
+                    "version, last seen, last success, failures in a row, pending edits, "
+                    "open conflicts and rows central refused. An agent is stale when it "
+                    "has not been seen, or has not synced successfully, for longer than "
+                    "three of its intervals plus five minutes. Needs only the right to "
+                    "read tf_fleet.")
+    fleet.add_argument("--json", action="store_true",
+                       help="the rows as JSON instead of a table")
 
     export = sub.add_parser(
         "export", help="export a table of the local copy to a file; prints a JSON summary",
@@ -407,6 +420,60 @@ def cmd_history(config, args) -> int:
     return 0
 
 
+def cmd_fleet(config, args) -> int:
+    from terrafusion_agent import api
+
+    agents = api.fleet(config)
+    if args.json:
+        _print_json({"agents": agents})
+    else:
+        print(fleet_table(agents))
+    return 0
+
+
+_FLEET_HEADINGS = ("STATE", "HOST", "AGENT", "VERSION", "LAST SEEN", "LAST SUCCESS",
+                   "RESULT", "FAILS", "PENDING", "CONFLICTS", "REJECTED")
+
+
+def fleet_table(agents: list[dict], now: Optional[datetime] = None) -> str:
+    """The fleet as a table for people: stale agents first, marked STALE, times as ages."""
+    now = now or datetime.now(timezone.utc)
+    if not agents:
+        return "No agent has written its heartbeat to this central database yet."
+
+    def figure(value) -> str:
+        return "-" if value is None else str(value)
+
+    rows = [("STALE" if a["stale"] else "ok", a["hostname"] or "-", a["agent_id"][:8],
+             figure(a["version"]), _age(a["last_seen_at"], now),
+             _age(a["last_success_at"], now), figure(a["last_result"]),
+             figure(a["consecutive_failures"]), figure(a["pending"]),
+             figure(a["open_conflicts"]), figure(a["rejected"])) for a in agents]
+    widths = [max(len(r[i]) for r in (_FLEET_HEADINGS, *rows))
+              for i in range(len(_FLEET_HEADINGS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+             for r in (_FLEET_HEADINGS, *rows)]
+    stale = sum(1 for a in agents if a["stale"])
+    lines.append("")
+    lines.append(f"{len(agents)} agent(s), {stale} stale: not seen, or no successful sync, "
+                 "for longer than three of its intervals plus five minutes.")
+    return "\n".join(lines)
+
+
+def _age(when: Optional[str], now: datetime) -> str:
+    """How long ago ``when`` (ISO 8601) was, in the largest whole unit: 40 s, 5 min, 3 h,
+    2 d ago; "never" for none."""
+    if not when:
+        return "never"
+    seconds = (now - datetime.fromisoformat(when.replace("Z", "+00:00"))).total_seconds()
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
 def cmd_export(config, args) -> int:
     from terrafusion_agent.export import ExportRequest, export_table
     from terrafusion_agent.export.request import split_fields
@@ -485,4 +552,5 @@ COMMANDS = {
     "uninstall-service": cmd_uninstall_service,
     "export": cmd_export,
     "history": cmd_history,
+    "fleet": cmd_fleet,
 }

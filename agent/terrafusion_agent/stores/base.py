@@ -241,7 +241,14 @@ class CentralStore(ABC):
 
     @abstractmethod
     def heartbeat(self, agent: dict[str, Any]) -> None:
-        """Record (or refresh) this agent in ``tf_agents``, durably."""
+        """Record (or refresh) this agent in ``tf_agents``, durably: who and where it is
+        and the figures of ``stores.fleet.HEARTBEAT_FIGURES`` (missing ones as NULL)."""
+
+    @abstractmethod
+    def fleet(self) -> list[dict[str, Any]]:
+        """Every agent's row of the ``tf_fleet`` view (``stores.fleet.FLEET_COLUMNS``,
+        times as ISO 8601 UTC text), stale ones first; only reads that view, so any role
+        allowed to read it may ask. TerraFusionError when the central has no such view."""
 
     @abstractmethod
     def allocate_keys(self, info: TableInfo, agent_id: str) -> Optional[tuple[int, int]]:

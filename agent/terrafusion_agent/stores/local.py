@@ -617,6 +617,35 @@ class LocalStore:
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row)) if row else None
 
+    def sync_outcome(self) -> dict[str, Any]:
+        """How this copy's syncs have gone: ``last_success_at`` (when the newest
+        successful run finished), ``last_result`` (of the newest finished run),
+        ``consecutive_failures`` (failed runs since that success; a cancelled run is not
+        a failure and does not end a streak) and ``failures_before_last_success`` (the
+        streak that success ended)."""
+        success = self.conn.execute(
+            "SELECT id, finished_at FROM tf_sync_runs WHERE result = 'success' "
+            "ORDER BY id DESC LIMIT 1").fetchone()
+        last_id, last_at = success if success else (0, None)
+        before = self.conn.execute(
+            "SELECT id FROM tf_sync_runs WHERE result = 'success' AND id < ? "
+            "ORDER BY id DESC LIMIT 1", (last_id,)).fetchone()
+        last_result = self.conn.execute(
+            "SELECT result FROM tf_sync_runs WHERE result != 'running' "
+            "ORDER BY id DESC LIMIT 1").fetchone()
+
+        def failures(after: int, until: Optional[int]) -> int:
+            bound = "" if until is None else " AND id < ?"
+            return int(self.conn.execute(
+                f"SELECT count(*) FROM tf_sync_runs WHERE result = 'failed' AND id > ?{bound}",
+                (after,) if until is None else (after, until)).fetchone()[0])
+
+        return {"last_success_at": last_at,
+                "last_result": last_result[0] if last_result else None,
+                "consecutive_failures": failures(last_id, None),
+                "failures_before_last_success": (failures(before[0] if before else 0, last_id)
+                                                 if success else 0)}
+
     # --- conflicts ----------------------------------------------------------------------
 
     def conflicts(self, include_resolved: bool = False,

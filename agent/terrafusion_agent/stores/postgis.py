@@ -33,6 +33,12 @@ from terrafusion_agent.stores.base import (
     WriteSession,
     topological,
 )
+from terrafusion_agent.stores.fleet import (
+    FLEET_COLUMNS,
+    HEARTBEAT_FIGURES,
+    NO_FLEET,
+    fleet_row,
+)
 from terrafusion_agent.stores.history import (
     before_start,
     entry,
@@ -203,9 +209,10 @@ class PostGISCentral(CentralStore):
                                  (self._rel("tf_change_log"),)))
 
     def bookkeeping_current(self) -> bool:
-        """True when the bookkeeping has everything this agent writes (the history)."""
+        """True when the bookkeeping has everything this agent writes (the history, the
+        heartbeat's figures: the fleet view comes with them)."""
         return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
-                                 (self._rel("tf_history"),)))
+                                 (self._rel("tf_fleet"),)))
 
     def table_info(self, name: str) -> TableInfo:
         with self.conn.cursor() as cur:
@@ -540,14 +547,35 @@ class PostGISCentral(CentralStore):
             with self.conn.transaction(), self.conn.cursor() as cur:
                 _durable(cur)
                 cur.execute(
-                    "INSERT INTO tf_agents (agent_id, hostname, local_path, version, "
-                    "registered_at, last_seen_at) VALUES (%(agent_id)s, %(hostname)s, "
-                    "%(local_path)s, %(version)s, %(now)s, %(now)s) ON CONFLICT (agent_id) "
-                    "DO UPDATE SET hostname = excluded.hostname, local_path = "
-                    "excluded.local_path, version = excluded.version, "
-                    "last_seen_at = excluded.last_seen_at", agent)
+                    f"INSERT INTO tf_agents (agent_id, hostname, local_path, version, "
+                    f"registered_at, last_seen_at, {', '.join(HEARTBEAT_FIGURES)}) "
+                    f"VALUES (%(agent_id)s, %(hostname)s, %(local_path)s, %(version)s, "
+                    f"%(now)s, %(now)s, "
+                    f"{', '.join(f'%({k})s' for k in HEARTBEAT_FIGURES)}) "
+                    "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
+                    "local_path = excluded.local_path, version = excluded.version, "
+                    "last_seen_at = excluded.last_seen_at, "
+                    + ", ".join(f"{k} = excluded.{k}" for k in HEARTBEAT_FIGURES),
+                    {**dict.fromkeys(HEARTBEAT_FIGURES), **agent})
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """Every agent's row of the ``tf_fleet`` view, stale ones first."""
+        if not self.table_exists("tf_fleet"):
+            raise TerraFusionError(NO_FLEET.format(self.describe()))
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(f"SELECT {', '.join(FLEET_COLUMNS)} FROM {self._rel('tf_fleet')} "
+                            "ORDER BY stale DESC, hostname, agent_id")
+                rows = cur.fetchall()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise TerraFusionError(
+                f"The central database {self.describe()} does not let this role read the "
+                f"fleet view: {_first_line(exc)}.") from None
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+        return [fleet_row(dict(zip(FLEET_COLUMNS, row))) for row in rows]
 
     @contextmanager
     def read_session(self) -> Iterator[PgReadSession]:

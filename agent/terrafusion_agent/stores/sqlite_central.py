@@ -31,6 +31,12 @@ from terrafusion_agent.stores.base import (
     WriteSession,
     topological,
 )
+from terrafusion_agent.stores.fleet import (
+    FLEET_COLUMNS,
+    HEARTBEAT_FIGURES,
+    NO_FLEET,
+    fleet_row,
+)
 from terrafusion_agent.stores.history import (
     before_start,
     entry,
@@ -87,7 +93,9 @@ class SpatiaLiteCentral(CentralStore):
         return self.table_exists("tf_change_log")
 
     def bookkeeping_current(self) -> bool:
-        return self.table_exists("tf_history")
+        return bool(self.conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'tf_fleet'"
+        ).fetchone()[0])
 
     # --- change tracking ----------------------------------------------------------------
 
@@ -318,10 +326,23 @@ class SpatiaLiteCentral(CentralStore):
         """Record (or refresh) this agent in ``tf_agents``."""
         self._execute(
             "INSERT INTO tf_agents (agent_id, hostname, local_path, version, registered_at, "
-            "last_seen_at) VALUES (:agent_id, :hostname, :local_path, :version, :now, :now) "
+            f"last_seen_at, {', '.join(HEARTBEAT_FIGURES)}) VALUES (:agent_id, :hostname, "
+            f":local_path, :version, :now, :now, "
+            f"{', '.join(':' + k for k in HEARTBEAT_FIGURES)}) "
             "ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, "
             "local_path = excluded.local_path, version = excluded.version, "
-            "last_seen_at = excluded.last_seen_at", agent)
+            "last_seen_at = excluded.last_seen_at, "
+            + ", ".join(f"{k} = excluded.{k}" for k in HEARTBEAT_FIGURES),
+            {**dict.fromkeys(HEARTBEAT_FIGURES), **agent})
+
+    def fleet(self) -> list[dict[str, Any]]:
+        """Every agent's row of the ``tf_fleet`` view, stale ones first."""
+        if not self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'view' "
+                                 "AND name = 'tf_fleet'").fetchone()[0]:
+            raise TerraFusionError(NO_FLEET.format(self.describe()))
+        rows = self.conn.execute(f"SELECT {', '.join(FLEET_COLUMNS)} FROM tf_fleet "
+                                 "ORDER BY stale DESC, hostname, agent_id").fetchall()
+        return [fleet_row(dict(zip(FLEET_COLUMNS, row))) for row in rows]
 
     @contextmanager
     def read_session(self) -> Iterator[SqliteReadSession]:

@@ -285,6 +285,15 @@ def _refill_keys(central: CentralStore, local: LocalStore, infos: dict[str, Tabl
 
 
 def _heartbeat(local: LocalStore, config: Config, agent_id: str) -> dict:
-    """This agent's row in the central ``tf_agents`` table, written by the pull."""
+    """This agent's row in the central ``tf_agents`` table: who and where it is, and
+    how its syncs go as its local copy recorded them (the runs finished before this
+    heartbeat; the run writing it is still under way) with the copy's backlog."""
+    outcome = local.sync_outcome()
     return {"agent_id": agent_id, "hostname": socket.gethostname(),
-            "local_path": str(config.local_path), "version": __version__, "now": utc_now()}
+            "local_path": str(config.local_path), "version": __version__, "now": utc_now(),
+            "interval_seconds": config.interval_seconds,
+            "last_success_at": outcome["last_success_at"],
+            "last_result": outcome["last_result"],
+            "consecutive_failures": outcome["consecutive_failures"],
+            "pending": local.pending_count(), "open_conflicts": local.open_conflict_count(),
+            "rejected": local.rejected_count()}
