@@ -27,10 +27,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - QGIS builds with an older Python
     import tomli as tomllib
 
+from urllib.parse import urlsplit
+
 import platformdirs
 
 from terrafusion_agent.errors import ConfigError
-from terrafusion_agent.redact import register_url_password
+from terrafusion_agent.redact import register_url_password, register_webhook_url
 
 APP_NAME = "terrafusion"
 ENV_CONFIG = "TERRAFUSION_CONFIG"
@@ -88,10 +90,16 @@ class Config:
     table_policy: dict[str, str]
     http_host: str
     http_port: int
+    #: the address of the metrics-only listener ("" for none) and its port
+    metrics_host: str
+    metrics_port: int
     token_file: Path
     presets: dict[str, ExportPreset]
     log_level: str
     log_dir: Path
+    #: where the agent POSTs its alerts ("" for nowhere)
+    alert_webhook_url: str
+    alert_failures_threshold: int
     source: Optional[Path] = None
 
     def policy_for(self, table: str) -> str:
@@ -140,6 +148,40 @@ class FilePath(Text):
     """A file or folder; a relative one is relative to the configuration file's folder."""
 
     kind = "path"
+
+
+class OptionalText:
+    """A string that may be empty, which means "none" (surrounding blanks dropped)."""
+
+    kind = "text, may be empty"
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string (empty for none)")
+        return value.strip()
+
+    def describe(self) -> str:
+        return self.kind
+
+
+class WebhookUrl(OptionalText):
+    """An http(s) URL to POST to, or empty for none. It may carry a secret (a password
+    in its user info, a token in its path or query): the whole URL is one from the moment
+    it is read."""
+
+    kind = "URL, may be empty"
+
+    def __call__(self, value: Any) -> str:
+        url = super().__call__(value)
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (or be empty)")
+        if url and not urlsplit(url).hostname:
+            raise ValueError("must name a host")
+        return url
+
+    @staticmethod
+    def register_secret(url: str) -> None:
+        register_webhook_url(url)
 
 
 class CentralUrl(Text):
@@ -378,6 +420,14 @@ KEYS: tuple[Key, ...] = (
         "The port of the agent's HTTP API (health, metrics, the plugin's requests); 0 "
         "takes any free port.",
         live=False, field="http_port"),
+    Key("http.metrics_host", OptionalText(), "",
+        "An address for a second listener that serves only /metrics and /health/live, "
+        "for a Prometheus on the network (0.0.0.0 for every address); empty: none. The "
+        "API, which shows owner names, stays on http.host.",
+        live=False, field="metrics_host"),
+    Key("http.metrics_port", Whole(0, 65535), 9765,
+        "The port of the metrics-only listener; 0 takes any free port.",
+        live=False, field="metrics_port"),
     Key("http.token_file", FilePath(), Computed(
             lambda base: base / "token", "`token` beside the configuration file"),
         "The file holding the token every POST to the API must present; created on the "
@@ -391,6 +441,16 @@ KEYS: tuple[Key, ...] = (
             "the user log folder (`~/.local/state/terrafusion/log` on Linux)"),
         "The folder of the agent's log, JSON lines, rotated.",
         live=False, field="log_dir"),
+    Key("alerts.webhook_url", WebhookUrl(), "",
+        "Where the agent POSTs a small JSON message when syncs fail several times in a "
+        "row, when they work again after that, and when a sync finds new conflicts or "
+        "rows central refused; empty: no alerts. It may carry a secret (user:password@, "
+        "a token): it is masked like a password wherever it is shown.",
+        live=True, field="alert_webhook_url", secret=True),
+    Key("alerts.failures_threshold", Whole(1, 1000), 3,
+        "How many syncs in a row must fail before the failure alert is sent (once per "
+        "run of failures).",
+        live=True, field="alert_failures_threshold"),
     Key(f"{_PRESET}.table", Text(), None,
         "The table the preset exports.",
         live=True, field="table", required=True),
@@ -523,8 +583,8 @@ def _check(k: Key, path: tuple[str, ...], value: Any) -> Any:
         clean = k.check(value)
     except ValueError as exc:
         raise ConfigError(f"Configuration key {'.'.join(path)} {exc}.") from None
-    if k.secret:
-        register_url_password(clean)  # a secret from this moment on
+    if k.secret:  # a secret from this moment on
+        getattr(k.check, "register_secret", register_url_password)(clean)
     return clean
 
 
@@ -594,7 +654,20 @@ def load(
     _apply_env(data, environ)
     values: dict[tuple[str, ...], Any] = {}
     _walk(data, _TREE, (), values)
-    return _build(values, cfg_path.parent, cfg_path if cfg_path.exists() else None)
+    config = _build(values, cfg_path.parent, cfg_path if cfg_path.exists() else None)
+    _check_listeners(config)
+    return config
+
+
+def _check_listeners(config: Config) -> None:
+    """The metrics listener cannot share the API's address and port: one of the two
+    would not start, or the API's routes would be where only metrics should be."""
+    if (config.metrics_host and config.metrics_port and config.metrics_port == config.http_port
+            and config.metrics_host == config.http_host):
+        raise ConfigError(
+            f"Configuration key http.metrics_port is {config.metrics_port}, the API's own "
+            f"port on the same host {config.http_host}; give the metrics listener "
+            "another port or another host.")
 
 
 # --- comparing ---------------------------------------------------------------------------------

@@ -48,6 +48,50 @@ def register_url_password(url: str) -> None:
             _passwords.update(found)
 
 
+#: a webhook URL's query values, and path parts, at least this long are taken for tokens
+#: (a path holds words such as "services" or "webhooks" too, so its tokens must be longer)
+WEBHOOK_QUERY_TOKEN_LENGTH = 8
+WEBHOOK_PATH_TOKEN_LENGTH = 16
+
+
+def register_webhook_url(url: str) -> None:
+    """Mask a webhook URL's secrets in every later :func:`redact`: its password, its
+    query values and path parts long enough to be tokens (a chat service's hook carries
+    its token in the path), and the URL whole. Short parts (``/hooks``, ``?v=1``) stay
+    readable: masking them everywhere would garble every message."""
+    if not url:
+        return
+    register_url_password(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        register_secret(url)
+        return
+    for value in {url, urlunsplit(parts._replace(netloc=parts.hostname or ""))}:
+        register_secret(value)
+    pieces = [(p, WEBHOOK_PATH_TOKEN_LENGTH) for p in parts.path.split("/") if p]
+    pieces += [(v, WEBHOOK_QUERY_TOKEN_LENGTH)
+               for _, _, v in (q.partition("=") for q in parts.query.split("&"))]
+    for piece, length in pieces:
+        for value in (piece, unquote(piece)):
+            register_secret(value, length)
+
+
+def webhook_display(url: str) -> str:
+    """A webhook URL as status, logs and errors show it: scheme, host and port only."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}/{MASK}"
+
+
 def url_passwords(url: str) -> set[str]:
     """The password of ``url`` (user info or ``password=`` parameter), as written and
     percent-decoded; a raw ``@`` in it may end the user info at either ``@``."""

@@ -196,6 +196,7 @@ def _pump(stream, put) -> None:
 
 
 def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger: str) -> dict:
+    from terrafusion_agent.alerts import for_local_copy
     from terrafusion_agent.errors import SyncCancelled, TerraFusionError
     from terrafusion_agent.lock import LocalLock
     from terrafusion_agent.sync.engine import run_sync
@@ -210,16 +211,24 @@ def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger:
 
     watcher = _CancelWatcher(cancelled, stop)
     watcher.start()
+    alerts = None
     try:
         progress(0.0, "")
         with LocalLock(cfg.local_path):
+            alerts = for_local_copy(cfg)  # the streak as the copy recorded it, under its lock
             summary = run_sync(cfg, trigger=trigger, progress=on_progress, stop=stop)
+        if alerts is not None:
+            alerts.sync_ended("success", summary, None)
     except SyncCancelled as exc:
         raise SyncFailed(str(exc), cancelled=True) from None
     except TerraFusionError as exc:
+        if alerts is not None:
+            alerts.sync_ended("failed", None, exc)
         raise SyncFailed(str(exc)) from None
     finally:
         watcher.done()
+        if alerts is not None:
+            alerts.wait()  # this process ends soon: give the messages their few seconds
     progress(1.0, "")
     return {**summary, "via": trigger}
 

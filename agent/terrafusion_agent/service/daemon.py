@@ -46,6 +46,8 @@ KEPT_SUMMARIES = 50
 STOP_TIMEOUT_SECONDS = 8.0
 #: worker threads of the HTTP server: /health is cheap, POSTs may wait a little
 HTTP_THREADS = 6
+#: worker threads of the metrics-only listener: a scraper asks every few seconds at most
+METRICS_THREADS = 2
 #: how long a conflict resolution sent during a sync waits for it to finish
 RESOLVE_WAIT_SECONDS = 60.0
 #: resolutions that may wait at once: the other HTTP threads keep answering /health
@@ -97,6 +99,11 @@ class Agent:
         self.token: str = ""
         self.server = None
         self._map: dict = {}
+        #: the metrics-only listener (``http.metrics_host``), with its own loop
+        self.metrics_server = None
+        self._metrics_map: dict = {}
+        self._metrics_thread: Optional[threading.Thread] = None
+        self.alerts = None
         self._stop = threading.Event()
         self._server_thread: Optional[threading.Thread] = None
         self._locked = False
@@ -126,6 +133,9 @@ class Agent:
             except LocalDamaged as exc:
                 # keep serving: /health and every scheduled sync say so until it is recovered
                 log.error("%s", exc)
+            from terrafusion_agent.alerts import Alerts, local_state
+
+            self.alerts = Alerts(lambda: self.config, *local_state(self.config))
             self.metrics = self._make_metrics()
             last_ok = parse(self.monitor.local.refresh()["last_success"])
             if last_ok is not None and self.metrics is not None:
@@ -141,15 +151,59 @@ class Agent:
                     f"The agent cannot listen on {self.config.http_host}:"
                     f"{self.config.http_port}: {exc.strerror or exc}."
                 ) from None
+            if self.config.metrics_host:
+                self._listen_for_metrics(create_server)
             self.scheduler.start()
             self._server_thread = threading.Thread(target=self._serve, name="http",
                                                    daemon=True)
             self._server_thread.start()
+            if self.metrics_server is not None:
+                self._metrics_thread = threading.Thread(
+                    target=self._serve_metrics, name="http-metrics", daemon=True)
+                self._metrics_thread.start()
         except BaseException:
             self.stop()
             raise
         log.info("agent started; API on %s", self.base_url,
                  extra={"event": "start", "local_path": str(self.config.local_path)})
+        if self.metrics_url is not None:
+            log.info("metrics for the network on %s", self.metrics_url,
+                     extra={"event": "start", "metrics_url": self.metrics_url})
+
+    def _listen_for_metrics(self, create_server) -> None:
+        """The second listener, for a scraper on the network: /metrics and /health/live
+        only, so the API's routes (owner names in conflicts, history, pending edits)
+        stay on ``http.host``."""
+        from terrafusion_agent.service.http import Api, server_options
+        from terrafusion_agent.service.routes import METRICS_ROUTES
+
+        host, port = self.config.metrics_host, self.config.metrics_port
+        try:
+            self.metrics_server = create_server(
+                Api(self, routes=METRICS_ROUTES, host=host), map=self._metrics_map,
+                host=host, port=port, threads=METRICS_THREADS,
+                ident="terrafusion-agent", expose_tracebacks=False, **server_options())
+        except OSError as exc:
+            raise TerraFusionError(
+                f"The agent cannot listen for metrics on {host}:{port} "
+                f"(http.metrics_host, http.metrics_port): {exc.strerror or exc}.") from None
+
+    @property
+    def metrics_url(self) -> Optional[str]:
+        """Where the metrics-only listener serves /metrics; None without one."""
+        if self.metrics_server is None:
+            return None
+        from terrafusion_agent.config import api_base_url
+
+        return (f"{api_base_url(self.config.metrics_host, self.metrics_server.effective_port)}"
+                "/metrics")
+
+    def _serve_metrics(self) -> None:
+        try:
+            self.metrics_server.run()
+        except (OSError, ValueError):
+            if not self._stop.is_set():
+                raise
 
     def _make_metrics(self):
         try:
@@ -246,6 +300,14 @@ class Agent:
             wasyncore.close_all(self._map)
         if self._server_thread is not None:
             self._server_thread.join(2)
+        if self.metrics_server is not None:
+            from waitress import wasyncore
+
+            self.metrics_server.close()
+            self.metrics_server.task_dispatcher.shutdown(timeout=1)
+            wasyncore.close_all(self._metrics_map)
+        if self._metrics_thread is not None:
+            self._metrics_thread.join(2)
         if not clean:
             log.warning("the running sync did not stop within %.0f s; it is abandoned and "
                         "its open transaction rolled back", timeout)
@@ -343,6 +405,11 @@ class Agent:
             while len(self._summaries) > KEPT_SUMMARIES:
                 self._summaries.popitem(last=False)
         figures = self.monitor.local.refresh()
+        if self.alerts is not None:
+            try:
+                self.alerts.sync_ended(result, summary, error)
+            except Exception:  # noqa: BLE001 - an alert must never disturb the agent
+                log.exception("the sync's alerts failed")
         if result == "success":
             self.monitor.central_seen(True)
         elif isinstance(error, CentralUnavailable):

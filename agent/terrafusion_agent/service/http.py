@@ -74,15 +74,17 @@ class ApiRequest(Request):
 class Api:
     """The WSGI application. ``agent`` is the running daemon; ``token`` the bearer secret."""
 
-    def __init__(self, agent, routes: Optional[list] = None):
+    def __init__(self, agent, routes: Optional[list] = None, host: Optional[str] = None):
+        """``routes`` (default: all) and the ``host`` it listens on (default:
+        ``http.host``) make the metrics-only listener out of the same plumbing."""
         self.agent = agent
         self.routes = routes if routes is not None else routes_mod.ROUTES
         # empty(): an unbound copy of each rule, so several agents can live in one process
         self.url_map = Map([r.rule.empty() for r in self.routes], strict_slashes=False,
                            merge_slashes=False)
         self.handlers: dict[str, Callable] = {r.endpoint: r for r in self.routes}
-        host = agent.config.http_host
-        self._check_host = host in _LOOPBACK_NAMES or host.startswith("127.")
+        self.host = agent.config.http_host if host is None else host
+        self._check_host = self.host in _LOOPBACK_NAMES or self.host.startswith("127.")
 
     def authorize(self, request: Request) -> None:
         """401 unless the request carries the agent's bearer token."""
@@ -103,7 +105,7 @@ class Api:
             name = host[: host.index("]") + 1] if host.startswith("[") else host.split(":")[0]
         except (ValueError, HTTPException):
             return False
-        return name in _LOOPBACK_NAMES or name == self.agent.config.http_host
+        return name in _LOOPBACK_NAMES or name == self.host
 
     def dispatch(self, request: Request) -> Response:
         if not self._host_allowed(request):

@@ -327,3 +327,7 @@ ROUTES: list[Route] = [
     Route(Rule(f"/api/v1/exports/<int(min=1, max={MAX_ID}):job_id>", endpoint="get_export",
                methods=["GET"]), get_export),
 ]
+
+#: what the metrics-only listener (``http.metrics_host``) serves: nothing that names an
+#: owner, a path or a row
+METRICS_ROUTES = [r for r in ROUTES if r.endpoint in ("metrics", "live")]
