@@ -29,7 +29,11 @@ SECTIONS = {
     "sync": "What is synced, how often, and what happens to a row changed on both sides.",
     "sync.table_policy": "A conflict policy for one table, other than "
                          "`sync.conflict_policy`: one key per table.",
-    "http": "The agent's local HTTP API.",
+    "http": "The agent's local HTTP API, and an optional metrics-only listener for a "
+            "scraper on the network.",
+    "alerts": "Optional push alerts: a small JSON message POSTed to a URL when syncs keep "
+              "failing, when they work again, and when a sync finds new conflicts or rows "
+              "central refused.",
     "logging": "The agent's own log.",
     "export.presets.<name>": "A named export that says what may leave the office for one "
                              "recipient. Options given with an export can only narrow it "

@@ -246,3 +246,33 @@ def test_upgrade_from_c0004_adds_the_fleet_and_agents_of_the_previous_version_ke
     assert old_row["interval_seconds"] is None and old_row["last_success_at"] is None
     assert old_row["stale"] is False and old_row["version"]
     assert (new_row["last_result"], new_row["interval_seconds"]) == ("success", 300)
+
+
+# --- Grafana ----------------------------------------------------------------------------
+
+
+def test_the_dashboards_fleet_panel_reads_tf_fleet_on_a_central(pg_agent):
+    dashboard = json.loads((ROOT / "resources" / "monitoring" / "grafana-dashboard.json")
+                           .read_text(encoding="utf-8"))
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["fleet_datasource"]["type"] == "datasource"
+    assert variables["fleet_datasource"]["query"] == "postgres"
+    [panel] = [p for p in dashboard["panels"]
+               if p.get("datasource", {}).get("uid") == "${fleet_datasource}"]
+    assert panel["type"] == "table"
+    [target] = panel["targets"]
+    stale = [o for o in panel["fieldConfig"]["overrides"]
+             if o["matcher"] == {"id": "byName", "options": "stale"}]
+    assert stale and "red" in json.dumps(stale)
+
+    pg_agent.run("init-central", "--demo-parcels", "5")
+    pg_agent.run("sync")
+    central_exec(pg_agent, "INSERT INTO tf_agents (agent_id, hostname, registered_at, "
+                           "last_seen_at, interval_seconds) VALUES ('x', 'ROOM-214', %s, %s, 60)",
+                 (ago(86400), ago(86400)))
+    with psycopg.connect(pg_agent.central_url) as conn:
+        cur = conn.execute(target["rawSql"])
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    assert [(r["host"], r["stale"]) for r in rows][0] == ("ROOM-214", True)
+    assert rows[1]["stale"] is False and "failures in a row" in names
