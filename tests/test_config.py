@@ -175,8 +175,9 @@ def test_the_declared_key_names_are_the_contracts():
         "local.path", "local.busy_timeout_seconds",
         "sync.tables", "sync.interval_seconds", "sync.conflict_policy",
         "sync.table_policy.<table>",
-        "http.host", "http.port", "http.token_file",
-        "logging.level", "logging.dir",
+        "http.host", "http.port", "http.metrics_host", "http.metrics_port",
+        "http.token_file",
+        "logging.level", "logging.dir", "alerts.webhook_url", "alerts.failures_threshold",
         "export.presets.<name>.table", "export.presets.<name>.format",
         "export.presets.<name>.crs", "export.presets.<name>.fields",
         "export.presets.<name>.renames", "export.presets.<name>.where",
@@ -260,7 +261,8 @@ def test_the_configuration_reference_names_every_key_its_limits_and_when_it_appl
 
 
 def test_the_keys_that_need_a_restart_are_the_listening_address_and_the_files():
-    assert config.RESTART_KEYS == {"http.host", "http.port", "http.token_file",
+    assert config.RESTART_KEYS == {"http.host", "http.port", "http.metrics_host",
+                                   "http.metrics_port", "http.token_file",
                                    "local.path", "logging.dir"}
     assert config.needs_restart("http.port")
     assert not config.needs_restart("sync.interval_seconds")

@@ -148,6 +148,7 @@ def test_every_configuration_field_is_classified_for_a_reload():
     declared = {"presets" if k.section == "export" else k.field for k in config_mod.KEYS}
     assert {f.name for f in fields(Config)} - {"source"} <= declared
     assert config_mod.RESTART_KEYS == {"local.path", "http.host", "http.port",
+                                       "http.metrics_host", "http.metrics_port",
                                        "http.token_file", "logging.dir"}
 
 
