@@ -8,7 +8,7 @@ AGENT := $(VENV)/bin/terrafusion-agent
 SYSTEM_PYTHON := /usr/bin/python3
 APT_PACKAGES := python3-qgis qgis qgis-providers python3-gdal gdal-bin \
 	libsqlite3-mod-spatialite postgresql-15-postgis-3 xvfb pyqt5-dev-tools \
-	qttools5-dev-tools prometheus python3-venv python3-pip
+	qttools5-dev-tools prometheus python3-venv python3-pip pgbouncer
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)

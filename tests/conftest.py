@@ -33,6 +33,25 @@ def pg_url(pg_cluster):
     pg_cluster.drop_db(name)
 
 
+@pytest.fixture(scope="session")
+def pg_bouncer(pg_cluster):
+    """A PgBouncer in transaction pooling mode in front of the test cluster."""
+    from pgbouncer import PgBouncer
+
+    bouncer = PgBouncer(pg_cluster).start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture
+def bouncer_url(pg_cluster, pg_bouncer):
+    """URL of a fresh PostGIS database for one test, reached through PgBouncer."""
+    name = next(_db_names)
+    pg_cluster.create_db(name)
+    yield pg_bouncer.url(name)
+    pg_cluster.drop_db(name)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     """No test reads the developer's own config, data or logs."""
@@ -140,14 +159,22 @@ def pg_agent(tmp_path, pg_url) -> AgentEnv:
     return AgentEnv(tmp_path, write_config(tmp_path, pg_url), pg_url)
 
 
-@pytest.fixture(params=["spatialite", "postgis"])
-def any_agent(request, tmp_path) -> AgentEnv:
-    """Both central kinds, one after the other."""
-    if request.param == "postgis":
+def agent_of_kind(request, tmp_path: Path, kind: str) -> AgentEnv:
+    """An agent whose central is "spatialite", "postgis" or "pgbouncer" (PostGIS
+    through PgBouncer in transaction pooling mode)."""
+    if kind == "postgis":
         url = request.getfixturevalue("pg_url")
+    elif kind == "pgbouncer":
+        url = request.getfixturevalue("bouncer_url")
     else:
         url = f"sqlite:///{tmp_path / 'central.sqlite'}"
     return AgentEnv(tmp_path, write_config(tmp_path, url), url)
+
+
+@pytest.fixture(params=["spatialite", "postgis"])
+def any_agent(request, tmp_path) -> AgentEnv:
+    """Both central kinds, one after the other."""
+    return agent_of_kind(request, tmp_path, request.param)
 
 
 def central_exec(agent: AgentEnv, sql: str, params: tuple = ()) -> list:

@@ -649,8 +649,10 @@ class Episode:
             return False  # every point is passed at most once per sync here
         if point in ("pull.mid_bulk_copy", "schema.mid_rebuild"):
             return self.full_copy.get(agent, False)
-        if point.startswith("pull.") or point == "purge.before_commit":
+        if point.startswith("pull."):
             return True
+        if point == "purge.before_commit":
+            return None  # once per central per period, by whichever agent comes first
         if point.startswith("push."):
             # an interrupted push's receipt may settle the whole queue before the push
             return queue[0] > 0 if not queue[1] else None

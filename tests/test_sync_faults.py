@@ -146,6 +146,8 @@ def prepare(agent: AgentEnv, point: str) -> tuple[list[str], list[int]]:
         central_exec(agent, "ALTER TABLE parcels ADD COLUMN zoning_note text")
     if point == "purge.before_commit":
         central_exec(agent, "UPDATE tf_change_log SET changed_at = now() - interval '400 days'")
+        # purged once per central per period: the setup's syncs purged moments ago
+        central_exec(agent, "DELETE FROM tf_settings WHERE key = 'purged_at'")
     return ["sync"], [1]
 
 

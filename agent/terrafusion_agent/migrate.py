@@ -12,6 +12,7 @@ import logging
 import re
 import sqlite3
 from pathlib import Path
+from typing import Optional
 
 from terrafusion_agent.errors import CentralUnavailable, TerraFusionError
 
@@ -52,7 +53,7 @@ def is_current(kind: str, conn: sqlite3.Connection) -> bool:
     return have == heads(kind)
 
 
-def _upgrade(kind: str, engine) -> None:
+def _upgrade(kind: str, engine, setup: Optional[tuple[str, tuple]] = None) -> None:
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
@@ -61,6 +62,8 @@ def _upgrade(kind: str, engine) -> None:
     cfg.set_main_option("version_table", VERSION_TABLE)
     try:
         with engine.begin() as connection:
+            if setup is not None:
+                connection.exec_driver_sql(*setup)
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     finally:
@@ -81,14 +84,24 @@ def upgrade_central(store) -> None:
     if store.kind == "postgis":
         import psycopg
 
+        from terrafusion_agent.sql import quote_ident
+
         def creator():
-            return psycopg.connect(store.url, options=f"-c search_path={store.schema},public")
+            # no startup options and no server-side prepared statements: the same
+            # connection works through a pooler in transaction mode (PgBouncer)
+            return psycopg.connect(store.url, application_name="terrafusion-agent",
+                                   prepare_threshold=None)
 
         engine = sqlalchemy.create_engine("postgresql+psycopg://", creator=creator)
+        # the migrations run in one transaction: the schema is theirs until it commits
+        setup: Optional[tuple[str, tuple]] = (
+            "SELECT set_config('search_path', %s, true)",
+            (f"{quote_ident(store.schema)}, public",))
     else:
         engine = sqlalchemy.create_engine(f"sqlite:///{store.path}")
+        setup = None
     try:
-        _upgrade("central", engine)
+        _upgrade("central", engine, setup)
     except sqlalchemy.exc.DBAPIError as exc:
         # Alembic works through SQLAlchemy, which wraps the driver's error
         reason = str(exc.orig or exc).strip().splitlines()[0].rstrip(".")

@@ -51,13 +51,6 @@ def _default_begin(config: Config, trigger: str) -> int:
     return begin_run(config, trigger)
 
 
-def _default_sync(config: Config, trigger: str, stop: threading.Event, run_id: int,
-                  progress: Callable[[str, int, int], None]) -> dict:
-    from terrafusion_agent.sync.engine import run_sync
-
-    return run_sync(config, trigger=trigger, stop=stop, run_id=run_id, progress=progress)
-
-
 class RunProgress:
     """How far a run is as a whole (0 to 1), and the table it is on.
 
@@ -118,7 +111,9 @@ class SyncScheduler:
                  begin: Optional[BeginFunction] = None,
                  listeners: Optional[list[Listener]] = None):
         self.config = config
-        self._sync = sync or _default_sync
+        self._sync = sync or self._kept_sync
+        #: the central connection kept between this agent's own syncs
+        self._kept = None
         self._begin = begin or _default_begin
         self._listeners = list(listeners or [])
         self._busy = threading.Lock()
@@ -191,7 +186,9 @@ class SyncScheduler:
             log.info("waiting up to %.0f s for the running sync to stop", timeout)
             thread.join(timeout)
             if thread.is_alive():
-                return False
+                return False  # the sync still uses the kept connection: the exit ends it
+        if self._kept is not None:
+            self._kept.close()
         return True
 
     # --- state --------------------------------------------------------------------------
@@ -241,6 +238,16 @@ class SyncScheduler:
             self._busy.release()
 
     # --- work ---------------------------------------------------------------------------
+
+    def _kept_sync(self, config: Config, trigger: str, stop: threading.Event, run_id: int,
+                   progress: Callable[[str, int, int], None]) -> dict:
+        """``run_sync`` on the central connection kept from this agent's last sync."""
+        from terrafusion_agent.sync.engine import KeptCentral, run_sync
+
+        if self._kept is None:
+            self._kept = KeptCentral()
+        return run_sync(config, trigger=trigger, stop=stop, run_id=run_id, progress=progress,
+                        kept=self._kept)
 
     def _tick(self) -> None:
         try:

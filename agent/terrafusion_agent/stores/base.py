@@ -120,6 +120,30 @@ class TableSpec:
         return self.info.columns
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What one read of central tells an agent before it syncs (:meth:`CentralStore.poll`)."""
+
+    #: the database's identity; None while none was recorded yet
+    central_id: Optional[str]
+    #: the bookkeeping has everything this agent writes
+    current: bool
+    #: central's snapshot now: the checkpoint a sync that finds nothing new moves to
+    snapshot: str
+    #: others changed rows since the checkpoint (None: no checkpoint to compare with)
+    changed: Optional[bool]
+    #: changes after the checkpoint may have been purged already
+    lost: bool
+    #: the synced tables' columns, keys and change capture as they are now: table
+    #: descriptions read under the same fingerprint still hold
+    fingerprint: str
+    #: every commit ``snapshot`` saw is already flushed, so the snapshot may become the
+    #: checkpoint without a durable write of the agent's own
+    flushed: bool
+    #: no agent purged the change log and the history for a period
+    purge_due: bool
+
+
 class CentralStore(ABC):
     """The central database as the engine sees it: PostGIS, or an embedded SpatiaLite
     file. A store that lacks one of these cannot be instantiated.
@@ -200,6 +224,31 @@ class CentralStore(ABC):
     @abstractmethod
     def purge_change_log(self, retention_days: int) -> int:
         """Drop change-log entries older than the retention; returns how many."""
+
+    def poll(self, tables: Sequence[str], checkpoint: Optional[str], agent_id: str,
+             purge_every: float) -> Optional[Poll]:
+        """Whether anything changed for this agent, in one read-only round trip (see
+        :class:`Poll`); ``purge_every``: seconds between purges. None when the store
+        cannot tell that cheaply (then every sync reads everything)."""
+        return None
+
+    def make_durable(self) -> None:
+        """Flush every commit this store has seen, so a checkpoint naming them is never
+        lost to a server crash (a store whose commits are always durable: nothing)."""
+        return None
+
+    def purge(self, retention_days: int, history_retention_days: int,
+              every: float) -> Optional[tuple[int, int]]:
+        """Purge the change log and the history when no agent did for ``every``
+        seconds; returns (change-log entries, history entries) dropped, None when it
+        was not due or another agent is purging."""
+        return (self.purge_change_log(retention_days),
+                self.purge_history(history_retention_days))
+
+    def healthy(self) -> bool:
+        """False once the connection is known to be gone (a kept store is then
+        replaced before its next sync)."""
+        return True
 
     # --- audit history --------------------------------------------------------------------
 
@@ -341,6 +390,10 @@ def topological(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
 
 class ReadSession(ABC):
     """Reads of one pull inside one consistent snapshot."""
+
+    #: every commit the snapshot saw is durable already (else the pull asks
+    #: :meth:`CentralStore.make_durable` before keeping the checkpoint)
+    flushed = True
 
     def __init__(self, store: CentralStore):
         self.store = store

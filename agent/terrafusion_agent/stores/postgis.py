@@ -27,6 +27,7 @@ from terrafusion_agent.stores.base import (
     Column,
     GeometryInfo,
     LeafSource,
+    Poll,
     ReadSession,
     TableInfo,
     TableSpec,
@@ -148,21 +149,55 @@ class PostGISCentral(CentralStore):
             self._require_postgis()
 
     def _connect(self) -> psycopg.Connection:
-        connect_timeout, statement_timeout = self._timeouts
+        connect_timeout, _ = self._timeouts
         try:
+            # Nothing but libpq's own parameters at connect, and no server-side prepared
+            # statements: a pooler in transaction mode (PgBouncer) refuses a startup
+            # ``options`` and hands each transaction to any server connection. The
+            # settings the agent relies on are set in each of its transactions instead
+            # (see :meth:`_transaction`).
             return psycopg.connect(
                 self.url,
                 connect_timeout=connect_timeout,
                 # a network that silently drops packets ends the sync within a minute
                 keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
-                options=f"-c statement_timeout={int(statement_timeout) * 1000} "
-                "-c DateStyle=ISO -c TimeZone=UTC -c application_name=terrafusion-agent "
-                "-c idle_in_transaction_session_timeout=600000",
+                application_name="terrafusion-agent",
+                prepare_threshold=None,
             )
         except psycopg.Error as exc:
             raise CentralUnavailable(
                 f"The central database {redact_url(self.url)} cannot be reached: "
                 f"{_first_line(exc)}.") from None
+
+    def _settings_sql(self, durable: bool = False) -> str:
+        """The statement giving a transaction the settings every statement of the agent
+        runs under: its time limits, ISO dates in UTC, and for ``durable`` a commit
+        flushed before it is acknowledged. Local to the
+        transaction, so they follow it to whichever server connection a pooler gives."""
+        _, statement_timeout = self._timeouts
+        settings = [("statement_timeout", str(int(statement_timeout) * 1000)),
+                    ("idle_in_transaction_session_timeout", "600000"),
+                    ("DateStyle", "ISO"), ("TimeZone", "UTC")]
+        if durable:
+            # some servers run synchronous_commit = off for speed
+            settings.append(("synchronous_commit", "on"))
+        return "SELECT " + ", ".join(f"set_config({ql(k)}, {ql(v)}, true)"
+                                     for k, v in settings)
+
+    @contextmanager
+    def _transaction(self, durable: bool = False, snapshot: bool = False
+                     ) -> Iterator[psycopg.Cursor]:
+        """One transaction with the agent's settings (``snapshot``: read-only, in one
+        REPEATABLE READ snapshot); yields a cursor."""
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            first = self._settings_sql(durable)
+            if snapshot:
+                first = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; " + first
+            cur.execute(first)
+            yield cur
+
+    def healthy(self) -> bool:
+        return not (self.conn.closed or self.conn.broken)
 
     def describe(self) -> str:
         return redact_url(self.url)
@@ -293,34 +328,142 @@ class PostGISCentral(CentralStore):
         if found:
             return found
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                _durable(cur)
+            with self._transaction(durable=True) as cur:
                 cur.execute("INSERT INTO tf_settings (key, value) VALUES ('central_id', %s) "
                             "ON CONFLICT (key) DO NOTHING", (str(uuid.uuid4()),))
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
         return self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
 
+    def poll(self, tables: Sequence[str], checkpoint: Optional[str], agent_id: str,
+             purge_every: float) -> Optional[Poll]:
+        """One statement, read-only, also on a hot standby (see :class:`Poll`).
+
+        The change-log window is :meth:`PgReadSession.changed_keys`'s, asked only
+        whether it holds anything of others. The fingerprint hashes what the table
+        descriptions and the capture check read from the catalogs: each table's
+        columns (name, type, modifier, nullability), primary key, check constraints
+        and triggers with their functions (a row's ``xmin`` changes with every
+        ``CREATE OR REPLACE``). "Flushed" compares the WAL flushed with the WAL
+        inserted, both read after the statement's snapshot: a commit the snapshot saw
+        was inserted before it. A standby replays only WAL its primary has flushed.
+
+        A kept connection the server dropped meanwhile (a restart) is replaced once:
+        nothing was done on it yet. None when the bookkeeping is missing or older than
+        the poll (the sync then reads everything and says what is wrong).
+        """
+        settings = self._rel("tf_settings")
+        sql = (
+            f"SELECT (SELECT value FROM {settings} WHERE key = 'central_id'), "
+            "to_regclass(%(history)s) IS NOT NULL, pg_current_snapshot()::text, "
+            "CASE WHEN %(cp)s::text IS NOT NULL THEN EXISTS ("
+            f"SELECT FROM {self._rel('tf_change_log')} "
+            "WHERE tx >= pg_snapshot_xmin(%(cp)s::text::pg_snapshot) "
+            "AND NOT pg_visible_in_snapshot(tx, %(cp)s::text::pg_snapshot) "
+            "AND origin IS DISTINCT FROM %(agent)s) END, "
+            f"CASE WHEN %(cp)s::text IS NOT NULL THEN coalesce((SELECT value::xid8 FROM "
+            f"{settings} WHERE key = 'purged_tx') >= pg_snapshot_xmin(%(cp)s::text::pg_snapshot), "
+            "false) ELSE false END, "
+            "(SELECT md5(string_agg(t.n || '=' || coalesce((SELECT concat_ws(':', c.oid, "
+            "(SELECT string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, "
+            "a.attnotnull, a.attisdropped), ',' ORDER BY a.attnum) FROM pg_attribute a "
+            "WHERE a.attrelid = c.oid AND a.attnum > 0), "
+            "(SELECT string_agg(concat_ws(' ', i.indexrelid, i.indkey::text), ',') "
+            "FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+            "(SELECT string_agg(concat_ws(' ', k.oid, k.xmin), ',' ORDER BY k.oid) "
+            "FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c'), "
+            "(SELECT string_agg(concat_ws(' ', g.tgname, g.tgenabled, g.tgtype, g.xmin, "
+            "f.oid, f.xmin), ',' ORDER BY g.tgname) FROM pg_trigger g "
+            "JOIN pg_proc f ON f.oid = g.tgfoid WHERE g.tgrelid = c.oid AND NOT g.tgisinternal)"
+            ") FROM pg_class c WHERE c.oid = to_regclass(t.r)), '-'), ';' ORDER BY t.i)) "
+            "FROM unnest(%(names)s::text[], %(rels)s::text[]) WITH ORDINALITY AS t(n, r, i)), "
+            "CASE WHEN pg_is_in_recovery() THEN true ELSE "
+            "pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() END, "
+            f"coalesce((SELECT value::timestamptz FROM {settings} WHERE key = 'purged_at') "
+            "< now() - make_interval(secs => %(every)s), true)")
+        params = {"history": self._rel("tf_history"), "cp": checkpoint, "agent": agent_id,
+                  "names": list(tables), "rels": [self._rel(n) for n in tables],
+                  "every": float(purge_every)}
+        for attempt in (1, 2):
+            try:
+                with self.conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    row = _one(cur)
+                break
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
+                    psycopg.errors.UndefinedFunction):
+                return None
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or self.healthy():
+                    raise _unavailable(self, exc) from None
+                self.conn.close()
+                self.conn = self._connect()
+                self.conn.autocommit = True
+        return Poll(central_id=row[0], current=bool(row[1]), snapshot=row[2],
+                    changed=None if row[3] is None else bool(row[3]), lost=bool(row[4]),
+                    fingerprint=row[5] or "", flushed=bool(row[6]), purge_due=bool(row[7]))
+
+    def make_durable(self) -> None:
+        """A commit flushed before it is acknowledged flushes the whole WAL before it,
+        asynchronous commits of other sessions included. A transaction that wrote
+        nothing commits without a record, so this one takes a transaction id (and
+        writes nothing else)."""
+        try:
+            with self._transaction(durable=True) as cur:
+                cur.execute("SELECT pg_current_xact_id()")
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
+    def purge(self, retention_days: int, history_retention_days: int,
+              every: float) -> Optional[tuple[int, int]]:
+        """Purge once per central per period, by whichever agent gets there first:
+        the purge holds a transaction lock no other agent waits for (one that finds it
+        taken skips), and checks, holding it, that no purge committed meanwhile."""
+        try:
+            with self._transaction(durable=True) as cur:
+                cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('tf_purge', 0))")
+                if not _one(cur)[0]:
+                    return None
+                cur.execute("SELECT coalesce((SELECT value::timestamptz FROM tf_settings "
+                            "WHERE key = 'purged_at') < now() - make_interval(secs => %s), "
+                            "true)", (float(every),))
+                if not _one(cur)[0]:
+                    return None
+                n = self._purge_change_log(cur, retention_days)
+                h = self._purge_history(cur, history_retention_days)
+                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('purged_at', "
+                            "to_char(now() AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                faults.point("purge.before_commit")
+                return n, h
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
     def purge_change_log(self, retention_days: int) -> int:
         """Drop change-log entries older than the retention; remember the horizon."""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                _durable(cur)
-                cur.execute(
-                    "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
-                    "make_interval(days => %s) RETURNING tx) "
-                    "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
-                n, max_tx = _one(cur)
-                if n:
-                    cur.execute(
-                        "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = greatest("
-                        "tf_settings.value::numeric, excluded.value::numeric)::text",
-                        (max_tx,))
+            with self._transaction(durable=True) as cur:
+                n = self._purge_change_log(cur, retention_days)
                 faults.point("purge.before_commit")
-                return int(n)
+                return n
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
+
+    @staticmethod
+    def _purge_change_log(cur: psycopg.Cursor, retention_days: int) -> int:
+        cur.execute(
+            "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
+            "make_interval(days => %s) RETURNING tx) "
+            "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
+        n, max_tx = _one(cur)
+        if n:
+            cur.execute(
+                "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = greatest("
+                "tf_settings.value::numeric, excluded.value::numeric)::text",
+                (max_tx,))
+        return int(n)
 
     # --- audit history ------------------------------------------------------------------
 
@@ -354,7 +497,7 @@ class PostGISCentral(CentralStore):
                "AND (%(until)s::timestamptz IS NULL OR x.committed_at <= %(until)s) "
                "ORDER BY x.committed_at DESC, e.id DESC")
         try:
-            with self.conn.cursor() as cur:
+            with self._transaction() as cur:
                 cur.execute(sql, params)
                 rows = cur.fetchall()
         except psycopg.OperationalError as exc:
@@ -464,8 +607,7 @@ class PostGISCentral(CentralStore):
         inside one snapshot, read as :meth:`read_rows` reads them."""
         types = [_READ.get(c.kind, _TEXT)[1] for c in info.columns]
         try:
-            with self.conn.transaction():
-                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            with self._transaction(snapshot=True):
                 with self.conn.cursor() as cur, cur.copy(
                         f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
                     copy.set_types(types)
@@ -487,8 +629,7 @@ class PostGISCentral(CentralStore):
         only_key = "".join(f" AND t.{qi(p)} = %(k{i})s::{self._type_of(info, p)}"
                            for i, p in enumerate(info.pk))
         try:
-            with self.conn.transaction():
-                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            with self._transaction(snapshot=True):
                 with self.conn.cursor() as cur:
                     cur.execute(f"SELECT e.op, x.committed_at {of_key} AND e.id = %(id)s",
                                 params)
@@ -516,36 +657,33 @@ class PostGISCentral(CentralStore):
         """Drop the history of transactions committed more than ``retention_days`` ago;
         each table's history then starts at the newest commit dropped from it."""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                _durable(cur)
-                cur.execute(
-                    "WITH old AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
-                    "WHERE committed_at < now() - make_interval(days => %s)), "
-                    "gone AS (DELETE FROM tf_history e USING old WHERE e.tx = old.id "
-                    "AND e.tx BETWEEN (SELECT min(id) FROM old) AND (SELECT max(id) FROM old) "
-                    "RETURNING e.table_name, old.committed_at), "
-                    "starts AS (INSERT INTO tf_settings (key, value) "
-                    "SELECT 'history_start:' || table_name, to_char(max(committed_at) AT TIME "
-                    "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM gone "
-                    "GROUP BY table_name ON CONFLICT (key) DO UPDATE SET value = "
-                    "greatest(tf_settings.value, excluded.value)), "
-                    "txs AS (DELETE FROM tf_history_tx t USING old WHERE t.id = old.id) "
-                    "SELECT count(*) FROM gone", (int(retention_days),))
-                return int(_one(cur)[0])
+            with self._transaction(durable=True) as cur:
+                return self._purge_history(cur, retention_days)
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
-    def heartbeat(self, agent: dict) -> None:
-        """Record (or refresh) this agent in ``tf_agents``, durably.
+    @staticmethod
+    def _purge_history(cur: psycopg.Cursor, retention_days: int) -> int:
+        cur.execute(
+            "WITH old AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
+            "WHERE committed_at < now() - make_interval(days => %s)), "
+            "gone AS (DELETE FROM tf_history e USING old WHERE e.tx = old.id "
+            "AND e.tx BETWEEN (SELECT min(id) FROM old) AND (SELECT max(id) FROM old) "
+            "RETURNING e.table_name, old.committed_at), "
+            "starts AS (INSERT INTO tf_settings (key, value) "
+            "SELECT 'history_start:' || table_name, to_char(max(committed_at) AT TIME "
+            "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM gone "
+            "GROUP BY table_name ON CONFLICT (key) DO UPDATE SET value = "
+            "greatest(tf_settings.value, excluded.value)), "
+            "txs AS (DELETE FROM tf_history_tx t USING old WHERE t.id = old.id) "
+            "SELECT count(*) FROM gone", (int(retention_days),))
+        return int(_one(cur)[0])
 
-        Called after a pull's snapshot, it also makes every commit that snapshot saw
-        durable: a commit flushed with ``synchronous_commit = on`` flushes the whole WAL
-        before it, asynchronous commits of other sessions included. The agent's
-        checkpoint then never names a transaction a server crash could lose (its id
-        would be handed to a later transaction, which the next pull would skip)."""
+    def heartbeat(self, agent: dict) -> None:
+        """Record (or refresh) this agent in ``tf_agents``, durably: like
+        :meth:`make_durable`, it makes every commit seen before it durable too."""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                _durable(cur)
+            with self._transaction(durable=True) as cur:
                 cur.execute(
                     f"INSERT INTO tf_agents (agent_id, hostname, local_path, version, "
                     f"registered_at, last_seen_at, {', '.join(HEARTBEAT_FIGURES)}) "
@@ -581,8 +719,7 @@ class PostGISCentral(CentralStore):
     def read_session(self) -> Iterator[PgReadSession]:
         """A consistent read-only snapshot for one pull (REPEATABLE READ)."""
         try:
-            with self.conn.transaction():
-                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            with self._transaction(snapshot=True):
                 yield PgReadSession(self)
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
@@ -600,8 +737,8 @@ class PostGISCentral(CentralStore):
         try:
             with self.conn.transaction():
                 with self.conn.cursor() as cur:
-                    _durable(cur)
-                    cur.execute("SELECT set_config('terrafusion.origin', %s, true), "
+                    cur.execute(self._settings_sql(durable=True) + ", "
+                                "set_config('terrafusion.origin', %s, true), "
                                 "set_config('terrafusion.os_user', %s, true), "
                                 "set_config('terrafusion.host', %s, true), "
                                 "pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -624,8 +761,7 @@ class PostGISCentral(CentralStore):
         typ = {"bigint": "int8", "integer": "int4", "smallint": "int2"}.get(
             col.db_type or "", "int8")
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                _durable(cur)
+            with self._transaction(durable=True) as cur:
                 cur.execute("SELECT pg_get_serial_sequence(%s, %s)", (self._rel(info.name), pk))
                 seq = _one(cur)[0]
                 if seq:
@@ -671,7 +807,7 @@ class PostGISCentral(CentralStore):
         """
         out: dict[str, list[str]] = {}
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
+            with self._transaction() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                             ("tf_push:" + agent_id,))
                 cur.execute("SELECT batch_id, outcomes FROM tf_push_receipts WHERE agent_id = %s "
@@ -853,6 +989,7 @@ class PostGISCentral(CentralStore):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 conn.execute(pgsql.SQL("SET TRANSACTION SNAPSHOT {}").format(
                     pgsql.Literal(snapshot)))
+                conn.execute(self._settings_sql())
                 # sorts over the whole table: memory for them, no JIT compile (it costs
                 # seconds here), and no parallel workers: the query has the whole copy
                 # of the rows to finish in, and the cores are busy with that copy
@@ -963,7 +1100,7 @@ class PostGISCentral(CentralStore):
     def create_tables(self, tables: Sequence[tuple[TableSpec, Iterable[tuple]]]) -> None:
         name = ""
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
+            with self._transaction() as cur:
                 for spec, rows in tables:
                     name = spec.info.name
                     self._create_table(cur, spec, rows)
@@ -1022,7 +1159,7 @@ class PostGISCentral(CentralStore):
                  ) -> None:
         """Run one statement of this store's own, its errors in words."""
         try:
-            with self.conn.cursor() as cur:
+            with self._transaction() as cur:
                 cur.execute(sql, params)
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
@@ -1119,12 +1256,6 @@ def _json_value(col: Column, text: Optional[str], geometry_texts: dict[str, Any]
     return text
 
 
-def _durable(cur: psycopg.Cursor) -> None:
-    """This transaction's commit is flushed before it is acknowledged, whatever the
-    server's default (some servers run ``synchronous_commit = off`` for speed)."""
-    cur.execute("SET LOCAL synchronous_commit = on")
-
-
 def _one(cur: psycopg.Cursor) -> tuple:
     """The row of a statement that always returns exactly one."""
     row = cur.fetchone()
@@ -1163,8 +1294,15 @@ class PgReadSession(ReadSession):
     store: PostGISCentral
 
     def checkpoint(self) -> str:
-        """This snapshot, as the checkpoint the next pull starts from."""
-        return str(self.store._scalar("SELECT pg_current_snapshot()::text"))
+        """This snapshot, as the checkpoint the next pull starts from; ``flushed``
+        tells whether every commit it saw is durable already (see
+        :meth:`PostGISCentral.poll`)."""
+        with self.store.conn.cursor() as cur:
+            cur.execute("SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() "
+                        "THEN true ELSE pg_current_wal_flush_lsn() >= "
+                        "pg_current_wal_insert_lsn() END")
+            snapshot, self.flushed = _one(cur)
+        return str(snapshot)
 
     def lost_since(self, checkpoint: str) -> bool:
         """True when changes after ``checkpoint`` may have been purged already."""

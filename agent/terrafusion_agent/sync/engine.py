@@ -8,28 +8,30 @@ run converges.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from terrafusion_agent import __version__, faults
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
     CentralUnavailable,
     LocalBusy,
+    NotFound,
     SyncCancelled,
     TableError,
     TerraFusionError,
 )
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores import capture, open_central
-from terrafusion_agent.stores.base import CentralStore, TableInfo
+from terrafusion_agent.stores.base import CentralStore, Poll, TableInfo
 from terrafusion_agent.stores.local import LocalStore, local_error
-from terrafusion_agent.sync.pull import Progress, pull
+from terrafusion_agent.sync.pull import CENTRAL_ID, CHECKPOINT, Progress, pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
 from terrafusion_agent.timeutil import utc_now
 
@@ -37,6 +39,67 @@ log = logging.getLogger("terrafusion.sync")
 
 #: refill the block of offline keys when fewer than this many are left
 KEYS_LOW_WATER = 1000
+#: this agent's row in central's ``tf_agents`` is refreshed at most this often (s)
+HEARTBEAT_SECONDS = 300
+#: the change log and the history are purged once per central per this period (s)
+PURGE_SECONDS = 3600
+#: local meta: the synced tables' descriptions and the fingerprint they were read under
+TABLES_META = "central_tables"
+#: local meta: "<central id> <time>" of this agent's latest heartbeat
+HEARTBEAT_META = "heartbeat"
+#: the engine's clock in seconds (tests set their own)
+clock: Callable[[], float] = time.time
+
+
+class KeptCentral:
+    """The central store a long-running agent keeps open between its syncs.
+
+    A store whose connection is gone, or whose sync failed, is closed and the next
+    sync connects afresh: a dead connection fails at most the one sync that found it
+    (its first statement, the poll, even reconnects once by itself). Only a PostGIS
+    central is kept; an embedded file is opened per sync, as the CLI does.
+    """
+
+    def __init__(self) -> None:
+        self._store: Optional[CentralStore] = None
+        self._key: Optional[tuple] = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key_of(config: Config) -> tuple:
+        return (config.central_url, config.central_schema, config.connect_timeout_seconds,
+                config.statement_timeout_seconds)
+
+    def acquire(self, config: Config) -> CentralStore:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None and (self._key != self._key_of(config) or not store.healthy()):
+            _close_quietly(store)
+            store = None
+        return store if store is not None else open_central(config)
+
+    def release(self, config: Config, store: CentralStore, ok: bool) -> None:
+        """Keep ``store`` for the next sync, unless its sync failed."""
+        if not ok or store.kind != "postgis" or not store.healthy():
+            _close_quietly(store)
+            return
+        with self._lock:
+            old, self._store, self._key = self._store, store, self._key_of(config)
+        if old is not None:
+            _close_quietly(old)
+
+    def close(self) -> None:
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None:
+            _close_quietly(store)
+
+
+def _close_quietly(store: CentralStore) -> None:
+    try:
+        store.close()
+    except Exception:  # noqa: BLE001 - a connection already gone has nothing to close
+        log.debug("closing the central store failed", exc_info=True)
 
 
 def begin_run(config: Config, trigger: str = "manual") -> int:
@@ -58,10 +121,13 @@ def begin_run(config: Config, trigger: str = "manual") -> int:
 def run_sync(config: Config, trigger: str = "manual",
              progress: Optional[Progress] = None,
              stop: Optional[threading.Event] = None,
-             run_id: Optional[int] = None) -> dict:
+             run_id: Optional[int] = None,
+             kept: Optional[KeptCentral] = None) -> dict:
     """Run one sync and return its summary; raises TerraFusionError after recording it.
 
     ``run_id`` is a run :func:`begin_run` recorded for this sync; None records one here.
+    ``kept``: the central connection of a long-running agent, used and kept again;
+    None connects for this sync only.
     ``stop``, when set by another thread, ends the sync at the next transaction boundary
     with SyncCancelled: what was committed stays, nothing is half-applied.
 
@@ -86,9 +152,11 @@ def run_sync(config: Config, trigger: str = "manual",
     try:
         if begun:  # the record's start, not this call's: the run began when it was asked for
             summary["started_at"] = (local.run(run_id) or attempt)["started_at"]
-        central = open_central(config)
+        central = kept.acquire(config) if kept is not None else open_central(config)
+        ok = False
         try:
             _sync(central, local, config, summary, progress, stop)
+            ok = True
         except central.driver_errors as exc:
             # every step is transactional: a driver error leaves nothing half-done
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
@@ -96,7 +164,10 @@ def run_sync(config: Config, trigger: str = "manual",
                 f"The central database {central.describe()} failed during the sync: "
                 f"{redact(reason)}.") from None
         finally:
-            central.close()
+            if kept is not None:
+                kept.release(config, central, ok)
+            else:
+                central.close()
     except BaseException as exc:
         error = exc
         if isinstance(exc, sqlite3.Error):  # central's were worded above: this is local's
@@ -235,23 +306,98 @@ def _record_earlier_attempts(local: LocalStore, records: list[dict]) -> None:
 def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dict,
           progress: Optional[Progress], stop: Optional[threading.Event]) -> None:
     agent_id = local.agent_id()
-    infos = _tracked_tables(central, config)
+    checkpoint = local.meta(CHECKPOINT)
+    poll = central.poll(config.tables, checkpoint, agent_id, PURGE_SECONDS)
+    infos = _tracked_tables(central, config, local, poll)
+    if poll is not None and _idle(poll, local, infos, checkpoint):
+        # nothing to pull or push: the poll was the whole sync, unless a heartbeat or
+        # a purge is due
+        for name in infos:
+            summary["tables"][name] = {"mode": "incremental", "pulled": 0}
+        beat = _heartbeat_if_due(central, local, config, agent_id, poll.central_id)
+        if poll.snapshot != checkpoint and (poll.flushed or beat):
+            # the snapshot moves on even with nothing in it, so the checkpoint never
+            # grows old enough for a purge to force a full copy
+            with local.writing():
+                local.set_meta(CHECKPOINT, poll.snapshot)
+        _purge_if_due(central, config, poll)
+        return
     settle_unacknowledged(central, local, agent_id, summary)
-    pull(central, local, infos, _heartbeat(local, config, agent_id), summary, progress)
+    central_id = poll.central_id if poll is not None else None
+    pull(central, local, infos, agent_id, summary, progress, central_id)
+    _heartbeat_if_due(central, local, config, agent_id, local.meta(CENTRAL_ID))
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)
     push(central, local, infos, agent_id, config, summary, stop, progress)
-    central.purge_change_log(config.retention_days)
-    central.purge_history(config.history_retention_days)
+    _purge_if_due(central, config, poll)
 
 
-def _tracked_tables(central: CentralStore, config: Config) -> dict[str, TableInfo]:
-    if not central.has_bookkeeping():
+def _idle(poll: Poll, local: LocalStore, infos: dict[str, TableInfo],
+          checkpoint: Optional[str]) -> bool:
+    """Whether the poll said everything: central has nothing new for this agent, the
+    local copy has the tables as central describes them, and nothing local waits for
+    central (edits, a batch in flight, a refetch, a block of offline keys)."""
+    if (checkpoint is None or poll.changed is not False or poll.lost or not poll.current
+            or poll.central_id is None or poll.central_id != local.meta(CENTRAL_ID)):
+        return False
+    if local.batches_in_flight():
+        return False
+    for name, info in infos.items():
+        try:
+            if local.table_info(name) != info:
+                return False
+        except NotFound:
+            return False
+        if local.pending(name, ("pending", "refetch")):
+            return False
+        if capture.has_key_allocation(info):
+            left = local.keys_left(name)
+            if left is None or left < KEYS_LOW_WATER:
+                return False
+    return True
+
+
+def _heartbeat_if_due(central: CentralStore, local: LocalStore, config: Config,
+                      agent_id: str, central_id: Optional[str]) -> bool:
+    """Write this agent's heartbeat when the last one is :data:`HEARTBEAT_SECONDS` old
+    or went to another central; True when it was written (durably)."""
+    now = clock()
+    last = (local.meta(HEARTBEAT_META) or "").split(" ")
+    if (len(last) == 2 and last[0] == (central_id or "")
+            and 0 <= now - _number(last[1]) < HEARTBEAT_SECONDS):
+        return False
+    central.heartbeat(_heartbeat(local, config, agent_id))
+    with local.writing():
+        local.set_meta(HEARTBEAT_META, f"{central_id or ''} {now}")
+    return True
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("-inf")
+
+
+def _purge_if_due(central: CentralStore, config: Config, poll: Optional[Poll]) -> None:
+    if poll is not None and not poll.purge_due:
+        return
+    central.purge(config.retention_days, config.history_retention_days, PURGE_SECONDS)
+
+
+def _tracked_tables(central: CentralStore, config: Config, local: LocalStore,
+                    poll: Optional[Poll]) -> dict[str, TableInfo]:
+    """The synced tables as central describes them, checked to be tracked; read from
+    the local copy when the poll's fingerprint says nothing changed since."""
+    cached = _cached_tables(local, config, poll)
+    if cached is not None:
+        return cached
+    if poll is None and not central.has_bookkeeping():
         raise TerraFusionError(
             f"The central database {central.describe()} has no TerraFusion change tracking; "
             "run 'terrafusion-agent init-central' first.")
-    if not central.bookkeeping_current():
+    if not (poll.current if poll is not None else central.bookkeeping_current()):
         raise TerraFusionError(
             f"The central database {central.describe()} has TerraFusion bookkeeping older "
             "than this agent; run 'terrafusion-agent init-central' to upgrade it (the data "
@@ -265,7 +411,30 @@ def _tracked_tables(central: CentralStore, config: Config) -> dict[str, TableInf
                 "run 'terrafusion-agent init-central' to install its change tracking.")
         central.refresh_tracking(info)
         infos[name] = info
+    if poll is not None:
+        # read after the poll: a change in between shows as a new fingerprint next time
+        with local.writing():
+            local.set_meta(TABLES_META, json.dumps({
+                "fingerprint": poll.fingerprint, "central_id": poll.central_id,
+                "schema": config.central_schema,
+                "tables": [info.to_json() for info in infos.values()]}))
     return infos
+
+
+def _cached_tables(local: LocalStore, config: Config, poll: Optional[Poll]
+                   ) -> Optional[dict[str, TableInfo]]:
+    if poll is None or not poll.current or not poll.fingerprint:
+        return None
+    try:
+        cached = json.loads(local.meta(TABLES_META) or "null")
+        if (not isinstance(cached, dict) or cached.get("fingerprint") != poll.fingerprint
+                or cached.get("central_id") != poll.central_id
+                or cached.get("schema") != config.central_schema):
+            return None
+        infos = {t["name"]: TableInfo.from_json(t) for t in cached["tables"]}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None  # not ours, or from another version: read central again
+    return infos if list(infos) == list(config.tables) else None
 
 
 def _refill_keys(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
@@ -285,7 +454,8 @@ def _refill_keys(central: CentralStore, local: LocalStore, infos: dict[str, Tabl
 
 
 def _heartbeat(local: LocalStore, config: Config, agent_id: str) -> dict:
-    """This agent's row in the central ``tf_agents`` table: who and where it is, and
+    """This agent's row in the central ``tf_agents`` table (written by
+    :func:`_heartbeat_if_due`): who and where it is, and
     how its syncs go as its local copy recorded them (the runs finished before this
     heartbeat; the run writing it is still under way) with the copy's backlog."""
     outcome = local.sync_outcome()

@@ -30,11 +30,11 @@ def same_layout(a: TableInfo, b: TableInfo) -> bool:
 
 
 def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
-         agent: dict[str, Any], summary: dict[str, Any],
-         progress: Optional[Progress] = None) -> None:
-    """``agent``: this agent's heartbeat row (see ``central.heartbeat``)."""
-    agent_id = agent["agent_id"]
-    central_id = central.central_id()
+         agent_id: str, summary: dict[str, Any], progress: Optional[Progress] = None,
+         central_id: Optional[str] = None) -> None:
+    """``central_id``: central's identity when the caller read it already."""
+    if central_id is None:
+        central_id = central.central_id()
     with local.writing():
         with central.read_session() as rs:
             checkpoint = local.meta(CHECKPOINT)
@@ -62,9 +62,10 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
                     if progress and n:
                         progress(name, n, n)
                 summary["pulled"] += stats["pulled"]
-        # after the snapshot: its durable commit makes every commit the snapshot saw
-        # durable, so the checkpoint never names a transaction a server crash loses
-        central.heartbeat(agent)
+        # the checkpoint must never name a transaction a server crash could lose: its
+        # id would be handed to a later transaction, which the next pull would skip
+        if not rs.flushed:
+            central.make_durable()
         local.set_meta(CHECKPOINT, new_checkpoint)
         local.set_meta(CENTRAL_ID, central_id)
         faults.point("pull.before_local_commit")
