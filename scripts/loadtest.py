@@ -72,6 +72,9 @@ MEM_RESERVE_MB = 2048
 #: the one-minute interval the agents-per-core figure is stated for
 TARGET_INTERVAL = 60
 GOAL_AGENTS_PER_CORE = 20_000
+#: the interval agents start with: their first sync, then quiet until the test's own
+#: interval is set, so the later waves' first pulls do not compete with a polling fleet
+STARTUP_INTERVAL = 3600
 
 
 @dataclass
@@ -79,7 +82,7 @@ class Options:
     agents: int = 200
     minutes: float = 3.0
     interval: int = 5
-    #: demo county size; 0: 20 parcels per agent, at least 2,000
+    #: demo county size; 0: 10 parcels per agent, at least 2,000
     parcels: int = 0
     idle_seconds: float = 30.0
     wave: int = 20
@@ -94,7 +97,7 @@ class Options:
     out: Optional[str] = str(ROOT / "build" / "loadtest.json")
 
     def county_size(self) -> int:
-        return self.parcels or max(2000, 20 * self.agents)
+        return self.parcels or max(2000, 10 * self.agents)
 
 
 # --- /proc ----------------------------------------------------------------------------------
@@ -530,11 +533,12 @@ class Fleet:
             env[var] = str(home / sub)
         return env
 
-    def _write_config(self, directory: Path, url: str, port: int) -> None:
+    def _write_config(self, directory: Path, url: str, port: int,
+                      interval: int = STARTUP_INTERVAL) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "agent.toml").write_text(
             f'[central]\nurl = "{url}"\n[local]\npath = "local.sqlite"\n'
-            f'[sync]\ninterval_seconds = {self.opts.interval}\n'
+            f'[sync]\ninterval_seconds = {interval}\n'
             f'[http]\nport = {port}\n[logging]\ndir = "logs"\n', encoding="utf-8")
 
     def start_agents(self) -> None:
@@ -562,6 +566,21 @@ class Fleet:
             ok = sum(a.first_sync for a in self.agents)
             self.log(f"  {started} agents started, {ok} synced once, "
                      f"{mem_available_mb():.0f} MB available")
+
+    def set_interval(self) -> None:
+        """The test's interval in every agent's file, each told to re-read it (a reload
+        schedules the next sync one interval later): the reloads spread over one interval,
+        so the fleet's syncs are spread as a real fleet's are."""
+        agents = self.live_agents()
+        gap = self.opts.interval / max(1, len(agents))
+        for a in agents:
+            t = time.time()
+            self._write_config(a.dir, self.url, a.port, self.opts.interval)
+            a.token = (a.dir / "token").read_text().strip()
+            status, body = _http(a.port, "POST", "/api/v1/config/reload", a.token)
+            if status != 200 or "sync.interval_seconds" not in body.get("changed", []):
+                self.errors.append(f"agent {a.index}: the reload answered {status}: {body}")
+            time.sleep(max(0.0, gap - (time.time() - t)))
 
     def _rss_per_agent(self) -> float:
         rss = [r for a in self.agents if a.alive() for r in [rss_mb(a.proc.pid)] if r]
@@ -845,11 +864,13 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict:
         fleet.start_central()
         sampler = fleet.sampler = Sampler(fleet)
         sampler.start()
-        log(f"starting {opts.agents} agents in waves of {opts.wave} "
-            f"(sync every {opts.interval} s)")
+        log(f"starting {opts.agents} agents in waves of {opts.wave}")
         t_agents = time.time()
         fleet.start_agents()
         startup_s = time.time() - t_agents
+        log(f"every agent now syncs every {opts.interval} s")
+        fleet.set_interval()
+        time.sleep(2 * opts.interval)
         exclude = {sampler.backend_pid}
         measure = Measure(fleet, sampler, exclude)
         phases: list[Phase] = []
@@ -933,6 +954,7 @@ def run(opts: Options, log: Callable[[str], None] = print) -> dict:
             },
             "oracle": verdict,
             "seconds": round(time.time() - t0, 1),
+            "work_dir": str(fleet.root),
         }
         report["headline"] = _headline(report)
         return report
@@ -1030,7 +1052,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--interval", type=int, default=d.interval,
                     help="each agent's sync.interval_seconds (at least 5)")
     ap.add_argument("--parcels", type=int, default=d.parcels,
-                    help="demo county size (default: 20 per agent, at least 2,000)")
+                    help="demo county size (default: 10 per agent, at least 2,000)")
     ap.add_argument("--idle-seconds", type=float, default=d.idle_seconds)
     ap.add_argument("--wave", type=int, default=d.wave, help="agents started at once")
     ap.add_argument("--local-rate", type=float, default=d.local_rate,
