@@ -94,7 +94,8 @@ def test_a_short_run_of_three_agents_accounts_for_every_edit_and_leaves_nothing_
     report = loadtest.run(opts, log=lambda _m: None)
 
     assert report["oracle"]["violations"] == 0, report["oracle"]["examples"]
-    assert report["oracle"]["edits_checked"] == sum(report["edits"].values()) > 0
+    made = ("local", "central_land_value", "central_owner_name")
+    assert report["oracle"]["edits_checked"] == sum(report["edits"][k] for k in made) > 0
     assert report["edits"]["local"] > 0 and report["edits"]["central_land_value"] > 0
     assert report["agents"]["started"] == report["agents"]["synced_once"] == 3
     assert report["errors"]["agents_died"] == [] and report["errors"]["failed_runs"] == 0
