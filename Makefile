@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup apt demo test soak mutants lint package deploy bench clean
+.PHONY: setup apt demo test soak mutants lint package deploy bench loadtest clean
 
 setup: apt $(VENV)/.installed
 
@@ -80,6 +80,15 @@ deploy: setup
 bench: setup
 	$(PY) -m compileall -q agent terrafusion_plugin
 	$(PY) bench/run.py
+
+# 200 real agent processes syncing every 5 s with one throwaway PostGIS for 3 minutes
+# while central and local edits go on; writes build/loadtest.json and a table, exits
+# non-zero if any edit is lost. About 15 minutes and all of the machine; not part of make
+# test. ARGS= passes options, e.g. ARGS="--agents 20 --minutes 1" (see --help).
+loadtest: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) -m compileall -q agent
+	$(PY) scripts/loadtest.py $(ARGS)
 
 clean:
 	rm -rf build dist
