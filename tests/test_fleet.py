@@ -52,20 +52,27 @@ def ago(seconds: float) -> str:
 # --- what the heartbeat carries ---------------------------------------------------------
 
 
+def beat_due(agent: AgentEnv) -> None:
+    """Make this agent's next heartbeat due now (it is written at most every few
+    minutes: the time of the last one lives in the local copy)."""
+    local_exec(agent, "DELETE FROM tf_meta WHERE key = 'heartbeat'")
+
+
 def test_the_heartbeat_reports_last_success_failures_and_the_local_backlog(
         pg_agent, pg_cluster):
     agent = pg_agent
     agent.run("init-central", "--demo-parcels", "30")
     agent.run("sync")
-    agent.run("sync")
     first = heartbeat(agent)
     [(first_success,)] = local_exec(
-        agent, "SELECT finished_at FROM tf_sync_runs WHERE result = 'success' ORDER BY id "
-               "LIMIT 1")
+        agent, "SELECT finished_at FROM tf_sync_runs WHERE result = 'success'")
+    # written at the end of the first sync: it reports that sync
     assert first["interval_seconds"] == 300
     assert (first["last_result"], first["consecutive_failures"]) == ("success", 0)
     assert first["last_success_at"] == first_success
     assert (first["pending"], first["open_conflicts"], first["rejected"]) == (0, 0, 0)
+    agent.run("sync")  # within the heartbeat period: not written again
+    assert heartbeat(agent) == first
 
     # a conflict and a refused row, pushed in one sync
     central_exec(agent, "ALTER TABLE parcels ADD CONSTRAINT land_value_positive "
@@ -73,24 +80,39 @@ def test_the_heartbeat_reports_last_success_failures_and_the_local_backlog(
     central_exec(agent, "UPDATE parcels SET owner_name = 'CENTRAL' WHERE prop_id = 100001")
     local_exec(agent, "UPDATE parcels SET owner_name = 'LOCAL' WHERE prop_id = 100001")
     local_exec(agent, "UPDATE parcels SET land_value = -1 WHERE prop_id = 100002")
+    beat_due(agent)
     summary = json.loads(agent.run("sync").stdout)
     assert (summary["conflicts"], summary["rejected"]) == (1, 1)
     [(last_success,)] = local_exec(
         agent, "SELECT max(finished_at) FROM tf_sync_runs WHERE result = 'success'")
+    assert heartbeat(agent)["last_success_at"] == last_success
 
+    # central answers but a synced table lost its change capture: the syncs fail, and
+    # the heartbeats written after them say so
+    triggers = central_exec(agent, "SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                   "'sales'::regclass AND NOT tgisinternal")
+    for (name,) in triggers:
+        central_exec(agent, f'DROP TRIGGER "{name}" ON sales')
+    local_exec(agent, "UPDATE parcels SET acres = 9 WHERE prop_id = 100003")
+    for failures in (1, 2):
+        beat_due(agent)
+        assert agent.run("sync", check=False).returncode == 1
+        after = heartbeat(agent)
+        assert (after["last_result"], after["consecutive_failures"]) == ("failed", failures)
+        assert after["last_success_at"] == last_success
+        assert (after["pending"], after["open_conflicts"], after["rejected"]) == (1, 1, 1)
+
+    # central down: nothing can be written there; the streak goes on locally
     set_central_up(pg_cluster, agent.central_url, False)
     try:
-        for _ in range(2):
-            assert agent.run("sync", check=False).returncode == 1
+        beat_due(agent)
+        assert agent.run("sync", check=False).returncode == 1
     finally:
         set_central_up(pg_cluster, agent.central_url, True)
-    local_exec(agent, "UPDATE parcels SET acres = 9 WHERE prop_id = 100003")
-    agent.run("sync")  # its heartbeat, written during its pull, reports the runs before it
-    after = heartbeat(agent)
-    assert (after["last_result"], after["consecutive_failures"]) == ("failed", 2)
-    assert after["last_success_at"] == last_success
-    assert (after["pending"], after["open_conflicts"], after["rejected"]) == (1, 1, 1)
+    assert heartbeat(agent)["consecutive_failures"] == 2
 
+    agent.run("init-central")
+    beat_due(agent)
     agent.run("sync")
     again = heartbeat(agent)
     assert (again["last_result"], again["consecutive_failures"], again["pending"]) == (
@@ -174,7 +196,7 @@ def test_any_role_that_may_log_in_reads_the_fleet_but_not_the_agents_table(
         assert role in url
         it = AgentEnv(pg_agent.dir / "it", write_config(pg_agent.dir / "it", url), url)
         body = json.loads(it.run("fleet", "--json").stdout)
-        assert len(body["agents"]) == 1 and body["agents"][0]["last_result"] is None
+        assert len(body["agents"]) == 1 and body["agents"][0]["last_result"] == "success"
         with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT local_path FROM tf_agents")
     finally:

@@ -78,6 +78,11 @@ _BASE_TYPES = ("GEOMETRY", "POINT", "LINESTRING", "POLYGON", "MULTIPOINT", "MULT
                "MULTIPOLYGON", "GEOMETRYCOLLECTION")
 
 
+#: the relation the newest central migration creates: its presence says the bookkeeping
+#: has everything this agent reads and writes (see ``bookkeeping_current`` and ``poll``)
+NEWEST_BOOKKEEPING = "tf_fleet"
+
+
 def _numeric_kind(full_type: str) -> str:
     """The kind of a numeric column of type ``full_type`` ("numeric(14,2)"): its values
     travel as doubles ("real") when every one survives the round trip through a double
@@ -247,7 +252,7 @@ class PostGISCentral(CentralStore):
         """True when the bookkeeping has everything this agent writes (the history, the
         heartbeat's figures: the fleet view comes with them)."""
         return bool(self._scalar("SELECT to_regclass(%s) IS NOT NULL",
-                                 (self._rel("tf_fleet"),)))
+                                 (self._rel(NEWEST_BOOKKEEPING),)))
 
     def table_info(self, name: str) -> TableInfo:
         with self.conn.cursor() as cur:
@@ -355,7 +360,7 @@ class PostGISCentral(CentralStore):
         settings = self._rel("tf_settings")
         sql = (
             f"SELECT (SELECT value FROM {settings} WHERE key = 'central_id'), "
-            "to_regclass(%(history)s) IS NOT NULL, pg_current_snapshot()::text, "
+            "to_regclass(%(newest)s) IS NOT NULL, pg_current_snapshot()::text, "
             "CASE WHEN %(cp)s::text IS NOT NULL THEN EXISTS ("
             f"SELECT FROM {self._rel('tf_change_log')} "
             "WHERE tx >= pg_snapshot_xmin(%(cp)s::text::pg_snapshot) "
@@ -381,7 +386,7 @@ class PostGISCentral(CentralStore):
             "pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() END, "
             f"coalesce((SELECT value::timestamptz FROM {settings} WHERE key = 'purged_at') "
             "< now() - make_interval(secs => %(every)s), true)")
-        params = {"history": self._rel("tf_history"), "cp": checkpoint, "agent": agent_id,
+        params = {"newest": self._rel(NEWEST_BOOKKEEPING), "cp": checkpoint, "agent": agent_id,
                   "names": list(tables), "rels": [self._rel(n) for n in tables],
                   "every": float(purge_every)}
         for attempt in (1, 2):

@@ -149,25 +149,24 @@ def run_sync(config: Config, trigger: str = "manual",
                      "pulled": 0, "pushed": 0, "conflicts": 0, "rejected": 0, "tables": {},
                      "rows": {d: {"insert": 0, "update": 0, "delete": 0}
                               for d in ("pull", "push")}}
+    central: Optional[CentralStore] = None
+    ok = False
     try:
         if begun:  # the record's start, not this call's: the run began when it was asked for
             summary["started_at"] = (local.run(run_id) or attempt)["started_at"]
         central = kept.acquire(config) if kept is not None else open_central(config)
-        ok = False
         try:
             _sync(central, local, config, summary, progress, stop)
             ok = True
+            # recorded before the heartbeat, so the fleet sees this run's outcome
+            _finish(local, run_id, "success", summary)
+            _heartbeat_after(central, local, config)
         except central.driver_errors as exc:
             # every step is transactional: a driver error leaves nothing half-done
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise CentralUnavailable(
                 f"The central database {central.describe()} failed during the sync: "
                 f"{redact(reason)}.") from None
-        finally:
-            if kept is not None:
-                kept.release(config, central, ok)
-            else:
-                central.close()
     except BaseException as exc:
         error = exc
         if isinstance(exc, sqlite3.Error):  # central's were worded above: this is local's
@@ -179,6 +178,10 @@ def run_sync(config: Config, trigger: str = "manual",
         # of this run is written with the next one instead.
         _finish(local, run_id, "failed", summary, redact(message),
                 write_now=not isinstance(error, LocalBusy))
+        if (central is not None and isinstance(error, TerraFusionError)
+                and not isinstance(error, (CentralUnavailable, LocalBusy))):
+            # central still answers: the fleet learns of the failure (when due)
+            _heartbeat_after(central, local, config)
         local.close()
         # any exception carries the run, also one that is not a TerraFusionError
         error.sync_run = {  # type: ignore[attr-defined]
@@ -188,7 +191,12 @@ def run_sync(config: Config, trigger: str = "manual",
         if error is exc:
             raise
         raise error from exc
-    _finish(local, run_id, "success", summary)
+    finally:
+        if central is not None:
+            if kept is not None:
+                kept.release(config, central, ok)
+            else:
+                central.close()
     try:
         summary["pending"] = local.pending_count()
         summary["open_conflicts"] = local.open_conflict_count()
@@ -314,10 +322,12 @@ def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dic
         # a purge is due
         for name in infos:
             summary["tables"][name] = {"mode": "incremental", "pulled": 0}
-        beat = _heartbeat_if_due(central, local, config, agent_id, poll.central_id)
-        if poll.snapshot != checkpoint and (poll.flushed or beat):
+        if poll.snapshot != checkpoint and (poll.flushed or _heartbeat_due(local)):
             # the snapshot moves on even with nothing in it, so the checkpoint never
-            # grows old enough for a purge to force a full copy
+            # grows old enough for a purge to force a full copy; a snapshot showing
+            # commits not yet flushed is made durable first (at most once a period)
+            if not poll.flushed:
+                central.make_durable()
             with local.writing():
                 local.set_meta(CHECKPOINT, poll.snapshot)
         _purge_if_due(central, config, poll)
@@ -325,7 +335,6 @@ def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dic
     settle_unacknowledged(central, local, agent_id, summary)
     central_id = poll.central_id if poll is not None else None
     pull(central, local, infos, agent_id, summary, progress, central_id)
-    _heartbeat_if_due(central, local, config, agent_id, local.meta(CENTRAL_ID))
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)
@@ -358,19 +367,28 @@ def _idle(poll: Poll, local: LocalStore, infos: dict[str, TableInfo],
     return True
 
 
-def _heartbeat_if_due(central: CentralStore, local: LocalStore, config: Config,
-                      agent_id: str, central_id: Optional[str]) -> bool:
-    """Write this agent's heartbeat when the last one is :data:`HEARTBEAT_SECONDS` old
-    or went to another central; True when it was written (durably)."""
-    now = clock()
+def _heartbeat_due(local: LocalStore) -> bool:
+    """Whether this agent's heartbeat is :data:`HEARTBEAT_SECONDS` old, or went to
+    another central than the one this copy syncs with now."""
     last = (local.meta(HEARTBEAT_META) or "").split(" ")
-    if (len(last) == 2 and last[0] == (central_id or "")
-            and 0 <= now - _number(last[1]) < HEARTBEAT_SECONDS):
-        return False
-    central.heartbeat(_heartbeat(local, config, agent_id))
-    with local.writing():
-        local.set_meta(HEARTBEAT_META, f"{central_id or ''} {now}")
-    return True
+    return not (len(last) == 2 and last[0] == (local.meta(CENTRAL_ID) or "")
+                and 0 <= clock() - _number(last[1]) < HEARTBEAT_SECONDS)
+
+
+def _heartbeat_after(central: CentralStore, local: LocalStore, config: Config) -> None:
+    """Write this agent's heartbeat when due, at the end of a sync whose outcome the
+    local copy has just recorded. The sync is done: a heartbeat central cannot take is
+    only logged, and tried again at the next sync."""
+    if not _heartbeat_due(local):
+        return
+    errors: tuple[type[BaseException], ...] = (TerraFusionError, sqlite3.Error,
+                                               *central.driver_errors)
+    try:
+        central.heartbeat(_heartbeat(local, config, local.agent_id()))
+        with local.writing():
+            local.set_meta(HEARTBEAT_META, f"{local.meta(CENTRAL_ID) or ''} {clock()}")
+    except errors as exc:
+        log.warning("the heartbeat was not written: %s", redact(str(exc)))
 
 
 def _number(text: str) -> float:
@@ -455,9 +473,8 @@ def _refill_keys(central: CentralStore, local: LocalStore, infos: dict[str, Tabl
 
 def _heartbeat(local: LocalStore, config: Config, agent_id: str) -> dict:
     """This agent's row in the central ``tf_agents`` table (written by
-    :func:`_heartbeat_if_due`): who and where it is, and
-    how its syncs go as its local copy recorded them (the runs finished before this
-    heartbeat; the run writing it is still under way) with the copy's backlog."""
+    :func:`_heartbeat_after`): who and where it is, how its syncs go as its local copy
+    recorded them, this one included, and the copy's backlog."""
     outcome = local.sync_outcome()
     return {"agent_id": agent_id, "hostname": socket.gethostname(),
             "local_path": str(config.local_path), "version": __version__, "now": utc_now(),
