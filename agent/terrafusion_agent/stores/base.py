@@ -407,8 +407,16 @@ class ReadSession(ABC):
         """True when changes after ``checkpoint`` may have been purged already."""
 
     @abstractmethod
-    def changed_keys(self, checkpoint: str, agent_id: str) -> dict[str, list[Key]]:
-        """Keys changed by others than ``agent_id`` since ``checkpoint``, per table."""
+    def changed_keys(self, checkpoint: str, agent_id: str,
+                     tables: Optional[Sequence[str]] = None) -> dict[str, list[Key]]:
+        """Keys changed by others than ``agent_id`` since ``checkpoint``, per table (of
+        ``tables`` only, when given)."""
+
+    def change_counts(self, checkpoint: str, agent_id: str) -> dict[str, int]:
+        """Per table, at least as many as the keys :meth:`changed_keys` would return,
+        without reading them: what a pull looks at before deciding between fetching
+        the changed rows and copying the whole table."""
+        return {t: len(k) for t, k in self.changed_keys(checkpoint, agent_id).items()}
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         return self.store.read_rows(info)

@@ -809,12 +809,19 @@ class SqliteReadSession(ReadSession):
             "SELECT value FROM tf_settings WHERE key = 'purged_seq'").fetchone()
         return row is not None and int(row[0]) > int(checkpoint)
 
-    def changed_keys(self, checkpoint: str, agent_id: str) -> dict[str, list[tuple]]:
+    def changed_keys(self, checkpoint: str, agent_id: str,
+                     tables: Optional[Sequence[str]] = None) -> dict[str, list[tuple]]:
         out: dict[str, list[tuple]] = {}
         rows = self.store.conn.execute(
             "SELECT table_name, pk FROM tf_change_log WHERE seq > ? "
             "GROUP BY table_name, pk HAVING sum(origin IS NOT ?) > 0",
             (int(checkpoint), agent_id))
         for table, pk in rows:
-            out.setdefault(table, []).append(tuple(json.loads(pk)))
+            if tables is None or table in tables:
+                out.setdefault(table, []).append(tuple(json.loads(pk)))
         return out
+
+    def change_counts(self, checkpoint: str, agent_id: str) -> dict[str, int]:
+        return {table: int(n) for table, n in self.store.conn.execute(
+            "SELECT table_name, sum(origin IS NOT ?) FROM tf_change_log WHERE seq > ? "
+            "GROUP BY table_name", (agent_id, int(checkpoint))) if n}

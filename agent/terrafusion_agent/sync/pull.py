@@ -9,6 +9,7 @@ edit waiting to be pushed are left alone here: the push compares them three ways
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any, Callable, Optional
 
 from terrafusion_agent import faults
@@ -19,6 +20,11 @@ from terrafusion_agent.stores.local import LocalStore
 log = logging.getLogger("terrafusion.sync")
 #: progress(table, rows_done, rows_total)
 Progress = Callable[[str, int, int], None]
+
+#: a table with at least 1/BULK_FRACTION of its rows changed is copied whole
+#: (see :func:`_mostly_changed`); fewer than BULK_MIN_CHANGES never are
+BULK_FRACTION = 6
+BULK_MIN_CHANGES = 5000
 
 CHECKPOINT = "central_checkpoint"
 CENTRAL_ID = "central_id"
@@ -44,8 +50,12 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
             if resync and checkpoint is not None:
                 log.warning("checkpoint %s is no longer usable: copying every table again",
                             checkpoint)
-            changed = ({} if resync or checkpoint is None
-                       else rs.changed_keys(checkpoint, agent_id))
+            counts = ({} if resync or checkpoint is None
+                      else rs.change_counts(checkpoint, agent_id))
+            bulk = {name for name in infos if _mostly_changed(local, infos[name],
+                                                              counts.get(name, 0))}
+            changed = ({} if resync or checkpoint is None else rs.changed_keys(
+                checkpoint, agent_id, [n for n in infos if counts.get(n) and n not in bulk]))
             faults.point("pull.after_snapshot")
             for name, info in infos.items():
                 local_info = _local_info(local, name)
@@ -54,6 +64,10 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
                     n = _full_copy(rs, local, info, local_info, progress)
                     stats.update(mode="full", pulled=n)
                     summary["rows"]["pull"]["insert"] += n
+                elif name in bulk:
+                    n = _full_copy(rs, local, info, local_info, progress)
+                    stats.update(mode="bulk", pulled=n)
+                    summary["rows"]["pull"]["update"] += n
                 else:
                     if local_info != info:  # e.g. a changed database type name
                         local.save_table_info(info)
@@ -72,6 +86,23 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
     faults.point("pull.after_local_commit")
 
 
+def _mostly_changed(local: LocalStore, info: TableInfo, changes: int) -> bool:
+    """Whether ``changes`` (change-log entries, at least the changed rows) make copying
+    the whole table cheaper than fetching and applying the changed rows one by one.
+
+    Measured at 200,000 parcels (bench_mass): a pull of 10 % changed rows took 0.42x
+    the full pull, so a changed row costs about four times a copied one and the copy
+    wins from about a quarter of the table on; from a sixth on it is taken, to stay
+    clear of the measure's noise, and only for tables where a copy is worth it."""
+    if changes < BULK_MIN_CHANGES:
+        return False
+    try:
+        rows = local.count(info)
+    except sqlite3.Error:  # not copied yet: the full copy decides elsewhere
+        return False
+    return changes * BULK_FRACTION >= rows
+
+
 def _local_info(local: LocalStore, name: str) -> Optional[TableInfo]:
     try:
         return local.table_info(name)
@@ -87,7 +118,7 @@ def _full_copy(rs: ReadSession, local: LocalStore, info: TableInfo,
     refetch = ({e["pk"] for e in local.pending(info.name, ("refetch",))}
                if old is not None else set())
     keys = local.pending_keys(info.name) - refetch if old is not None else set()
-    kept = local.rows_by_key(old, keys) if old is not None and keys else {}
+    kept = local.rows_by_key(old, list(keys)) if old is not None and keys else {}
     total = rs.count(info) if progress else 0
     report = (lambda done: progress(info.name, done, total)) if progress else None
     batches = rs.sql_batches(info)
@@ -103,15 +134,18 @@ def _full_copy(rs: ReadSession, local: LocalStore, info: TableInfo,
     for key in refetch:
         local.drop_change(info.name, key)
     if keys:
-        fresh = local.rows_by_key(info, keys)
+        fresh = local.rows_by_key(info, list(keys))
         names = set(info.column_names)
+        rows, gone = [], []
         for key in keys:
             if key in kept:
                 row = dict(fresh.get(key, {}))
                 row.update({c: v for c, v in kept[key].items() if c in names})
-                local.upsert_rows(info, [row])
+                rows.append(row)
             else:
-                local.delete_rows(info, [key])
+                gone.append(key)
+        local.upsert_rows(info, rows)
+        local.delete_rows(info, gone)
     return n
 
 

@@ -33,8 +33,12 @@ from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
 
 log = logging.getLogger("terrafusion.sync")
-#: keys locked and compared per statement, and outcomes per receipt part
-BATCH = 500
+#: keys read, locked and compared per step (a stop request is honoured between steps)
+BATCH = 20_000
+#: outcomes per part of a receipt
+RECEIPT_PART = 2000
+#: a refused step of at most this many rows is tried row by row (see :func:`_apply`)
+ROW_BY_ROW = 8
 
 
 def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], agent_id: str,
@@ -70,15 +74,16 @@ def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], 
         for info, pairs in planned:
             records += [_record(info, e, o, refused.get((info.name, o.key)))
                         for e, o in pairs]
-        ws.record_receipt(batch_id, [json.dumps(records[i:i + BATCH], ensure_ascii=False)
-                                     for i in range(0, len(records), BATCH)])
+        ws.record_receipt(batch_id, [
+            json.dumps(records[i:i + RECEIPT_PART], ensure_ascii=False)
+            for i in range(0, len(records), RECEIPT_PART)])
         faults.point("push.before_central_commit")
     faults.point("push.after_central_commit")
+    # the rows each record names, as this process still holds them: no decoding
+    decoded = [(o.local, o.central_after) for _, pairs in planned for _, o in pairs]
     with local.writing():
         by_name = {info.name: info for info, _ in planned}
-        refused_before = local.open_rejected_keys()
-        for record in records:
-            settle(local, by_name[record["t"]], record, summary, refused_before)
+        _settle_all(local, by_name.get, records, summary, decoded)
         local.end_batch(batch_id)
         faults.point("push.before_local_commit")
     faults.point("push.after_local_commit")
@@ -112,8 +117,11 @@ def _write(ws: WriteSession, planned: list[tuple[TableInfo, list[tuple[dict, Out
 
 def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]
            ) -> list[tuple[Outcome, str]]:
-    """Apply one step in a savepoint; when central refuses it, row by row to find which
-    rows it refuses. Returns those rows with the server's message."""
+    """Apply one step in a savepoint; when central refuses it, each half again, down to
+    row by row, to find which rows it refuses (one bad row among a hundred thousand
+    costs a few dozen statements, not a hundred thousand). The rows keep their order,
+    so a row that fails only after an earlier one fails as it would row by row.
+    Returns the refused rows with the server's message."""
     if not outcomes:
         return []
     try:
@@ -126,6 +134,10 @@ def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]
             raise
         if len(outcomes) == 1:
             return [(outcomes[0], message)]
+    if len(outcomes) > ROW_BY_ROW:
+        half = len(outcomes) // 2
+        return (_apply(ws, op, info, outcomes[:half])
+                + _apply(ws, op, info, outcomes[half:]))
     out = []
     for o in outcomes:
         try:
@@ -170,17 +182,61 @@ def _record(info: TableInfo, entry: dict, o: Outcome, refused: Optional[str]) ->
     return record
 
 
+class _Writes:
+    """The local writes of a settle that most rows share, gathered and made at the
+    end in a few statements per table (a mass push settles a hundred thousand rows)."""
+
+    def __init__(self) -> None:
+        self.upserts: dict[str, tuple[TableInfo, list[Row]]] = {}
+        self.deletes: dict[str, tuple[TableInfo, list[tuple]]] = {}
+        self.entries: list[int] = []
+
+    def flush(self, local: LocalStore) -> None:
+        for info, rows in self.upserts.values():
+            local.upsert_rows(info, rows)
+        for info, keys in self.deletes.values():
+            local.delete_rows(info, keys)
+        local.delete_entries(self.entries)
+
+
+def _settle_all(local: LocalStore, info_of: Callable[[str], Optional[TableInfo]],
+                records: list[dict], summary: dict,
+                decoded: Optional[list[tuple[Optional[Row], Optional[Row]]]] = None) -> int:
+    """Settle ``records`` (inside ``local.writing()``); ``decoded``: the pushed local
+    row and central's row after of each, when still at hand. Returns how many."""
+    refused_before = local.open_rejected_keys()
+    entries: dict[str, dict[tuple, dict]] = {}
+    writes = _Writes()
+    settled = 0
+    for i, record in enumerate(records):
+        info = info_of(record["t"])
+        if info is None:  # no longer synced
+            continue
+        if info.name not in entries:
+            entries[info.name] = local.entries(info.name)
+        settle(local, info, record, summary, refused_before,
+               entries[info.name].get(tuple(record["k"])), writes,
+               decoded[i] if decoded is not None else None)
+        settled += 1
+    writes.flush(local)
+    return settled
+
+
 def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
-           refused_before: set[tuple[str, tuple]]) -> None:
+           refused_before: set[tuple[str, tuple]], entry: Optional[dict], writes: _Writes,
+           rows: Optional[tuple[Optional[Row], Optional[Row]]] = None) -> None:
     """The local side of one pushed row (inside ``local.writing()``), from its receipt.
     ``refused_before``: the rows with an open refusal (:meth:`LocalStore.open_rejected_keys`),
-    read once per batch rather than looked up for every row."""
+    read once per batch rather than looked up for every row; ``entry``: the row's
+    captured edit now (None: none); ``writes``: where the common writes are gathered;
+    ``rows``: the receipt's ``l0`` and ``after`` rows, when not to be decoded."""
     key = tuple(record["k"])
-    entry = local.entry(info.name, key)
     untouched = (entry is not None and entry["id"] == record["e"]
                  and entry["version"] == record["v"])
-    pushed_local = decode_base(info, record["l0"])
-    after = decode_base(info, record["after"])
+    if rows is not None:
+        pushed_local, after = rows
+    else:
+        pushed_local, after = decode_base(info, record["l0"]), decode_base(info, record["after"])
     if "rejected" in record:
         summary["rejected"] = summary.get("rejected", 0) + 1
         local.record_rejected(info, key, record["rejected"], decode_base(info, record["base"]),
@@ -206,11 +262,11 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
         local.settle_rejected(info.name, key)
     if entry is not None and untouched:
         if record["apply"] == "delete":
-            local.delete_rows(info, [key])
+            writes.deletes.setdefault(info.name, (info, []))[1].append(key)
         elif record["apply"] == "upsert":
             assert after is not None  # the receipt of an upsert holds the row
-            local.upsert_rows(info, [after])
-        local.delete_entry(entry["id"])
+            writes.upserts.setdefault(info.name, (info, []))[1].append(after)
+        writes.entries.append(entry["id"])
         return
     _rebase(local, info, key, pushed_local, after)
 
@@ -263,22 +319,21 @@ def settle_unacknowledged(central: CentralStore, local: LocalStore, agent_id: st
         return
     receipts = central.receipts(agent_id, batches)
     infos: dict[str, Optional[TableInfo]] = {}
+
+    def info_of(name: str) -> Optional[TableInfo]:
+        if name not in infos:
+            try:
+                infos[name] = local.table_info(name)
+            except NotFound:  # no longer synced
+                infos[name] = None
+        return infos[name]
+
     settled = 0
     with local.writing():
-        refused_before = local.open_rejected_keys()
-        for batch_id in batches:
-            for part in receipts.get(batch_id, []):
-                for record in json.loads(part):
-                    name = record["t"]
-                    if name not in infos:
-                        try:
-                            infos[name] = local.table_info(name)
-                        except NotFound:  # no longer synced
-                            infos[name] = None
-                    info = infos[name]
-                    if info is not None:
-                        settle(local, info, record, summary, refused_before)
-                        settled += 1
+        for batch_id in batches:  # one after the other: a later one sees what one settled
+            records = [record for part in receipts.get(batch_id, [])
+                       for record in json.loads(part)]
+            settled += _settle_all(local, info_of, records, summary)
             local.end_batch(batch_id)
         faults.point("settle.before_local_commit")
     if settled:
