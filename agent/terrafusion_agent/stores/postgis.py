@@ -1331,11 +1331,9 @@ def _copy_text(value: Any) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
-def _bound_type(kind: str, value: Any) -> Optional[str]:
-    """The type psycopg gives ``value`` when binding it (None for NULL), so the
+def _bound_type(kind: str, value: Any) -> str:
+    """The type psycopg gives ``value`` (not NULL) when binding it, so the
     temporary table's column casts to the table's type exactly as a bound value does."""
-    if value is None:
-        return None
     if value is True or value is False:
         return "bool"
     if isinstance(value, int):
@@ -1368,7 +1366,8 @@ def _by_types(info: TableInfo, names: list[str], rows: list[list]
         return
     groups: dict[tuple, list[list]] = {}
     for values in bound:
-        sig = tuple(_bound_type(c.kind, v) or f for c, v, f in zip(cols, values, fallback))
+        sig = tuple(f if v is None else _bound_type(c.kind, v)
+                    for c, v, f in zip(cols, values, fallback))
         groups.setdefault(sig, []).append(values)
     for sig, members in groups.items():
         yield list(sig), members
@@ -1450,8 +1449,8 @@ class PgWriteSession(WriteSession):
                 continue
             names = [*info.pk, *columns]
             rows = [[*key, *(v[c] for c in columns)] for key, v in items]
-            for values in _by_types(info, names, rows):
-                with self._copied(info, names, values) as (tmp, exprs):
+            for group in _by_types(info, names, rows):
+                with self._copied(info, names, group) as (tmp, exprs):
                     sets = ", ".join(f"{qi(c)} = {exprs[c]}" for c in columns)
                     where = " AND ".join(f"t.{qi(p)} = {exprs[p]}" for p in info.pk)
                     self._execute(f"UPDATE {self.store._rel(info.name)} t SET {sets} "
