@@ -169,7 +169,8 @@ def test_refusals_keep_their_exact_sentences(tmp_path, text, sentence):
 def test_the_declared_key_names_are_the_contracts():
     # other people's files and scripts use these names (docs/contract.md)
     assert [k.name for k in config.KEYS] == [
-        "central.url", "central.schema", "central.connect_timeout_seconds",
+        "central.url", "central.read_url", "central.schema",
+        "central.connect_timeout_seconds",
         "central.statement_timeout_seconds", "central.retention_days",
         "central.history_retention_days",
         "local.path", "local.busy_timeout_seconds",

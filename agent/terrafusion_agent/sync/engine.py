@@ -31,6 +31,7 @@ from terrafusion_agent.stores.base import CentralStore, TableInfo
 from terrafusion_agent.stores.local import LocalStore, local_error
 from terrafusion_agent.sync.pull import Progress, pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
+from terrafusion_agent.sync.reader import pull_reading
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.sync")
@@ -237,7 +238,9 @@ def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dic
     agent_id = local.agent_id()
     infos = _tracked_tables(central, config)
     settle_unacknowledged(central, local, agent_id, summary)
-    pull(central, local, infos, _heartbeat(local, config, agent_id), summary, progress)
+    agent = _heartbeat(local, config, agent_id)
+    pull_reading(config, central, local, lambda source: pull(
+        central, local, infos, agent, summary, progress, source), summary)
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)

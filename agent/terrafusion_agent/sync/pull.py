@@ -15,6 +15,7 @@ from terrafusion_agent import faults
 from terrafusion_agent.errors import NotFound
 from terrafusion_agent.stores.base import CentralStore, Key, ReadSession, TableInfo
 from terrafusion_agent.stores.local import LocalStore
+from terrafusion_agent.sync.reader import record_floor
 
 log = logging.getLogger("terrafusion.sync")
 #: progress(table, rows_done, rows_total)
@@ -31,14 +32,17 @@ def same_layout(a: TableInfo, b: TableInfo) -> bool:
 
 def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
          agent: dict[str, Any], summary: dict[str, Any],
-         progress: Optional[Progress] = None) -> None:
-    """``agent``: this agent's heartbeat row (see ``central.heartbeat``)."""
+         progress: Optional[Progress] = None, source: Optional[CentralStore] = None
+         ) -> None:
+    """``agent``: this agent's heartbeat row (see ``central.heartbeat``). ``source``:
+    the store to read, a read replica of ``central`` (see ``sync.reader``); by default
+    ``central``, which takes every write."""
     agent_id = agent["agent_id"]
     central_id = central.central_id()
     with local.writing():
-        with central.read_session() as rs:
+        with (source or central).read_session() as rs:
             checkpoint = local.meta(CHECKPOINT)
-            new_checkpoint = rs.checkpoint()
+            new_checkpoint, floor = rs.checkpoint(), rs.floor()
             resync = (checkpoint is None or local.meta(CENTRAL_ID) != central_id
                       or rs.lost_since(checkpoint))
             if resync and checkpoint is not None:
@@ -67,6 +71,7 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
         central.heartbeat(agent)
         local.set_meta(CHECKPOINT, new_checkpoint)
         local.set_meta(CENTRAL_ID, central_id)
+        record_floor(local, floor)
         faults.point("pull.before_local_commit")
     faults.point("pull.after_local_commit")
 

@@ -31,6 +31,7 @@ from terrafusion_agent.stores.base import CentralStore, TableInfo, WriteSession
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
+from terrafusion_agent.sync.reader import floor_after_push, record_floor
 
 log = logging.getLogger("terrafusion.sync")
 #: keys locked and compared per statement, and outcomes per receipt part
@@ -74,12 +75,14 @@ def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], 
                                      for i in range(0, len(records), BATCH)])
         faults.point("push.before_central_commit")
     faults.point("push.after_central_commit")
+    floor = floor_after_push(config, central)
     with local.writing():
         by_name = {info.name: info for info, _ in planned}
         refused_before = local.open_rejected_keys()
         for record in records:
             settle(local, by_name[record["t"]], record, summary, refused_before)
         local.end_batch(batch_id)
+        record_floor(local, floor)  # in the transaction that makes local reflect the push
         faults.point("push.before_local_commit")
     faults.point("push.after_local_commit")
     central.clear_receipts(agent_id)
@@ -280,6 +283,7 @@ def settle_unacknowledged(central: CentralStore, local: LocalStore, agent_id: st
                         settle(local, info, record, summary, refused_before)
                         settled += 1
             local.end_batch(batch_id)
+        record_floor(local, None)  # the push is long past: the next pull reads the primary
         faults.point("settle.before_local_commit")
     if settled:
         log.info("settled %d pushed rows of an interrupted sync from central's receipt",
