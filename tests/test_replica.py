@@ -305,3 +305,34 @@ def test_merges_and_conflicts_come_out_the_same_with_a_replica(tmp_path, pg_url,
     assert (again["pulled"], again["pushed"], again["conflicts"]) == (0, 0, 0)
     [conflict] = json.loads(agent.run("conflicts", "list").stdout)
     assert conflict["pk"] == [100004] and conflict["columns"] == ["land_value"]
+
+
+# --- the snapshot algebra, against its definition -------------------------------------
+
+
+def _random_snapshot(rng) -> snapshots.Snapshot:
+    xmin = rng.randrange(100, 110)
+    xmax = xmin + rng.randrange(0, 8)
+    return snapshots.Snapshot(xmin, xmax, frozenset(
+        x for x in range(xmin, xmax) if x == xmin or rng.random() < 0.4) if xmax > xmin
+        else frozenset())
+
+
+def test_contains_and_union_agree_with_transaction_by_transaction_visibility():
+    import random
+
+    rng = random.Random(14)
+    for _ in range(3000):
+        a, b = _random_snapshot(rng), _random_snapshot(rng)
+        ids = range(90, 130)
+        # what PostgreSQL makes: the newest finished id below xmax is shown
+        tight = b.xmax - 1 not in b.xip and b.xmax > b.xmin
+        exact = all(snapshots.shows(a, x) for x in ids if snapshots.shows(b, x))
+        if tight:
+            assert snapshots.contains(a, b) == exact, (a, b)
+        else:
+            assert not snapshots.contains(a, b) or exact, (a, b)
+        u = snapshots.union(a, b)
+        assert [snapshots.shows(u, x) for x in ids] == [
+            snapshots.shows(a, x) or snapshots.shows(b, x) for x in ids], (a, b, u)
+        assert snapshots.parse(str(u)) == u

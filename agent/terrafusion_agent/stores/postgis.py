@@ -1268,8 +1268,10 @@ class PostGISReplica(PostGISCentral):
                         f"The read replica {self.describe()} is behind this copy (its "
                         f"snapshot {rs.checkpoint()} does not show all of {self.floor}).")
                 yield rs
-        except (psycopg.Error, CentralUnavailable) as exc:
-            if isinstance(exc, ReplicaUnusable):
-                raise
+        except ReplicaUnusable:
+            raise
+        except CentralUnavailable as exc:  # worded already, naming this server
+            raise ReplicaUnusable(str(exc)) from None
+        except psycopg.Error as exc:
             raise ReplicaUnusable(f"The read replica {self.describe()} failed while "
                                   f"reading: {_first_line(exc)}.") from None
