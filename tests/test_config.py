@@ -169,7 +169,8 @@ def test_refusals_keep_their_exact_sentences(tmp_path, text, sentence):
 def test_the_declared_key_names_are_the_contracts():
     # other people's files and scripts use these names (docs/contract.md)
     assert [k.name for k in config.KEYS] == [
-        "central.url", "central.schema", "central.connect_timeout_seconds",
+        "central.url", "central.read_url", "central.schema",
+        "central.connect_timeout_seconds",
         "central.statement_timeout_seconds", "central.retention_days",
         "central.history_retention_days",
         "local.path", "local.busy_timeout_seconds",
@@ -300,3 +301,36 @@ format = "csv"
         "export.presets.added"]
     assert config.changed_keys(old, old) == []
     assert [k for k in config.changed_keys(old, new) if config.needs_restart(k)] == ["http.port"]
+
+
+# --- the read replica ---------------------------------------------------------------------
+
+
+def test_a_read_replica_is_optional_and_a_postgresql_url(tmp_path):
+    base = "[central]\nurl = 'postgresql://gis@db/county'\n"
+    assert config.load(write(tmp_path / "a.toml", base), environ={}).central_read_url == ""
+    cfg = config.load(write(tmp_path / "b.toml",
+                            base + "read_url = 'postgresql://gis@standby/county'\n"), environ={})
+    assert cfg.central_read_url == "postgresql://gis@standby/county"
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path / "c.toml", base + "read_url = 'sqlite:///x.sqlite'\n"),
+                    environ={})
+    assert str(err.value).startswith("Configuration key central.read_url must start with "
+                                     "postgresql://")
+
+
+def test_a_read_replica_with_an_embedded_central_is_refused_in_one_sentence(tmp_path):
+    text = "[central]\nurl = 'sqlite:///central.sqlite'\nread_url = 'postgresql://gis@db/c'\n"
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path / "agent.toml", text), environ={})
+    assert str(err.value) == ("Configuration key central.read_url needs a PostgreSQL "
+                              "central.url: an embedded SQLite central has no read replica.")
+
+
+def test_a_password_in_the_read_replica_url_is_masked(tmp_path):
+    from terrafusion_agent.redact import redact
+
+    text = ("[central]\nurl = 'postgresql://gis@db/county'\n"
+            "read_url = 'postgresql://gis:Standby-Secret9@standby/county'\n")
+    config.load(write(tmp_path / "agent.toml", text), environ={})
+    assert "Standby-Secret9" not in redact("connection to standby failed: Standby-Secret9")

@@ -100,6 +100,8 @@ class Config:
     #: where the agent POSTs its alerts ("" for nowhere)
     alert_webhook_url: str
     alert_failures_threshold: int
+    #: a hot standby of central_url that pulls read; "" for none
+    central_read_url: str = ""
     source: Optional[Path] = None
 
     def policy_for(self, table: str) -> str:
@@ -191,6 +193,19 @@ class CentralUrl(Text):
         url = super().__call__(value)
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ValueError("must start with postgresql:// or sqlite:///")
+        return url
+
+
+class ReplicaUrl(CentralUrl):
+    """A PostgreSQL URL, or an empty string for none."""
+
+    def __call__(self, value: Any) -> str:
+        if isinstance(value, str) and not value.strip():
+            return ""
+        url = super().__call__(value)
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (a read replica is a PostgreSQL "
+                             "hot standby), or be empty")
         return url
 
 
@@ -374,6 +389,12 @@ KEYS: tuple[Key, ...] = (
         "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a "
         "password: libpq finds it in its password file or the service.",
         live=True, field="central_url", secret=True),
+    Key("central.read_url", ReplicaUrl(), "",
+        "An optional streaming hot standby of the central database that pulls read from, "
+        "as postgresql://user@host/database; pushes always go to central.url. A replica "
+        "that is down or behind this copy is passed over for central.url. Only with a "
+        "PostgreSQL central.",
+        live=True, field="central_read_url", secret=True),
     Key("central.schema", Text(), "public",
         "The PostgreSQL schema of the synced tables and of the agent's bookkeeping.",
         live=True, field="central_schema"),
@@ -641,6 +662,9 @@ def _build(values: dict[tuple[str, ...], Any], base: Path, source: Optional[Path
         else:
             kwargs[k.field] = k.default_for(base)
     kwargs["presets"] = {name: ExportPreset(name=name, **v) for name, v in presets.items()}
+    if kwargs["central_read_url"] and kwargs["central_url"].startswith("sqlite:"):
+        raise ConfigError("Configuration key central.read_url needs a PostgreSQL central.url: "
+                          "an embedded SQLite central has no read replica.")
     return Config(**kwargs, source=source)
 
 

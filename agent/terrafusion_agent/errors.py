@@ -29,6 +29,12 @@ class CentralUnavailable(TerraFusionError):
     """The central database cannot be reached or opened."""
 
 
+class ReplicaUnusable(CentralUnavailable):
+    """The read replica (``central.read_url``) cannot serve this pull: it is down, not a
+    copy of the central database, or behind what this copy already holds. The pull then
+    reads the primary."""
+
+
 class LocalUnavailable(TerraFusionError):
     """The local SpatiaLite copy cannot be opened, read or written (full disk, read-only
     folder...)."""

@@ -288,6 +288,11 @@ class CentralStore(ABC):
         """Drop history older than the retention, moving each table's history start
         past what was dropped; returns how many entries went."""
 
+    def current_snapshot(self) -> Optional[str]:
+        """What a read session opened now would take as its :meth:`ReadSession.floor`
+        (read outside any session); None for a store that serves no replica."""
+        return None
+
     @abstractmethod
     def heartbeat(self, agent: dict[str, Any]) -> None:
         """Record (or refresh) this agent in ``tf_agents``, durably: who and where it is
@@ -417,6 +422,12 @@ class ReadSession(ABC):
         without reading them: what a pull looks at before deciding between fetching
         the changed rows and copying the whole table."""
         return {t: len(k) for t, k in self.changed_keys(checkpoint, agent_id).items()}
+
+    def floor(self) -> Optional[str]:
+        """The most this snapshot may show, as a snapshot of the same kind as
+        :meth:`checkpoint` (see :mod:`terrafusion_agent.sync.reader`); None for a store
+        that serves no replica."""
+        return None
 
     def read_rows(self, info: TableInfo) -> Iterator[tuple]:
         return self.store.read_rows(info)

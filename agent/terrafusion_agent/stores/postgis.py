@@ -16,6 +16,7 @@ from terrafusion_agent import faults
 from terrafusion_agent.errors import (
     CentralUnavailable,
     NotFound,
+    ReplicaUnusable,
     TableError,
     TerraFusionError,
 )
@@ -50,6 +51,7 @@ from terrafusion_agent.stores.history import (
     parse_instant,
 )
 from terrafusion_agent.stores.rows import to_decimal
+from terrafusion_agent.stores.snapshots import below, contains, parse
 
 _KIND_BY_TYPE = {
     "int2": "integer", "int4": "integer", "int8": "integer",
@@ -684,6 +686,28 @@ class PostGISCentral(CentralStore):
             "txs AS (DELETE FROM tf_history_tx t USING old WHERE t.id = old.id) "
             "SELECT count(*) FROM gone", (int(retention_days),))
         return int(_one(cur)[0])
+
+    def current_snapshot(self) -> Optional[str]:
+        """At most what a read session opened now would show (its floor)."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(_SNAPSHOT_SQL)
+                return _at_most(*_one(cur))
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+
+    def identity(self) -> tuple[Optional[str], str, bool]:
+        """(central id, PostgreSQL system identifier, whether a hot standby): a physical
+        copy of a cluster shares its system identifier, and so its transaction ids."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT (SELECT value FROM tf_settings WHERE key = 'central_id'), "
+                            "(SELECT system_identifier::text FROM pg_control_system()), "
+                            "pg_is_in_recovery()")
+                central_id, system, standby = _one(cur)
+        except psycopg.Error as exc:
+            raise _unavailable(self, exc) from None
+        return central_id, str(system), bool(standby)
 
     def heartbeat(self, agent: dict) -> None:
         """Record (or refresh) this agent in ``tf_agents``, durably: like
@@ -1498,21 +1522,63 @@ class PgWriteSession(WriteSession):
         return redact(text)
 
 
+#: this transaction's snapshot, and whether the server is a hot standby
+_SNAPSHOT_SQL = "SELECT pg_current_snapshot()::text, pg_is_in_recovery()"
+
+
+def _certain(text: str, standby: bool) -> str:
+    """The transactions a snapshot certainly shows (see :class:`PgReadSession`)."""
+    return str(below(parse(text).xmin)) if standby else text
+
+
+def _at_most(text: str, standby: bool) -> str:
+    """The transactions a snapshot shows at most (see :class:`PgReadSession`)."""
+    return str(below(parse(text).xmax)) if standby else text
+
+
 class PgReadSession(ReadSession):
-    """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull."""
+    """Reads inside one REPEATABLE READ snapshot: the changes and rows of one pull.
+
+    On a hot standby, ``pg_current_snapshot()`` prints the snapshot's xmin and xmax but
+    none of the transactions still running on the primary: during recovery PostgreSQL
+    keeps them all in the snapshot's subtransaction array, which the function does not
+    print (13 to 17 alike). Taken as it is, the text would claim to show a transaction
+    that is still running, and a checkpoint saying so would skip that transaction's
+    changes for good once it commits. What such a snapshot certainly shows is every
+    transaction below its xmin, and at most every one below its xmax: the checkpoint
+    takes the first (the next pull may read a few rows again, never miss one), the
+    floor the second. On the primary both are the snapshot itself.
+    """
 
     store: PostGISCentral
+    _taken: Optional[tuple[str, bool]] = None
+
+    def _snapshot(self) -> tuple[str, bool]:
+        if self._taken is None:
+            with self.store.conn.cursor() as cur:
+                # a standby replays only WAL its primary flushed: what it shows is durable
+                cur.execute("SELECT pg_current_snapshot()::text, pg_is_in_recovery(), "
+                            "CASE WHEN pg_is_in_recovery() THEN true ELSE "
+                            "pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn() END")
+                text, standby, flushed = _one(cur)
+            self._taken = (str(text), bool(standby))
+            self.flushed = bool(flushed)
+        return self._taken
 
     def checkpoint(self) -> str:
-        """This snapshot, as the checkpoint the next pull starts from; ``flushed``
-        tells whether every commit it saw is durable already (see
+        """This snapshot, as the checkpoint the next pull starts from: what it certainly
+        shows. ``flushed`` tells whether every commit it saw is durable already (see
         :meth:`PostGISCentral.poll`)."""
-        with self.store.conn.cursor() as cur:
-            cur.execute("SELECT pg_current_snapshot()::text, CASE WHEN pg_is_in_recovery() "
-                        "THEN true ELSE pg_current_wal_flush_lsn() >= "
-                        "pg_current_wal_insert_lsn() END")
-            snapshot, self.flushed = _one(cur)
-        return str(snapshot)
+        return _certain(*self._snapshot())
+
+    def floor(self) -> str:
+        """What the rows read in this snapshot may reflect at most."""
+        return _at_most(*self._snapshot())
+
+    def covers(self, floor: str) -> bool:
+        """Whether this very snapshot certainly shows every transaction ``floor`` shows
+        (:func:`terrafusion_agent.stores.snapshots.contains`)."""
+        return contains(parse(self.checkpoint()), parse(floor))
 
     def lost_since(self, checkpoint: str) -> bool:
         """True when changes after ``checkpoint`` may have been purged already."""
@@ -1566,3 +1632,36 @@ class PgReadSession(ReadSession):
             return None
         snapshot = self.store._scalar("SELECT pg_export_snapshot()")
         return lambda fanout: self.store.rtree_leaves(info, fanout, snapshot)
+
+
+class PostGISReplica(PostGISCentral):
+    """A hot standby of the central database that pulls read in place of it
+    (``central.read_url``); nothing is ever written here.
+
+    Its read session serves only when its snapshot certainly shows everything ``floor``
+    shows (what the local copy may already reflect, see
+    :mod:`terrafusion_agent.sync.reader`), checked in that very snapshot. A session that
+    cannot serve, or whose server fails while it reads, raises ReplicaUnusable: the
+    pull's local transaction rolls back and the pull reads the primary instead.
+    """
+
+    def __init__(self, url: str, floor: str, **kw: Any):
+        self.floor = floor
+        super().__init__(url, **kw)
+
+    @contextmanager
+    def read_session(self) -> Iterator[PgReadSession]:
+        try:
+            with super().read_session() as rs:
+                if not rs.covers(self.floor):
+                    raise ReplicaUnusable(
+                        f"The read replica {self.describe()} is behind this copy (its "
+                        f"snapshot {rs.checkpoint()} does not show all of {self.floor}).")
+                yield rs
+        except ReplicaUnusable:
+            raise
+        except CentralUnavailable as exc:  # worded already, naming this server
+            raise ReplicaUnusable(str(exc)) from None
+        except psycopg.Error as exc:
+            raise ReplicaUnusable(f"The read replica {self.describe()} failed while "
+                                  f"reading: {_first_line(exc)}.") from None

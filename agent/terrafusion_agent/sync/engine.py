@@ -33,6 +33,7 @@ from terrafusion_agent.stores.base import CentralStore, Poll, TableInfo
 from terrafusion_agent.stores.local import LocalStore, local_error
 from terrafusion_agent.sync.pull import CENTRAL_ID, CHECKPOINT, Progress, pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
+from terrafusion_agent.sync.reader import pull_reading, record_floor
 from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.sync")
@@ -330,11 +331,15 @@ def _sync(central: CentralStore, local: LocalStore, config: Config, summary: dic
                 central.make_durable()
             with local.writing():
                 local.set_meta(CHECKPOINT, poll.snapshot)
+                if config.central_read_url:
+                    # the checkpoint is part of the floor a read replica is held to
+                    record_floor(local, poll.snapshot)
         _purge_if_due(central, config, poll)
         return
     settle_unacknowledged(central, local, agent_id, summary)
     central_id = poll.central_id if poll is not None else None
-    pull(central, local, infos, agent_id, summary, progress, central_id)
+    pull_reading(config, central, local, lambda source: pull(
+        central, local, infos, agent_id, summary, progress, central_id, source), summary)
     if stop is not None and stop.is_set():
         raise SyncCancelled("The sync was stopped after pulling, before pushing.")
     _refill_keys(central, local, infos, agent_id)

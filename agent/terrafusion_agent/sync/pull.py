@@ -16,6 +16,7 @@ from terrafusion_agent import faults
 from terrafusion_agent.errors import NotFound
 from terrafusion_agent.stores.base import CentralStore, Key, ReadSession, TableInfo
 from terrafusion_agent.stores.local import LocalStore
+from terrafusion_agent.sync.reader import record_floor
 
 log = logging.getLogger("terrafusion.sync")
 #: progress(table, rows_done, rows_total)
@@ -37,14 +38,16 @@ def same_layout(a: TableInfo, b: TableInfo) -> bool:
 
 def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
          agent_id: str, summary: dict[str, Any], progress: Optional[Progress] = None,
-         central_id: Optional[str] = None) -> None:
-    """``central_id``: central's identity when the caller read it already."""
+         central_id: Optional[str] = None, source: Optional[CentralStore] = None) -> None:
+    """``central_id``: central's identity when the caller read it already. ``source``:
+    the store to read, a read replica of ``central`` (see ``sync.reader``); by default
+    ``central``, which takes every write."""
     if central_id is None:
         central_id = central.central_id()
     with local.writing():
-        with central.read_session() as rs:
+        with (source or central).read_session() as rs:
             checkpoint = local.meta(CHECKPOINT)
-            new_checkpoint = rs.checkpoint()
+            new_checkpoint, floor = rs.checkpoint(), rs.floor()
             resync = (checkpoint is None or local.meta(CENTRAL_ID) != central_id
                       or rs.lost_since(checkpoint))
             if resync and checkpoint is not None:
@@ -82,6 +85,7 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
             central.make_durable()
         local.set_meta(CHECKPOINT, new_checkpoint)
         local.set_meta(CENTRAL_ID, central_id)
+        record_floor(local, floor)
         faults.point("pull.before_local_commit")
     faults.point("pull.after_local_commit")
 

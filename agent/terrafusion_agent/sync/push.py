@@ -31,6 +31,7 @@ from terrafusion_agent.stores.base import CentralStore, TableInfo, WriteSession
 from terrafusion_agent.stores.local import LocalStore
 from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
+from terrafusion_agent.sync.reader import floor_after_push, record_floor
 
 log = logging.getLogger("terrafusion.sync")
 #: keys read, locked and compared per step (a stop request is honoured between steps)
@@ -81,10 +82,12 @@ def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], 
     faults.point("push.after_central_commit")
     # the rows each record names, as this process still holds them: no decoding
     decoded = [(o.local, o.central_after) for _, pairs in planned for _, o in pairs]
+    floor = floor_after_push(config, central)
     with local.writing():
         by_name = {info.name: info for info, _ in planned}
         _settle_all(local, by_name.get, records, summary, decoded)
         local.end_batch(batch_id)
+        record_floor(local, floor)  # in the transaction that makes local reflect the push
         faults.point("push.before_local_commit")
     faults.point("push.after_local_commit")
     central.clear_receipts(agent_id)
@@ -335,6 +338,7 @@ def settle_unacknowledged(central: CentralStore, local: LocalStore, agent_id: st
                        for record in json.loads(part)]
             settled += _settle_all(local, info_of, records, summary)
             local.end_batch(batch_id)
+        record_floor(local, None)  # the push is long past: the next pull reads the primary
         faults.point("settle.before_local_commit")
     if settled:
         log.info("settled %d pushed rows of an interrupted sync from central's receipt",
