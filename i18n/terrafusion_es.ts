@@ -975,6 +975,31 @@
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>An optional streaming hot standby of the central database that pulls read from, as postgresql://user@host/database; pushes always go to central.url. A replica that is down or behind this copy is passed over for central.url. Only with a PostgreSQL central.</source>
+        <translation>Una réplica en espera activa (streaming hot standby) opcional de la base de datos central de la que leen las descargas, como postgresql://usuario@servidor/base; los envíos van siempre a central.url. Una réplica caída o atrasada respecto a esta copia se deja de lado en favor de central.url. Solo con una central PostgreSQL.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>An address for a second listener that serves only /metrics and /health/live, for a Prometheus on the network (0.0.0.0 for every address); empty: none. The API, which shows owner names, stays on http.host.</source>
+        <translation>Una dirección para un segundo servicio que solo ofrece /metrics y /health/live, para un Prometheus en la red (0.0.0.0 para todas las direcciones); vacío: ninguno. La API, que muestra nombres de propietarios, se queda en http.host.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>The port of the metrics-only listener; 0 takes any free port.</source>
+        <translation>El puerto del servicio solo de métricas; 0 toma cualquier puerto libre.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>Where the agent POSTs a small JSON message when syncs fail several times in a row, when they work again after that, and when a sync finds new conflicts or rows central refused; empty: no alerts. It may carry a secret (user:password@, a token): it is masked like a password wherever it is shown.</source>
+        <translation>Adónde el agente envía por POST un pequeño mensaje JSON cuando las sincronizaciones fallan varias veces seguidas, cuando vuelven a funcionar después, y cuando una sincronización encuentra conflictos nuevos o filas que la central rechazó; vacío: sin alertas. Puede llevar un secreto (usuario:contraseña@, un token): se oculta como una contraseña dondequiera que se muestre.</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
+        <source>How many syncs in a row must fail before the failure alert is sent (once per run of failures).</source>
+        <translation>Cuántas sincronizaciones seguidas deben fallar antes de enviar la alerta de fallo (una vez por racha de fallos).</translation>
+    </message>
+    <message>
+        <location filename="../agent/terrafusion_agent/config.py"/>
         <source>The audit history (who changed which row when, and its values before and after) older than this many days is purged from the central database.</source>
         <translation>El historial de auditoría (quién cambió qué fila y cuándo, con sus valores antes y después) con más de este número de días se elimina de la base de datos central.</translation>
     </message>

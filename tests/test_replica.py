@@ -109,6 +109,8 @@ def test_pulls_read_the_replica_while_writes_go_to_the_primary(county, replica, 
     central_exec(county, "UPDATE parcels SET owner_name = 'WHILE PAUSED' WHERE prop_id = 100002")
     seen = central_exec(county, "SELECT max(last_seen_at) FROM tf_agents")[0][0]
     local_exec(county, "UPDATE parcels SET owner_name = 'PUSHED' WHERE prop_id = 100003")
+    # the heartbeat is written at most every few minutes: make it due at this sync
+    local_exec(county, "DELETE FROM tf_meta WHERE key = 'heartbeat'")
 
     summary = sync(county)
 
@@ -245,8 +247,11 @@ def test_a_replica_that_is_down_is_passed_over_with_one_warning(county, replica,
     [warning] = fallbacks(caplog)
     assert "cannot be reached" in warning
     replica.resume()
+    # a sync with nothing to pull ends at its poll, on the primary: give it something
+    central_exec(county, "UPDATE parcels SET owner_name = 'UP AGAIN' WHERE prop_id = 100033")
     replica.catch_up()
     sync(county)
+    assert owner(county, 100033, "local") == "UP AGAIN"
     assert any("read the read replica" in r.getMessage() and "again" in r.getMessage()
                for r in caplog.records)
     assert verify(county) == 0

@@ -392,10 +392,16 @@ class PostGISCentral(CentralStore):
         params = {"newest": self._rel(NEWEST_BOOKKEEPING), "cp": checkpoint, "agent": agent_id,
                   "names": list(tables), "rels": [self._rel(n) for n in tables],
                   "every": float(purge_every)}
+        # The agent's settings (its statement timeout above all: a central that hangs
+        # must not hang the poll) go in the same round trip: both statements travel as
+        # one simple query, one implicit transaction the settings are local to, so they
+        # leave nothing on a pooled session. That takes client-side binding.
+        sql = f"{self._settings_sql()}; {sql}"
         for attempt in (1, 2):
             try:
-                with self.conn.cursor() as cur:
+                with psycopg.ClientCursor(self.conn) as cur:
                     cur.execute(sql, params)
+                    cur.nextset()
                     row = _one(cur)
                 break
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn,
