@@ -419,12 +419,15 @@ class PostGISCentral(CentralStore):
 
     def make_durable(self) -> None:
         """A commit flushed before it is acknowledged flushes the whole WAL before it,
-        asynchronous commits of other sessions included. A transaction that wrote
-        nothing commits without a record, so this one takes a transaction id (and
-        writes nothing else)."""
+        asynchronous commits of other sessions included. It must write a row: a
+        transaction that only took a transaction id commits asynchronously whatever
+        ``synchronous_commit`` says (PostgreSQL flushes a commit only when the
+        transaction wrote WAL before it), so that one would flush nothing."""
         try:
             with self._transaction(durable=True) as cur:
-                cur.execute("SELECT pg_current_xact_id()")
+                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('durable_at', "
+                            "now()::text) ON CONFLICT (key) DO UPDATE SET value = "
+                            "excluded.value")
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
