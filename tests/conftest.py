@@ -33,23 +33,21 @@ def pg_url(pg_cluster):
     pg_cluster.drop_db(name)
 
 
-@pytest.fixture(scope="session")
-def pg_bouncer(pg_cluster):
-    """A PgBouncer in transaction pooling mode in front of the test cluster."""
+@pytest.fixture
+def bouncer_url(pg_cluster):
+    """URL of a fresh PostGIS database for one test, reached through a PgBouncer in
+    transaction pooling mode of its own: a pooler shared across tests would keep server
+    connections to databases dropped, or to a cluster restarted, by earlier tests."""
     from pgbouncer import PgBouncer
 
-    bouncer = PgBouncer(pg_cluster).start()
-    yield bouncer
-    bouncer.stop()
-
-
-@pytest.fixture
-def bouncer_url(pg_cluster, pg_bouncer):
-    """URL of a fresh PostGIS database for one test, reached through PgBouncer."""
     name = next(_db_names)
     pg_cluster.create_db(name)
-    yield pg_bouncer.url(name)
-    pg_cluster.drop_db(name)
+    bouncer = PgBouncer(pg_cluster).start()
+    try:
+        yield bouncer.url(name)
+    finally:
+        bouncer.stop()  # before the drop: its server connections hold the database
+        pg_cluster.drop_db(name)
 
 
 @pytest.fixture(autouse=True)

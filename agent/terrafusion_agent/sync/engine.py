@@ -22,6 +22,7 @@ from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
     CentralUnavailable,
     LocalBusy,
+    LocalUnavailable,
     NotFound,
     SyncCancelled,
     TableError,
@@ -180,8 +181,9 @@ def run_sync(config: Config, trigger: str = "manual",
         _finish(local, run_id, "failed", summary, redact(message),
                 write_now=not isinstance(error, LocalBusy))
         if (central is not None and isinstance(error, TerraFusionError)
-                and not isinstance(error, (CentralUnavailable, LocalBusy))):
-            # central still answers: the fleet learns of the failure (when due)
+                and not isinstance(error, (CentralUnavailable, LocalUnavailable))):
+            # central still answers and the local copy can be read: the fleet learns of
+            # the failure (when due)
             _heartbeat_after(central, local, config)
         local.close()
         # any exception carries the run, also one that is not a TerraFusionError
