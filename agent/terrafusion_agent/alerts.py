@@ -97,17 +97,18 @@ class Alerts:
                     f"TerraFusion on {self.host}: central refused {new_rejected} row(s) in "
                     "the sync."))
         url = config.alert_webhook_url
-        if url:
-            for message in messages:
-                self._send(url, message)
+        if url and messages:
+            self._send(url, messages)
         return messages
 
     def _message(self, event: str, detail: dict[str, Any], text: str) -> dict[str, Any]:
         return {"event": event, "agent_id": self.agent_id, "host": self.host,
                 "at": utc_now(), "version": __version__, "detail": detail, "text": text}
 
-    def _send(self, url: str, message: dict[str, Any]) -> None:
-        thread = threading.Thread(target=post, args=(url, message),
+    def _send(self, url: str, messages: list[dict[str, Any]]) -> None:
+        # one thread per sync posts its messages one after the other, so a receiver gets
+        # them in the order they happened (recovered before the conflicts of that sync)
+        thread = threading.Thread(target=post_each, args=(url, messages),
                                   name="terrafusion-alert", daemon=True)
         with self._lock:
             self._sending = [t for t in self._sending if t.is_alive()] + [thread]
@@ -152,6 +153,13 @@ def local_state(config: Config) -> tuple[Optional[str], int]:
     except Exception:  # noqa: BLE001 - alerts never stop a sync
         log.debug("the local copy's sync record is unreadable for alerts", exc_info=True)
         return None, 0
+
+
+def post_each(url: str, messages: list[dict[str, Any]]) -> None:
+    """Post ``messages`` to ``url`` in order, each on its own (one that fails does not
+    hold back the next)."""
+    for message in messages:
+        post(url, message)
 
 
 def post(url: str, message: dict[str, Any]) -> bool:
