@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +169,31 @@ def agent_of_kind(request, tmp_path: Path, kind: str) -> AgentEnv:
     else:
         url = f"sqlite:///{tmp_path / 'central.sqlite'}"
     return AgentEnv(tmp_path, write_config(tmp_path, url), url)
+
+
+@pytest.fixture(params=["spatialite", "postgis"])
+def central_url(request, tmp_path) -> str:
+    """The URL of a fresh central of both kinds, one after the other."""
+    if request.param == "postgis":
+        return request.getfixturevalue("pg_url")
+    return f"sqlite:///{tmp_path / 'central.sqlite'}"
+
+
+def agent_before(migration: str, dest: Path) -> Path:
+    """The agent as it was just before ``migration`` (a path in this repository) was added,
+    taken from the repository's history into ``dest``; the folder to put on PYTHONPATH."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(["git", "-C", str(root), *args], check=True,
+                              capture_output=True, timeout=60).stdout
+
+    added = git("log", "--diff-filter=A", "--format=%H", "--", migration).split()
+    base = added[-1].decode() + "^" if added else "HEAD"
+    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", base, "agent"))) as tar:
+        tar.extractall(dest)
+    assert not (dest / migration).exists()
+    return dest / "agent"
 
 
 @pytest.fixture(params=["spatialite", "postgis"])

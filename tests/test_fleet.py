@@ -6,16 +6,13 @@ central upgrades to it while agents of the previous version keep syncing."""
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
-import tarfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import AgentEnv, central_exec, local_exec, write_config
+from conftest import AgentEnv, agent_before, central_exec, local_exec, write_config
 from terrafusion_agent import api
 from terrafusion_agent.migrate import heads
 
@@ -211,31 +208,10 @@ def _dbname(url: str) -> str:
 # --- the upgrade --------------------------------------------------------------------------
 
 
-def previous_agent(dest: Path) -> Path:
-    """The agent as it was before the fleet view (central bookkeeping c0004), taken from
-    this repository's history; the folder to put on PYTHONPATH."""
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", "-C", str(ROOT), *args], check=True,
-                              capture_output=True, timeout=60).stdout
-
-    added = git("log", "--diff-filter=A", "--format=%H", "--", MIGRATION).split()
-    base = added[-1].decode() + "^" if added else "HEAD"
-    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", base, "agent"))) as tar:
-        tar.extractall(dest)
-    assert not (dest / MIGRATION).exists()
-    return dest / "agent"
-
-
-@pytest.fixture(params=["spatialite", "postgis"])
-def central_url(request, tmp_path) -> str:
-    if request.param == "postgis":
-        return request.getfixturevalue("pg_url")
-    return f"sqlite:///{tmp_path / 'central.sqlite'}"
-
 
 def test_upgrade_from_c0004_adds_the_fleet_and_agents_of_the_previous_version_keep_syncing(
         central_url, tmp_path):
-    old_code = {"PYTHONPATH": str(previous_agent(tmp_path / "previous"))}
+    old_code = {"PYTHONPATH": str(agent_before(MIGRATION, tmp_path / "previous"))}
     old = AgentEnv(tmp_path / "old", write_config(tmp_path / "old", central_url), central_url)
     new = AgentEnv(tmp_path / "new", write_config(tmp_path / "new", central_url), central_url)
     old.run("init-central", "--demo-parcels", "30", env=old_code)

@@ -7,25 +7,20 @@ central upgrades to it while agents of the previous version keep working."""
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import struct
-import subprocess
-import tarfile
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import AgentEnv, central_exec, local_exec, write_config
+from conftest import AgentEnv, agent_before, central_exec, local_exec, write_config
 from terrafusion_agent.errors import NotFound, TerraFusionError
 from terrafusion_agent.migrate import heads
 from terrafusion_agent.stores import open_central
 from terrafusion_agent.stores.base import Column, GeometryInfo, TableInfo, TableSpec
 
-ROOT = Path(__file__).resolve().parent.parent
 MIGRATION = "agent/terrafusion_agent/migrations/central/versions/0004_history.py"
 
 
@@ -461,31 +456,10 @@ def test_tracking_installed_is_false_while_a_capture_trigger_is_disabled(pg_agen
 # --- the upgrade ----------------------------------------------------------------------
 
 
-def previous_agent(dest: Path) -> Path:
-    """The agent as it was before the history (0.2.0, central bookkeeping c0003),
-    taken from this repository's history; the folder to put on PYTHONPATH."""
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", "-C", str(ROOT), *args], check=True,
-                              capture_output=True, timeout=60).stdout
-
-    added = git("log", "--diff-filter=A", "--format=%H", "--", MIGRATION).split()
-    base = added[-1].decode() + "^" if added else "HEAD"
-    with tarfile.open(fileobj=io.BytesIO(git("archive", "--format=tar", base, "agent"))) as tar:
-        tar.extractall(dest)
-    assert not (dest / MIGRATION).exists()
-    return dest / "agent"
-
-
-@pytest.fixture(params=["spatialite", "postgis"])
-def central_url(request, tmp_path) -> str:
-    if request.param == "postgis":
-        return request.getfixturevalue("pg_url")
-    return f"sqlite:///{tmp_path / 'central.sqlite'}"
-
 
 def test_upgrade_from_c0003_starts_history_and_agents_of_0_2_0_keep_syncing(
         central_url, tmp_path, store):
-    old_code = {"PYTHONPATH": str(previous_agent(tmp_path / "previous"))}
+    old_code = {"PYTHONPATH": str(agent_before(MIGRATION, tmp_path / "previous"))}
     old = AgentEnv(tmp_path / "old", write_config(tmp_path / "old", central_url), central_url)
     old.run("init-central", "--demo-parcels", "40", env=old_code)
     assert central_exec(old, "SELECT version_num FROM tf_schema_version") == [("c0003",)]
