@@ -10,46 +10,17 @@ they merge) takes under 5 s, and both sides then hold the same rows.
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psycopg
+from bench_sync import demo_county, full_pull
 from terrafusion_agent import config as tf_config
 from terrafusion_agent.stores.spatialite import connect
 from terrafusion_agent.sync.engine import run_sync
 
 FIRST_KEY = 100_001
 MASS = 100_000
-
-
-def _agent_config(work: Path, url: str) -> Path:
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "agent.toml"
-    path.write_text(f'[central]\nurl = "{url}"\n[local]\npath = "local.sqlite"\n'
-                    '[sync]\ntables = ["parcels"]\n[logging]\ndir = "logs"\n')
-    return path
-
-
-def _county(ctx, n: int) -> tuple[str, Path]:
-    name = f"bench_mass_{n}"
-    try:
-        ctx.cluster.drop_db(name)
-    except subprocess.CalledProcessError:
-        pass
-    url = ctx.cluster.create_db(name)
-    work = ctx.work / "mass" / name
-    shutil.rmtree(work, ignore_errors=True)
-    cfg = _agent_config(work, url)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "terrafusion_agent", "--config", str(cfg),
-                    "init-central", "--demo-parcels", str(n)], check=True,
-                   stdout=subprocess.DEVNULL)
-    print(f"  demo county of {n:,} parcels generated in {time.perf_counter() - t0:.1f} s",
-          flush=True)
-    return url, cfg
 
 
 def _central(url: str, sql: str, params: tuple = ()) -> list:
@@ -75,12 +46,6 @@ def _sync(cfg: Path) -> tuple[float, dict]:
     return time.perf_counter() - t0, summary
 
 
-def _full_pull(cfg: Path) -> float:
-    config = tf_config.load(cfg)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(config.local_path) + suffix).unlink(missing_ok=True)
-    return _sync(cfg)[0]
-
 
 def _pull_after(url: str, cfg: Path, where: str) -> tuple[float, dict]:
     _central(url, f"UPDATE parcels SET land_value = land_value + 1 {where}")
@@ -105,8 +70,8 @@ def _both_sides(url: str, cfg: Path, keys: list[int]) -> tuple[list, list]:
 def run(ctx) -> dict:
     rng = random.Random(14)
     n = ctx.parcels
-    url, cfg = _county(ctx, n)
-    full = min(_full_pull(cfg) for _ in range(2))
+    url, cfg = demo_county(ctx, n, prefix="bench_mass", folder="mass")
+    full = min(full_pull(cfg) for _ in range(2))
     every, s_every = _pull_after(url, cfg, "")
     assert s_every["pulled"] == n, s_every
     ten, s_ten = _pull_after(url, cfg, f"WHERE prop_id % 10 = {rng.randrange(10)}")

@@ -34,15 +34,15 @@ def _cli(cfg: Path, *args: str) -> None:
                    check=True, stdout=subprocess.DEVNULL)
 
 
-def _county(ctx, n: int) -> tuple[str, Path]:
+def demo_county(ctx, n: int, prefix: str = "bench", folder: str = "sync") -> tuple[str, Path]:
     """A PostGIS database with an n-parcel demo county and a config syncing parcels."""
-    name = f"bench_{n}"
+    name = f"{prefix}_{n}"
     try:
         ctx.cluster.drop_db(name)
     except subprocess.CalledProcessError:
         pass
     url = ctx.cluster.create_db(name)
-    work = ctx.work / "sync" / name
+    work = ctx.work / folder / name
     shutil.rmtree(work, ignore_errors=True)
     cfg = _agent_config(work, url)
     t0 = time.perf_counter()
@@ -52,7 +52,7 @@ def _county(ctx, n: int) -> tuple[str, Path]:
     return url, cfg
 
 
-def _full_pull(cfg: Path) -> float:
+def full_pull(cfg: Path) -> float:
     config = tf_config.load(cfg)
     for suffix in ("", "-wal", "-shm"):
         Path(str(config.local_path) + suffix).unlink(missing_ok=True)
@@ -104,15 +104,15 @@ def run(ctx) -> dict:
     rng = random.Random(7)
     large = ctx.parcels
     out: dict = {}
-    url_l, cfg_l = _county(ctx, large)
+    url_l, cfg_l = demo_county(ctx, large)
     ogr = _ogr2ogr(ctx, f"bench_{large}", ctx.work / "sync" / "ogr2ogr.sqlite")
-    ours = _full_pull(cfg_l)
+    ours = full_pull(cfg_l)
     out["full_pull"] = {"parcels": large, "ours_s": round(ours, 2), "ogr2ogr_s": round(ogr, 2),
                         "ratio": round(ours / ogr, 3)}
     inc_l = min(_incremental(ctx, url_l, cfg_l, large, rng) for _ in range(3))
     push = min(_push(cfg_l, large, rng) for _ in range(3))
-    url_s, cfg_s = _county(ctx, 100_000)
-    _full_pull(cfg_s)
+    url_s, cfg_s = demo_county(ctx, 100_000)
+    full_pull(cfg_s)
     inc_s = min(_incremental(ctx, url_s, cfg_s, 100_000, rng) for _ in range(3))
     out["incremental_pull"] = {"changes": CHANGES, "at_100k_s": round(inc_s, 3),
                                f"at_{large}_s": round(inc_l, 3),
