@@ -47,6 +47,8 @@ def bouncer_url(pg_cluster):
     bouncer = PgBouncer(pg_cluster).start()
     try:
         yield bouncer.url(name)
+        # the test's clients talked to central through the pooler, not around it
+        assert bouncer.transactions(name) > 0, "No transaction went through PgBouncer."
     finally:
         bouncer.stop()  # before the drop: its server connections hold the database
         pg_cluster.drop_db(name)
