@@ -195,6 +195,7 @@ class SyncRun:
     edited_during: bool = False  # a local edit was made while it ran
     central_written: bool = False  # central was written while it ran
     queue: tuple = (0, 0)  # (pending edits, push batches in flight) when it started
+    behind: Optional[bool] = None  # central had rows it had not pulled, when it started
 
     @property
     def summary(self) -> Optional[dict]:
@@ -302,6 +303,10 @@ class Episode:
         #: whether an agent's next pull copies parcels in full (a column was added
         #: centrally since); None once a sync that failed may or may not have done it
         self.full_copy: dict[str, Optional[bool]] = {}
+        #: whether central holds row changes an agent has not pulled (its next sync then
+        #: pulls; with nothing to push either, the poll is the whole sync); None: cannot tell
+        self.behind: dict[str, Optional[bool]] = {}
+        self.central_write_tick = 0
         self.w_keys = 0
 
     def _child_env(self) -> dict:
@@ -375,6 +380,7 @@ class Episode:
                 raise RuntimeError(f"first sync of {name} failed: {run.stderr}")
             self.conns[name] = local_connect(self.agents[name].local_path)
         self.model.load_initial(self.central.snapshot())
+        self.behind = {name: False for name in AGENTS}
         self.note(f"county of {PARCELS} parcels, agents {', '.join(AGENTS)} synced")
 
     def close(self) -> None:
@@ -529,6 +535,11 @@ class Episode:
 
     # --- the central writer ---------------------------------------------------------------
 
+    def central_written(self) -> None:
+        """The central writer changed rows: every agent is behind."""
+        self.central_write_tick = self.model.tick()
+        self.behind.update({a: True for a in AGENTS})
+
     def central_keys(self, conn, table: str) -> list:
         return [r[0] for r in conn.execute(f"SELECT {qi(KEYS[table])} FROM {qi(table)}")]
 
@@ -548,6 +559,7 @@ class Episode:
                 value = val(col, new)
                 if self.model.known(table, key, col, value):
                     raise psycopg.Rollback()  # a geometry the cell had already: next attempt
+                self.central_written()
                 return self.model.record_set(CENTRAL, table, key, col, value,
                                              val(col, prev[0]), self.step)
         return None
@@ -586,6 +598,7 @@ class Episode:
                                          "FOR UPDATE", (key,)).get(key)
                 conn.execute(f"DELETE FROM {qi(table)} WHERE {qi(KEYS[table])} = %s", (key,))
         if seen:
+            self.central_written()
             self.model.record_delete(CENTRAL, table, key, seen, self.step)
         return f"W central delete {table} {key}"
 
@@ -614,6 +627,7 @@ class Episode:
                     "((SELECT min(prop_id) FROM parcels), %s, %s) RETURNING sale_id",
                     (marker, self.number(CENTRAL, 6_000_000))).fetchone()[0]
             row = self.central.read(conn, table, f"WHERE {qi(KEYS[table])} = %s", (key,))[key]
+        self.central_written()
         self.model.record_insert(CENTRAL, table, key, row, self.step)
         return f"W central insert {table} key {key} ({marker})"
 
@@ -626,6 +640,7 @@ class Episode:
             conn.execute(f"ALTER TABLE parcels ADD COLUMN {qi(col)} text{clause}")
         self.model.add_column(col, val(col, default))
         self.full_copy.update({a: True for a in AGENTS})
+        self.central_written()
         return f"W central ALTER TABLE parcels ADD COLUMN {col} text{clause}"
 
     # --- syncs, faults, restarts ----------------------------------------------------------
@@ -641,16 +656,21 @@ class Episode:
         in_flight = conn.execute("SELECT count(*) FROM tf_push_inflight").fetchone()[0]
         return pending, in_flight
 
-    def predicted_reachable(self, agent: str, point: str, nth: int,
-                            queue: tuple[int, int]) -> Optional[bool]:
-        """Whether a sync starting with ``queue`` passes ``point`` ``nth`` times
-        (None: cannot tell)."""
+    def predicted_reachable(self, agent: str, point: str, nth: int, queue: tuple[int, int],
+                            behind: Optional[bool] = None, start: bool = True
+                            ) -> Optional[bool]:
+        """Whether a sync starting with ``queue`` (and ``behind`` central, when
+        ``start`` is False: the sync is over and central may have moved since) passes
+        ``point`` ``nth`` times (None: cannot tell)."""
         if nth != 1:
             return False  # every point is passed at most once per sync here
         if point in ("pull.mid_bulk_copy", "schema.mid_rebuild"):
             return self.full_copy.get(agent, False)
         if point.startswith("pull."):
-            return True
+            # an idle sync (nothing new centrally, nothing to push) is the poll alone
+            if self.full_copy.get(agent) or queue[0] or queue[1]:
+                return True
+            return self.behind.get(agent) if start else behind
         if point == "purge.before_commit":
             return None  # once per central per period, by whichever agent comes first
         if point.startswith("push."):
@@ -676,7 +696,8 @@ class Episode:
                  ) -> SyncRun:
         """One `terrafusion-agent sync`; with ``pause_action`` the process stops at the
         fault point while the central server is restarted (or written to)."""
-        run = SyncRun(agent, self.model.tick(), fault=fault, queue=self.queue(agent))
+        run = SyncRun(agent, self.model.tick(), fault=fault, queue=self.queue(agent),
+                      behind=self.behind.get(agent))
         extra = {}
         if fault:
             extra["TERRAFUSION_FAULT"] = fault
@@ -728,6 +749,38 @@ class Episode:
         self.stats.ops["central_while_paused"] += 1
         return op()
 
+    def book_behind(self, runs: list[SyncRun]) -> None:
+        """Which agents are behind central after ``runs`` (syncs that ran together):
+        rows a sync pushed put every other agent behind; a sync that worked caught its
+        agent up, unless central was written while it ran; a failed one may have pulled
+        before it failed."""
+        def pushed(run: SyncRun) -> Optional[bool]:
+            summary = run.summary if run.rc == 0 else None
+            if summary is not None and summary.get("pushed"):
+                return True
+            could = run.queue[0] or run.queue[1] or run.edited_during
+            return None if could and (summary is None or run.queue[1]) else False
+
+        def either(a: Optional[bool], b: Optional[bool]) -> Optional[bool]:
+            return True if True in (a, b) else None if None in (a, b) else False
+
+        by = {run.agent: pushed(run) for run in runs}
+        for agent in AGENTS:
+            others: Optional[bool] = False
+            for other, value in by.items():
+                if other != agent:
+                    others = either(others, value)
+            run = next((r for r in runs if r.agent == agent), None)
+            if run is None:
+                self.behind[agent] = either(self.behind.get(agent), others)
+            elif run.rc == 0:
+                # its pull took what central had when it began: a write since may be in it
+                meanwhile = others is not False or self.central_write_tick > run.started
+                self.behind[agent] = None if meanwhile else False
+            else:
+                was = either(self.behind.get(agent), others)
+                self.behind[agent] = None if was is not False else False
+
     def settle_run(self, run: SyncRun, alone: bool) -> list[Discrepancy]:
         """Book one finished sync: fault accounting, the model, and the checks that this
         outcome makes decidable."""
@@ -740,7 +793,8 @@ class Episode:
                 self.stats.fired_points[point] += 1
             elif run.rc == 0:
                 self.stats.faults["unreached"] += 1
-                reach = self.predicted_reachable(agent, point, int(nth or 1), run.queue)
+                reach = self.predicted_reachable(agent, point, int(nth or 1), run.queue,
+                                                 run.behind, start=False)
                 if reach is False:
                     self.stats.faults["unreached_expected"] += 1
                 elif reach is None:
@@ -800,6 +854,7 @@ class Episode:
                 action = "restart"  # central rows are locked there: a writer would wait
         run = self.run_sync(agent, fault, action)
         problems = self.settle_run(run, alone=True)
+        self.book_behind([run])
         self.note(f"{agent} sync -> {run.outcome()}")
         central = self.central.snapshot()
         problems += self.model.check_central(central, self.step)
@@ -819,7 +874,8 @@ class Episode:
         faulty = self.rng.choice(names) if self.rng.random() < 0.3 else None
         for name in names:
             fault = self.choose_fault(name) if name == faulty else None
-            run = SyncRun(name, self.model.tick(), fault=fault, queue=self.queue(name))
+            run = SyncRun(name, self.model.tick(), fault=fault, queue=self.queue(name),
+                          behind=self.behind.get(name))
             if fault:
                 self.stats.faults["armed"] += 1
             runs.append(run)
@@ -851,6 +907,7 @@ class Episode:
             run.fired = run.rc == -9
         for run in runs:
             problems += self.settle_run(run, alone=False)
+        self.book_behind(runs)
         self.note(f"syncs together ({'; '.join(notes) or 'nothing else'}): " +
                   "; ".join(f"{r.agent} -> {r.outcome()}" for r in runs))
         problems += self.model.check_central(self.central.snapshot(), self.step)
@@ -867,13 +924,15 @@ class Episode:
         problems = []
         if self.rng.random() < 0.5:
             agent = self.rng.choice(AGENTS)
-            run = SyncRun(agent, self.model.tick(), restarted=True)
+            run = SyncRun(agent, self.model.tick(), restarted=True,
+                          behind=self.behind.get(agent))
             proc = self.cli(agent, "sync")
             run.rc, run.stdout, run.stderr = proc.returncode, proc.stdout, proc.stderr
             if run.rc != 1:
                 problems.append(Discrepancy("sync", f"{agent}'s sync with central down "
                                             f"exited {run.rc}: {run.stderr}"))
             problems += self.settle_run(run, alone=True)
+            self.book_behind([run])
             text += f"; {agent} synced while it was down -> {run.outcome()}"
         self.central.start()
         self.note(text)
@@ -1026,6 +1085,7 @@ class Episode:
     def final_sync(self, agent: str) -> None:
         run = self.run_sync(agent, fault=None)
         problems = self.settle_run(run, alone=True)
+        self.book_behind([run])
         self.stats.ops["final sync"] += 1
         self.note(f"{agent} final sync -> {run.outcome()}")
         if run.rc == 0:
