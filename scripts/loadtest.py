@@ -782,7 +782,8 @@ def _phase_report(p: Phase, agents: list[Agent], sampler: Sampler) -> dict:
         "syncs_per_second": round(syncs / seconds, 2) if seconds else None,
         "effective_interval_s": round(len(agents) * seconds / syncs, 1) if syncs else None,
         "central_cpu_s": round(p.cpu, 2),
-        "central_cpu_ms_per_sync": round(1000 * cpu_per, 3) if cpu_per else None,
+        # CPU is counted in clock ticks (10 ms): a few idle polls may use less than one
+        "central_cpu_ms_per_sync": round(1000 * cpu_per, 3) if cpu_per is not None else None,
         "statements_per_sync": round(p.statements / syncs, 1) if syncs else None,
         "statement_ms_per_sync": round(p.statement_ms / syncs, 3) if syncs else None,
         "agent_cpu_ms_per_sync": round(1000 * p.agent_cpu / syncs, 1) if syncs else None,

@@ -14,7 +14,6 @@ a full disk leaves neither the file nor the rebuilt table behind; the API takes
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -423,7 +422,12 @@ def test_ctrl_c_while_waiting_for_a_worker_does_not_take_it_for_ended():
     release = threading.Event()
     worker = Worker(lambda: release.wait(60), name="held")
     worker.start()
-    ctrl_c = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # Ctrl+C as an interactive Python has it: a pytest started in the background of a
+    # shell inherits SIGINT ignored, and blocked threads would take it elsewhere
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    main = threading.get_ident()
+    ctrl_c = threading.Timer(0.2, lambda: signal.pthread_kill(main, signal.SIGINT))
     ctrl_c.start()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -432,6 +436,8 @@ def test_ctrl_c_while_waiting_for_a_worker_does_not_take_it_for_ended():
     finally:
         ctrl_c.cancel()
         release.set()
+        signal.signal(signal.SIGINT, before)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     worker.wait(30)
     assert not worker.alive()
 

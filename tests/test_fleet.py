@@ -36,8 +36,9 @@ def set_central_up(cluster, url: str, up: bool) -> None:
     db = url.split("@/", 1)[1].split("?", 1)[0]
     cluster.psql("postgres", f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS {str(up).lower()}')
     if not up:
-        cluster.psql("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 f"WHERE datname = '{db}'")
+        # waiting for each backend to be gone: a kept connection must not serve one more
+        cluster.psql("postgres", "SELECT pg_terminate_backend(pid, 10000) FROM "
+                                 f"pg_stat_activity WHERE datname = '{db}'")
 
 
 def ago(seconds: float) -> str:

@@ -102,9 +102,12 @@ def test_a_short_run_of_three_agents_accounts_for_every_edit_and_leaves_nothing_
     for name in ("idle", "load"):
         phase = report["phases"][name]
         assert phase["syncs"] > 0
-        for key in ("central_cpu_ms_per_sync", "statements_per_sync", "latency_p50_ms",
-                    "latency_p99_ms", "agents_per_core_at_60s"):
+        for key in ("statements_per_sync", "latency_p50_ms", "latency_p99_ms"):
             assert phase[key] is not None and phase[key] > 0, (name, key, phase)
+        # server CPU comes in clock ticks of 10 ms: three idle polls may not fill one
+        cpu = phase["central_cpu_ms_per_sync"]
+        assert cpu is not None and cpu >= 0, (name, phase)
+        assert (phase["agents_per_core_at_60s"] or 0) > 0 or cpu == 0, (name, phase)
         # the agents keep their connection: at most the first sync of each opens one
         assert 0 <= phase["new_connections_per_sync"] <= 1, (name, phase)
         assert phase["connections_peak"] is not None
