@@ -189,6 +189,21 @@ def test_bulk_pull_keeps_pending_edits_and_the_push_still_checks_them(agent, mon
 
 
 @pytest.mark.timeout(600)
+def test_a_revaluation_on_both_sides_is_fetched_not_copied_and_merges(agent, monkeypatch):
+    """Central changed every row, and the analyst most of them: a copy would have to
+    read back and rewrite every locally edited row, so the changed rows are fetched."""
+    monkeypatch.setattr(pull_module, "BULK_MIN_CHANGES", 100)
+    before = central_rows(agent)
+    local_exec(agent, "UPDATE parcels SET owner_name = 'loc-' || prop_id")
+    central_exec(agent, "UPDATE parcels SET land_value = land_value + 1")
+    summary = run_sync(agent.load(), trigger="test")
+    assert summary["tables"]["parcels"]["mode"] == "incremental"
+    assert summary["conflicts"] == 0 and summary["pending"] == 0
+    want = {pid: (geo, f"loc-{pid}", land + 1) for pid, (geo, _, land) in before.items()}
+    assert central_rows(agent) == local_rows(agent) == want
+
+
+@pytest.mark.timeout(600)
 def test_a_refused_row_inside_a_mass_push_is_rejected_alone(agent):
     central_exec(agent, "ALTER TABLE parcels ADD CONSTRAINT land_not_negative "
                         "CHECK (land_value >= 0)")

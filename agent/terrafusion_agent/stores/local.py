@@ -30,6 +30,8 @@ from terrafusion_agent.timeutil import utc_now
 
 log = logging.getLogger("terrafusion.local")
 BATCH = 5000
+#: rows a local cursor fetches at a time when iterated
+ITER_CHUNK = 512
 _RUN_COLUMNS = ("id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
                 "error")
 #: how many of the newest runs a new run looks through for ones a killed process left
@@ -426,15 +428,22 @@ class LocalStore:
             "SELECT id, pk_json, op, base_json, version, state, changed_at "
             f"FROM tf_local_changes WHERE table_name = ? AND state IN ({marks}) ORDER BY id",
             (table, *states))
-        return [{"id": i, "pk": tuple(json.loads(pk)), "pk_json": pk, "op": op,
+        return [{"id": i, "pk": rows.key_of(pk), "pk_json": pk, "op": op,
                  "base_json": base, "version": v, "state": st, "changed_at": at}
                 for i, pk, op, base, v, st, at in cur]
+
+    def has_pending(self, table: str, states: tuple[str, ...] = ("pending",)) -> bool:
+        """Whether ``table`` has a captured edit in one of ``states``."""
+        marks = ", ".join("?" * len(states))
+        return self.conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM tf_local_changes WHERE table_name = ? AND state "
+            f"IN ({marks}))", (table, *states)).fetchone()[0] == 1
 
     def pending_keys(self, table: str) -> set[tuple]:
         """Keys with any captured edit (pending or in conflict)."""
         cur = self.conn.execute("SELECT pk_json FROM tf_local_changes WHERE table_name = ?",
                                 (table,))
-        return {tuple(json.loads(r[0])) for r in cur}
+        return {rows.key_of(r[0]) for r in cur}
 
     def entry(self, table: str, key: tuple) -> Optional[dict]:
         """The captured edit of one row (any state), or None."""
@@ -472,7 +481,7 @@ class LocalStore:
             "FROM tf_local_changes WHERE table_name = ?", (table,))
         out = {}
         for i, pk, op, base, v, st, at in cur:
-            key = tuple(json.loads(pk))
+            key = rows.key_of(pk)
             out[key] = {"id": i, "pk": key, "op": op, "base_json": base, "version": v,
                         "state": st, "changed_at": at}
         return out
@@ -878,6 +887,14 @@ class LocalCursor(sqlite3.Cursor):
     fetchmany = _in_words(sqlite3.Cursor.fetchmany)
     fetchall = _in_words(sqlite3.Cursor.fetchall)
     __next__ = _in_words(sqlite3.Cursor.__next__)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # rows, not the cursor
+        # rows a chunk at a time: a guarded call per row costs more than reading it
+        while True:
+            chunk = self.fetchmany(ITER_CHUNK)
+            if not chunk:
+                return
+            yield from chunk
 
 
 def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]

@@ -43,6 +43,8 @@ class Outcome:
     local_delete: bool = False
     #: the row central holds once the push commits (None: no row)
     central_after: Optional[Row] = None
+    #: ``central_after`` holds the local row's values (a push of local changes only)
+    after_is_local: bool = False
     #: set when both sides changed the row incompatibly
     conflict_columns: Optional[list[str]] = None
     #: None while a conflict waits for a person; else how the policy settled it
@@ -79,6 +81,7 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
     if base is None:  # inserted locally
         if central is None:
             o.central_insert = o.central_after = local
+            o.after_is_local = True
             return o
         if rows_equal(info, local, central):
             return o  # a re-delivered insert: nothing to do
@@ -86,6 +89,7 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
     if central is None:
         if op == "insert":  # kept over central's delete: the row is made again
             o.central_insert = o.central_after = local
+            o.after_is_local = True
             return o
         return _conflict(info, o, sorted(changed_columns(info, base, local)) or
                          list(info.column_names), policy)
@@ -108,6 +112,9 @@ def _merge(info: TableInfo, o: Outcome, mine: set[str], theirs: set[str]) -> Non
     o.central_after = merged
     if theirs - mine:
         o.local_upsert = merged
+    else:
+        # every other column is as the base on both sides: the row is the local one
+        o.after_is_local = True
 
 
 def _conflict(info: TableInfo, o: Outcome, columns: list[str], policy: str) -> Outcome:
@@ -125,6 +132,7 @@ def _conflict(info: TableInfo, o: Outcome, columns: list[str], policy: str) -> O
             o.central_delete, o.central_after = True, None
         elif o.central is None:
             o.central_insert = o.central_after = o.local
+            o.after_is_local = True
         else:
             mine = changed_columns(info, o.base, o.local) if o.base else set(info.column_names)
             theirs = changed_columns(info, o.base, o.central) if o.base else set()

@@ -365,7 +365,7 @@ def _idle(poll: Poll, local: LocalStore, infos: dict[str, TableInfo],
                 return False
         except NotFound:
             return False
-        if local.pending(name, ("pending", "refetch")):
+        if local.has_pending(name, ("pending", "refetch")):
             return False
         if capture.has_key_allocation(info):
             left = local.keys_left(name)

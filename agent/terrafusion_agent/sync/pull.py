@@ -104,7 +104,11 @@ def _mostly_changed(local: LocalStore, info: TableInfo, changes: int) -> bool:
         rows = local.count(info)
     except sqlite3.Error:  # not copied yet: the full copy decides elsewhere
         return False
-    return changes * BULK_FRACTION >= rows
+    # a copy must also read back and rewrite every row with a captured edit (a kept
+    # row costs about what a changed one does), while the changes fetch skips them: a
+    # revaluation made on both sides is cheaper fetched than copied
+    kept = local.pending_count(info.name)
+    return (changes - kept) * BULK_FRACTION >= rows
 
 
 def _local_info(local: LocalStore, name: str) -> Optional[TableInfo]:

@@ -172,8 +172,12 @@ def _record(info: TableInfo, entry: dict, o: Outcome, refused: Optional[str]) ->
         apply = "upsert"
     record: dict[str, Any] = {
         "t": info.name, "k": list(o.key), "e": entry["id"], "v": entry["version"],
-        "l0": encode_base(info, o.local), "after": encode_base(info, o.central_after),
+        "l0": encode_base(info, o.local),
     }
+    if o.after_is_local:
+        record["after_l0"] = 1  # central's row after is l0: half the receipt of a mass push
+    else:
+        record["after"] = encode_base(info, o.central_after)
     if refused is not None:
         record.update(rejected=refused, base=entry["base_json"],
                       central=encode_base(info, o.central))
@@ -239,7 +243,8 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
     if rows is not None:
         pushed_local, after = rows
     else:
-        pushed_local, after = decode_base(info, record["l0"]), decode_base(info, record["after"])
+        pushed_local = decode_base(info, record["l0"])
+        after = pushed_local if "after_l0" in record else decode_base(info, record["after"])
     if "rejected" in record:
         summary["rejected"] = summary.get("rejected", 0) + 1
         local.record_rejected(info, key, record["rejected"], decode_base(info, record["base"]),
