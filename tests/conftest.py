@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -40,11 +41,21 @@ def bouncer_url(pg_cluster):
     """URL of a fresh PostGIS database for one test, reached through a PgBouncer in
     transaction pooling mode of its own: a pooler shared across tests would keep server
     connections to databases dropped, or to a cluster restarted, by earlier tests."""
-    from pgbouncer import PgBouncer
-
     name = next(_db_names)
     pg_cluster.create_db(name)
-    bouncer = PgBouncer(pg_cluster).start()
+    yield from _bounced(pg_cluster, name)
+
+
+def _bounced(pg_cluster, name: str):
+    """Yield the URL of database ``name`` through a PgBouncer of its own; at the end,
+    check that the test's transactions went through it, stop it and drop the database."""
+    from pgbouncer import PgBouncer
+
+    try:
+        bouncer = PgBouncer(pg_cluster).start()
+    except BaseException:
+        pg_cluster.drop_db(name)
+        raise
     try:
         yield bouncer.url(name)
         # the test's clients talked to central through the pooler, not around it
@@ -52,6 +63,59 @@ def bouncer_url(pg_cluster):
     finally:
         bouncer.stop()  # before the drop: its server connections hold the database
         pg_cluster.drop_db(name)
+
+
+@pytest.fixture(scope="session")
+def _synced_counties(tmp_path_factory) -> dict:
+    """Demo counties synced once per session, by (central kind, parcels): the folder
+    with the central (SpatiaLite) and the local copy, and the PostGIS template's name."""
+    return {}
+
+
+def _copy_sqlite(source: Path, dest: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{source}{suffix}")
+        if path.exists():
+            shutil.copyfile(path, f"{dest}{suffix}")
+
+
+def synced_copy(request, tmp_path: Path, kind: str, parcels: int = 200) -> AgentEnv:
+    """An agent in ``tmp_path`` whose central ("spatialite", "postgis" or "pgbouncer")
+    holds a demo county of ``parcels`` parcels, synced once into its local copy: both
+    copied from one county made (init-central, sync) once per session, which costs a
+    file copy or a CREATE DATABASE ... TEMPLATE instead of two agent runs."""
+    made = request.getfixturevalue("_synced_counties")
+    base = "spatialite" if kind == "spatialite" else "postgis"
+    cluster = request.getfixturevalue("pg_cluster") if base == "postgis" else None
+    if (base, parcels) not in made:
+        folder = request.getfixturevalue("tmp_path_factory").mktemp(f"county_{base}")
+        template = None
+        if cluster is not None:
+            template = f"tf_county_{parcels}"
+            url = cluster.create_db(template)
+        else:
+            url = f"sqlite:///{folder / 'central.sqlite'}"
+        env = AgentEnv(folder, write_config(folder, url), url)
+        env.run("init-central", "--demo-parcels", str(parcels))
+        env.run("sync")
+        made[(base, parcels)] = (folder, template)
+    folder, template = made[(base, parcels)]
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    _copy_sqlite(folder / "local.sqlite", tmp_path / "local.sqlite")
+    if cluster is None:
+        _copy_sqlite(folder / "central.sqlite", tmp_path / "central.sqlite")
+        url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    else:
+        name = next(_db_names)
+        cluster.psql("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        if kind == "pgbouncer":
+            bounced = _bounced(cluster, name)
+            url = next(bounced)
+            request.addfinalizer(lambda: next(bounced, None))
+        else:
+            url = cluster.url(name)
+            request.addfinalizer(lambda: cluster.drop_db(name))
+    return AgentEnv(tmp_path, write_config(tmp_path, url), url)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import AgentEnv, central_exec, local_exec, write_config
+from conftest import AgentEnv, central_exec, local_exec, synced_copy, write_config
 from service_helpers import get, idle_schedule, started_agent
 from terrafusion_agent import api
 from terrafusion_agent.errors import BadRequest, InvalidArgument, NotFound, UnknownTable
@@ -75,9 +75,9 @@ def synced_county(agent: AgentEnv) -> AgentEnv:
 
 
 @pytest.fixture
-def county(pg_agent) -> AgentEnv:
+def county(request, tmp_path) -> AgentEnv:
     """A demo county on a fresh PostGIS, synced once."""
-    return synced_county(pg_agent)
+    return synced_copy(request, tmp_path, "postgis", 60)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import json
 import uuid
 
 import pytest
-from conftest import AgentEnv, central_exec, local_exec, write_config
+from conftest import AgentEnv, central_exec, local_exec, synced_copy, write_config
 
 #: the columns of parcels besides its key, each with a trigger noting that a push sent it
 PARCEL_COLUMNS = ("geo_id", "situs_address", "owner_name", "legal_desc", "acres",
@@ -72,10 +72,8 @@ def sent_columns(agent: AgentEnv) -> set[str]:
 
 
 @pytest.fixture
-def synced(pg_agent):
-    pg_agent.run("init-central", "--demo-parcels", "60")
-    sync(pg_agent)
-    return pg_agent
+def synced(request, tmp_path):
+    return synced_copy(request, tmp_path, "postgis", 60)
 
 
 def test_a_per_column_merge_reaches_central_exactly_as_chosen(synced):

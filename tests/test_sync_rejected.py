@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from conftest import central_exec, local_exec, write_config
+from conftest import central_exec, local_exec, synced_copy, write_config
 
 PARCEL = 100001
 OTHER = 100002
@@ -128,10 +128,8 @@ def _as_clerk(agent):
 
 
 @pytest.fixture
-def county(pg_agent):
-    pg_agent.run("init-central", "--demo-parcels", "300")
-    sync(pg_agent)
-    return pg_agent
+def county(request, tmp_path):
+    return synced_copy(request, tmp_path, "postgis", 300)
 
 
 def _refuse(agent, case: Refusal) -> dict:

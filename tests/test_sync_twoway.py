@@ -4,7 +4,14 @@ edits, merges, conflicts, keys."""
 import json
 
 import pytest
-from conftest import AgentEnv, agent_of_kind, central_exec, local_exec, write_config
+from conftest import (
+    AgentEnv,
+    agent_of_kind,
+    central_exec,
+    local_exec,
+    synced_copy,
+    write_config,
+)
 from terrafusion_agent.stores.spatialite import connect
 
 
@@ -27,11 +34,10 @@ def any_agent(request, tmp_path) -> AgentEnv:
     return agent_of_kind(request, tmp_path, request.param)
 
 
-@pytest.fixture
-def synced(any_agent):
-    any_agent.run("init-central", "--demo-parcels", "200")
-    sync(any_agent)
-    return any_agent
+@pytest.fixture(params=["spatialite", "postgis", "pgbouncer"])
+def synced(request, tmp_path) -> AgentEnv:
+    """A 200-parcel county synced once, on each central kind."""
+    return synced_copy(request, tmp_path, request.param)
 
 
 def owner(agent_or_rows, prop_id, where="central"):
@@ -368,6 +374,8 @@ def test_keep_local_over_a_delete_merges_with_a_row_made_again_meanwhile(synced)
     assert local_exec(synced, row) == [("MINE", "THEIR ADDRESS")]
 
 
+# the local copy alone: no central traffic, so no pooler to go through
+@pytest.mark.parametrize("synced", ["spatialite", "postgis"], indirect=True)
 def test_resolving_twice_or_an_unknown_conflict_is_refused(synced):
     proc = synced.run("conflicts", "resolve", "99", "--keep", "local", check=False)
     assert proc.returncode == 1 and "no conflict with id 99" in proc.stderr
@@ -399,6 +407,8 @@ def test_offline_inserts_get_permanent_keys_without_collisions(synced, tmp_path)
     assert verify(synced)[0] == 0 and verify(other)[0] == 0
 
 
+# the local copy alone: no central traffic, so no pooler to go through
+@pytest.mark.parametrize("synced", ["spatialite", "postgis"], indirect=True)
 def test_offline_insert_is_found_by_the_spatial_index(synced):
     local_exec(synced, "INSERT INTO parcels (geo_id, geom) VALUES ('SPX', "
                        "CastToMultiPolygon(BuildMbr(10, 10, 20, 20, 2927)))")
