@@ -72,7 +72,8 @@ def run(ctx) -> dict:
     n = ctx.parcels
     url, cfg = demo_county(ctx, n, prefix="bench_mass", folder="mass")
     full = min(full_pull(cfg) for _ in range(2))
-    every, s_every = _pull_after(url, cfg, "")
+    # the fastest of two, as the full pull it is compared with
+    every, s_every = min((_pull_after(url, cfg, "") for _ in range(2)), key=lambda r: r[0])
     assert s_every["pulled"] == n, s_every
     ten, s_ten = _pull_after(url, cfg, f"WHERE prop_id % 10 = {rng.randrange(10)}")
     assert s_ten["pulled"] == n // 10, s_ten
