@@ -1063,14 +1063,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _driver_main(*argv[1:4])
     d = Options()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--agents", type=int, default=d.agents)
+    ap.add_argument("--agents", type=int, default=d.agents,
+                    help="agents to start, each its own process (default %(default)s)")
     ap.add_argument("--minutes", type=float, default=d.minutes,
                     help="length of the load phase")
     ap.add_argument("--interval", type=int, default=d.interval,
                     help="each agent's sync.interval_seconds (at least 5)")
     ap.add_argument("--parcels", type=int, default=d.parcels,
                     help="demo county size (default: 10 per agent, at least 2,000)")
-    ap.add_argument("--idle-seconds", type=float, default=d.idle_seconds)
+    ap.add_argument("--idle-seconds", type=float, default=d.idle_seconds,
+                    help="length of the idle phase, nobody editing (default %(default)s)")
     ap.add_argument("--wave", type=int, default=d.wave, help="agents started at once")
     ap.add_argument("--local-rate", type=float, default=d.local_rate,
                     help="local edits per agent per minute")
@@ -1078,8 +1080,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="fraction of local edits central also makes to the same cell")
     ap.add_argument("--central-rate", type=float, default=d.central_rate,
                     help="assessor batches per second")
-    ap.add_argument("--batch-rows", type=int, default=d.batch_rows)
-    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--batch-rows", type=int, default=d.batch_rows,
+                    help="parcels each assessor batch revalues (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=d.seed,
+                    help="seed of the edits' random choices (default %(default)s)")
     ap.add_argument("--out", default=d.out, help="the JSON report")
     args = ap.parse_args(argv)
     if args.interval < 5:
