@@ -8,6 +8,7 @@ SQLAlchemy and Alembic are imported here only, so they cost nothing elsewhere.
 from __future__ import annotations
 
 import ast
+import functools
 import logging
 import re
 import sqlite3
@@ -31,6 +32,13 @@ def script_dir(kind: str) -> Path:
 def heads(kind: str) -> set[str]:
     """The newest revision(s) of ``kind``, read from the scripts without Alembic (which
     costs half a second to import: too much for every CLI call)."""
+    return set(_heads(kind))
+
+
+@functools.cache
+def _heads(kind: str) -> frozenset[str]:
+    # the scripts are part of the installed code: read once per process, not at every
+    # opening of the local copy (a running agent opens it a few times per sync)
     revisions, parents = set(), set()
     for path in (script_dir(kind) / "versions").glob("*.py"):
         text = path.read_text(encoding="utf-8")
@@ -41,7 +49,7 @@ def heads(kind: str) -> set[str]:
         if down:
             value = ast.literal_eval(down.group(1).strip())
             parents.update([value] if isinstance(value, str) else (value or ()))
-    return revisions - parents
+    return frozenset(revisions - parents)
 
 
 def is_current(kind: str, conn: sqlite3.Connection) -> bool:

@@ -442,7 +442,11 @@ class Agent:
             log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s",
                     result, trigger, duration, fields.get("pulled"), fields.get("pushed"),
                     fields.get("conflicts"), extra=fields)
-        release_memory()
+        if not (result == "success" and summary is not None
+                and not summary.get("pulled") and not summary.get("pushed")):
+            # an idle sync (the poll alone) freed nothing worth a full collection, which
+            # would cost more CPU than the sync itself
+            release_memory()
 
     # --- conflicts ----------------------------------------------------------------------
 
