@@ -46,7 +46,6 @@ def _sync(cfg: Path) -> tuple[float, dict]:
     return time.perf_counter() - t0, summary
 
 
-
 def _pull_after(url: str, cfg: Path, where: str) -> tuple[float, dict]:
     _central(url, f"UPDATE parcels SET land_value = land_value + 1 {where}")
     return _sync(cfg)

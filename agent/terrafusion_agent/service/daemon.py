@@ -442,10 +442,11 @@ class Agent:
             log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s",
                     result, trigger, duration, fields.get("pulled"), fields.get("pushed"),
                     fields.get("conflicts"), extra=fields)
-        if not (result == "success" and summary is not None
-                and not summary.get("pulled") and not summary.get("pushed")):
-            # an idle sync (the poll alone) freed nothing worth a full collection, which
-            # would cost more CPU than the sync itself
+        # an idle sync (the poll alone) freed nothing worth a full collection, which
+        # would cost more CPU than the sync itself
+        idle = result == "success" and run is not None and not (
+            run.get("pulled") or run.get("pushed"))
+        if not idle:
             release_memory()
 
     # --- conflicts ----------------------------------------------------------------------

@@ -542,14 +542,14 @@ class LocalStore:
 
     def open_conflicts_by_row(self) -> dict[tuple[str, tuple], dict[str, Any]]:
         """(table, key) -> id, kind and message of the row's open conflict or refusal."""
-        return {(t, tuple(json.loads(pk))): {"id": i, "kind": kind, "message": message}
+        return {(t, rows.key_of(pk)): {"id": i, "kind": kind, "message": message}
                 for i, t, pk, kind, message in self.conn.execute(
                     "SELECT id, table_name, pk_json, kind, message FROM tf_conflicts "
                     "WHERE resolved_at IS NULL ORDER BY id")}
 
     def open_rejected_keys(self) -> set[tuple[str, tuple]]:
         """(table, key) of every row with an open refusal."""
-        return {(t, tuple(json.loads(pk))) for t, pk in self.conn.execute(
+        return {(t, rows.key_of(pk)) for t, pk in self.conn.execute(
             "SELECT table_name, pk_json FROM tf_conflicts WHERE kind = 'rejected' "
             "AND resolved_at IS NULL")}
 
@@ -708,7 +708,7 @@ class LocalStore:
              message) in cur.fetchall():
             info = infos.get(table)
             if resolved is None and info is not None:
-                now = self.rows_by_key(info, [tuple(json.loads(pk))])
+                now = self.rows_by_key(info, [rows.key_of(pk)])
                 loc = rows.encode_base(info, next(iter(now.values()), None))
             item = {
                 "id": cid, "kind": kind, "table": table, "pk": json.loads(pk),

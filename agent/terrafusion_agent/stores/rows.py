@@ -50,7 +50,7 @@ def key_of(text: str) -> tuple:
     common, is read without the JSON parser (a mass push reads a hundred thousand)."""
     inner = text[1:-1]
     digits = inner[1:] if inner.startswith("-") else inner
-    if digits.isascii() and digits.isdigit() and text[0] == "[" and text[-1] == "]":
+    if text.startswith("[") and text.endswith("]") and digits.isascii() and digits.isdigit():
         return (int(inner),)
     return tuple(json.loads(text))
 

@@ -25,6 +25,7 @@ from terrafusion_agent.stores.rows import (
     changed_columns,
     decode_base,
     encode_base,
+    key_of,
     rows_equal,
     same,
 )
@@ -177,7 +178,7 @@ def resolve(config: Config, conflict_id: int, keep: Optional[str] = None,
             raise TerraFusionError(
                 f"Conflict {conflict_id} is about table {record['table']}, which is no "
                 "longer synced.") from None
-        key = tuple(json.loads(record["pk_json"]))
+        key = key_of(record["pk_json"])
         central = decode_base(info, record["central_json"])
         with local.writing():
             now = local.rows_by_key(info, [key]).get(key)
