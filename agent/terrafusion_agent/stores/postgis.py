@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from contextlib import contextmanager
@@ -52,6 +53,8 @@ from terrafusion_agent.stores.history import (
 )
 from terrafusion_agent.stores.rows import to_decimal
 from terrafusion_agent.stores.snapshots import below, contains, parse
+
+log = logging.getLogger("terrafusion.central")
 
 _KIND_BY_TYPE = {
     "int2": "integer", "int4": "integer", "int8": "integer",
@@ -151,6 +154,8 @@ class PostGISCentral(CentralStore):
         self.url = url
         self.schema = schema
         self._timeouts = (connect_timeout, statement_timeout)
+        #: whether this role may purge the change log and the history (None: not asked)
+        self._may_purge: Optional[bool] = None
         self.conn = self._connect()
         self.conn.autocommit = True
         if not self._scalar("SELECT count(*) FROM pg_extension WHERE extname = 'postgis'"):
@@ -435,8 +440,24 @@ class PostGISCentral(CentralStore):
               every: float) -> Optional[tuple[int, int]]:
         """Purge once per central per period, by whichever agent gets there first:
         the purge holds a transaction lock no other agent waits for (one that finds it
-        taken skips), and checks, holding it, that no purge committed meanwhile."""
+        taken skips), and checks, holding it, that no purge committed meanwhile.
+
+        An agent whose role may not delete from the change log and the audit history
+        (an analyst's role, which should not) leaves the purge to one that may, and
+        asks its privileges once per connection."""
+        if self._may_purge is False:
+            return None
         try:
+            if self._may_purge is None:
+                self._may_purge = bool(self._scalar(
+                    "SELECT has_table_privilege(%s, 'DELETE') AND has_table_privilege(%s, "
+                    "'DELETE') AND has_table_privilege(%s, 'DELETE')",
+                    tuple(self._rel(n) for n in ("tf_change_log", "tf_history",
+                                                 "tf_history_tx"))))
+                if not self._may_purge:
+                    log.debug("the role of this agent may not purge the change log and the "
+                              "history: left to one that may")
+                    return None
             with self._transaction(durable=True) as cur:
                 cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('tf_purge', 0))")
                 if not _one(cur)[0]:
@@ -805,12 +826,7 @@ class PostGISCentral(CentralStore):
                 seq = _one(cur)[0]
                 if seq:
                     size = _SEQUENCE_BLOCK[typ]
-                    # ALTER SEQUENCE blocks concurrent nextval until commit, so the
-                    # block is ours alone.
-                    cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY {size}")
-                    cur.execute("SELECT nextval(%s)", (seq,))
-                    last = int(_one(cur)[0])
-                    cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 1")
+                    last = self._reserve_from(cur, seq, size)
                     first = last - size + 1
                 elif typ in _HIGH_KEYS:
                     start, size = _HIGH_KEYS[typ]
@@ -829,6 +845,22 @@ class PostGISCentral(CentralStore):
                 return first, last
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
+
+    def _reserve_from(self, cur: psycopg.Cursor, seq: str, size: int) -> int:
+        """Take ``size`` values of sequence ``seq`` at once; the last one. Through
+        ``tf_reserve_keys`` (c0006), which runs as the sequence's owner, so an editor's
+        role may do it too; directly on a central not upgraded to it yet."""
+        reserve = f"{qi(self.schema)}.tf_reserve_keys"
+        cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (f"{reserve}(regclass,bigint)",))
+        if _one(cur)[0]:
+            cur.execute(f"SELECT {reserve}(%s::regclass, %s)", (seq, size))
+            return int(_one(cur)[0])
+        # ALTER SEQUENCE blocks concurrent nextval until commit: the block is ours alone
+        cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY {size}")
+        cur.execute("SELECT nextval(%s)", (seq,))
+        last = int(_one(cur)[0])
+        cur.execute(f"ALTER SEQUENCE {seq} INCREMENT BY 1")
+        return last
 
     # --- push receipts ------------------------------------------------------------------
 

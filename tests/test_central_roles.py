@@ -1,0 +1,124 @@
+"""A county's own PostGIS, set up as the README says: the owner of the tables runs
+``init-central``, a database administrator runs the README's grants for the analysts'
+group role (the block itself, read from the README), and an analyst's agent, connecting
+as a member of that role, syncs both ways, digitises offline (keys reserved from the
+tables' sequences, which only their owner may alter), reads the history and the fleet,
+and can neither delete the audit history nor make its agent purge it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import AgentEnv, local_exec, write_config
+
+ROOT = Path(__file__).resolve().parent.parent
+OWNER, ANALYST = "tf_test_gis_owner", "jane"
+
+
+def readme_grants() -> str:
+    """The SQL block the README marks as the editors' grants."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- editor-grants:[^>]*-->\s*```sql\n(.*?)```", text, re.S)
+    assert found, "the README has no block marked editor-grants"
+    return found.group(1)
+
+
+@pytest.fixture
+def county(pg_cluster, tmp_path):
+    """A county database whose tables belong to a role that is not a superuser, set up
+    by it with init-central; the README's grants run by an administrator. Yields
+    (owner's agent, analyst's agent)."""
+    db = f"tf_roles_{tmp_path.name[-12:].lower()}"
+    db = re.sub(r"[^a-z0-9_]", "_", db)
+    for role in (ANALYST, "tf_editors", OWNER):
+        _drop_role(pg_cluster, role)
+    pg_cluster.create_db(db)
+    pg_cluster.psql("postgres", f"CREATE ROLE {OWNER} LOGIN")
+    pg_cluster.psql(db, f"GRANT CREATE ON SCHEMA public TO {OWNER}")
+    url = pg_cluster.url(db)
+    user = f"{pg_cluster.user}@/"
+    owner_url, analyst_url = (url.replace(user, f"{role}@/", 1) for role in (OWNER, ANALYST))
+    owner = AgentEnv(tmp_path / "owner", write_config(tmp_path / "owner", owner_url), owner_url)
+    analyst = AgentEnv(tmp_path / "jane", write_config(tmp_path / "jane", analyst_url),
+                       analyst_url)
+    try:
+        owner.run("init-central", "--demo-parcels", "40")
+        pg_cluster.psql(db, readme_grants())
+        yield owner, analyst
+    finally:
+        pg_cluster.drop_db(db)
+        for role in (ANALYST, "tf_editors", OWNER):
+            _drop_role(pg_cluster, role)
+
+
+def _drop_role(cluster, role: str) -> None:
+    exists = cluster.psql("postgres", f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+    if exists:
+        cluster.psql("postgres", f"DROP ROLE {role}")
+
+
+def test_an_analysts_role_with_the_readme_grants_syncs_both_ways_and_digitises_offline(
+        county):
+    owner, analyst = county
+    summary = json.loads(analyst.run("sync").stdout)
+    assert summary["result"] == "success"
+    with psycopg.connect(owner.central_url, autocommit=True) as central:
+        # the reservation through tf_reserve_keys put the sequence's increment back
+        assert central.execute(
+            "SELECT seqincrement FROM pg_sequence "
+            "WHERE seqrelid = 'districts_district_id_seq'::regclass").fetchone()[0] == 1
+        # offline: a new district (key from the sequence's block), a new parcel (key from
+        # the high range), an edit; central meanwhile: a district from the sequence, and
+        # another column of the edited parcel
+        local_exec(analyst, "INSERT INTO districts (district_type, code, name) "
+                            "VALUES ('zoning', 'R-9', 'Jane''s zone')")
+        local_exec(analyst, "INSERT INTO parcels (geo_id, owner_name) VALUES ('J-1', 'JANE')")
+        local_exec(analyst, "UPDATE parcels SET land_value = 12345 WHERE prop_id = 100001")
+        central.execute("INSERT INTO districts (district_type, code, name) "
+                        "VALUES ('zoning', 'R-10', 'The office''s zone')")
+        central.execute("UPDATE parcels SET owner_name = 'CENTRAL' WHERE prop_id = 100001")
+
+        summary = json.loads(analyst.run("sync").stdout)
+        assert summary["result"] == "success" and summary["conflicts"] == 0
+        names = {r[0] for r in central.execute(
+            "SELECT name FROM districts WHERE code IN ('R-9', 'R-10')")}
+        assert names == {"Jane's zone", "The office's zone"}
+        assert central.execute("SELECT owner_name, land_value FROM parcels "
+                               "WHERE prop_id = 100001").fetchone() == ("CENTRAL", 12345)
+        assert central.execute("SELECT count(*) FROM parcels WHERE geo_id = 'J-1'"
+                               ).fetchone()[0] == 1
+    assert analyst.run("verify").returncode == 0
+
+    # who changed it, as central recorded it: the analyst's own login role
+    history = json.loads(analyst.run("history", "parcels", "100001").stdout)
+    assert history["entries"][0]["role"] == ANALYST
+    fleet = json.loads(analyst.run("fleet", "--json").stdout)
+    assert [a["last_result"] for a in fleet["agents"]] == ["success"]
+
+
+def test_an_analysts_role_cannot_delete_the_audit_history_and_its_agent_leaves_the_purge(
+        county, pg_cluster):
+    owner, analyst = county
+    analyst.run("sync")
+    db = owner.central_url.split("@/", 1)[1].split("?", 1)[0]
+    # changes of two days ago, and a purge due: any agent that may purge would now
+    pg_cluster.psql(db, "UPDATE parcels SET land_value = land_value + 1 WHERE prop_id < 100010")
+    pg_cluster.psql(db, "UPDATE tf_change_log SET changed_at = now() - interval '2 days'; "
+                        "DELETE FROM tf_settings WHERE key = 'purged_at'")
+    aged = int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log"))
+    assert aged > 0
+    env = {"TERRAFUSION_CENTRAL__RETENTION_DAYS": "1"}
+
+    assert json.loads(analyst.run("sync", env=env).stdout)["result"] == "success"
+    assert int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log")) == aged
+    with psycopg.connect(analyst.central_url, autocommit=True) as conn:
+        for table in ("tf_history", "tf_change_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"DELETE FROM {table}")
+
+    owner.run("sync", env=env)  # the owner's agent may, and does
+    assert int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log")) == 0
