@@ -185,7 +185,7 @@ def setup(level: str, log_dir: Optional[Path], console: bool = False, *,
     if log_dir is not None:
         fh: Optional[SharedLogFile]
         try:
-            fh = SharedLogFile(log_dir / FILE_NAME)
+            fh = SharedLogFile(log_dir / FILE_NAME, MAX_BYTES, BACKUPS)
         except OSError:
             fh = None  # an unwritable log dir must not stop the agent
         if fh is not None:
