@@ -23,8 +23,8 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from terrafusion_agent import logs
 
-    folder, role, lines, max_bytes = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    logs.MAX_BYTES, logs.BACKUPS = max_bytes, 50
+    folder, role = Path(sys.argv[1]), sys.argv[2]
+    lines, logs.MAX_BYTES, logs.BACKUPS = int(sys.argv[3]), int(sys.argv[4]), 50
     logs.setup("INFO", folder, role=role)
     log = logging.getLogger("terrafusion.test")
     (folder / f"ready-{role}").touch()
