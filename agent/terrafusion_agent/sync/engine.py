@@ -187,13 +187,14 @@ def run_sync(config: Config, trigger: str = "manual",
             # central still answers and the local copy can be read: the fleet learns of
             # the failure (when due)
             _heartbeat_after(central, local, config)
-        _backlog(local, summary, run_id)
+        if not isinstance(error, LocalUnavailable):  # a struggling copy is left alone
+            _backlog(local, summary, run_id)
         local.close()
         # any exception carries the run, also one that is not a TerraFusionError
         error.sync_run = {  # type: ignore[attr-defined]
-            k: summary[k] for k in ("id", "started_at", "finished_at", "duration_seconds",
-                                    "pulled", "pushed", "conflicts", "rows")}
-        error.sync_run["result"] = result  # type: ignore[attr-defined]
+            "result": result, **{k: summary[k] for k in (
+                "id", "started_at", "finished_at", "duration_seconds", "pulled", "pushed",
+                "conflicts", "rows")}}
         log_end(summary, result, redact(message))
         if error is exc:
             raise
