@@ -93,3 +93,23 @@ def test_each_line_names_its_process_config_and_local_copy(tmp_path, monkeypatch
     assert line["config"] == str(tmp_path / "agent.toml")
     assert line["local_copy"] == str(tmp_path / "copy.sqlite")
     assert line["message"] == "hello"
+
+
+def test_a_sync_the_plugin_runs_writes_its_line_to_the_shared_log(tmp_path):
+    from conftest import synced_county
+
+    env = synced_county(tmp_path, 30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "terrafusion_agent.client.sync_worker", "--config",
+         str(env.config), "--trigger", "plugin"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout.splitlines()[-1])
+    lines = [json.loads(t) for t in
+             (tmp_path / "logs" / "agent.jsonl").read_text(encoding="utf-8").splitlines()]
+    [line] = [entry for entry in lines if entry.get("trigger") == "plugin"]
+    assert line["role"] == "plugin-sync" and line["event"] == "sync"
+    assert line["run_id"] == done["summary"]["id"]
+    assert line["duration_seconds"] == done["summary"]["duration_seconds"]
+    assert line["local_copy"] == str(env.local_path.resolve())
