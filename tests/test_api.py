@@ -718,7 +718,8 @@ def test_status_page_is_self_contained_html(served):
     assert r.status == 200 and r.content_type.startswith("text/html")
     page = r.text
     assert "<svg" in page and "<rect" in page  # the duration chart
-    assert "Pending local edits" in page and "Open conflicts" in page
+    assert "Local edits waiting to be pushed" in page
+    assert "Conflicts waiting for a decision" in page
     assert "Next sync" in page and "Last sync" in page
     for external in ("<script", "src=\"http", "href=\"http", "@import", "url("):
         assert external not in page

@@ -193,7 +193,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = config_mod.load(args.config)
     level = "DEBUG" if args.debug else config.log_level
     made = _NewPaths(_files_of_init_central(config) if args.command == "init-central" else ())
-    logs.setup(level, config.log_dir, console=args.command == "run" or args.debug)
+    logs.setup(level, config.log_dir, console=args.command == "run" or args.debug,
+               role="agent" if args.command == "run" else args.command, config=config)
     try:
         return COMMANDS[args.command](config, args)
     except BaseException:
@@ -206,9 +207,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _files_of_init_central(config) -> list[Path]:
     """What init-central may create: its log file and an embedded central database, with
     the files SQLite keeps beside it."""
+    from terrafusion_agent import logs
     from terrafusion_agent.stores import embedded_central_path
 
-    files = [config.log_dir / "agent.jsonl"] if config.log_dir is not None else []
+    files = logs.files_in(config.log_dir) if config.log_dir is not None else []
     central = embedded_central_path(config)
     if central is not None:
         files.append(central)

@@ -212,6 +212,7 @@ def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger:
     watcher = _CancelWatcher(cancelled, stop)
     watcher.start()
     alerts = None
+    restore = _sigterm_as_ctrl_c()
     try:
         progress(0.0, "")
         with LocalLock(cfg.local_path):
@@ -226,11 +227,26 @@ def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger:
             alerts.sync_ended("failed", None, exc)
         raise SyncFailed(str(exc)) from None
     finally:
+        restore()
         watcher.done()
         if alerts is not None:
             alerts.wait()  # this process ends soon: give the messages their few seconds
     progress(1.0, "")
     return {**summary, "via": trigger}
+
+
+def _sigterm_as_ctrl_c() -> Callable[[], None]:
+    """In a one-off sync on the main thread (``terrafusion-agent sync``), SIGTERM stops the
+    sync as Ctrl+C does, so that it too is recorded as cancelled instead of leaving a run
+    that the next sync closes as failed; returns what puts the old handler back."""
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "SIGTERM")):
+        return lambda: None
+    try:
+        before = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except (ValueError, OSError):  # not allowed here (an embedding program's thread)
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, before)
 
 
 class _CancelWatcher(threading.Thread):

@@ -47,6 +47,7 @@ def main(argv=None) -> int:
             signal.signal(getattr(signal, name), on_signal)
 
     from terrafusion_agent import config as tf_config
+    from terrafusion_agent import logs
     from terrafusion_agent.errors import SyncCancelled, TerraFusionError
     from terrafusion_agent.lock import LocalLock
     from terrafusion_agent.sync.engine import run_sync
@@ -56,6 +57,8 @@ def main(argv=None) -> int:
 
     try:
         cfg = tf_config.load(args.config)
+        # the sync's lines go to the log every agent process of this user writes
+        logs.setup(cfg.log_level, cfg.log_dir, role="plugin-sync", config=cfg)
         with LocalLock(cfg.local_path):
             summary = run_sync(cfg, trigger=args.trigger, progress=progress, stop=stop)
     except SyncCancelled as exc:

@@ -14,6 +14,7 @@ import ctypes
 import gc
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -37,7 +38,7 @@ from terrafusion_agent.lock import LocalLock
 from terrafusion_agent.redact import redact
 from terrafusion_agent.service import reload as reload_mod
 from terrafusion_agent.service.scheduler import BeginFunction, SyncFunction, SyncScheduler
-from terrafusion_agent.timeutil import parse
+from terrafusion_agent.timeutil import parse, seconds_between
 
 log = logging.getLogger("terrafusion.agent")
 #: full summaries of finished runs kept for GET /api/v1/syncs/{id}
@@ -352,6 +353,16 @@ class Agent:
             runs = local.recent_runs(limit)
         return [self._presented(run) for run in runs]
 
+    def table_figures(self) -> list[dict[str, Any]]:
+        """Per synced table: rows in the copy, last pull, last rows pulled (for the status
+        page); empty when the copy cannot be read (its health check says why)."""
+        try:
+            with self._local() as local:
+                return local.table_figures(self.config.tables)
+        except (TerraFusionError, sqlite3.Error) as exc:
+            log.debug("the per-table figures cannot be read: %s", exc)
+            return []
+
     def sync_run(self, run_id: int) -> dict[str, Any]:
         """One run as GET /api/v1/syncs lists it; with its progress while it runs."""
         with self._local() as local:
@@ -380,9 +391,7 @@ class Agent:
                 run.update({k: ended[k] for k in ("result", "finished_at", "error")})
             else:  # left by a process that ended: the next sync closes it
                 run["progress"] = {"fraction": None, "table": ""}
-        start, end = parse(run.get("started_at")), parse(run.get("finished_at"))
-        run["duration_seconds"] = (round((end - start).total_seconds(), 3)
-                                   if start and end else None)
+        run["duration_seconds"] = seconds_between(run.get("started_at"), run.get("finished_at"))
         if run.get("error"):
             run["error"] = redact(str(run["error"]))
         return run
@@ -399,12 +408,12 @@ class Agent:
 
     def _after_sync(self, trigger: str, result: str, summary: Optional[dict],
                     error: Optional[BaseException], duration: float) -> None:
-        """Metrics, health figures and the one log line of every finished sync."""
+        """Metrics, health figures and alerts of every finished sync."""
         if summary is not None and isinstance(summary.get("id"), int):
             self._summaries[summary["id"]] = summary
             while len(self._summaries) > KEPT_SUMMARIES:
                 self._summaries.popitem(last=False)
-        figures = self.monitor.local.refresh()
+        self.monitor.local.refresh()
         if self.alerts is not None:
             try:
                 self.alerts.sync_ended(result, summary, error)
@@ -414,34 +423,20 @@ class Agent:
             self.monitor.central_seen(True)
         elif isinstance(error, CentralUnavailable):
             self.monitor.central_seen(False, str(error))
+        # a failed attempt's own figures, never the previous run's: an attempt the busy
+        # or full local copy could not take in has no record (and no figures) yet
+        run = summary if summary is not None else getattr(error, "sync_run", None)
         if self.metrics is not None:
             if result == "success" and summary is not None:
                 self.metrics.sync_succeeded(summary)
             else:
-                self.metrics.sync_ended_badly(result, duration,
-                                              self.scheduler.consecutive_failures)
-        # a failed attempt's own figures, never the previous run's: an attempt the busy
-        # or full local copy could not take in has no record (and no figures) yet
-        run = summary if summary is not None else getattr(error, "sync_run", None)
-        fields: dict[str, Any] = {
-            "event": "sync", "trigger": trigger, "result": result,
-            "duration_seconds": round(duration, 3), "run_id": (run or {}).get("id"),
-        }
-        fields.update({k: (run or {}).get(k) for k in ("pulled", "pushed", "conflicts", "rows")
-                       if run is not None and k in run})
-        fields["pending_local_edits"] = figures.get("pending_local_edits")
-        fields["open_conflicts"] = figures.get("open_conflicts")
-        fields["rejected_rows"] = figures.get("rejected_rows")
-        if error is not None:
-            fields["error"] = redact(str(error))
-        level = logging.INFO if result in ("success", "cancelled") else logging.WARNING
-        if run is None:
-            log.log(level, "sync %s (%s) in %.2f s, not recorded: %s", result, trigger,
-                    duration, fields.get("error"), extra=fields)
-        else:
-            log.log(level, "sync %s (%s) in %.2f s: pulled %s, pushed %s, conflicts %s",
-                    result, trigger, duration, fields.get("pulled"), fields.get("pushed"),
-                    fields.get("conflicts"), extra=fields)
+                # the run's recorded duration, as its log line and the API give it
+                recorded = (run or {}).get("duration_seconds")
+                self.metrics.sync_ended_badly(
+                    result, recorded if recorded is not None else duration,
+                    self.scheduler.consecutive_failures)
+        # (the sync's one log line is the engine's, which every sync goes through)
+
         # an idle sync (the poll alone) freed nothing worth a full collection, which
         # would cost more CPU than the sync itself
         idle = result == "success" and run is not None and not (

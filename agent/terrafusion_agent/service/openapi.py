@@ -77,13 +77,23 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "started_at": {"type": "string", "format": "date-time"},
             "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-            "result": {"type": "string", "description": "running, success or failed"},
-            "trigger": {"type": "string", "description": "schedule, api, cli or manual"},
+            "result": {"type": "string",
+                       "enum": ["running", "success", "failed", "cancelled"],
+                       "description": "running, success, failed or cancelled (a stop was "
+                                      "asked for: the agent stopping, Cancel in the plugin, "
+                                      "Ctrl+C or SIGTERM of terrafusion-agent sync; not a "
+                                      "failure)"},
+            "trigger": {"type": "string",
+                        "description": "schedule, api, cli, plugin, recover or manual"},
             "pulled": {"type": "integer", "nullable": True},
             "pushed": {"type": "integer", "nullable": True},
             "conflicts": {"type": "integer", "nullable": True},
             "error": {"type": "string", "nullable": True},
-            "duration_seconds": {"type": "number", "nullable": True},
+            "duration_seconds": {"type": "number", "nullable": True,
+                                 "description": "finished_at minus started_at as recorded, "
+                                                "to the millisecond: the figure the sync "
+                                                "summary, the log line and the status page "
+                                                "give too"},
             "rejected": {"type": "integer",
                          "description": "GET /api/v1/syncs/{id} of a recent run this agent "
                                         "made also carries the rest of its summary: "

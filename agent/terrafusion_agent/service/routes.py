@@ -94,7 +94,7 @@ def status_page(agent, request: Request) -> Response:
     """GET /: the human status page."""
     from terrafusion_agent.service.statuspage import render
 
-    html = render(agent.monitor.body(), agent.recent_runs(30))
+    html = render(agent.monitor.body(), agent.recent_runs(30), agent.table_figures())
     response = Response(html, status=200, mimetype="text/html")
     # everything is inline: no script, no fetch, no font, no image from elsewhere
     response.headers["Content-Security-Policy"] = (

@@ -26,7 +26,7 @@ from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.stores import bulk, capture, rows, spatialite
 from terrafusion_agent.stores.base import Batch, Column, LeafSource, TableInfo
 from terrafusion_agent.stores.rows import EXACT_TABLE, exact_sql, local_decimal, pk_json_sql
-from terrafusion_agent.timeutil import utc_now
+from terrafusion_agent.timeutil import seconds_between, utc_now
 
 log = logging.getLogger("terrafusion.local")
 BATCH = 5000
@@ -34,6 +34,8 @@ BATCH = 5000
 ITER_CHUNK = 512
 _RUN_COLUMNS = ("id, started_at, finished_at, result, trigger, pulled, pushed, conflicts, "
                 "error")
+#: local meta: per synced table, when a pull last brought it up to date (and with rows)
+_PULLS_META = "table_pulls"
 #: how many of the newest runs a new run looks through for ones a killed process left
 _ABANDONED_WINDOW = 20
 
@@ -608,6 +610,50 @@ class LocalStore:
     def count(self, info: TableInfo) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {_table(info)}").fetchone()[0])
 
+    # --- per table: what the status page shows -----------------------------------------
+
+    def record_pulls(self, pulled: dict[str, int]) -> None:
+        """Note, in the pull's own transaction, that each table in ``pulled`` was brought
+        up to central's snapshot now, with that many rows."""
+        now = utc_now()
+        pulls = self._pulls()
+        for name, n in pulled.items():
+            entry = pulls.get(name) or {}
+            entry["at"] = now
+            if n:
+                entry["rows_at"], entry["rows"] = now, n
+            pulls[name] = entry
+        self.set_meta(_PULLS_META, json.dumps(pulls, sort_keys=True))
+
+    def _pulls(self) -> dict[str, dict[str, Any]]:
+        try:
+            pulls = json.loads(self.meta(_PULLS_META) or "{}")
+        except ValueError:
+            return {}
+        return pulls if isinstance(pulls, dict) else {}
+
+    def table_figures(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        """Per synced table: ``rows`` in the copy (None before its first copy),
+        ``pulled_at`` (the last pull that brought it up to central's snapshot, rows or
+        none), ``rows_pulled_at`` and ``rows_pulled`` (the last pull that brought rows)
+        and ``copied_at`` (its last full copy)."""
+        pulls = self._pulls()
+        copied = dict(self.conn.execute(
+            "SELECT table_name, last_full_sync_at FROM tf_tables").fetchall())
+        figures = []
+        for name in names:
+            try:
+                info: Optional[TableInfo] = self.table_info(name)
+            except NotFound:
+                info = None
+            found = pulls.get(name)
+            pull: dict[str, Any] = found if isinstance(found, dict) else {}
+            figures.append({
+                "table": name, "rows": self.count(info) if info is not None else None,
+                "pulled_at": pull.get("at"), "rows_pulled_at": pull.get("rows_at"),
+                "rows_pulled": pull.get("rows"), "copied_at": copied.get(name)})
+        return figures
+
     # --- sync runs ----------------------------------------------------------------------
 
     def start_run(self, trigger: str, started_at: Optional[str] = None) -> int:
@@ -642,14 +688,14 @@ class LocalStore:
         cur = self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs ORDER BY id DESC LIMIT ?", (int(limit),))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [_run(names, row) for row in cur.fetchall()]
 
     def run(self, run_id: int) -> Optional[dict[str, Any]]:
         """One recorded run (None if there is no such id)."""
         cur = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs WHERE id = ?",
                                 (int(run_id),))
         row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row)) if row else None
+        return _run([d[0] for d in cur.description], row) if row else None
 
     def last_run(self, result: Optional[str] = None) -> Optional[dict[str, Any]]:
         where = "WHERE result = ?" if result else "WHERE result != 'running'"
@@ -657,7 +703,7 @@ class LocalStore:
             f"SELECT {_RUN_COLUMNS} FROM tf_sync_runs {where} ORDER BY id DESC LIMIT 1",
             (result,) if result else ())
         row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row)) if row else None
+        return _run([d[0] for d in cur.description], row) if row else None
 
     def sync_outcome(self) -> dict[str, Any]:
         """How this copy's syncs have gone: ``last_success_at`` (when the newest
@@ -895,6 +941,13 @@ class LocalCursor(sqlite3.Cursor):
             if not chunk:
                 return
             yield from chunk
+
+
+def _run(names: list[str], row: tuple) -> dict[str, Any]:
+    """A recorded sync run, with its one duration (see ``timeutil.seconds_between``)."""
+    run = dict(zip(names, row))
+    run["duration_seconds"] = seconds_between(run["started_at"], run["finished_at"])
+    return run
 
 
 def _batched(rows: Iterable[tuple], progress: Optional[Callable[[int], None]]

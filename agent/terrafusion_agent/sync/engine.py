@@ -35,7 +35,7 @@ from terrafusion_agent.stores.local import LocalStore, local_error
 from terrafusion_agent.sync.pull import CENTRAL_ID, CHECKPOINT, Progress, pull
 from terrafusion_agent.sync.push import push, settle_unacknowledged
 from terrafusion_agent.sync.reader import pull_reading, record_floor
-from terrafusion_agent.timeutil import utc_now
+from terrafusion_agent.timeutil import format_duration, seconds_between, utc_now
 
 log = logging.getLogger("terrafusion.sync")
 
@@ -125,7 +125,8 @@ def run_sync(config: Config, trigger: str = "manual",
              stop: Optional[threading.Event] = None,
              run_id: Optional[int] = None,
              kept: Optional[KeptCentral] = None) -> dict:
-    """Run one sync and return its summary; raises TerraFusionError after recording it.
+    """Run one sync and return its summary; raises TerraFusionError after recording it
+    (KeyboardInterrupt too: that run is recorded as ``cancelled``, as a requested stop is).
 
     ``run_id`` is a run :func:`begin_run` recorded for this sync; None records one here.
     ``kept``: the central connection of a long-running agent, used and kept again;
@@ -137,7 +138,6 @@ def run_sync(config: Config, trigger: str = "manual",
     for an attempt the local copy could not take in (busy, full): that one is recorded
     ahead of the next run instead.
     """
-    started = time.monotonic()
     attempt = {"trigger": trigger, "started_at": utc_now()}
     local = _open_local(config, attempt, run_id)
     begun = run_id is not None
@@ -174,23 +174,28 @@ def run_sync(config: Config, trigger: str = "manual",
         if isinstance(exc, sqlite3.Error):  # central's were worded above: this is local's
             error = local_error(config.local_path, exc,
                                 busy_timeout=config.local_busy_timeout_seconds)
-        message = (str(error) if isinstance(error, TerraFusionError)
-                   else f"{error.__class__.__name__}: {error}")
+        # a stop asked for (the agent stopping, the plugin's Cancel, Ctrl+C or SIGTERM
+        # of a one-off sync) ends the run at a clean point: not a failure of the sync
+        result = "cancelled" if isinstance(error, CANCELS) else "failed"
+        message = _error_sentence(error)
         # A copy that stays locked would keep this write waiting as long again: the end
         # of this run is written with the next one instead.
-        _finish(local, run_id, "failed", summary, redact(message),
+        _finish(local, run_id, result, summary, redact(message),
                 write_now=not isinstance(error, LocalBusy))
         if (central is not None and isinstance(error, TerraFusionError)
                 and not isinstance(error, (CentralUnavailable, LocalUnavailable))):
             # central still answers and the local copy can be read: the fleet learns of
             # the failure (when due)
             _heartbeat_after(central, local, config)
+        if not isinstance(error, LocalUnavailable):  # a struggling copy is left alone
+            _backlog(local, summary, run_id)
         local.close()
         # any exception carries the run, also one that is not a TerraFusionError
         error.sync_run = {  # type: ignore[attr-defined]
-            k: summary[k] for k in ("id", "pulled", "pushed", "conflicts")}
-        if isinstance(error, TerraFusionError):
-            log.error("sync %d failed: %s", run_id, redact(message))
+            "result": result, **{k: summary[k] for k in (
+                "id", "started_at", "finished_at", "duration_seconds", "pulled", "pushed",
+                "conflicts", "rows")}}
+        log_end(summary, result, redact(message))
         if error is exc:
             raise
         raise error from exc
@@ -200,22 +205,60 @@ def run_sync(config: Config, trigger: str = "manual",
                 kept.release(config, central, ok)
             else:
                 central.close()
+    _backlog(local, summary, run_id)
+    local.close()
+    summary["result"] = "success"
+    log_end(summary, "success")
+    return summary
+
+
+#: what ends a sync as ``cancelled`` rather than ``failed``
+CANCELS = (SyncCancelled, KeyboardInterrupt)
+#: the error of a run that Ctrl+C (or SIGTERM of a one-off sync) stopped
+INTERRUPTED = ("The sync was interrupted (Ctrl+C or a stop signal); what it had committed "
+               "stays, and the next sync goes on from there.")
+
+
+def _error_sentence(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    if isinstance(error, TerraFusionError):
+        return str(error)
+    return f"{error.__class__.__name__}: {error}"
+
+
+def _backlog(local: LocalStore, summary: dict, run_id: int) -> None:
+    """The copy's backlog after the run (pending edits, open conflicts, refused rows),
+    into the summary: only a courtesy, so a copy that cannot say leaves them out."""
     try:
         summary["pending"] = local.pending_count()
         summary["open_conflicts"] = local.open_conflict_count()
         summary["open_rejected"] = local.rejected_count()
-    except TerraFusionError as exc:  # the sync is done; its figures are only a courtesy
-        log.warning("after sync %d: %s", run_id, exc)
-    local.close()
-    summary.update(result="success", finished_at=utc_now(),
-                   duration_seconds=round(time.monotonic() - started, 3))
-    log.info("sync %d finished: pulled %d, pushed %d, %d conflicts in %.2f s", run_id,
-             summary["pulled"], summary["pushed"], summary["conflicts"],
-             summary["duration_seconds"],
-             extra={"sync_id": run_id, "pulled": summary["pulled"],
-                    "pushed": summary["pushed"], "conflicts": summary["conflicts"],
-                    "duration_seconds": summary["duration_seconds"]})
-    return summary
+    except (TerraFusionError, sqlite3.Error) as exc:
+        log.debug("after sync %d the backlog cannot be read: %s", run_id, exc)
+
+
+def log_end(summary: dict, result: str, error: Optional[str] = None) -> None:
+    """The one log line of a finished sync, whoever ran it (the agent, ``terrafusion-agent
+    sync``, the plugin): its result, its recorded duration and its figures."""
+    fields = {"event": "sync", "run_id": summary["id"], "trigger": summary["trigger"],
+              "result": result, "started_at": summary["started_at"],
+              "finished_at": summary.get("finished_at"),
+              "duration_seconds": summary.get("duration_seconds"),
+              **{k: summary[k] for k in ("pulled", "pushed", "conflicts", "rejected", "rows")},
+              "pending_local_edits": summary.get("pending"),
+              "open_conflicts": summary.get("open_conflicts"),
+              "rejected_rows": summary.get("open_rejected")}
+    took = format_duration(summary.get("duration_seconds"))
+    if error is not None:
+        fields["error"] = error
+        log.log(logging.INFO if result == "cancelled" else logging.WARNING,
+                "sync %d %s (%s) after %s: %s", summary["id"], result, summary["trigger"],
+                took, error, extra=fields)
+        return
+    log.info("sync %d succeeded (%s) in %s: pulled %s, pushed %s, %s conflicts",
+             summary["id"], summary["trigger"], took, f"{summary['pulled']:,}",
+             f"{summary['pushed']:,}", f"{summary['conflicts']:,}", extra=fields)
 
 
 # Ends of runs this process could not write into the local copy (it was busy, or full),
@@ -263,16 +306,27 @@ def _unrecorded(config: Config, attempt: dict, exc: TerraFusionError,
     _defer(config.local_path, {**attempt, "id": run_id, "finished_at": utc_now(),
                                "result": "failed", "error": message})
     exc.sync_run = (None if run_id is None else
-                    {"id": run_id, "pulled": 0, "pushed": 0, "conflicts": 0})
+                    {"id": run_id, "result": "failed", "pulled": 0, "pushed": 0,
+                     "conflicts": 0})
+    # the one log line of this attempt: there is no run to say more of
+    fields = {"event": "sync", "run_id": run_id, "trigger": attempt["trigger"],
+              "result": "failed", "started_at": attempt["started_at"], "error": message}
     if run_id is None:
-        log.error("sync attempt failed before it could be recorded: %s", message)
+        log.warning("sync attempt (%s) failed before it could be recorded: %s",
+                    attempt["trigger"], message, extra=fields)
     else:
-        log.error("sync %d failed before its end could be recorded: %s", run_id, message)
+        log.warning("sync %d (%s) failed before its end could be recorded: %s", run_id,
+                    attempt["trigger"], message, extra=fields)
 
 
 def _finish(local: LocalStore, run_id: int, result: str, summary: dict,
             error: Optional[str] = None, write_now: bool = True) -> None:
-    record = {"id": run_id, "result": result, "error": error, "finished_at": utc_now(),
+    """Record the end of run ``run_id``; its end time and duration go into ``summary``
+    too, so that everyone shows the figure the record holds."""
+    finished_at = utc_now()
+    summary["finished_at"] = finished_at
+    summary["duration_seconds"] = seconds_between(summary["started_at"], finished_at)
+    record = {"id": run_id, "result": result, "error": error, "finished_at": finished_at,
               **{k: summary[k] for k in ("pulled", "pushed", "conflicts")}}
     if write_now:
         try:

@@ -86,6 +86,7 @@ def pull(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo],
         local.set_meta(CHECKPOINT, new_checkpoint)
         local.set_meta(CENTRAL_ID, central_id)
         record_floor(local, floor)
+        local.record_pulls({name: int(summary["tables"][name]["pulled"]) for name in infos})
         faults.point("pull.before_local_commit")
     faults.point("pull.after_local_commit")
 
