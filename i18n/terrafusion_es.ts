@@ -1412,6 +1412,16 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>Make the feature in your local copy what it was right after the selected change; the next sync sends it to the central database as your edit</source>
         <translation>Devolver la entidad en su copia local a como quedó justo después del cambio seleccionado; la próxima sincronización lo envía a la base de datos central como edición suya</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/terrafusion_dock.py"/>
+        <source>Result: {result}</source>
+        <translation>Resultado: {result}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/terrafusion_dock.py"/>
+        <source>Rows pulled: {pulled}, pushed: {pushed}, conflicts: {conflicts}</source>
+        <translation>Filas recibidas: {pulled}, enviadas: {pushed}, conflictos: {conflicts}</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>
@@ -1938,26 +1948,6 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <translation>Inicio</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="290"/>
-        <source>Result</source>
-        <translation>Resultado</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="295"/>
-        <source>Pulled</source>
-        <translation>Recibidas</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="300"/>
-        <source>Pushed</source>
-        <translation>Enviadas</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="305"/>
-        <source>Conflicts</source>
-        <translation>Conflictos</translation>
-    </message>
-    <message>
         <location filename="../resources/ui/terrafusion_dock.ui" line="226"/>
         <source>Export a synced table or a layer of the project to a file</source>
         <translation>Exportar a un archivo una tabla sincronizada o una capa del proyecto</translation>
@@ -2006,6 +1996,26 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <location filename="../resources/ui/terrafusion_dock.ui"/>
         <source>A feature&apos;s changes as the central database recorded them; restore one of its versions</source>
         <translation>Los cambios de una entidad tal como los registró la base de datos central; restaure una de sus versiones</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>When the sync started, with its result as an icon</source>
+        <translation>Cuándo empezó la sincronización, con su resultado como icono</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Rows pulled from the central database</source>
+        <translation>Filas recibidas de la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Rows pushed to the central database</source>
+        <translation>Filas enviadas a la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Conflicts found</source>
+        <translation>Conflictos encontrados</translation>
     </message>
 </context>
 <context>

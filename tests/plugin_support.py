@@ -51,8 +51,10 @@ __all__ = [
     "agent_process",
     "county",
     "english",
+    "localized_plugin",
     "no_autostart",
     "package_plugin",
+    "translations",
     "plugin",
     "use_config",
 ]
@@ -216,6 +218,38 @@ def plugin(qgis_iface, english, no_autostart):
     instance.unload()
     _flush_deletes()
     _stop_agents_started_since(started)  # whatever the test, no agent outlives it
+
+
+@pytest.fixture(scope="session")
+def translations(tmp_path_factory) -> Path:
+    """A folder with the plugin's Spanish translation compiled, as ``make package`` does."""
+    folder = tmp_path_factory.mktemp("i18n")
+    lrelease = package_plugin.find_tool("lrelease", "lrelease-qt5")
+    subprocess.run([lrelease, "-silent", str(REPO / "i18n" / "terrafusion_es.ts"),
+                    "-qm", str(folder / "terrafusion_es.qm")], check=True)
+    return folder
+
+
+@pytest.fixture
+def localized_plugin(request, qgis_iface, translations, monkeypatch, no_autostart):
+    """The plugin loaded in QGIS's locale ``request.param`` (``en_US``, ``es_ES``)."""
+    from terrafusion_plugin.gui import paths
+    from terrafusion_plugin.tasks.dock_tasks import StartAgentTask
+
+    monkeypatch.setattr(paths, "i18n_dir", lambda: translations)
+    settings = QgsSettings()
+    old = settings.value("locale/userLocale")
+    settings.setValue("locale/userLocale", request.param)
+    started = len(StartAgentTask.launched)
+    instance = classFactory(qgis_iface)
+    try:
+        instance.initGui()
+        yield instance
+    finally:
+        instance.unload()
+        _flush_deletes()
+        _stop_agents_started_since(started)
+        settings.setValue("locale/userLocale", old or "en_US")
 
 
 @contextlib.contextmanager

@@ -15,9 +15,9 @@ from typing import Optional
 from qgis.core import QgsApplication, QgsProject
 from qgis.gui import QgsDockWidget
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QBrush, QColor
-from qgis.PyQt.QtWidgets import QHeaderView, QTableWidgetItem
+from qgis.PyQt.QtCore import QEvent, QLocale, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QFont, QIcon
+from qgis.PyQt.QtWidgets import QHeaderView, QStyle, QTableWidgetItem
 from terrafusion_agent.api import (
     HEALTH_TIMEOUT,
     NOT_RUNNING,
@@ -73,8 +73,25 @@ def result_text(result: Optional[str]) -> str:
             "cancelled": tr("cancelled")}.get(result or "", result or DASH)
 
 
+#: QGIS's own icons for a sync run's result, as its task manager and message bar show them
+RESULT_ICONS = {"success": "/mIconSuccess.svg", "failed": "/mIconCritical.svg",
+                "running": "/mTaskRunning.svg", "cancelled": "/mTaskCancel.svg"}
+#: the widest "Started" a row can show (digits are equally wide in the usual fonts)
+WIDEST_TIME = "00-00 00:00"
+
+
+def result_icon(result: Optional[str]) -> QIcon:
+    name = RESULT_ICONS.get(result or "")
+    return QgsApplication.getThemeIcon(name) if name else QIcon()
+
+
 def _count(value) -> str:
     return DASH if value is None else str(value)
+
+
+def _figure(value) -> str:
+    """A row count with the user's thousands separator (3,000 / 3.000)."""
+    return DASH if value is None else QLocale().toString(int(value))
 
 
 class TerraFusionDock(QgsDockWidget, FORM_CLASS):
@@ -130,13 +147,34 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         self.settingsButton.setIcon(icon("/mActionOptions.svg"))
         self.historyButton.setIcon(_plugin_icon("history.svg"))
 
-        header = self.historyTable.horizontalHeader()
-        for column in range(self.historyTable.columnCount()):
+        # Recent syncs, narrow enough for a dock at its minimum width in any language: the
+        # result is the start time's icon (its word in the tooltip), and the counts'
+        # headers are icons (their words in the tooltips); the time column takes the rest.
+        table = self.historyTable
+        table.horizontalHeaderItem(1).setText("↓")
+        table.horizontalHeaderItem(2).setText("↑")
+        table.horizontalHeaderItem(3).setIcon(_plugin_icon("conflicts.svg"))
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2, 3):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
+        header.setMinimumSectionSize(0)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.setWordWrap(False)
+        self.refreshButton.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        # A grid, not a form layout: Qt's form layout cuts off wrapped values (the last
+        # sync, the local copy's path) when the dock is narrow; captions sit at the top
+        # of their row beside a value of several lines.
+        for row in range(self.agentForm.rowCount()):
+            item = self.agentForm.itemAtPosition(row, 0)
+            if item is not None and item.widget() is not None:
+                item.widget().setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.syncProgress.setVisible(False)
         self.startAgentButton.setVisible(False)
         self._show_message("")
+        self._fit_width()
+        self.scrollContents.installEventFilter(self)
 
     # --- agent state ------------------------------------------------------------------
 
@@ -230,23 +268,58 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         for run in runs:
             row = table.rowCount()
             table.insertRow(row)
-            cells = [short_time(run.get("started_at")),
-                     result_text(run.get("result")), _count(run.get("pulled")),
-                     _count(run.get("pushed")), _count(run.get("conflicts"))]
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column >= 2:
+            result = run.get("result")
+            tip = [tr("Started {when}").format(when=local_time(run.get("started_at"))),
+                   tr("Result: {result}").format(result=result_text(result)),
+                   tr("Rows pulled: {pulled}, pushed: {pushed}, conflicts: {conflicts}")
+                   .format(pulled=_figure(run.get("pulled")), pushed=_figure(run.get("pushed")),
+                           conflicts=_figure(run.get("conflicts")))]
+            if run.get("trigger"):
+                tip.append(tr("Asked by: {trigger}").format(trigger=run["trigger"]))
+            if run.get("error"):
+                tip.append(str(run["error"]))
+            started = QTableWidgetItem(result_icon(result), short_time(run.get("started_at")))
+            # what a screen reader says for the icon
+            started.setData(Qt.ItemDataRole.AccessibleTextRole,
+                            f"{started.text()}, {result_text(result)}")
+            cells = [started] + [QTableWidgetItem(_figure(run.get(key)))
+                                 for key in ("pulled", "pushed", "conflicts")]
+            for column, item in enumerate(cells):
+                if column:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                           | Qt.AlignmentFlag.AlignVCenter)
-                elif column == 1 and run.get("result") == "failed":
-                    item.setForeground(QBrush(QColor(FAILED_COLOR)))
-                tip = [tr("Started {when}").format(when=local_time(run.get("started_at")))]
-                if run.get("trigger"):
-                    tip.append(tr("Asked by: {trigger}").format(trigger=run["trigger"]))
-                if run.get("error"):
-                    tip.append(str(run["error"]))
                 item.setToolTip("\n".join(tip))
                 table.setItem(row, column, item)
+            if run.get("conflicts"):
+                bold = QFont(table.font())
+                bold.setBold(True)
+                cells[3].setFont(bold)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """Make the table as wide as its columns need, so that it never scrolls sideways
+        (the dock follows: see ``eventFilter``)."""
+        table = self.historyTable
+        header = table.horizontalHeader()
+        style = table.style()
+        margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+        icon = style.pixelMetric(QStyle.PixelMetric.PM_SmallIconSize, None, table)
+        time = (table.fontMetrics().horizontalAdvance(WIDEST_TIME) + icon + 4 * margin)
+        widths = [max(time, header.sectionSizeHint(0), table.sizeHintForColumn(0))]
+        widths += [max(header.sectionSizeHint(c), table.sizeHintForColumn(c))
+                   for c in range(1, table.columnCount())]
+        scrollbar = table.verticalScrollBar().sizeHint().width()
+        table.setMinimumWidth(sum(widths) + 2 * table.frameWidth() + scrollbar)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.scrollContents and event.type() == QEvent.Type.LayoutRequest:
+            # the contents' minimum width changed (a text, the table): the scroll area,
+            # which only scrolls up and down, must be at least that wide
+            area = self.scrollArea
+            area.setMinimumWidth(self.scrollContents.minimumSizeHint().width()
+                                 + area.verticalScrollBar().sizeHint().width()
+                                 + 2 * area.frameWidth())
+        return super().eventFilter(watched, event)
 
     @staticmethod
     def _state_text(status: AgentStatus) -> str:
