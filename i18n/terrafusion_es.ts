@@ -1422,6 +1422,26 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>Rows pulled: {pulled}, pushed: {pushed}, conflicts: {conflicts}</source>
         <translation>Filas recibidas: {pulled}, enviadas: {pushed}, conflictos: {conflicts}</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>There is no local copy yet ({path}): the synced tables are offered here after the first sync (Sync now, in the TerraFusion panel). A layer of the project can be exported meanwhile.</source>
+        <translation>Aún no hay copia local ({path}): las tablas sincronizadas se ofrecen aquí tras la primera sincronización (Sincronizar ahora, en el panel de TerraFusion). Mientras tanto se puede exportar una capa del proyecto.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>None: the source has no geometry</source>
+        <translation>Ninguno: el origen no tiene geometría</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>Choose what to export first</source>
+        <translation>Elija primero qué exportar</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>There is no local copy yet ({path}), so there is nothing to compare: conflicts can only arise once the first sync has made it.</source>
+        <translation>Aún no hay copia local ({path}), así que no hay nada que comparar: los conflictos solo pueden surgir cuando la primera sincronización la haya creado.</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>

@@ -34,6 +34,7 @@ __all__ = [
     "REPO",
     "WAIT_MS",
     "_add_layers",
+    "_bar_messages",
     "_agent_cli",
     "_clean_env",
     "_epsg",
@@ -282,6 +283,19 @@ def agent_process(config: Path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _bar_messages(bar) -> list[tuple]:
+    """(level, text) of each message in a dialog's bar, after checking that it is shown
+    whole: its label, at the width it has, is as tall as its wrapped text."""
+    out = []
+    for item in bar.items():
+        label = item.label
+        if label.isVisible():
+            assert label.width() > 0 and label.heightForWidth(label.width()) <= label.height(), \
+                f"cut off: {item.text()!r}"
+        out.append((item.level(), item.text()))
+    return out
 
 
 def _add_layers(dock, qtbot) -> None:

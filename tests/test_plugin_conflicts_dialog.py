@@ -218,3 +218,20 @@ def test_a_typed_value_the_column_cannot_take_is_said_and_nothing_is_resolved(
     assert "land_value" in message.text() and "'a lot'" in message.text()
     assert dialog.conflictsTable.rowCount() == 1
     assert merge_conflicted.run("conflicts", "list").stdout.strip() != "[]"
+
+
+def test_conflicts_dialog_before_the_first_sync_informs_rather_than_alarms(
+        plugin, tmp_path, use_config, qtbot):
+    from qgis.core import Qgis
+
+    local = tmp_path / "local.sqlite"
+    use_config(_write_config(tmp_path, local))
+
+    dialog = _conflicts_dialog(plugin, qtbot)
+
+    [(level, text)] = _bar_messages(dialog.bar)
+    assert level == Qgis.MessageLevel.Info, text
+    assert str(local) in text and "first sync" in text
+    assert dialog.conflictsTable.rowCount() == 0
+    assert not dialog.keepLocalButton.isEnabled() and not dialog.keepCentralButton.isEnabled()
+    assert not local.exists()

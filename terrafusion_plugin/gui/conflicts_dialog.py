@@ -182,6 +182,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         task = ConflictsLoadTask()
         task.loaded.connect(self._loaded)
         task.failed.connect(self._load_failed)
+        task.noLocalCopy.connect(self._no_local_copy)
         self._load_task = task
         QgsApplication.taskManager().addTask(task)
 
@@ -236,6 +237,15 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         if not table.rowCount():
             self._show_conflict(None)
         self._update_buttons()
+
+    def _no_local_copy(self, path: str) -> None:
+        self._loaded([], {}, path)
+        self.summaryLabel.setText("")
+        self.bar.clearWidgets()
+        self.bar.pushMessage(tr("Conflicts"), tr(
+            "There is no local copy yet ({path}), so there is nothing to compare: conflicts "
+            "can only arise once the first sync has made it.").format(path=path),
+            Qgis.MessageLevel.Info, 0)
 
     def _load_failed(self, message: str) -> None:
         self._load_task = None
@@ -471,7 +481,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
 
     def teardown(self) -> None:
         """Detach from running tasks before the plugin goes away."""
-        disconnect_tasks(((self._load_task, ("loaded", "failed")),
+        disconnect_tasks(((self._load_task, ("loaded", "failed", "noLocalCopy")),
                           (self._resolve_task, ("done", "failed"))))
         self._load_task = self._resolve_task = None
         self._clear_map()

@@ -24,7 +24,7 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsFileWidget, QgsProjectionSelectionWidget
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QUrl, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
@@ -133,6 +133,9 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.fileWidget.setDialogTitle(tr("Export to"))
         self.filterWidget.setExpressionDialogTitle(tr("Export only the features where"))
         self.filterWidget.setAllowEmptyFieldName(True)
+        # without a spatial source the CRS box says why it is empty (rather than QGIS's
+        # "invalid projection")
+        self.crsWidget.setOptionVisible(QgsProjectionSelectionWidget.CrsOption.CrsNotSet, True)
         self.addToMapCheck.setChecked(plugin_settings.export_add_to_map())
         self.progressBar.setVisible(False)
         # the valuation date assessors ask for most: January 1 of this year, 00:00
@@ -206,6 +209,12 @@ class ExportDialog(FormDialog, FORM_CLASS):
         finally:
             self._updating = False
         self._preset_changed()
+        if not sources.get("local_exists", True):
+            self.bar.pushMessage(tr("Synced tables"), tr(
+                "There is no local copy yet ({path}): the synced tables are offered here "
+                "after the first sync (Sync now, in the TerraFusion panel). A layer of the "
+                "project can be exported meanwhile.").format(path=self._local_path),
+                Qgis.MessageLevel.Info, 0)
 
     def _sources_failed(self, message: str) -> None:
         self._sources_task = None
@@ -328,6 +337,10 @@ class ExportDialog(FormDialog, FORM_CLASS):
         if crs.isValid():
             self.crsWidget.setLayerCrs(crs)
             self.crsWidget.setCrs(crs)
+        elif not spatial:
+            self.crsWidget.setNotSetText(tr("None: the source has no geometry") if layer
+                                         is not None else tr("Choose what to export first"))
+            self.crsWidget.setCrs(QgsCoordinateReferenceSystem())
         self.filterWidget.setLayer(layer)
         self.filterWidget.setExpression("")
         selected = layer.selectedFeatureCount() if layer is not None and layer in \
@@ -429,7 +442,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
 
         spec = api.export_formats()[self.formatCombo.currentData()]
         fixed = spec.fixed_epsg
-        if fixed:
+        if fixed and self._spatial:
             self.crsWidget.setCrs(QgsCoordinateReferenceSystem(f"EPSG:{fixed}"))
         elif spec.default_epsg and self._spatial:
             self.crsWidget.setCrs(QgsCoordinateReferenceSystem(f"EPSG:{spec.default_epsg}"))

@@ -25,11 +25,11 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsDockWidget, QgsMapToolIdentify, QgsMessageBar
+from qgis.gui import QgsDockWidget, QgsMapToolIdentify
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import QHeaderView, QMessageBox, QSizePolicy, QTableWidgetItem
+from qgis.PyQt.QtWidgets import QHeaderView, QMessageBox, QTableWidgetItem
 
 from ..tasks.history_tasks import (
     FeatureHistory,
@@ -38,6 +38,7 @@ from ..tasks.history_tasks import (
     RestoreVersionTask,
 )
 from . import paths
+from .message_bar import MessageBar
 from .project_layers import PROVIDER, reload_synced_layers, synced_project_layers
 from .review_views import disconnect_tasks, show_versions
 from .terrafusion_dock import DASH, local_time
@@ -172,8 +173,7 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         self.setObjectName("TerraFusionHistoryPanel")
         self.iface = iface
         self._project = project
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.bar = MessageBar(self)
         self.mainLayout.insertWidget(0, self.bar)
         self._load_task: Optional[HistoryLoadTask] = None
         self._restore_task: Optional[RestoreVersionTask] = None
