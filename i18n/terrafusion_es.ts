@@ -744,11 +744,6 @@
         <translation>Bases de datos SpatiaLite (*.sqlite *.db)</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/settings_dialog.py" line="113"/>
-        <source> s</source>
-        <translation> s</translation>
-    </message>
-    <message>
         <location filename="../terrafusion_plugin/settings_dialog.py" line="115"/>
         <source>any free port</source>
         <translation>cualquier puerto libre</translation>
@@ -1442,6 +1437,21 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>There is no local copy yet ({path}), so there is nothing to compare: conflicts can only arise once the first sync has made it.</source>
         <translation>Aún no hay copia local ({path}), así que no hay nada que comparar: los conflictos solo pueden surgir cuando la primera sincronización la haya creado.</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>seconds</source>
+        <translation>segundos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>minutes</source>
+        <translation>minutos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>hours</source>
+        <translation>horas</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>
@@ -1858,6 +1868,16 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <location filename="../resources/ui/settings_dialog.ui" line="405"/>
         <source>Remove table</source>
         <translation>Quitar tabla</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui"/>
+        <source>The unit of the interval; the agent&apos;s configuration keeps it in seconds</source>
+        <translation>La unidad del intervalo; la configuración del agente lo guarda en segundos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui"/>
+        <source>Schema:</source>
+        <translation>Esquema:</translation>
     </message>
 </context>
 <context>
