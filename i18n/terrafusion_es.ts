@@ -1452,6 +1452,31 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>hours</source>
         <translation>horas</translation>
     </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Zoning</source>
+        <translation>Zonificación</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>School</source>
+        <translation>Escolar</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Fire</source>
+        <translation>Bomberos</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Voting precinct</source>
+        <translation>Distrito electoral</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Levy</source>
+        <translation>Gravamen</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>

@@ -433,8 +433,22 @@ def test_synced_layers_get_the_plugins_default_styles(dock, county, use_config,
     assert parcels.renderer().symbol().color().name() == "#efe6cf"
     assert parcels.labelsEnabled()
     assert districts.renderer().type() == "categorizedSymbol"
-    assert {c.value() for c in districts.renderer().categories()} == {
-        "school", "fire", "voting_precinct", "zoning", "levy"}
+    assert {c.value(): c.label() for c in districts.renderer().categories()} == {
+        "school": "School", "fire": "Fire", "voting_precinct": "Voting precinct",
+        "zoning": "Zoning", "levy": "Levy"}
+
+
+@pytest.mark.parametrize("localized_plugin", ["es_ES"], indirect=True)
+def test_the_styles_legend_speaks_the_users_language(localized_plugin, county, use_config,
+                                                     qgis_new_project, qtbot):
+    use_config(county)
+
+    _add_layers(localized_plugin.dock, qtbot)
+
+    districts = _group_layers(qgis_new_project)["districts"]
+    labels = {c.value(): c.label() for c in districts.renderer().categories()}
+    assert labels == {"zoning": "Zonificación", "school": "Escolar", "fire": "Bomberos",
+                      "voting_precinct": "Distrito electoral", "levy": "Gravamen"}
 
 
 def test_add_synced_layers_twice_adds_no_duplicates(

@@ -1,8 +1,8 @@
 """The plugin's sources, read as text: every dialog's .ui file loaded at run time with no
 signals wired in it, Qt imported only through ``qgis.PyQt``, Qt enums only scoped (as Qt6
 requires), and the Spanish translation covering every string of the code, the .ui files
-and the agent's configuration help, with every placeholder kept and no user-facing
-literal bypassing ``tr()``. Nothing here needs QGIS.
+and the agent's configuration help, the category labels of the styles, with every
+placeholder kept and no user-facing literal bypassing ``tr()``. Nothing here needs QGIS.
 """
 
 from __future__ import annotations
@@ -93,6 +93,14 @@ def test_spanish_translation_covers_every_plugin_and_ui_string():
         context = root.findtext("class")
         assert in_ui, ui.name
         assert sorted(in_ui - set(_ts_translations(context))) == [], ui.name
+
+
+def test_spanish_translation_covers_the_category_labels_of_every_style():
+    # the plugin translates a style's legend when it applies the style
+    labels = {category.get("label") for qml in (REPO / "resources" / "styles").glob("*.qml")
+              for category in ET.parse(qml).getroot().iter("category")}
+    assert {"Zoning", "School", "Fire", "Voting precinct", "Levy"} <= labels
+    assert sorted(labels - set(_ts_translations("TerraFusion"))) == []
 
 
 def test_spanish_translation_covers_the_help_of_every_configuration_key():
