@@ -327,3 +327,38 @@ def test_export_dialog_crs_box_says_a_table_without_geometry_has_none(export_dia
     assert not export_dialog.crsWidget.isEnabled()
     _choose(export_dialog, table="parcels", fmt="gpkg")
     assert export_dialog.crsWidget.crs().authid() == "EPSG:2927"
+
+
+def test_export_dialog_gives_the_filter_the_columns_types_of_a_table_not_in_the_project(
+        plugin, qgis_new_project, county, use_config, qtbot):
+    from qgis.PyQt.QtCore import QMetaType
+
+    use_config(county)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    _choose(dialog, table="sales", fmt="csv")
+
+    layer = dialog.filterWidget.layer()
+    assert layer is not None and layer.providerType() == "memory"
+    types = {f.name(): int(f.type()) for f in layer.fields()}
+    assert types["sale_id"] == int(QMetaType.Type.LongLong)
+    assert types["sale_price"] in (int(QMetaType.Type.Double), int(QMetaType.Type.LongLong))
+    assert types["sale_date"] in (int(QMetaType.Type.QDate), int(QMetaType.Type.QString))
+    # an expression on them is checked against those fields
+    dialog.filterWidget.setExpression('"sale_price" > 100000')
+    assert dialog._expression_problem('"sale_price" > 100000') is None
+    assert "nope" in dialog._expression_problem('"nope" > 1')
+
+
+def test_field_types_are_spelled_for_the_running_qgis(monkeypatch):
+    from qgis.PyQt.QtCore import QMetaType, QVariant
+
+    from terrafusion_plugin.gui import field_types
+
+    monkeypatch.setattr(field_types, "TAKES_METATYPE", True)
+    spelled = field_types.field_type(QMetaType.Type.QDate)
+    assert isinstance(spelled, QMetaType.Type) and spelled == QMetaType.Type.QDate
+    monkeypatch.setattr(field_types, "TAKES_METATYPE", False)
+    spelled = field_types.field_type(QMetaType.Type.QDate)
+    assert isinstance(spelled, QVariant.Type) and spelled == QVariant.Type.Date
+    assert field_types.field_type(QMetaType.Type.QString) == QVariant.Type.String

@@ -60,6 +60,17 @@ def test_no_bare_qt_enum_members_in_the_plugin():
     assert offenders == []
 
 
+def test_field_types_are_qmetatypes_spelled_for_the_running_qgis():
+    # QVariant.Type is deprecated for QgsField from QGIS 3.38 and gone with Qt 6: types
+    # are QMetaType.Type, turned into what an older QGIS takes in one place
+    pattern = re.compile(r"QVariant\.(Type\b|LongLong|Int|UInt|Double|Bool|String|Date|"
+                         r"DateTime|Time|ByteArray|StringList|List|Map)")
+    offenders = [f"{source.name}: {match.group(0)}" for source in PLUGIN_SOURCES
+                 if source.name != "field_types.py"
+                 for match in pattern.finditer(source.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
 def _ts_translations(context: str) -> dict[str, str]:
     root = ET.parse(REPO / "i18n" / "terrafusion_es.ts").getroot()
     out = {}

@@ -26,7 +26,7 @@ from qgis.core import (
 )
 from qgis.gui import QgsFileWidget, QgsProjectionSelectionWidget
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QUrl, QVariant, pyqtSignal
+from qgis.PyQt.QtCore import QDate, QDateTime, QMetaType, Qt, QTime, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QDialogButtonBox,
@@ -43,6 +43,7 @@ from ..tasks.export_task import (
     TableExportTask,
 )
 from . import paths, plugin_settings
+from .field_types import field_type
 from .form_dialog import FormDialog
 from .project_layers import layer_uri, synced_project_layers
 from .translation import tr
@@ -51,10 +52,10 @@ FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("export_dialog.ui")))
 
 TABLE, LAYER = "table", "layer"
 #: field types of the agent's column kinds (for the expression builder's field list)
-KIND_TYPES = {"integer": QVariant.LongLong, "real": QVariant.Double,
-              "decimal": QVariant.Double, "boolean": QVariant.Bool,
-              "text": QVariant.String, "date": QVariant.Date, "datetime": QVariant.DateTime,
-              "blob": QVariant.ByteArray}
+KIND_TYPES = {"integer": QMetaType.Type.LongLong, "real": QMetaType.Type.Double,
+              "decimal": QMetaType.Type.Double, "boolean": QMetaType.Type.Bool,
+              "text": QMetaType.Type.QString, "date": QMetaType.Type.QDate,
+              "datetime": QMetaType.Type.QDateTime, "blob": QMetaType.Type.QByteArray}
 #: how long the success message stays in QGIS's message bar
 MESSAGE_SECONDS = 15
 
@@ -248,7 +249,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
             info = self._tables[table]
             layer = QgsVectorLayer("None", table, "memory")
             layer.dataProvider().addAttributes([
-                QgsField(c.name, KIND_TYPES.get(c.kind, QVariant.String))
+                QgsField(c.name, field_type(KIND_TYPES.get(c.kind, QMetaType.Type.QString)))
                 for c in info.columns if not info.geometry or c.name != info.geometry.column])
             layer.updateFields()
             self._own_layers[table] = layer
