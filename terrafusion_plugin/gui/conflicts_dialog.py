@@ -144,7 +144,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self.valuesTable.setWordWrap(False)
         self.valuesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.verticalSplitter.setSizes([160, 440])
-        self.detailSplitter.setSizes([600, 360])
+        self.detailSplitter.setSizes([660, 320])
         self.mapCanvas.setCanvasColor(QColor("#ffffff"))
         self.mapCanvas.enableAntiAliasing(True)
         self.keepLocalButton.setIcon(QgsApplication.getThemeIcon("/mActionFileSave.svg"))
@@ -354,12 +354,23 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
             editor = QLineEdit()
             editor.setMaximumWidth(100)  # the three versions keep the room
             editor.setPlaceholderText(tr("empty: NULL"))
+            # shown only for a typed value: until then the three versions keep its room
             editor.setEnabled(False)
+            editor.setVisible(False)
             combo.currentIndexChanged.connect(
-                lambda _index, c=combo, e=editor: e.setEnabled(c.currentData() == VALUE))
+                lambda _index, c=combo, e=editor: self._value_wanted(e, c.currentData() == VALUE))
             layout.addWidget(editor)
         self.valuesTable.setCellWidget(row, CHOICE_COLUMN, cell)
         self.choices[name] = (combo, editor)
+
+    def _value_wanted(self, editor: QLineEdit, wanted: bool) -> None:
+        editor.setEnabled(wanted)
+        editor.setVisible(wanted)
+        if wanted:
+            editor.setFocus()
+        # setting the mode again has the header measure the column's cells anew
+        self.valuesTable.horizontalHeader().setSectionResizeMode(
+            CHOICE_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
 
     def _show_geometries(self, conflict: dict, column: str,
                          crs: Optional[QgsCoordinateReferenceSystem]) -> None:

@@ -188,10 +188,17 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         self.shown_entry: Optional[dict] = None
         self.last_restore: Optional[dict] = None
 
+        # a narrow panel: when and what changed whole, who and the columns share the rest,
+        # elided (whole in their tooltips), never scrolled sideways
         header = self.entriesTable.horizontalHeader()
-        for column in range(3):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for column, mode in ((0, QHeaderView.ResizeMode.ResizeToContents),
+                             (1, QHeaderView.ResizeMode.Stretch),
+                             (2, QHeaderView.ResizeMode.ResizeToContents),
+                             (3, QHeaderView.ResizeMode.Stretch)):
+            header.setSectionResizeMode(column, mode)
+        self.entriesTable.setWordWrap(False)
+        self.entriesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.entriesTable.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         values = self.valuesTable.horizontalHeader()
         values.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         values.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -343,12 +350,15 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         for entry in entries:
             row = table.rowCount()
             table.insertRow(row)
-            cells = [local_time(entry.get("committed_at")), who_text(entry),
+            when = entry.get("committed_at")
+            cells = [local_time(when, "%Y-%m-%d %H:%M"), who_text(entry),
                      operation_text(entry.get("op")), ", ".join(entry.get("columns") or [])]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(ENTRY_ROLE, entry.get("id"))
-                if column == 1:
+                if column == 0:
+                    item.setToolTip(local_time(when))  # to the second
+                elif column == 1:
                     item.setToolTip(who_tooltip(entry))
                 else:
                     item.setToolTip(text)

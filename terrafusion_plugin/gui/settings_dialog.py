@@ -173,7 +173,8 @@ class SettingsDialog(FormDialog, FORM_CLASS):
 
         self.schemaEdit.setToolTip(key_help("central.schema"))
         # in line with the fields of the connection pages above it
-        self.schemaLayout.setContentsMargins(self.serverLayout.contentsMargins())
+        margins = self.serverLayout.contentsMargins()
+        self.schemaLayout.setContentsMargins(margins.left(), 0, margins.right(), 0)
         self.kindCombo.currentIndexChanged.connect(self._kind_changed)
         self.intervalUnitCombo.currentIndexChanged.connect(self._interval_unit_changed)
         self.authSelect.selectedConfigIdChanged.connect(self._auth_changed)

@@ -58,6 +58,14 @@ def local_time(iso: Optional[str], fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return moment.astimezone().strftime(fmt)
 
 
+def day_time(iso: Optional[str]) -> str:
+    """"14:05:09" for today, the date with it before and after: what a dock's line needs."""
+    full = local_time(iso)
+    if full == DASH or len(full) != 19:
+        return full
+    return full[11:] if full.startswith(datetime.now().strftime("%Y-%m-%d")) else full
+
+
 def short_time(iso: Optional[str]) -> str:
     """"14:05" for today, "11-24 14:05" before: what fits a narrow dock's table."""
     full = local_time(iso, "%Y-%m-%d %H:%M")
@@ -78,6 +86,8 @@ RESULT_ICONS = {"success": "/mIconSuccess.svg", "failed": "/mIconCritical.svg",
                 "running": "/mTaskRunning.svg", "cancelled": "/mTaskCancel.svg"}
 #: the widest "Started" a row can show (digits are equally wide in the usual fonts)
 WIDEST_TIME = "00-00 00:00"
+#: the widest count the counts' columns make room for without growing
+WIDEST_COUNT = 88888
 
 
 def result_icon(result: Optional[str]) -> QIcon:
@@ -90,7 +100,8 @@ def _count(value) -> str:
 
 
 def _figure(value) -> str:
-    """A row count with the user's thousands separator (3,000 / 3.000)."""
+    """A row count as QGIS writes numbers (its locale; a thousands separator if the user
+    turned it on in QGIS's options)."""
     return DASH if value is None else QLocale().toString(int(value))
 
 
@@ -157,7 +168,9 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         header = table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column in (1, 2, 3):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+            # as wide as a five-digit count (wider for more): the counts of one row stand
+            # apart, and the columns do not jump from one refresh to the next
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
         header.setMinimumSectionSize(0)
         table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -215,7 +228,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
 
         last = self._last_sync_text(status.last_sync) if status.local_path else DASH
         if status.serves_this_copy and status.health is not None:
-            next_ = (local_time(status.next_sync) if status.next_sync else tr("Not scheduled"))
+            next_ = (day_time(status.next_sync) if status.next_sync else tr("Not scheduled"))
         else:
             next_ = DASH
         if status.sync_running:
@@ -305,9 +318,13 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
         icon = style.pixelMetric(QStyle.PixelMetric.PM_SmallIconSize, None, table)
         time = (table.fontMetrics().horizontalAdvance(WIDEST_TIME) + icon + 4 * margin)
+        count = (table.fontMetrics().horizontalAdvance(_figure(WIDEST_COUNT))
+                 + 4 * margin)
         widths = [max(time, header.sectionSizeHint(0), table.sizeHintForColumn(0))]
-        widths += [max(header.sectionSizeHint(c), table.sizeHintForColumn(c))
+        widths += [max(count, header.sectionSizeHint(c), table.sizeHintForColumn(c))
                    for c in range(1, table.columnCount())]
+        for column in range(1, table.columnCount()):
+            header.resizeSection(column, widths[column])
         scrollbar = table.verticalScrollBar().sizeHint().width()
         table.setMinimumWidth(sum(widths) + 2 * table.frameWidth() + scrollbar)
 
@@ -346,7 +363,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         if not last:
             return tr("Never")
         return tr("{when}, {result}, rows pulled: {pulled}, pushed: {pushed}").format(
-            when=local_time(last.get("finished_at") or last.get("started_at")),
+            when=day_time(last.get("finished_at") or last.get("started_at")),
             result=result_text(last.get("result")), pulled=_count(last.get("pulled")),
             pushed=_count(last.get("pushed")))
 
