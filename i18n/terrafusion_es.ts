@@ -744,11 +744,6 @@
         <translation>Bases de datos SpatiaLite (*.sqlite *.db)</translation>
     </message>
     <message>
-        <location filename="../terrafusion_plugin/settings_dialog.py" line="113"/>
-        <source> s</source>
-        <translation> s</translation>
-    </message>
-    <message>
         <location filename="../terrafusion_plugin/settings_dialog.py" line="115"/>
         <source>any free port</source>
         <translation>cualquier puerto libre</translation>
@@ -1412,6 +1407,76 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>Make the feature in your local copy what it was right after the selected change; the next sync sends it to the central database as your edit</source>
         <translation>Devolver la entidad en su copia local a como quedó justo después del cambio seleccionado; la próxima sincronización lo envía a la base de datos central como edición suya</translation>
     </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/terrafusion_dock.py"/>
+        <source>Result: {result}</source>
+        <translation>Resultado: {result}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/terrafusion_dock.py"/>
+        <source>Rows pulled: {pulled}, pushed: {pushed}, conflicts: {conflicts}</source>
+        <translation>Filas recibidas: {pulled}, enviadas: {pushed}, conflictos: {conflicts}</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>There is no local copy yet ({path}): the synced tables are offered here after the first sync (Sync now, in the TerraFusion panel). A layer of the project can be exported meanwhile.</source>
+        <translation>Aún no hay copia local ({path}): las tablas sincronizadas se ofrecen aquí tras la primera sincronización (Sincronizar ahora, en el panel de TerraFusion). Mientras tanto se puede exportar una capa del proyecto.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>None: the source has no geometry</source>
+        <translation>Ninguno: el origen no tiene geometría</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/export_dialog.py"/>
+        <source>Choose what to export first</source>
+        <translation>Elija primero qué exportar</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/conflicts_dialog.py"/>
+        <source>There is no local copy yet ({path}), so there is nothing to compare: conflicts can only arise once the first sync has made it.</source>
+        <translation>Aún no hay copia local ({path}), así que no hay nada que comparar: los conflictos solo pueden surgir cuando la primera sincronización la haya creado.</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>seconds</source>
+        <translation>segundos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>minutes</source>
+        <translation>minutos</translation>
+    </message>
+    <message>
+        <location filename="../terrafusion_plugin/gui/settings_dialog.py"/>
+        <source>hours</source>
+        <translation>horas</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Zoning</source>
+        <translation>Zonificación</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>School</source>
+        <translation>Escolar</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Fire</source>
+        <translation>Bomberos</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Voting precinct</source>
+        <translation>Distrito electoral</translation>
+    </message>
+    <message>
+        <location filename="../resources/styles/districts.qml"/>
+        <source>Levy</source>
+        <translation>Gravamen</translation>
+    </message>
 </context>
 <context>
     <name>ConflictsDialog</name>
@@ -1829,6 +1894,16 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <source>Remove table</source>
         <translation>Quitar tabla</translation>
     </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui"/>
+        <source>The unit of the interval; the agent&apos;s configuration keeps it in seconds</source>
+        <translation>La unidad del intervalo; la configuración del agente lo guarda en segundos</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/settings_dialog.ui"/>
+        <source>Schema:</source>
+        <translation>Esquema:</translation>
+    </message>
 </context>
 <context>
     <name>TerraFusionDock</name>
@@ -1938,26 +2013,6 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <translation>Inicio</translation>
     </message>
     <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="290"/>
-        <source>Result</source>
-        <translation>Resultado</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="295"/>
-        <source>Pulled</source>
-        <translation>Recibidas</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="300"/>
-        <source>Pushed</source>
-        <translation>Enviadas</translation>
-    </message>
-    <message>
-        <location filename="../resources/ui/terrafusion_dock.ui" line="305"/>
-        <source>Conflicts</source>
-        <translation>Conflictos</translation>
-    </message>
-    <message>
         <location filename="../resources/ui/terrafusion_dock.ui" line="226"/>
         <source>Export a synced table or a layer of the project to a file</source>
         <translation>Exportar a un archivo una tabla sincronizada o una capa del proyecto</translation>
@@ -2006,6 +2061,26 @@ Es una edición suya: la próxima sincronización la envía a la base de datos c
         <location filename="../resources/ui/terrafusion_dock.ui"/>
         <source>A feature&apos;s changes as the central database recorded them; restore one of its versions</source>
         <translation>Los cambios de una entidad tal como los registró la base de datos central; restaure una de sus versiones</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>When the sync started, with its result as an icon</source>
+        <translation>Cuándo empezó la sincronización, con su resultado como icono</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Rows pulled from the central database</source>
+        <translation>Filas recibidas de la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Rows pushed to the central database</source>
+        <translation>Filas enviadas a la base de datos central</translation>
+    </message>
+    <message>
+        <location filename="../resources/ui/terrafusion_dock.ui"/>
+        <source>Conflicts found</source>
+        <translation>Conflictos encontrados</translation>
     </message>
 </context>
 <context>

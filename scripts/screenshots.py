@@ -12,7 +12,19 @@ scripts/qgis_screenshots.py``) at the window size of a first start (80 % of the 
 1280x800) with its default dock widths. Inside QGIS the plugin is driven as an analyst
 drives it, and QGIS grabs:
 
-    main_window.png  dock.png  export.png  settings.png  settings_server.png  conflicts.png
+    main_window.png      QGIS with the synced layers and the TerraFusion dock
+    dock.png             the dock alone: agent state, Sync now, tools, recent syncs
+    export.png           the Export dialog: parcels to a GeoPackage, a filter, some fields
+    settings.png         the Settings dialog as the demo county's config fills it
+    settings_server.png  the same for a county PostgreSQL server, its login in QGIS's
+                         authentication manager (not saved)
+    pending.png          the Pending edits dialog, one edit selected
+    pending_on_map.png   QGIS with that edit's parcel outlined on the map
+    history.png          the Feature history panel alone, for lot 7
+    history_in_qgis.png  QGIS with lot 7 selected and its history beside the map
+    conflicts.png        the Conflicts dialog, the conflict on lot 12 selected
+
+Look at each one before it goes into docs/screenshots.
 
 Everything runs in a throwaway folder; the agent and Xvfb are stopped at the end. On
 failure it prints one sentence to stderr and exits with 1.

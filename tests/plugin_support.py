@@ -34,6 +34,7 @@ __all__ = [
     "REPO",
     "WAIT_MS",
     "_add_layers",
+    "_bar_messages",
     "_agent_cli",
     "_clean_env",
     "_epsg",
@@ -51,8 +52,10 @@ __all__ = [
     "agent_process",
     "county",
     "english",
+    "localized_plugin",
     "no_autostart",
     "package_plugin",
+    "translations",
     "plugin",
     "use_config",
 ]
@@ -218,6 +221,38 @@ def plugin(qgis_iface, english, no_autostart):
     _stop_agents_started_since(started)  # whatever the test, no agent outlives it
 
 
+@pytest.fixture(scope="session")
+def translations(tmp_path_factory) -> Path:
+    """A folder with the plugin's Spanish translation compiled, as ``make package`` does."""
+    folder = tmp_path_factory.mktemp("i18n")
+    lrelease = package_plugin.find_tool("lrelease", "lrelease-qt5")
+    subprocess.run([lrelease, "-silent", str(REPO / "i18n" / "terrafusion_es.ts"),
+                    "-qm", str(folder / "terrafusion_es.qm")], check=True)
+    return folder
+
+
+@pytest.fixture
+def localized_plugin(request, qgis_iface, translations, monkeypatch, no_autostart):
+    """The plugin loaded in QGIS's locale ``request.param`` (``en_US``, ``es_ES``)."""
+    from terrafusion_plugin.gui import paths
+    from terrafusion_plugin.tasks.dock_tasks import StartAgentTask
+
+    monkeypatch.setattr(paths, "i18n_dir", lambda: translations)
+    settings = QgsSettings()
+    old = settings.value("locale/userLocale")
+    settings.setValue("locale/userLocale", request.param)
+    started = len(StartAgentTask.launched)
+    instance = classFactory(qgis_iface)
+    try:
+        instance.initGui()
+        yield instance
+    finally:
+        instance.unload()
+        _flush_deletes()
+        _stop_agents_started_since(started)
+        settings.setValue("locale/userLocale", old or "en_US")
+
+
 @contextlib.contextmanager
 def agent_process(config: Path):
     """Run ``terrafusion-agent run`` for ``config`` on an ephemeral port; yields the port."""
@@ -248,6 +283,19 @@ def agent_process(config: Path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _bar_messages(bar) -> list[tuple]:
+    """(level, text) of each message in a dialog's bar, after checking that it is shown
+    whole: its label, at the width it has, is as tall as its wrapped text."""
+    out = []
+    for item in bar.items():
+        label = item.label
+        if label.isVisible():
+            assert label.width() > 0 and label.heightForWidth(label.width()) <= label.height(), \
+                f"cut off: {item.text()!r}"
+        out.append((item.level(), item.text()))
+    return out
 
 
 def _add_layers(dock, qtbot) -> None:

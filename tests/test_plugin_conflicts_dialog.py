@@ -187,13 +187,17 @@ def test_each_conflicting_column_is_chosen_on_its_own_and_reaches_central(
     combo, editor = dialog.choices["geom"]
     assert editor is None and [combo.itemData(i) for i in range(combo.count())] == [
         "local", "central"]  # a geometry is taken from one side
-    assert not dialog.choices["land_value"][1].isEnabled()
+    typed = dialog.choices["land_value"][1]
+    # the editor for a typed value takes the versions' room only once it is wanted
+    assert not typed.isEnabled() and not typed.isVisibleTo(dialog)
+    narrow = dialog.valuesTable.columnWidth(4)
     assert dialog.resolveButton.isEnabled()
 
     _choose(dialog, "owner_name", "central")
     _choose(dialog, "land_value", "value", "123,000")
     _choose(dialog, "geom", "local")
-    assert dialog.choices["land_value"][1].isEnabled()
+    assert typed.isEnabled() and typed.isVisibleTo(dialog)
+    qtbot.waitUntil(lambda: dialog.valuesTable.columnWidth(4) > narrow)
     with qtbot.waitSignal(dialog.conflictsResolved, timeout=WAIT_MS):
         qtbot.mouseClick(dialog.resolveButton, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not dialog.is_busy(), timeout=WAIT_MS)
@@ -218,3 +222,20 @@ def test_a_typed_value_the_column_cannot_take_is_said_and_nothing_is_resolved(
     assert "land_value" in message.text() and "'a lot'" in message.text()
     assert dialog.conflictsTable.rowCount() == 1
     assert merge_conflicted.run("conflicts", "list").stdout.strip() != "[]"
+
+
+def test_conflicts_dialog_before_the_first_sync_informs_rather_than_alarms(
+        plugin, tmp_path, use_config, qtbot):
+    from qgis.core import Qgis
+
+    local = tmp_path / "local.sqlite"
+    use_config(_write_config(tmp_path, local))
+
+    dialog = _conflicts_dialog(plugin, qtbot)
+
+    [(level, text)] = _bar_messages(dialog.bar)
+    assert level == Qgis.MessageLevel.Info, text
+    assert str(local) in text and "first sync" in text
+    assert dialog.conflictsTable.rowCount() == 0
+    assert not dialog.keepLocalButton.isEnabled() and not dialog.keepCentralButton.isEnabled()
+    assert not local.exists()

@@ -20,7 +20,8 @@ from conftest import central_exec, local_exec
 from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
 from qgis.core import QgsSettings
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtWidgets import QDockWidget
+from qgis.PyQt.QtGui import QFontMetrics
+from qgis.PyQt.QtWidgets import QApplication, QDockWidget
 
 pytestmark = pytest.mark.qgis
 
@@ -81,9 +82,17 @@ def _refresh(dock, qtbot) -> None:
 
 
 def _history(dock) -> list[list[str]]:
+    """Each recent sync as [started, result, pulled, pushed, conflicts]; the result is the
+    word the started time's icon stands for (as a screen reader says it)."""
     table = dock.historyTable
-    return [[table.item(r, c).text() for c in range(table.columnCount())]
-            for r in range(table.rowCount())]
+    rows = []
+    for r in range(table.rowCount()):
+        started = table.item(r, 0)
+        spoken = started.data(Qt.ItemDataRole.AccessibleTextRole)
+        assert spoken.startswith(started.text() + ", "), spoken
+        rows.append([started.text(), spoken[len(started.text()) + 2:]]
+                    + [table.item(r, c).text() for c in range(1, table.columnCount())])
+    return rows
 
 
 def test_dock_reports_a_stopped_agent_with_the_local_copys_own_figures(
@@ -116,7 +125,7 @@ def test_dock_reports_a_running_agent_with_its_last_and_next_sync(
     _refresh(dock, qtbot)
 
     assert dock.stateLabel.text() == f"Running (agent {__version__})"
-    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+    stamp = r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d"  # today's: the time alone
     last = health["last_sync"]
     assert re.fullmatch(rf"{stamp}, succeeded, rows pulled: {last['pulled']}, "
                         rf"pushed: {last['pushed']}", dock.lastSyncLabel.text()), \
@@ -145,6 +154,81 @@ def test_dock_counts_pending_edits_and_open_conflicts_and_links_to_them(
     assert dock.conflictsLabel.text().startswith("1 – <a href")
     dock.conflictsLabel.linkActivated.emit("conflicts")
     assert asked == [True]
+
+
+#: recent syncs of every kind, with the widest figures a county sees on a first sync
+WIDEST_RUNS = [
+    {"started_at": "2026-11-24T22:58:00Z", "result": result, "pulled": pulled,
+     "pushed": pushed, "conflicts": conflicts, "trigger": "schedule"}
+    for result, pulled, pushed, conflicts in (
+        ("success", 123456, 1234, 0), ("failed", None, None, None),
+        ("running", 12, 3, 1), ("cancelled", 0, 0, 0), ("success", 0, 0, 12))]
+
+
+def _cut_off(dock) -> list[str]:
+    """What the dock does not show whole at its present width: table columns narrower
+    than their header or a cell (measured with the font's metrics), anything scrolled
+    sideways, labels and buttons narrower (or wrapped labels lower) than their text."""
+    from qgis.PyQt.QtWidgets import QAbstractButton, QLabel, QStyle
+
+    problems = []
+    table = dock.historyTable
+    header = table.horizontalHeader()
+    style = table.style()
+    margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+    icon = style.pixelMetric(QStyle.PixelMetric.PM_SmallIconSize, None, table)
+    for c in range(table.columnCount()):
+        width = table.columnWidth(c)
+        head = table.horizontalHeaderItem(c)
+        needed = [(header.fontMetrics().horizontalAdvance(head.text())
+                   + (icon if not head.icon().isNull() else 0) + 2 * margin, head.text()),
+                  (header.sectionSizeHint(c), f"header {c}"),
+                  (table.sizeHintForColumn(c), f"column {c}")]
+        for r in range(table.rowCount()):
+            item = table.item(r, c)
+            metrics = QFontMetrics(item.font())
+            needed.append((metrics.horizontalAdvance(item.text()) + 2 * margin
+                           + (icon + margin if not item.icon().isNull() else 0), item.text()))
+        problems += [f"column {c} ({width} px) cuts {text!r} ({w} px)"
+                     for w, text in needed if w > width]
+    for bar, name in ((table.horizontalScrollBar(), "table"),
+                      (dock.scrollArea.horizontalScrollBar(), "dock")):
+        if bar.maximum() > 0 or bar.isVisible():
+            problems.append(f"the {name} scrolls sideways by {bar.maximum()} px")
+    for label in dock.findChildren(QLabel):
+        if not label.isVisibleTo(dock) or not label.text():
+            continue
+        if label.wordWrap():
+            if label.heightForWidth(label.width()) > label.height():
+                problems.append(f"{label.objectName()} is cut off at the bottom")
+        elif label.sizeHint().width() > label.width():
+            problems.append(f"{label.objectName()} is cut off: {label.text()!r}")
+    for button in dock.findChildren(QAbstractButton):
+        if button.isVisibleTo(dock) and button.sizeHint().width() > button.width():
+            problems.append(f"{button.objectName()} is cut off: {button.text()!r}")
+    return problems
+
+
+@pytest.mark.parametrize("localized_plugin", ["en_US", "es_ES"], indirect=True)
+def test_dock_reads_whole_from_its_minimum_width_up(localized_plugin, county, use_config,
+                                                    qtbot):
+    dock = localized_plugin.dock
+    use_config(county, port=_free_port())
+    dock.setFloating(True)
+    dock.show()
+    _refresh(dock, qtbot)
+    dock._show_history(WIDEST_RUNS)
+    assert len(_history(dock)) == len(WIDEST_RUNS)
+
+    for width in (dock.minimumSizeHint().width(), dock.sizeHint().width()):
+        dock.resize(width, 900)
+        qtbot.waitUntil(lambda w=width: dock.width() == w, timeout=WAIT_MS)
+        QApplication.processEvents()
+        assert _cut_off(dock) == [], width
+    # the result's word is in the tooltip, and failed runs say so
+    tip = dock.historyTable.item(1, 0).toolTip()
+    assert ("failed" in tip) if QgsSettings().value("locale/userLocale") == "en_US" else \
+        ("fallida" in tip), tip
 
 
 def test_dock_shows_a_bad_configuration_as_one_sentence(dock, tmp_path, use_config, qtbot):
@@ -349,8 +433,22 @@ def test_synced_layers_get_the_plugins_default_styles(dock, county, use_config,
     assert parcels.renderer().symbol().color().name() == "#efe6cf"
     assert parcels.labelsEnabled()
     assert districts.renderer().type() == "categorizedSymbol"
-    assert {c.value() for c in districts.renderer().categories()} == {
-        "school", "fire", "voting_precinct", "zoning", "levy"}
+    assert {c.value(): c.label() for c in districts.renderer().categories()} == {
+        "school": "School", "fire": "Fire", "voting_precinct": "Voting precinct",
+        "zoning": "Zoning", "levy": "Levy"}
+
+
+@pytest.mark.parametrize("localized_plugin", ["es_ES"], indirect=True)
+def test_the_styles_legend_speaks_the_users_language(localized_plugin, county, use_config,
+                                                     qgis_new_project, qtbot):
+    use_config(county)
+
+    _add_layers(localized_plugin.dock, qtbot)
+
+    districts = _group_layers(qgis_new_project)["districts"]
+    labels = {c.value(): c.label() for c in districts.renderer().categories()}
+    assert labels == {"zoning": "Zonificación", "school": "Escolar", "fire": "Bomberos",
+                      "voting_precinct": "Distrito electoral", "levy": "Gravamen"}
 
 
 def test_add_synced_layers_twice_adds_no_duplicates(

@@ -293,3 +293,72 @@ def test_export_dialog_offers_as_of_for_synced_tables_only(plugin, changed, use_
     assert not dialog.asOfEdit.isEnabled()
     dialog.tableRadio.setChecked(True)
     assert dialog.asOfCheck.isEnabled() and dialog.as_of_wanted()
+
+
+def test_export_dialog_before_the_first_sync_says_so_in_a_whole_informational_message(
+        plugin, qgis_new_project, tmp_path, use_config, qtbot):
+    from qgis.core import Qgis
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    local = tmp_path / "local.sqlite"
+    use_config(_write_config(tmp_path, local))
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    dialog.resize(dialog.minimumSizeHint().width(), dialog.height())
+    qtbot.waitUntil(lambda: dialog.width() == dialog.minimumSizeHint().width())
+
+    [(level, text)] = _bar_messages(dialog.bar)
+    assert level == Qgis.MessageLevel.Info
+    assert str(local) in text and "first sync" in text
+    assert not dialog.tableRadio.isEnabled() and dialog.layerRadio.isChecked()
+    # no source yet: the CRS box says so, not "invalid projection"
+    crs_box = dialog.crsWidget.findChild(QComboBox)
+    assert crs_box.currentText() == "Choose what to export first"
+    assert not local.exists(), "looking does not create the local copy"
+
+
+def test_export_dialog_crs_box_says_a_table_without_geometry_has_none(export_dialog):
+    from qgis.PyQt.QtWidgets import QComboBox
+
+    _choose(export_dialog, table="sales", fmt="csv")
+
+    crs_box = export_dialog.crsWidget.findChild(QComboBox)
+    assert crs_box.currentText() == "None: the source has no geometry"
+    assert not export_dialog.crsWidget.isEnabled()
+    _choose(export_dialog, table="parcels", fmt="gpkg")
+    assert export_dialog.crsWidget.crs().authid() == "EPSG:2927"
+
+
+def test_export_dialog_gives_the_filter_the_columns_types_of_a_table_not_in_the_project(
+        plugin, qgis_new_project, county, use_config, qtbot):
+    from qgis.PyQt.QtCore import QMetaType
+
+    use_config(county)
+    dialog = plugin.show_export()
+    qtbot.waitUntil(lambda: not dialog.is_loading(), timeout=WAIT_MS)
+    _choose(dialog, table="sales", fmt="csv")
+
+    layer = dialog.filterWidget.layer()
+    assert layer is not None and layer.providerType() == "memory"
+    types = {f.name(): int(f.type()) for f in layer.fields()}
+    assert types["sale_id"] == int(QMetaType.Type.LongLong)
+    assert types["sale_price"] in (int(QMetaType.Type.Double), int(QMetaType.Type.LongLong))
+    assert types["sale_date"] in (int(QMetaType.Type.QDate), int(QMetaType.Type.QString))
+    # an expression on them is checked against those fields
+    dialog.filterWidget.setExpression('"sale_price" > 100000')
+    assert dialog._expression_problem('"sale_price" > 100000') is None
+    assert "nope" in dialog._expression_problem('"nope" > 1')
+
+
+def test_field_types_are_spelled_for_the_running_qgis(monkeypatch):
+    from qgis.PyQt.QtCore import QMetaType, QVariant
+
+    from terrafusion_plugin.gui import field_types
+
+    monkeypatch.setattr(field_types, "TAKES_METATYPE", True)
+    spelled = field_types.field_type(QMetaType.Type.QDate)
+    assert isinstance(spelled, QMetaType.Type) and spelled == QMetaType.Type.QDate
+    monkeypatch.setattr(field_types, "TAKES_METATYPE", False)
+    spelled = field_types.field_type(QMetaType.Type.QDate)
+    assert isinstance(spelled, QVariant.Type) and spelled == QVariant.Type.Date
+    assert field_types.field_type(QMetaType.Type.QString) == QVariant.Type.String

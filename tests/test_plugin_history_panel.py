@@ -7,6 +7,8 @@ as a pending edit.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import central_exec, local_exec
 from plugin_support import *  # noqa: F403 - the shared fixtures and helpers (its __all__)
@@ -85,6 +87,10 @@ def test_the_panel_shows_the_history_of_the_selected_feature_and_restores_a_vers
     assert newest[2] == "Updated" and set(newest[3].split(", ")) == {"owner_name", "geom"}
     assert older[2] == "Updated" and older[3] == "owner_name"
     assert newest[1] == central_exec(edited, "SELECT current_user")[0][0]
+    # to the minute in the column, to the second in its tooltip; never scrolled sideways
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", newest[0]), newest[0]
+    assert panel.entriesTable.item(0, 0).toolTip().startswith(newest[0] + ":")
+    assert panel.entriesTable.horizontalScrollBar().maximum() == 0
     assert "The central database has recorded this table's changes since" in panel.startLabel.text()
     # the newest change is shown: its values and both of its shapes, zoomed to them
     values = {row[0]: row[1:] for row in _rows(panel.valuesTable)}

@@ -155,3 +155,93 @@ def test_translator_follows_the_qgis_locale_and_leaves_with_unload(
         _flush_deletes()
         settings.setValue("locale/userLocale", old or "en_US")
     assert QCoreApplication.translate("TerraFusion", "Not running") == "Not running"
+
+
+QT_SPANISH = """<?xml version="1.0" encoding="utf-8"?>
+<!DOCTYPE TS><TS version="2.1" language="es">
+<context><name>QPlatformTheme</name>
+<message><source>Save</source><translation>Guardar</translation></message>
+<message><source>Cancel</source><translation>Cancelar</translation></message>
+<message><source>Close</source><translation>Cerrar</translation></message>
+</context></TS>
+"""
+
+
+@pytest.fixture
+def qt_translations(tmp_path, monkeypatch):
+    """A folder standing for Qt's translations, with a qtbase_es.qm of Qt's button words
+    (this machine's QGIS has none); the plugin looks there."""
+    from terrafusion_plugin.gui import translation
+
+    folder = tmp_path / "qt-translations"
+    folder.mkdir()
+    source = folder / "qtbase_es.ts"
+    source.write_text(QT_SPANISH, encoding="utf-8")
+    lrelease = package_plugin.find_tool("lrelease", "lrelease-qt5")
+    subprocess.run([lrelease, "-silent", str(source), "-qm", str(folder / "qtbase_es.qm")],
+                   check=True)
+    monkeypatch.setattr(translation, "qt_translations_dir", lambda: str(folder))
+    return folder
+
+
+def _cancel() -> str:
+    return QCoreApplication.translate("QPlatformTheme", "Cancel")
+
+
+@pytest.mark.parametrize("localized_plugin", ["es_ES"], indirect=True)
+def test_qts_own_buttons_speak_spanish_with_the_plugin_and_stop_with_its_unload(
+        qt_translations, localized_plugin):
+    settings_dialog = localized_plugin.show_settings()
+    box = settings_dialog.buttonBox
+    assert box.button(box.StandardButton.Save).text() == "Guardar"
+    assert box.button(box.StandardButton.Cancel).text() == "Cancelar"
+    assert localized_plugin.translator.qt_translator is not None
+    localized_plugin.unload()
+    _flush_deletes()
+    assert _cancel() == "Cancel"
+    localized_plugin.initGui()  # for the fixture's own unload
+
+
+def test_qts_translation_is_left_to_qgis_when_qgis_installed_it(
+        qgis_iface, qt_translations, translations, monkeypatch, no_autostart):
+    from qgis.PyQt.QtCore import QTranslator
+
+    monkeypatch.setattr(paths, "i18n_dir", lambda: translations)
+    qgis_own = QTranslator()
+    assert qgis_own.load(str(qt_translations / "qtbase_es.qm"))
+    QCoreApplication.installTranslator(qgis_own)
+    settings = QgsSettings()
+    old = settings.value("locale/userLocale")
+    settings.setValue("locale/userLocale", "es_ES")
+    instance = classFactory(qgis_iface)
+    try:
+        instance.initGui()
+        assert instance.translator.translator is not None
+        assert instance.translator.qt_translator is None, "QGIS's stays the only one"
+        instance.unload()
+        assert _cancel() == "Cancelar", "the plugin removes only what it installed"
+    finally:
+        QCoreApplication.removeTranslator(qgis_own)
+        _flush_deletes()
+        settings.setValue("locale/userLocale", old or "en_US")
+
+
+def test_a_missing_qt_translation_leaves_qts_words_in_english_and_the_plugin_in_spanish(
+        qgis_iface, tmp_path, translations, monkeypatch, no_autostart):
+    from terrafusion_plugin.gui import translation
+
+    monkeypatch.setattr(paths, "i18n_dir", lambda: translations)
+    monkeypatch.setattr(translation, "qt_translations_dir", lambda: str(tmp_path / "none"))
+    settings = QgsSettings()
+    old = settings.value("locale/userLocale")
+    settings.setValue("locale/userLocale", "es_ES")
+    instance = classFactory(qgis_iface)
+    try:
+        instance.initGui()
+        settings_dialog = instance.show_settings()
+        assert settings_dialog.testButton.text() == "Probar la conexión"
+        assert instance.translator.qt_translator is None and _cancel() == "Cancel"
+    finally:
+        instance.unload()
+        _flush_deletes()
+        settings.setValue("locale/userLocale", old or "en_US")

@@ -74,7 +74,7 @@ def test_settings_dialog_writes_a_config_with_no_secret_in_it(
     dialog.serverPortSpin.setValue(5433)
     dialog.databaseEdit.setText("terrafusion")
     dialog.authSelect.setConfigId(auth_config)
-    dialog.intervalSpin.setValue(120)
+    dialog.intervalSpin.setValue(2)  # minutes
     dialog.policyCombo.setCurrentIndex(dialog.policyCombo.findData("central_wins"))
     _set_table_policy(dialog, "parcels", "manual")
     dialog.apiPortSpin.setValue(8799)
@@ -152,9 +152,17 @@ def test_settings_dialog_takes_limits_defaults_and_help_from_the_agents_declarat
     for spin, name in ((dialog.intervalSpin, "sync.interval_seconds"),
                        (dialog.apiPortSpin, "http.port")):
         key = api.config_key(name)
-        assert (spin.minimum(), spin.maximum(), spin.clearValue()) == (
-            key.minimum, key.maximum, key.default), name
         assert spin.toolTip() == f"<p>{key.help}</p>", name
+    key = api.config_key("http.port")
+    assert (dialog.apiPortSpin.minimum(), dialog.apiPortSpin.maximum(),
+            dialog.apiPortSpin.clearValue()) == (key.minimum, key.maximum, key.default)
+    # the interval in minutes: the agent's limits and default (in seconds) divided by 60
+    key = api.config_key("sync.interval_seconds")
+    assert dialog.intervalUnitCombo.currentText() == "minutes"
+    assert (dialog.intervalSpin.minimum(), dialog.intervalSpin.maximum(),
+            dialog.intervalSpin.clearValue()) == (
+        -(-key.minimum // 60), key.maximum // 60, key.default // 60)
+    assert api.config_key("central.schema").help in dialog.schemaEdit.toolTip()
     assert [dialog.policyCombo.itemData(i) for i in range(dialog.policyCombo.count())] == \
         list(api.config_key("sync.conflict_policy").choices)
     assert api.config_key("central.url").help in dialog.kindCombo.toolTip()
@@ -188,7 +196,7 @@ def test_settings_dialog_saves_keeping_comments_and_says_no_agent_runs_to_apply_
                       encoding="utf-8")
     use_config(config, port=_free_port())  # nothing listens there
     dialog = plugin.show_settings()
-    dialog.intervalSpin.setValue(900)
+    dialog.intervalSpin.setValue(15)  # minutes
 
     text = _save_and_wait(dialog, qtbot)
 
@@ -205,7 +213,7 @@ def test_settings_dialog_has_the_running_agent_apply_the_saved_settings(
         plugin, qgis_iface, running_agent, qtbot):
     config, _port = running_agent
     dialog = plugin.show_settings()
-    dialog.intervalSpin.setValue(120)
+    dialog.intervalSpin.setValue(2)  # minutes
     _set_table_policy(dialog, "sales", "central_wins")
 
     text = _save_and_wait(dialog, qtbot)
@@ -221,7 +229,7 @@ def test_settings_dialog_names_the_keys_the_running_agent_must_restart_for(
         plugin, qgis_iface, running_agent, qtbot):
     config, port = running_agent
     dialog = plugin.show_settings()
-    dialog.intervalSpin.setValue(120)
+    dialog.intervalSpin.setValue(2)  # minutes
     dialog.apiPortSpin.setValue(_free_port())
 
     text = _save_and_wait(dialog, qtbot)
@@ -240,7 +248,7 @@ def test_settings_dialog_says_why_the_running_agent_did_not_apply_the_saved_sett
     config, _port = running_agent
     (tmp_path / "token").unlink()  # the plugin can no longer prove who it is
     dialog = plugin.show_settings()
-    dialog.intervalSpin.setValue(120)
+    dialog.intervalSpin.setValue(2)  # minutes
 
     text = _save_and_wait(dialog, qtbot)
 
@@ -267,3 +275,63 @@ def test_settings_dialog_tests_the_connection_as_the_agent_would(
     dialog.test_connection()
     qtbot.waitUntil(lambda: not dialog.is_testing(), timeout=30_000)
     assert "cannot be reached" in dialog.testLabel.text()
+
+
+@pytest.mark.parametrize(("seconds", "shown", "unit"), [
+    (300, 5, "minutes"), (3600, 60, "minutes"), (7200, 2, "hours"), (90, 90, "seconds")])
+def test_settings_dialog_shows_the_interval_in_minutes_when_it_can(
+        plugin, tmp_path, use_config, seconds, shown, unit):
+    config = _write_config(tmp_path, tmp_path / "local.sqlite")
+    config.write_text(config.read_text(encoding="utf-8")
+                      + f"[sync]\ninterval_seconds = {seconds}\n", encoding="utf-8")
+    use_config(config)
+
+    dialog = plugin.show_settings()
+
+    assert (dialog.intervalSpin.value(), dialog.intervalUnitCombo.currentText()) == (
+        shown, unit)
+    assert dialog.interval_seconds() == seconds
+
+
+def test_settings_dialog_keeps_the_interval_when_its_unit_changes_and_saves_seconds(
+        settings_dialog, tmp_path, qtbot):
+    from terrafusion_agent import config as tf_config
+
+    dialog = settings_dialog
+    dialog.intervalSpin.setValue(15)
+    dialog.intervalUnitCombo.setCurrentIndex(dialog.intervalUnitCombo.findText("seconds"))
+    assert dialog.intervalSpin.value() == 900
+    dialog.intervalUnitCombo.setCurrentIndex(dialog.intervalUnitCombo.findText("hours"))
+    assert dialog.intervalSpin.value() == 1, "a quarter of an hour rounds up to the minimum"
+    dialog.intervalUnitCombo.setCurrentIndex(dialog.intervalUnitCombo.findText("minutes"))
+    dialog.intervalSpin.setValue(20)
+
+    with qtbot.waitSignal(dialog.saved, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.buttonBox.button(dialog.buttonBox.StandardButton.Save),
+                         Qt.MouseButton.LeftButton)
+
+    assert "interval_seconds = 1200" in (tmp_path / "agent.toml").read_text(encoding="utf-8")
+    assert tf_config.load(tmp_path / "agent.toml", environ={}).interval_seconds == 1200
+
+
+def test_settings_dialog_edits_the_central_schema_of_a_postgresql_central(
+        settings_dialog, tmp_path, qtbot):
+    from terrafusion_agent import config as tf_config
+
+    dialog = settings_dialog
+    assert dialog.schemaEdit.text() == "public"
+    assert not dialog.schemaEdit.isVisibleTo(dialog), "a SpatiaLite central has no schemas"
+    dialog.kindCombo.setCurrentIndex(dialog.kindCombo.findData("server"))
+    assert dialog.schemaEdit.isVisibleTo(dialog)
+    dialog.hostEdit.setText("db.county.local")
+    dialog.databaseEdit.setText("terrafusion")
+    dialog.userEdit.setText("analyst")
+    dialog.schemaEdit.setText("assessor")
+
+    with qtbot.waitSignal(dialog.saved, timeout=WAIT_MS):
+        qtbot.mouseClick(dialog.buttonBox.button(dialog.buttonBox.StandardButton.Save),
+                         Qt.MouseButton.LeftButton)
+
+    cfg = tf_config.load(tmp_path / "agent.toml", environ={})
+    assert cfg.central_schema == "assessor"
+    assert dialog.saved_config.central_schema == "assessor"

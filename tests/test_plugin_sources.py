@@ -1,8 +1,8 @@
 """The plugin's sources, read as text: every dialog's .ui file loaded at run time with no
 signals wired in it, Qt imported only through ``qgis.PyQt``, Qt enums only scoped (as Qt6
 requires), and the Spanish translation covering every string of the code, the .ui files
-and the agent's configuration help, with every placeholder kept and no user-facing
-literal bypassing ``tr()``. Nothing here needs QGIS.
+and the agent's configuration help, the category labels of the styles, with every
+placeholder kept and no user-facing literal bypassing ``tr()``. Nothing here needs QGIS.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ def test_no_bare_qt_enum_members_in_the_plugin():
     assert offenders == []
 
 
+def test_field_types_are_qmetatypes_spelled_for_the_running_qgis():
+    # QVariant.Type is deprecated for QgsField from QGIS 3.38 and gone with Qt 6: types
+    # are QMetaType.Type, turned into what an older QGIS takes in one place
+    pattern = re.compile(r"QVariant\.(Type\b|LongLong|Int|UInt|Double|Bool|String|Date|"
+                         r"DateTime|Time|ByteArray|StringList|List|Map)")
+    offenders = [f"{source.name}: {match.group(0)}" for source in PLUGIN_SOURCES
+                 if source.name != "field_types.py"
+                 for match in pattern.finditer(source.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
 def _ts_translations(context: str) -> dict[str, str]:
     root = ET.parse(REPO / "i18n" / "terrafusion_es.ts").getroot()
     out = {}
@@ -93,6 +104,14 @@ def test_spanish_translation_covers_every_plugin_and_ui_string():
         context = root.findtext("class")
         assert in_ui, ui.name
         assert sorted(in_ui - set(_ts_translations(context))) == [], ui.name
+
+
+def test_spanish_translation_covers_the_category_labels_of_every_style():
+    # the plugin translates a style's legend when it applies the style
+    labels = {category.get("label") for qml in (REPO / "resources" / "styles").glob("*.qml")
+              for category in ET.parse(qml).getroot().iter("category")}
+    assert {"Zoning", "School", "Fire", "Voting precinct", "Levy"} <= labels
+    assert sorted(labels - set(_ts_translations("TerraFusion"))) == []
 
 
 def test_spanish_translation_covers_the_help_of_every_configuration_key():

@@ -119,6 +119,23 @@ def test_a_new_file_gets_the_header_and_only_the_values_that_are_not_defaults(tm
     assert cfg.interval_seconds == 60 and cfg.tables == defaults.tables
 
 
+def test_the_central_schema_is_written_for_a_server_and_left_alone_for_spatialite(tmp_path):
+    path = _write(tmp_path / "agent.toml", KEPT_BY_HAND.replace(
+        'url = "sqlite:///central.sqlite"', 'url = "sqlite:///central.sqlite"\nschema = "gis"'))
+    server = Central(kind="server", host="db.county.local", database="terrafusion", user="gis")
+
+    # a SpatiaLite central has no schemas: the file's value stays for a later server
+    assert _save(path, dataclasses.replace(_as_shown(path), central_schema="")) \
+        .central_schema == "gis"
+    cfg = _save(path, dataclasses.replace(_as_shown(path), central=server,
+                                          central_schema=" assessor "))
+    assert cfg.central_schema == "assessor"
+    assert 'schema = "assessor"' in path.read_text(encoding="utf-8")
+    # left empty: the default schema
+    assert _save(path, dataclasses.replace(_as_shown(path), central=server,
+                                           central_schema="")).central_schema == "public"
+
+
 def test_a_password_in_the_file_is_dropped_by_the_next_save(tmp_path):
     path = _write(tmp_path / "agent.toml", KEPT_BY_HAND.replace(
         'url = "sqlite:///central.sqlite"',

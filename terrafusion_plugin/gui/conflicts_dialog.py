@@ -144,7 +144,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         self.valuesTable.setWordWrap(False)
         self.valuesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.verticalSplitter.setSizes([160, 440])
-        self.detailSplitter.setSizes([600, 360])
+        self.detailSplitter.setSizes([660, 320])
         self.mapCanvas.setCanvasColor(QColor("#ffffff"))
         self.mapCanvas.enableAntiAliasing(True)
         self.keepLocalButton.setIcon(QgsApplication.getThemeIcon("/mActionFileSave.svg"))
@@ -182,6 +182,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         task = ConflictsLoadTask()
         task.loaded.connect(self._loaded)
         task.failed.connect(self._load_failed)
+        task.noLocalCopy.connect(self._no_local_copy)
         self._load_task = task
         QgsApplication.taskManager().addTask(task)
 
@@ -236,6 +237,15 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
         if not table.rowCount():
             self._show_conflict(None)
         self._update_buttons()
+
+    def _no_local_copy(self, path: str) -> None:
+        self._loaded([], {}, path)
+        self.summaryLabel.setText("")
+        self.bar.clearWidgets()
+        self.bar.pushMessage(tr("Conflicts"), tr(
+            "There is no local copy yet ({path}), so there is nothing to compare: conflicts "
+            "can only arise once the first sync has made it.").format(path=path),
+            Qgis.MessageLevel.Info, 0)
 
     def _load_failed(self, message: str) -> None:
         self._load_task = None
@@ -344,12 +354,23 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
             editor = QLineEdit()
             editor.setMaximumWidth(100)  # the three versions keep the room
             editor.setPlaceholderText(tr("empty: NULL"))
+            # shown only for a typed value: until then the three versions keep its room
             editor.setEnabled(False)
+            editor.setVisible(False)
             combo.currentIndexChanged.connect(
-                lambda _index, c=combo, e=editor: e.setEnabled(c.currentData() == VALUE))
+                lambda _index, c=combo, e=editor: self._value_wanted(e, c.currentData() == VALUE))
             layout.addWidget(editor)
         self.valuesTable.setCellWidget(row, CHOICE_COLUMN, cell)
         self.choices[name] = (combo, editor)
+
+    def _value_wanted(self, editor: QLineEdit, wanted: bool) -> None:
+        editor.setEnabled(wanted)
+        editor.setVisible(wanted)
+        if wanted:
+            editor.setFocus()
+        # setting the mode again has the header measure the column's cells anew
+        self.valuesTable.horizontalHeader().setSectionResizeMode(
+            CHOICE_COLUMN, QHeaderView.ResizeMode.ResizeToContents)
 
     def _show_geometries(self, conflict: dict, column: str,
                          crs: Optional[QgsCoordinateReferenceSystem]) -> None:
@@ -471,7 +492,7 @@ class ConflictsDialog(FormDialog, FORM_CLASS):
 
     def teardown(self) -> None:
         """Detach from running tasks before the plugin goes away."""
-        disconnect_tasks(((self._load_task, ("loaded", "failed")),
+        disconnect_tasks(((self._load_task, ("loaded", "failed", "noLocalCopy")),
                           (self._resolve_task, ("done", "failed"))))
         self._load_task = self._resolve_task = None
         self._clear_map()

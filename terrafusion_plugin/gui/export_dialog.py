@@ -24,9 +24,9 @@ from qgis.core import (
     QgsProject,
     QgsVectorLayer,
 )
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsFileWidget, QgsProjectionSelectionWidget
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QUrl, QVariant, pyqtSignal
+from qgis.PyQt.QtCore import QDate, QDateTime, QMetaType, Qt, QTime, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices
 from qgis.PyQt.QtWidgets import (
     QDialogButtonBox,
@@ -43,6 +43,7 @@ from ..tasks.export_task import (
     TableExportTask,
 )
 from . import paths, plugin_settings
+from .field_types import field_type
 from .form_dialog import FormDialog
 from .project_layers import layer_uri, synced_project_layers
 from .translation import tr
@@ -51,10 +52,10 @@ FORM_CLASS, _ = uic.loadUiType(str(paths.ui_path("export_dialog.ui")))
 
 TABLE, LAYER = "table", "layer"
 #: field types of the agent's column kinds (for the expression builder's field list)
-KIND_TYPES = {"integer": QVariant.LongLong, "real": QVariant.Double,
-              "decimal": QVariant.Double, "boolean": QVariant.Bool,
-              "text": QVariant.String, "date": QVariant.Date, "datetime": QVariant.DateTime,
-              "blob": QVariant.ByteArray}
+KIND_TYPES = {"integer": QMetaType.Type.LongLong, "real": QMetaType.Type.Double,
+              "decimal": QMetaType.Type.Double, "boolean": QMetaType.Type.Bool,
+              "text": QMetaType.Type.QString, "date": QMetaType.Type.QDate,
+              "datetime": QMetaType.Type.QDateTime, "blob": QMetaType.Type.QByteArray}
 #: how long the success message stays in QGIS's message bar
 MESSAGE_SECONDS = 15
 
@@ -133,6 +134,9 @@ class ExportDialog(FormDialog, FORM_CLASS):
         self.fileWidget.setDialogTitle(tr("Export to"))
         self.filterWidget.setExpressionDialogTitle(tr("Export only the features where"))
         self.filterWidget.setAllowEmptyFieldName(True)
+        # without a spatial source the CRS box says why it is empty (rather than QGIS's
+        # "invalid projection")
+        self.crsWidget.setOptionVisible(QgsProjectionSelectionWidget.CrsOption.CrsNotSet, True)
         self.addToMapCheck.setChecked(plugin_settings.export_add_to_map())
         self.progressBar.setVisible(False)
         # the valuation date assessors ask for most: January 1 of this year, 00:00
@@ -206,6 +210,12 @@ class ExportDialog(FormDialog, FORM_CLASS):
         finally:
             self._updating = False
         self._preset_changed()
+        if not sources.get("local_exists", True):
+            self.bar.pushMessage(tr("Synced tables"), tr(
+                "There is no local copy yet ({path}): the synced tables are offered here "
+                "after the first sync (Sync now, in the TerraFusion panel). A layer of the "
+                "project can be exported meanwhile.").format(path=self._local_path),
+                Qgis.MessageLevel.Info, 0)
 
     def _sources_failed(self, message: str) -> None:
         self._sources_task = None
@@ -239,7 +249,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
             info = self._tables[table]
             layer = QgsVectorLayer("None", table, "memory")
             layer.dataProvider().addAttributes([
-                QgsField(c.name, KIND_TYPES.get(c.kind, QVariant.String))
+                QgsField(c.name, field_type(KIND_TYPES.get(c.kind, QMetaType.Type.QString)))
                 for c in info.columns if not info.geometry or c.name != info.geometry.column])
             layer.updateFields()
             self._own_layers[table] = layer
@@ -328,6 +338,10 @@ class ExportDialog(FormDialog, FORM_CLASS):
         if crs.isValid():
             self.crsWidget.setLayerCrs(crs)
             self.crsWidget.setCrs(crs)
+        elif not spatial:
+            self.crsWidget.setNotSetText(tr("None: the source has no geometry") if layer
+                                         is not None else tr("Choose what to export first"))
+            self.crsWidget.setCrs(QgsCoordinateReferenceSystem())
         self.filterWidget.setLayer(layer)
         self.filterWidget.setExpression("")
         selected = layer.selectedFeatureCount() if layer is not None and layer in \
@@ -429,7 +443,7 @@ class ExportDialog(FormDialog, FORM_CLASS):
 
         spec = api.export_formats()[self.formatCombo.currentData()]
         fixed = spec.fixed_epsg
-        if fixed:
+        if fixed and self._spatial:
             self.crsWidget.setCrs(QgsCoordinateReferenceSystem(f"EPSG:{fixed}"))
         elif spec.default_epsg and self._spatial:
             self.crsWidget.setCrs(QgsCoordinateReferenceSystem(f"EPSG:{spec.default_epsg}"))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from qgis.gui import QgsMessageBar
-from qgis.PyQt.QtWidgets import QDialog, QSizePolicy
+from qgis.PyQt.QtWidgets import QDialog
+
+from .message_bar import MessageBar
 
 
 class FormDialog(QDialog):
@@ -15,6 +16,5 @@ class FormDialog(QDialog):
         self.setupUi(self)
         self.setObjectName(name)
         self.iface = iface
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.bar = MessageBar(self)
         self.mainLayout.insertWidget(0, self.bar)

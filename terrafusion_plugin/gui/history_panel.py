@@ -25,11 +25,11 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsDockWidget, QgsMapToolIdentify, QgsMessageBar
+from qgis.gui import QgsDockWidget, QgsMapToolIdentify
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import QDate, QDateTime, Qt, QTime, QVariant, pyqtSignal
 from qgis.PyQt.QtGui import QColor
-from qgis.PyQt.QtWidgets import QHeaderView, QMessageBox, QSizePolicy, QTableWidgetItem
+from qgis.PyQt.QtWidgets import QHeaderView, QMessageBox, QTableWidgetItem
 
 from ..tasks.history_tasks import (
     FeatureHistory,
@@ -38,6 +38,7 @@ from ..tasks.history_tasks import (
     RestoreVersionTask,
 )
 from . import paths
+from .message_bar import MessageBar
 from .project_layers import PROVIDER, reload_synced_layers, synced_project_layers
 from .review_views import disconnect_tasks, show_versions
 from .terrafusion_dock import DASH, local_time
@@ -172,8 +173,7 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         self.setObjectName("TerraFusionHistoryPanel")
         self.iface = iface
         self._project = project
-        self.bar = QgsMessageBar(self)
-        self.bar.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
+        self.bar = MessageBar(self)
         self.mainLayout.insertWidget(0, self.bar)
         self._load_task: Optional[HistoryLoadTask] = None
         self._restore_task: Optional[RestoreVersionTask] = None
@@ -188,10 +188,17 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         self.shown_entry: Optional[dict] = None
         self.last_restore: Optional[dict] = None
 
+        # a narrow panel: when and what changed whole, who and the columns share the rest,
+        # elided (whole in their tooltips), never scrolled sideways
         header = self.entriesTable.horizontalHeader()
-        for column in range(3):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for column, mode in ((0, QHeaderView.ResizeMode.ResizeToContents),
+                             (1, QHeaderView.ResizeMode.Stretch),
+                             (2, QHeaderView.ResizeMode.ResizeToContents),
+                             (3, QHeaderView.ResizeMode.Stretch)):
+            header.setSectionResizeMode(column, mode)
+        self.entriesTable.setWordWrap(False)
+        self.entriesTable.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.entriesTable.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         values = self.valuesTable.horizontalHeader()
         values.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         values.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
@@ -343,12 +350,15 @@ class HistoryPanel(QgsDockWidget, FORM_CLASS):
         for entry in entries:
             row = table.rowCount()
             table.insertRow(row)
-            cells = [local_time(entry.get("committed_at")), who_text(entry),
+            when = entry.get("committed_at")
+            cells = [local_time(when, "%Y-%m-%d %H:%M"), who_text(entry),
                      operation_text(entry.get("op")), ", ".join(entry.get("columns") or [])]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(ENTRY_ROLE, entry.get("id"))
-                if column == 1:
+                if column == 0:
+                    item.setToolTip(local_time(when))  # to the second
+                elif column == 1:
                     item.setToolTip(who_tooltip(entry))
                 else:
                     item.setToolTip(text)

@@ -6,9 +6,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from qgis.core import QgsDataSourceUri, QgsLayerTreeGroup, QgsProject, QgsVectorLayer
+from qgis.core import (
+    QgsCategorizedSymbolRenderer,
+    QgsDataSourceUri,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsVectorLayer,
+)
 
 from . import paths
+from .translation import tr
 
 #: the layer tree group holding the synced layers (a product name: not translated)
 GROUP_NAME = "TerraFusion"
@@ -90,7 +97,18 @@ def apply_default_style(layer: QgsVectorLayer, table: str) -> bool:
     if not path.is_file():
         return False
     _message, ok = layer.loadNamedStyle(str(path))
+    if ok:
+        translate_legend(layer)
     return bool(ok)
+
+
+def translate_legend(layer: QgsVectorLayer) -> None:
+    """The style's category labels (Zoning, School...) in the user's language: the
+    ``.qml`` files hold them in English, and the plugin's translation has each."""
+    renderer = layer.renderer()
+    if isinstance(renderer, QgsCategorizedSymbolRenderer):
+        for index, category in enumerate(renderer.categories()):
+            renderer.updateCategoryLabel(index, tr(category.label()))
 
 
 def synced_project_layers(project: QgsProject, local_path: str) -> dict[str, QgsVectorLayer]:

@@ -68,6 +68,18 @@ def limit_spin(spin, name: str) -> None:
     spin.setToolTip(key_help(name))
 
 
+#: the units the sync interval is shown in, as seconds; the file keeps seconds
+#: (``sync.interval_seconds``), analysts think in minutes
+SECOND, MINUTE, HOUR = 1, 60, 3600
+
+
+def interval_unit(seconds: int) -> int:
+    """The unit that shows ``seconds`` as a whole number, minutes when it can."""
+    if seconds % HOUR == 0 and seconds >= 2 * HOUR:
+        return HOUR
+    return MINUTE if seconds % MINUTE == 0 else SECOND
+
+
 def policy_label(policy: str) -> str:
     return {"manual": tr("Ask me (record a conflict)"), "central_wins": tr("Central wins"),
             "local_wins": tr("Local wins")}.get(policy, policy)
@@ -140,8 +152,13 @@ class SettingsDialog(FormDialog, FORM_CLASS):
         self.authSelect.setDataProviderKey("postgres")
         # a port is never "cleared": the button would only take the digits' room
         self.serverPortSpin.setShowClearButton(False)
-        self.intervalSpin.setSuffix(tr(" s"))
-        limit_spin(self.intervalSpin, "sync.interval_seconds")
+        for text, unit in ((tr("seconds"), SECOND), (tr("minutes"), MINUTE),
+                           (tr("hours"), HOUR)):
+            self.intervalUnitCombo.addItem(text, unit)
+        self.intervalSpin.setToolTip(key_help("sync.interval_seconds"))
+        self._interval_unit = MINUTE
+        self.intervalUnitCombo.setCurrentIndex(self.intervalUnitCombo.findData(MINUTE))
+        self._limit_interval()
         limit_spin(self.apiPortSpin, "http.port")
         self.apiPortSpin.setSpecialValueText(tr("any free port"))
         self.kindCombo.setToolTip(key_help("central.url"))
@@ -154,7 +171,12 @@ class SettingsDialog(FormDialog, FORM_CLASS):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
 
+        self.schemaEdit.setToolTip(key_help("central.schema"))
+        # in line with the fields of the connection pages above it
+        margins = self.serverLayout.contentsMargins()
+        self.schemaLayout.setContentsMargins(margins.left(), 0, margins.right(), 0)
         self.kindCombo.currentIndexChanged.connect(self._kind_changed)
+        self.intervalUnitCombo.currentIndexChanged.connect(self._interval_unit_changed)
         self.authSelect.selectedConfigIdChanged.connect(self._auth_changed)
         self.addTableButton.clicked.connect(self.add_table)
         self.removeTableButton.clicked.connect(self.remove_tables)
@@ -205,7 +227,8 @@ class SettingsDialog(FormDialog, FORM_CLASS):
         self.localFile.setFilePath(local or "")
         self.localFile.lineEdit().setPlaceholderText(str(cfg.local_path))
 
-        self.intervalSpin.setValue(cfg.interval_seconds)
+        self.schemaEdit.setText(cfg.central_schema)
+        self.set_interval(cfg.interval_seconds)
         self.policyCombo.setCurrentIndex(self.policyCombo.findData(cfg.conflict_policy))
         self.tablesTable.setRowCount(0)
         for table in cfg.tables:
@@ -213,9 +236,45 @@ class SettingsDialog(FormDialog, FORM_CLASS):
         self.apiPortSpin.setValue(cfg.http_port)
         self.startAgentCheck.setChecked(plugin_settings.start_agent())
 
+    # --- the sync interval --------------------------------------------------------------------
+
+    def interval_seconds(self) -> int:
+        """The interval shown, in seconds (what the file keeps)."""
+        return self.intervalSpin.value() * self._interval_unit
+
+    def set_interval(self, seconds: int) -> None:
+        """Show ``seconds`` in the largest unit that keeps it whole (minutes if it can)."""
+        unit = interval_unit(seconds)
+        self._interval_unit = unit
+        self.intervalUnitCombo.blockSignals(True)
+        self.intervalUnitCombo.setCurrentIndex(self.intervalUnitCombo.findData(unit))
+        self.intervalUnitCombo.blockSignals(False)
+        self._limit_interval()
+        self.intervalSpin.setValue(seconds // unit)
+
+    def _limit_interval(self) -> None:
+        """The spin box's range and clear value: the agent's, in the unit shown."""
+        key = api.config_key("sync.interval_seconds")
+        unit = self._interval_unit
+        low = -(-key.minimum // unit)  # rounded up: never below the agent's minimum
+        self.intervalSpin.setRange(low, key.maximum // unit)
+        self.intervalSpin.setClearValue(max(low, round(key.default / unit)))
+
+    def _interval_unit_changed(self, *_args) -> None:
+        # the same interval in the new unit, as near as the unit allows
+        seconds = self.interval_seconds()
+        self._interval_unit = self.intervalUnitCombo.currentData()
+        self._limit_interval()
+        self.intervalSpin.setValue(round(seconds / self._interval_unit))
+
+    # --- the central connection -------------------------------------------------------------
+
     def _kind_changed(self, *_args) -> None:
         kind = self.kindCombo.currentData()
         index = {SERVICE: 0, SERVER: 1, SPATIALITE: 2}[kind]
+        # a SpatiaLite central has no schemas
+        self.schemaCaption.setVisible(kind != SPATIALITE)
+        self.schemaEdit.setVisible(kind != SPATIALITE)
         self.centralStack.setCurrentIndex(index)
         # the stack is as tall as its current page, not as its tallest one
         for page in range(self.centralStack.count()):
@@ -296,9 +355,10 @@ class SettingsDialog(FormDialog, FORM_CLASS):
         if not tables:
             raise SettingsError(tr("Name at least one table to sync."))
         return Settings(central=central, local_path=self.localFile.filePath(), tables=tables,
-                        interval_seconds=self.intervalSpin.value(),
+                        interval_seconds=self.interval_seconds(),
                         conflict_policy=self.policyCombo.currentData(),
-                        table_policy=policies, http_port=self.apiPortSpin.value())
+                        table_policy=policies, http_port=self.apiPortSpin.value(),
+                        central_schema=self.schemaEdit.text())
 
     # --- saving -----------------------------------------------------------------------------
 

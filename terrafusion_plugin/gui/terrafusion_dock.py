@@ -15,9 +15,9 @@ from typing import Optional
 from qgis.core import QgsApplication, QgsProject
 from qgis.gui import QgsDockWidget
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import Qt, QTimer, pyqtSignal
-from qgis.PyQt.QtGui import QBrush, QColor
-from qgis.PyQt.QtWidgets import QHeaderView, QTableWidgetItem
+from qgis.PyQt.QtCore import QEvent, QLocale, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtGui import QFont, QIcon
+from qgis.PyQt.QtWidgets import QHeaderView, QStyle, QTableWidgetItem
 from terrafusion_agent.api import (
     HEALTH_TIMEOUT,
     NOT_RUNNING,
@@ -58,6 +58,14 @@ def local_time(iso: Optional[str], fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return moment.astimezone().strftime(fmt)
 
 
+def day_time(iso: Optional[str]) -> str:
+    """"14:05:09" for today, the date with it before and after: what a dock's line needs."""
+    full = local_time(iso)
+    if full == DASH or len(full) != 19:
+        return full
+    return full[11:] if full.startswith(datetime.now().strftime("%Y-%m-%d")) else full
+
+
 def short_time(iso: Optional[str]) -> str:
     """"14:05" for today, "11-24 14:05" before: what fits a narrow dock's table."""
     full = local_time(iso, "%Y-%m-%d %H:%M")
@@ -73,8 +81,28 @@ def result_text(result: Optional[str]) -> str:
             "cancelled": tr("cancelled")}.get(result or "", result or DASH)
 
 
+#: QGIS's own icons for a sync run's result, as its task manager and message bar show them
+RESULT_ICONS = {"success": "/mIconSuccess.svg", "failed": "/mIconCritical.svg",
+                "running": "/mTaskRunning.svg", "cancelled": "/mTaskCancel.svg"}
+#: the widest "Started" a row can show (digits are equally wide in the usual fonts)
+WIDEST_TIME = "00-00 00:00"
+#: the widest count the counts' columns make room for without growing
+WIDEST_COUNT = 88888
+
+
+def result_icon(result: Optional[str]) -> QIcon:
+    name = RESULT_ICONS.get(result or "")
+    return QgsApplication.getThemeIcon(name) if name else QIcon()
+
+
 def _count(value) -> str:
     return DASH if value is None else str(value)
+
+
+def _figure(value) -> str:
+    """A row count as QGIS writes numbers (its locale; a thousands separator if the user
+    turned it on in QGIS's options)."""
+    return DASH if value is None else QLocale().toString(int(value))
 
 
 class TerraFusionDock(QgsDockWidget, FORM_CLASS):
@@ -130,13 +158,36 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         self.settingsButton.setIcon(icon("/mActionOptions.svg"))
         self.historyButton.setIcon(_plugin_icon("history.svg"))
 
-        header = self.historyTable.horizontalHeader()
-        for column in range(self.historyTable.columnCount()):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        # Recent syncs, narrow enough for a dock at its minimum width in any language: the
+        # result is the start time's icon (its word in the tooltip), and the counts'
+        # headers are icons (their words in the tooltips); the time column takes the rest.
+        table = self.historyTable
+        table.horizontalHeaderItem(1).setText("↓")
+        table.horizontalHeaderItem(2).setText("↑")
+        table.horizontalHeaderItem(3).setIcon(_plugin_icon("conflicts.svg"))
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in (1, 2, 3):
+            # as wide as a five-digit count (wider for more): the counts of one row stand
+            # apart, and the columns do not jump from one refresh to the next
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Fixed)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
+        header.setMinimumSectionSize(0)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.setWordWrap(False)
+        self.refreshButton.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
+        # A grid, not a form layout: Qt's form layout cuts off wrapped values (the last
+        # sync, the local copy's path) when the dock is narrow; captions sit at the top
+        # of their row beside a value of several lines.
+        for row in range(self.agentForm.rowCount()):
+            item = self.agentForm.itemAtPosition(row, 0)
+            if item is not None and item.widget() is not None:
+                item.widget().setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.syncProgress.setVisible(False)
         self.startAgentButton.setVisible(False)
         self._show_message("")
+        self._fit_width()
+        self.scrollContents.installEventFilter(self)
 
     # --- agent state ------------------------------------------------------------------
 
@@ -177,7 +228,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
 
         last = self._last_sync_text(status.last_sync) if status.local_path else DASH
         if status.serves_this_copy and status.health is not None:
-            next_ = (local_time(status.next_sync) if status.next_sync else tr("Not scheduled"))
+            next_ = (day_time(status.next_sync) if status.next_sync else tr("Not scheduled"))
         else:
             next_ = DASH
         if status.sync_running:
@@ -230,23 +281,62 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         for run in runs:
             row = table.rowCount()
             table.insertRow(row)
-            cells = [short_time(run.get("started_at")),
-                     result_text(run.get("result")), _count(run.get("pulled")),
-                     _count(run.get("pushed")), _count(run.get("conflicts"))]
-            for column, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                if column >= 2:
+            result = run.get("result")
+            tip = [tr("Started {when}").format(when=local_time(run.get("started_at"))),
+                   tr("Result: {result}").format(result=result_text(result)),
+                   tr("Rows pulled: {pulled}, pushed: {pushed}, conflicts: {conflicts}")
+                   .format(pulled=_figure(run.get("pulled")), pushed=_figure(run.get("pushed")),
+                           conflicts=_figure(run.get("conflicts")))]
+            if run.get("trigger"):
+                tip.append(tr("Asked by: {trigger}").format(trigger=run["trigger"]))
+            if run.get("error"):
+                tip.append(str(run["error"]))
+            started = QTableWidgetItem(result_icon(result), short_time(run.get("started_at")))
+            # what a screen reader says for the icon
+            started.setData(Qt.ItemDataRole.AccessibleTextRole,
+                            f"{started.text()}, {result_text(result)}")
+            cells = [started] + [QTableWidgetItem(_figure(run.get(key)))
+                                 for key in ("pulled", "pushed", "conflicts")]
+            for column, item in enumerate(cells):
+                if column:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                           | Qt.AlignmentFlag.AlignVCenter)
-                elif column == 1 and run.get("result") == "failed":
-                    item.setForeground(QBrush(QColor(FAILED_COLOR)))
-                tip = [tr("Started {when}").format(when=local_time(run.get("started_at")))]
-                if run.get("trigger"):
-                    tip.append(tr("Asked by: {trigger}").format(trigger=run["trigger"]))
-                if run.get("error"):
-                    tip.append(str(run["error"]))
                 item.setToolTip("\n".join(tip))
                 table.setItem(row, column, item)
+            if run.get("conflicts"):
+                bold = QFont(table.font())
+                bold.setBold(True)
+                cells[3].setFont(bold)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """Make the table as wide as its columns need, so that it never scrolls sideways
+        (the dock follows: see ``eventFilter``)."""
+        table = self.historyTable
+        header = table.horizontalHeader()
+        style = table.style()
+        margin = style.pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin, None, table) + 1
+        icon = style.pixelMetric(QStyle.PixelMetric.PM_SmallIconSize, None, table)
+        time = (table.fontMetrics().horizontalAdvance(WIDEST_TIME) + icon + 4 * margin)
+        count = (table.fontMetrics().horizontalAdvance(_figure(WIDEST_COUNT))
+                 + 4 * margin)
+        widths = [max(time, header.sectionSizeHint(0), table.sizeHintForColumn(0))]
+        widths += [max(count, header.sectionSizeHint(c), table.sizeHintForColumn(c))
+                   for c in range(1, table.columnCount())]
+        for column in range(1, table.columnCount()):
+            header.resizeSection(column, widths[column])
+        scrollbar = table.verticalScrollBar().sizeHint().width()
+        table.setMinimumWidth(sum(widths) + 2 * table.frameWidth() + scrollbar)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.scrollContents and event.type() == QEvent.Type.LayoutRequest:
+            # the contents' minimum width changed (a text, the table): the scroll area,
+            # which only scrolls up and down, must be at least that wide
+            area = self.scrollArea
+            area.setMinimumWidth(self.scrollContents.minimumSizeHint().width()
+                                 + area.verticalScrollBar().sizeHint().width()
+                                 + 2 * area.frameWidth())
+        return super().eventFilter(watched, event)
 
     @staticmethod
     def _state_text(status: AgentStatus) -> str:
@@ -273,7 +363,7 @@ class TerraFusionDock(QgsDockWidget, FORM_CLASS):
         if not last:
             return tr("Never")
         return tr("{when}, {result}, rows pulled: {pulled}, pushed: {pushed}").format(
-            when=local_time(last.get("finished_at") or last.get("started_at")),
+            when=day_time(last.get("finished_at") or last.get("started_at")),
             result=result_text(last.get("result")), pulled=_count(last.get("pulled")),
             pushed=_count(last.get("pushed")))
 

@@ -18,6 +18,9 @@ class ConflictsLoadTask(BackgroundTask):
     loaded = pyqtSignal(list, dict, str)
     #: emitted on the main thread with one sentence
     failed = pyqtSignal(str)
+    #: emitted on the main thread, instead of ``loaded``, with the path of a local copy
+    #: that the first sync has not made yet (no conflicts then, and nothing wrong)
+    noLocalCopy = pyqtSignal(str)  # noqa: N815 - Qt naming
 
     failure_log = "Reading the conflicts failed."
 
@@ -28,11 +31,16 @@ class ConflictsLoadTask(BackgroundTask):
         from terrafusion_agent import api
 
         cfg = api.load_config()
+        if not cfg.local_path.exists():
+            return (str(cfg.local_path),)
         conflicts, shapes = api.open_conflicts(cfg)
         return conflicts, shapes, str(cfg.local_path)
 
     def succeeded(self, loaded: tuple) -> None:
-        self.loaded.emit(*loaded)
+        if len(loaded) == 1:
+            self.noLocalCopy.emit(loaded[0])
+        else:
+            self.loaded.emit(*loaded)
 
     def failure(self) -> str:
         return tr("The conflicts could not be read: {reason}.")

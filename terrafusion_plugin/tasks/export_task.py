@@ -352,7 +352,8 @@ class ExportSourcesTask(BackgroundTask):
     """Reads what the export dialog offers: the synced tables and the configured presets."""
 
     #: emitted on the main thread with {"tables": [TableInfo], "presets": {name: preset},
-    #: "local_path": str}
+    #: "local_path": str, "order": [table], "local_exists": bool}; before the first sync
+    #: there is no local copy and so no synced table, which is no failure
     sourcesReady = pyqtSignal(dict)  # noqa: N815
     #: emitted on the main thread with one sentence (the dialog still offers project layers)
     failed = pyqtSignal(str)
@@ -366,8 +367,9 @@ class ExportSourcesTask(BackgroundTask):
         from terrafusion_agent import api
 
         cfg = api.load_config()
-        tables = api.synced_tables(cfg)
-        return {"tables": tables, "presets": dict(cfg.presets),
+        exists = cfg.local_path.exists()
+        tables = api.synced_tables(cfg) if exists else []
+        return {"tables": tables, "presets": dict(cfg.presets), "local_exists": exists,
                 "local_path": str(cfg.local_path), "order": list(cfg.tables)}
 
     def succeeded(self, sources: dict) -> None:

@@ -231,6 +231,8 @@ class Settings:
     conflict_policy: str
     table_policy: dict
     http_port: int
+    #: the PostgreSQL schema of the synced tables (``central.schema``); "" for the default
+    central_schema: str = ""
 
 
 _MISSING = object()
@@ -304,7 +306,12 @@ def apply(document, settings: Settings):
 
     doc = tomlkit.parse(dumps(document))
 
-    _set(_table(doc, "central", create=True), "url", settings.central.url())
+    central = _table(doc, "central", create=True)
+    _set(central, "url", settings.central.url())
+    if settings.central.kind != SPATIALITE:
+        # a SpatiaLite central has no schemas: what the file says stays for a later server
+        schema = settings.central_schema.strip() or _default("central.schema")
+        _set(central, "schema", schema, _default("central.schema"))
 
     local = _table(doc, "local", create=bool(settings.local_path.strip()))
     if settings.local_path.strip():
