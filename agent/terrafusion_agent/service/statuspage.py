@@ -11,7 +11,8 @@ from html import escape
 from typing import Any, Optional
 
 _COLOURS = {"success": "#2e7d32", "failed": "#c62828", "running": "#1565c0"}
-_STATUS_COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}
+# Bandit's B105 takes the health status "pass" for a password and its colour for the value
+_STATUS_COLOURS = {"pass": "#2e7d32", "warn": "#ef6c00", "fail": "#c62828"}  # nosec B105
 CHART_WIDTH = 600
 CHART_HEIGHT = 120
 
