@@ -215,7 +215,8 @@ class Agent:
         return AgentMetrics(
             open_conflicts=lambda: self.monitor.figure("open_conflicts"),
             pending_changes=lambda: self.monitor.figure("pending_local_edits"),
-            rejected_rows=lambda: self.monitor.figure("rejected_rows"))
+            rejected_rows=lambda: self.monitor.figure("rejected_rows"),
+            sync_interval=lambda: self.config.interval_seconds)
 
     @property
     def port(self) -> int:
