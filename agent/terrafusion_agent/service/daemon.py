@@ -603,6 +603,13 @@ class Agent:
         job_id = jobs.submit(self.config, body, trigger="api")
         return jobs.get(self.config, job_id)
 
+    def cancel_export(self, job_id: int) -> tuple[dict[str, Any], bool]:
+        """Ask job ``job_id`` to stop; (its state, whether it was still pending or
+        running)."""
+        jobs = self._export_engine()
+        state = jobs.cancel(self.config, job_id)
+        return state, state["status"] not in jobs.FINISHED
+
     def export_job(self, job_id: int) -> dict[str, Any]:
         jobs = self._export_engine()
         return jobs.get(self.config, job_id)
