@@ -6,8 +6,15 @@ AGENT := $(VENV)/bin/terrafusion-agent
 # Debian's Python: PyQGIS, PyQt5 and GDAL live in its site-packages, and it can load
 # SQLite extensions (SpatiaLite); a pyenv or conda python usually cannot.
 SYSTEM_PYTHON := /usr/bin/python3
+# PostGIS for the PostgreSQL that apt offers (Debian 12: 15, Debian 13: 17): the major
+# version the `postgresql` package depends on; without apt's lists (before the first
+# apt-get update), the PostgreSQL already installed; else Debian 12's.
+PG_MAJOR := $(shell { apt-cache depends postgresql 2>/dev/null | \
+	sed -n 's/^ *Depends: postgresql-\([0-9][0-9]*\)$$/\1/p'; \
+	ls /usr/lib/postgresql 2>/dev/null | sort -n -r; echo 15; } | head -n 1)
+POSTGIS_PACKAGE := postgresql-$(PG_MAJOR)-postgis-3
 APT_PACKAGES := python3-qgis qgis qgis-providers python3-gdal gdal-bin \
-	libsqlite3-mod-spatialite postgresql-15-postgis-3 xvfb pyqt5-dev-tools \
+	libsqlite3-mod-spatialite $(POSTGIS_PACKAGE) xvfb pyqt5-dev-tools \
 	qttools5-dev-tools prometheus python3-venv python3-pip pgbouncer
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen

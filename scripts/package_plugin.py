@@ -9,12 +9,21 @@
 
 The zip holds one folder, ``terrafusion_plugin/``: the plugin code, ``metadata.txt``
 (its ``version`` is the agent's ``__version__``, the one source of the version),
-``LICENSE``, ``resources/`` (icons, ``.ui`` files, layer styles), the compiled
+``LICENSE``, ``THIRD-PARTY.txt`` (each bundled library, its version and licence, read
+from its metadata), ``resources/`` (icons, ``.ui`` files, layer styles), the compiled
 ``i18n/*.qm``, ``agent/`` with the agent unpacked from its wheel (migrations and
 ``.dist-info`` included) and ``ext/`` with third-party packages only. Only pure-Python
 wheels go into ``ext/``, so the same zip runs on every platform QGIS runs on; they are
 pinned to releases that still support Python 3.9, the oldest Python that QGIS 3.22
 ships with.
+
+Before the zip is written, the folder goes through the scan that the QGIS plugin
+repository runs on every upload (Bandit and detect-secrets, with the rules it enables),
+with the two configuration files that it honours: ``.bandit`` (from the repository,
+leaving ``ext/`` out) and ``.secrets.baseline`` (written here: the example URLs in the
+bundled libraries' documentation, acknowledged). A finding of a rule that the repository
+makes mandatory fails the build; the findings of rules that an uploader may skip are
+listed with the rules to skip.
 
 On failure it prints one sentence to stderr and exits with 1.
 """
@@ -33,7 +42,7 @@ import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = "terrafusion_plugin"
@@ -79,7 +88,12 @@ PURE_FALLBACK = {"markupsafe==3.0.2": ("manylinux_2_17_x86_64", "_speedups")}
 MAX_ZIP_BYTES = 25_000_000  # the QGIS plugin repository's upload limit
 BINARY_SUFFIXES = (".so", ".pyd", ".dylib", ".dll", ".exe", ".pyc", ".pyo")
 FORBIDDEN_DIRS = ("__pycache__", ".git", "__MACOSX", ".pytest_cache", ".ruff_cache")
+#: the plugin repository's scanners read these from the zip (and allow them as hidden files)
+BANDIT_CONFIG = ".bandit"
+SECRETS_BASELINE = ".secrets.baseline"
+THIRD_PARTY_NOTICE = "THIRD-PARTY.txt"
 REQUIRED_METADATA = ("name", "description", "about", "version", "qgisMinimumVersion",
+                     "qgisMaximumVersion",
                      "author", "email", "repository", "tracker")
 
 
@@ -125,9 +139,13 @@ def _ignore(_folder: str, names: list[str]) -> list[str]:
 
 
 def _ignore_in_plugin(folder: str, names: list[str]) -> list[str]:
-    # agent/ and ext/ are made afresh, never copied from a plugin folder deployed in place
-    made = ("agent", "ext") if Path(folder) == REPO / PLUGIN else ()
-    return _ignore(folder, names) + [n for n in names if n in made]
+    # agent/ and ext/ are made afresh, never copied from a plugin folder deployed in place;
+    # the scanners' configuration is the one dotfile the zip keeps (the baseline is made
+    # afresh too, for the libraries bundled now)
+    top = Path(folder) == REPO / PLUGIN
+    made = ("agent", "ext", SECRETS_BASELINE, THIRD_PARTY_NOTICE) if top else ()
+    return [n for n in _ignore(folder, names) if not (top and n == BANDIT_CONFIG)] + [
+        n for n in names if n in made]
 
 
 def write_metadata(dest: Path, version: str) -> None:
@@ -291,6 +309,7 @@ def stage(root: Path) -> Path:
         shutil.copytree(REPO / "resources" / sub, folder / "resources" / sub, ignore=_ignore)
     compile_translations(folder / "i18n")
     install_dependencies(folder / "ext")
+    write_third_party_notice(folder)
     for cache in list(folder.rglob("__pycache__")):
         shutil.rmtree(cache)
     return folder
@@ -310,6 +329,181 @@ def check_tree(folder: Path) -> None:
             raise PackagingError(f"The plugin folder must not contain the binary {rel}.")
 
 
+# --- the plugin repository's upload scan ---------------------------------------------------
+
+# plugins.qgis.org scans every uploaded zip (QGIS-Plugins-Website, plugins/security_scanner.py
+# with the rules of plugins/management/commands/data/*_rules.json). Bandit runs as
+# ``bandit -r DIR -f json --quiet -t ENABLED``, detect-secrets as ``detect-secrets scan
+# --all-files --exclude-files metadata\.txt --exclude-files \.secrets\.baseline
+# [--baseline FOUND] .`` with the disabled detectors turned off. Any finding of either
+# blocks the upload, except those of a rule the uploader skips; only the rules below
+# marked skippable may be skipped (an upload through XML-RPC skips all of them).
+
+#: Bandit tests the repository enables and an uploader cannot skip
+BANDIT_MANDATORY = (
+    "B102", "B103", "B105", "B106", "B107", "B111", "B201", "B202", "B301", "B302", "B304",
+    "B305", "B306", "B307", "B312", "B321", "B323", "B401", "B402", "B412", "B413", "B501",
+    "B502", "B503", "B505", "B506", "B507", "B601", "B602", "B604", "B605", "B609", "B610",
+    "B611", "B612", "B613", "B615", "B701")
+#: Bandit tests the repository enables and an uploader may skip
+BANDIT_SKIPPABLE = (
+    "B101", "B104", "B108", "B110", "B112", "B113", "B303", "B308", "B310", "B311", "B313",
+    "B314", "B315", "B316", "B317", "B318", "B319", "B320", "B324", "B403", "B405", "B406",
+    "B407", "B408", "B409", "B504", "B508", "B509", "B603", "B606", "B607", "B608", "B614",
+    "B702", "B703", "B704")
+#: detect-secrets detectors the repository disables
+SECRETS_DISABLED = ("IPPublicDetector",)
+#: detect-secrets types (as reported) of the detectors an uploader may skip
+SECRETS_SKIPPABLE_TYPES = ("Base64 High Entropy String", "Hex High Entropy String",
+                           "Secret Keyword")
+#: what the repository's scanner passes to detect-secrets besides the folder
+SECRETS_ARGS = ("scan", "--all-files", "--exclude-files", r"metadata\.txt",
+                "--exclude-files", r"\.secrets\.baseline")
+
+
+def _scanner(module: str, package: str) -> list[str]:
+    try:
+        metadata.version(package)
+    except metadata.PackageNotFoundError:
+        raise PackagingError(f"{package} is not installed in {sys.executable}; make setup "
+                             f"installs it (or: pip install {package}).") from None
+    return [sys.executable, "-m", module]
+
+
+def _json_of(proc: subprocess.CompletedProcess, what: str) -> dict:
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        reason = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+        raise PackagingError(f"{what} gave no report: {reason.rstrip('.')}.") from None
+    if not isinstance(report, dict):
+        raise PackagingError(f"{what} gave no report.")
+    return report
+
+
+def bandit_findings(root: Path) -> list[dict]:
+    """Bandit over ``root`` as the plugin repository runs it, with every rule it enables
+    (its ``.bandit`` is found in the plugin folder); each finding as Bandit reports it."""
+    tests = ",".join(BANDIT_MANDATORY + BANDIT_SKIPPABLE)
+    proc = subprocess.run([*_scanner("bandit", "bandit"), "-r", str(root), "-f", "json",
+                           "--quiet", "-t", tests], capture_output=True, text=True)
+    report = _json_of(proc, "Bandit")
+    if report.get("errors"):
+        first = report["errors"][0]
+        raise PackagingError(f"Bandit could not read {first.get('filename')}: "
+                             f"{str(first.get('reason', '')).rstrip('.')}.")
+    return list(report.get("results", []))
+
+
+def secrets_findings(root: Path) -> tuple[dict[str, list[dict]], dict]:
+    """detect-secrets over ``root`` as the plugin repository runs it, without a baseline:
+    the findings by file (relative to ``root``) and the whole report."""
+    disabled = [a for d in SECRETS_DISABLED for a in ("--disable-plugin", d)]
+    proc = subprocess.run([*_scanner("detect_secrets", "detect-secrets"), *SECRETS_ARGS,
+                           *disabled, "."], cwd=root, capture_output=True, text=True)
+    report = _json_of(proc, "detect-secrets")
+    report.pop("generated_at", None)
+    return dict(report.get("results", {})), report
+
+
+def _is_third_party(rel: str) -> bool:
+    return rel.startswith(f"{PLUGIN}/ext/")
+
+
+def scan_for_upload(folder: Path) -> list[str]:
+    """Run the plugin repository's upload scan over the plugin ``folder`` and write its
+    ``.secrets.baseline``; raise on a finding that would block the upload, return the
+    skippable rules the upload has to skip (each with its count of findings)."""
+    root = folder.parent
+    if not (folder / BANDIT_CONFIG).is_file():
+        raise PackagingError(f"The plugin folder has no {BANDIT_CONFIG}, which keeps the "
+                             "plugin repository's Bandit scan to our own code.")
+    blocking, skippable = [], {}
+    for finding in bandit_findings(root):
+        rel = Path(finding["filename"]).resolve().relative_to(root.resolve()).as_posix()
+        rule = finding.get("test_id", "")
+        if rule in BANDIT_MANDATORY:
+            blocking.append(f"{rel}:{finding.get('line_number')}: {rule} "
+                            f"{str(finding.get('issue_text', '')).rstrip('.')}")
+        else:
+            skippable[rule] = skippable.get(rule, 0) + 1
+    results, report = secrets_findings(root)
+    acknowledged = {}
+    for rel, found in sorted(results.items()):
+        if _is_third_party(rel):
+            # Documentation examples in pinned releases from PyPI (``scott:tiger@host``
+            # URLs, ``password="..."`` in docstrings): acknowledged, as detect-secrets
+            # audits do, so that the repository reports only what is new.
+            acknowledged[rel] = [dict(s, is_secret=False) for s in found]
+            continue
+        for secret in found:
+            # a secret in our own code is never skipped, whichever detector found it
+            blocking.append(f"{rel}:{secret.get('line_number')}: {secret.get('type')} "
+                            "(detect-secrets)")
+    if blocking:
+        more = f" and {len(blocking) - 1} more" if len(blocking) > 1 else ""
+        raise PackagingError("The plugin repository's upload scan would block the zip: "
+                             f"{blocking[0]}{more} (mark a false positive with a "
+                             "justified # nosec or # pragma: allowlist secret comment).")
+    report["results"] = acknowledged
+    report["filters_used"] = [*report.get("filters_used", []), {
+        "path": "detect_secrets.filters.regex.should_exclude_file",
+        "pattern": [rf"^{PLUGIN}/ext/"]}]
+    (folder / SECRETS_BASELINE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n",
+                                           encoding="utf-8")
+    return [f"{rule} ({count})" for rule, count in sorted(skippable.items())]
+
+
+# --- the notice of the bundled libraries ----------------------------------------------------
+
+
+def _licence(meta: metadata.PackageMetadata) -> str:
+    """The licence a distribution's metadata declares (SPDX expression first)."""
+    expression = (meta.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    declared = (meta.get("License") or "").strip()
+    if declared and "\n" not in declared and len(declared) <= 80 \
+            and not declared.lower().startswith("copyright"):
+        return declared
+    classifiers = [c.rsplit("::", 1)[1].strip() for c in meta.get_all("Classifier") or []
+                   if c.startswith("License :: OSI Approved ::")]
+    return " OR ".join(classifiers)
+
+
+def write_third_party_notice(folder: Path) -> Path:
+    """``THIRD-PARTY.txt``: each package in ``ext/``, its version, licence, home and the
+    licence files that ship beside it, from the packages' own metadata."""
+    ext = folder / "ext"
+    entries = []
+    for dist_info in sorted(ext.glob("*.dist-info"), key=lambda p: p.name.lower()):
+        meta = metadata.PathDistribution(dist_info).metadata
+        name, version = meta["Name"], meta["Version"]
+        licence = _licence(meta)
+        if not licence:
+            raise PackagingError(f"The bundled package {name} {version} declares no licence "
+                                 "in its metadata; name it before bundling it.")
+        urls = [u.split(",", 1)[1].strip() for u in meta.get_all("Project-URL") or []
+                if u.lower().startswith(("homepage", "home", "source"))]
+        home = (meta.get("Home-page") or "").strip() or (urls[0] if urls else "")
+        files = sorted(p.relative_to(folder).as_posix() for p in dist_info.rglob("*")
+                       if p.is_file() and re.match(r"(LICEN[CS]E|COPYING|NOTICE)",
+                                                   p.name, re.IGNORECASE))
+        entries.append(f"{name} {version}\n  Licence: {licence}\n"
+                       + (f"  Home: {home}\n" if home else "")
+                       + "".join(f"  Text: {f}\n" for f in files))
+    if not entries:
+        raise PackagingError("ext/ holds no package metadata (.dist-info) to list.")
+    notice = folder / THIRD_PARTY_NOTICE
+    notice.write_text(
+        "TerraFusion for QGIS is licensed under the GNU General Public License, version 2 "
+        "or later (LICENSE).\nIt bundles these third-party packages in ext/, each under its "
+        "own licence; the texts named\nship in the package's .dist-info folder.\n\n"
+        + "\n".join(entries), encoding="utf-8")
+    return notice
+
+
 def write_zip(folder: Path, out: Path) -> int:
     """Zip ``folder`` (as the single top folder) into ``out``; returns the size in bytes."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -327,10 +521,14 @@ def write_zip(folder: Path, out: Path) -> int:
     return size
 
 
-def build(out: Path) -> int:
+def build(out: Path, report: Callable[[str], None] = print) -> int:
     with tempfile.TemporaryDirectory(prefix="terrafusion-package-") as tmp:
         folder = stage(Path(tmp))
         check_tree(folder)
+        to_skip = scan_for_upload(folder)
+        if to_skip:
+            report("The plugin repository's upload scan passes when the upload skips these "
+                   f"rules (findings in our code, each reviewed): {', '.join(to_skip)}.")
         return write_zip(folder, out)
 
 

@@ -41,6 +41,7 @@ CONTRACT_ROUTES = {
     ("GET", "/api/v1/conflicts"), ("POST", "/api/v1/conflicts/{id}/resolve"),
     ("GET", "/api/v1/pending"), ("POST", "/api/v1/pending/discard"),
     ("POST", "/api/v1/exports"), ("GET", "/api/v1/exports/{id}"), ("GET", "/openapi.json"),
+    ("POST", "/api/v1/exports/{id}/cancel"),
     ("GET", "/api/v1/history/{table}/{key}"),
 }
 
@@ -313,7 +314,8 @@ def test_a_run_left_running_by_a_killed_agent_is_closed_by_the_next_sync(served)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/syncs", "/api/v1/conflicts/1/resolve",
-                                  "/api/v1/exports", "/api/v1/config/reload"])
+                                  "/api/v1/exports", "/api/v1/exports/1/cancel",
+                                  "/api/v1/config/reload"])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-0123456789",
                                            "Basic dXNlcjpwdw==", "Bearer", "bearer  "])
 def test_every_post_needs_the_token(served, path, authorization):

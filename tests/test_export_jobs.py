@@ -270,3 +270,65 @@ def test_ctrl_c_stops_the_cli_and_leaves_no_file(county, out):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(out.iterdir()) == []
+
+
+# --- the API's cancel route, on a running agent ------------------------------------------
+
+
+def test_the_api_cancels_a_running_export_and_removes_its_partial_file(county, out, tmp_path):
+    """A real agent paused at the fault point export.before_rows (its temporary file made,
+    no row written yet): POST /api/v1/exports/{id}/cancel stops it; the job ends
+    cancelled, nothing is left in the folder, and a second cancel answers with the
+    finished job unchanged."""
+    from service_helpers import get, post, read_token, start_process, stop_process, wait_for
+
+    pause = tmp_path / "pause"
+    reached, go = tmp_path / "pause.reached", tmp_path / "pause.go"
+    proc, base = start_process(county.config, env={
+        "TERRAFUSION_FAULT": "export.before_rows", "TERRAFUSION_FAULT_PAUSE": str(pause)},
+        interval=None)
+    try:
+        token = read_token(county.config.parent)
+        submitted = post(base + "/api/v1/exports", {
+            "table": "parcels", "format": "gpkg", "out": str(out / "parcels.gpkg")},
+            token=token)
+        assert submitted.status == 202, submitted
+        job_id = submitted.json["id"]
+        wait_for(reached.exists, 60, "the export to reach export.before_rows")
+        assert get(f"{base}/api/v1/exports/{job_id}").json["status"] == "running"
+        assert list(out.iterdir()), "the export's temporary file exists"
+
+        assert post(f"{base}/api/v1/exports/{job_id}/cancel").status == 401  # no token
+        unknown = post(f"{base}/api/v1/exports/{job_id + 1000}/cancel", token=token)
+        assert unknown.status == 404 and unknown.json["error"]
+        stopping = post(f"{base}/api/v1/exports/{job_id}/cancel", token=token)
+        assert stopping.status == 202, stopping
+        assert stopping.json["id"] == job_id
+        assert stopping.headers["Location"] == f"/api/v1/exports/{job_id}"
+
+        go.touch()  # GDAL goes on, and the cancel stops it
+        state = wait_for(lambda: (lambda s: s if s["status"] not in ("pending", "running")
+                                  else None)(get(f"{base}/api/v1/exports/{job_id}").json),
+                         60, "the job to end")
+        assert state["status"] == "cancelled", state
+        assert list(out.iterdir()) == []
+
+        again = post(f"{base}/api/v1/exports/{job_id}/cancel", token=token)
+        assert again.status == 200 and again.json["status"] == "cancelled"
+        assert again.json["finished_at"] == state["finished_at"]
+    finally:
+        stop_process(proc)
+
+
+def test_cancelling_a_finished_job_leaves_it_as_it_was(config, out):
+    from terrafusion_agent import api
+
+    job_id = jobs.submit(config, {"table": "districts", "format": "csv",
+                                  "out": str(out / "districts.csv")})
+    done = jobs.wait(config, job_id, timeout=60)
+    assert done["status"] == "completed"
+    assert api.cancel_export(config, job_id) == jobs.get(config, job_id)
+    assert jobs.get(config, job_id)["status"] == "completed"
+    assert (out / "districts.csv").exists()
+    with pytest.raises(NotFound):
+        api.cancel_export(config, job_id + 1000)

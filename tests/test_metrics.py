@@ -19,7 +19,7 @@ CONTRACT = (
     "terrafusion_sync_open_conflicts", "terrafusion_sync_pending_changes",
     "terrafusion_sync_last_success_timestamp_seconds", "terrafusion_export_jobs_total",
     "terrafusion_export_duration_seconds", "terrafusion_export_features_total",
-    "terrafusion_sync_rejected_rows",
+    "terrafusion_sync_rejected_rows", "terrafusion_sync_interval_seconds",
 )
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
                                     reason="promtool (Debian package prometheus) is missing")
@@ -70,6 +70,26 @@ def test_every_contract_metric_is_exposed(served):
     for direction in ("pull", "push"):
         for op in ("insert", "update", "delete"):
             assert f'terrafusion_sync_rows_total{{direction="{direction}",op="{op}"}}' in samples
+
+
+def test_no_created_series_are_exposed(served):
+    # one more series per counter and histogram, read by no rule or panel
+    _, agent = served
+    assert "_created" not in scrape(agent)
+
+
+def test_interval_gauge_is_the_configured_interval_and_follows_a_reload(served):
+    env, agent = served
+    assert parse(scrape(agent))["terrafusion_sync_interval_seconds"] == 300
+    original = env.config.read_text()
+    env.config.write_text(original.replace("interval_seconds = 300", "interval_seconds = 900"))
+    try:
+        agent.reload_config()
+        assert parse(scrape(agent))["terrafusion_sync_interval_seconds"] == 900
+    finally:
+        env.config.write_text(original)
+        agent.reload_config()
+    assert parse(scrape(agent))["terrafusion_sync_interval_seconds"] == 300
 
 
 def test_sync_counters_move_with_a_sync(served):
@@ -191,6 +211,24 @@ def test_alert_rules_pass_promtool_and_their_unit_tests():
     assert check.returncode == 0, check.stdout + check.stderr
     test = promtool("test", "rules", str(MONITORING / "alerts.test.yml"))
     assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_stale_sync_alert_is_relative_to_each_agents_interval():
+    # alerts.test.yml runs it for agents syncing every 5 minutes and every hour
+    text = (MONITORING / "alerts.yml").read_text()
+    rule = text[text.index("alert: TerraFusionSyncStale"):text.index("alert: TerraFusionConflicts")]
+    assert "* terrafusion_sync_interval_seconds" in rule
+    tests = (MONITORING / "alerts.test.yml").read_text()
+    assert "terrafusion_sync_interval_seconds{" in tests and "'3600x" in tests
+
+
+def test_grafana_job_variable_is_visible_and_editable():
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    job = next(v for v in dashboard["templating"]["list"] if v["name"] == "job")
+    assert job["hide"] == 0 and job["type"] in ("query", "textbox", "custom")
+    assert job["current"]["value"] == "terrafusion-agent"
+    if job["type"] == "query":
+        assert job.get("allowCustomValue", True)
 
 
 def test_alert_rules_cover_the_four_situations():

@@ -112,11 +112,98 @@ def test_zip_metadata_has_what_the_plugin_repository_requires(package):
                 "email", "repository", "tracker", "homepage", "changelog", "tags"):
         assert meta.get(key, "").strip(), key
     assert meta["name"] == "TerraFusion" and meta["qgisMinimumVersion"] == "3.22"
-    assert meta["supportsQt6"] == "True" and meta["category"] == "Database"
+    # without a maximum of 4.x, QGIS 4 does not list the plugin; supportsQt6 is obsolete
+    assert meta["qgisMaximumVersion"] == "4.99" and "supportsQt6" not in meta
+    assert meta["category"] == "Database"
     assert meta["hasProcessingProvider"] == "yes"
     assert "/" not in meta["author"]
     assert all(meta[k].startswith("https://") for k in ("repository", "tracker", "homepage"))
     assert len(meta["about"].splitlines()) > 1
+    # what an IT admin needs before installing it
+    assert "PostgreSQL 14 or newer" in meta["about"] and "init-central" in meta["about"]
+    assert "trigger" in meta["about"] and "libpq" in meta["about"]
+
+
+def test_third_party_notice_names_every_bundled_package_with_its_licence(package):
+    zip_path, _ = package
+    with zipfile.ZipFile(zip_path) as zf:
+        names = set(zf.namelist())
+        notice = zf.read("terrafusion_plugin/THIRD-PARTY.txt").decode("utf-8")
+        bundled = {}
+        for name in names:
+            m = re.fullmatch(r"terrafusion_plugin/ext/[^/]+\.dist-info/METADATA", name)
+            if m:
+                text = zf.read(name).decode("utf-8")
+                bundled[re.search(r"^Name: (.+)$", text, re.M).group(1)] = re.search(
+                    r"^Version: (.+)$", text, re.M).group(1)
+    assert len(bundled) >= 15
+    blocks = {b.splitlines()[0]: b for b in notice.split("\n\n")[1:]}
+    assert set(blocks) == {f"{n} {v}" for n, v in bundled.items()}
+    for head, block in blocks.items():
+        assert re.search(r"^  Licence: \S", block, re.M), head
+        texts = re.findall(r"^  Text: (.+)$", block, re.M)
+        assert texts, head
+        assert all(f"terrafusion_plugin/{t}" in names for t in texts), head
+    assert "Licence: MIT" in blocks[f"SQLAlchemy {bundled['SQLAlchemy']}"]
+    assert "LGPL" in blocks[f"psycopg {bundled['psycopg']}"]
+
+
+def _unzip(zip_path: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def test_zip_passes_the_plugin_repositorys_upload_scan(package, tmp_path):
+    """The commands plugins.qgis.org runs on an upload, on the unpacked zip: Bandit with
+    every mandatory rule finds nothing (its .bandit leaves only ext/ out), detect-secrets
+    with the shipped baseline finds nothing new."""
+    zip_path, _ = package
+    root = _unzip(zip_path, tmp_path / "upload")
+    plugin = root / "terrafusion_plugin"
+    assert (plugin / ".bandit").is_file() and (plugin / ".secrets.baseline").is_file()
+    bandit = subprocess.run(
+        [sys.executable, "-m", "bandit", "-r", str(root), "-f", "json", "--quiet", "-t",
+         ",".join(package_plugin.BANDIT_MANDATORY)], capture_output=True, text=True)
+    report = json.loads(bandit.stdout)
+    assert report["errors"] == [] and report["results"] == []
+    scanned = set(report["metrics"]) - {"_totals"}
+    assert any("/agent/terrafusion_agent/" in f for f in scanned)
+    assert any("/terrafusion_plugin/gui/" in f for f in scanned)
+    assert not any("/terrafusion_plugin/ext/" in f for f in scanned)
+
+    baseline = plugin / ".secrets.baseline"
+    shipped = json.loads(baseline.read_text())
+    assert shipped["results"], "the bundled libraries' example URLs are acknowledged"
+    assert all(f.startswith("terrafusion_plugin/ext/") for f in shipped["results"])
+    secrets = subprocess.run(
+        [sys.executable, "-m", "detect_secrets", *package_plugin.SECRETS_ARGS,
+         "--baseline", "terrafusion_plugin/.secrets.baseline", "--disable-plugin",
+         "IPPublicDetector", "."], cwd=root, capture_output=True, text=True)
+    assert secrets.returncode == 0 and secrets.stdout.strip() == "", secrets.stderr
+    # detect-secrets merged what it found now into the baseline: nothing new
+    merged = json.loads(baseline.read_text())["results"]
+    assert {(f, s["hashed_secret"], s["type"]) for f, v in merged.items() for s in v} == {
+        (f, s["hashed_secret"], s["type"]) for f, v in shipped["results"].items() for s in v}
+
+
+def test_an_eval_in_our_code_fails_the_package(tmp_path):
+    source = tmp_path / "checkout"
+    for name in ("agent", "terrafusion_plugin", "resources", "i18n", "scripts"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns(
+            "__pycache__", "ext", "*.egg-info"))
+    for name in ("metadata.txt", "LICENSE", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    module = source / "agent" / "terrafusion_agent" / "redact.py"
+    module.write_text(module.read_text() + "\n\ndef evaluate(text):\n"
+                      "    return eval(text)\n")
+    out = tmp_path / "dist" / "terrafusion_plugin.zip"
+    proc = subprocess.run([sys.executable, str(source / "scripts" / "package_plugin.py"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "agent/terrafusion_agent/redact.py" in proc.stderr and "B307" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
 
 
 def test_bundled_agent_syncs_without_any_installed_package(package, tmp_path):

@@ -36,7 +36,7 @@ def _fake_systemctl(tmp_path: Path, reload_status: int = 0) -> tuple[Path, Path]
 
 def _cli(agent, *args, path: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": path, "XDG_CONFIG_HOME": str(tmp_path / "xdg-config"),
-           "HOME": str(tmp_path / "home")}
+           "XDG_DATA_HOME": str(tmp_path / "xdg-data"), "HOME": str(tmp_path / "home")}
     return subprocess.run([sys.executable, "-m", "terrafusion_agent", "--config",
                            str(agent.config), *args],
                           capture_output=True, text=True, env=env, timeout=60)
@@ -53,8 +53,11 @@ def test_install_writes_a_user_unit_and_enables_it_now(sqlite_agent, tmp_path):
     assert proc.returncode == 0, proc.stderr
     unit = _unit(tmp_path).read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    assert exec_start == (f"ExecStart={Path(sys.executable).absolute()} -m terrafusion_agent "
+    python = Path(getattr(sys, "_base_executable", None) or sys.executable).absolute()
+    assert exec_start == (f"ExecStart={python} -m terrafusion_agent "
                           f"--config {sqlite_agent.config.resolve()} run")
+    lib = tmp_path / "xdg-data" / "terrafusion" / "agent" / "lib"
+    assert f"Environment=PYTHONPATH={lib}" in unit.splitlines()
     assert "Restart=on-failure" in unit and "WantedBy=default.target" in unit
     assert "RestartPreventExitStatus=2" in unit
     assert "PGPASSWORD" not in unit and "password" not in unit.lower()
@@ -99,6 +102,7 @@ def test_uninstall_disables_and_removes_the_unit(sqlite_agent, tmp_path):
     proc = _cli(sqlite_agent, "uninstall-service", path=path, tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not _unit(tmp_path).exists()
+    assert not (tmp_path / "xdg-data" / "terrafusion" / "agent").exists()
     assert log.read_text().splitlines()[-2:] == [
         "--user disable --now terrafusion-agent.service", "--user daemon-reload"]
 
@@ -130,3 +134,87 @@ def test_the_unit_passes_systemd_analyze_verify(sqlite_agent, tmp_path):
     problems = [line for line in (proc.stdout + proc.stderr).splitlines()
                 if UNIT_NAME in line]
     assert proc.returncode == 0 and not problems, proc.stdout + proc.stderr
+
+
+# --- what the unit runs, and its sandbox ---------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _unit_setting(unit: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith(f"{key}=")]
+
+
+def test_the_service_runs_a_copy_of_the_agent_outside_the_checkout(sqlite_agent, tmp_path):
+    bindir, _ = _fake_systemctl(tmp_path)
+    proc = _cli(sqlite_agent, "install-service", path=f"{bindir}:/usr/bin:/bin",
+                tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    unit = _unit(tmp_path).read_text()
+    python = _unit_setting(unit, "ExecStart")[0].split(" ")[0]
+    pythonpath = next(e.split("=", 1)[1] for e in _unit_setting(unit, "Environment")
+                      if e.startswith("PYTHONPATH="))
+    for path in (python, pythonpath):
+        assert not Path(path).resolve().is_relative_to(REPO), path
+    # the unit's Python with the unit's path, nothing of this test's environment
+    script = ("import terrafusion_agent, sqlalchemy, psycopg, waitress; "
+              "from terrafusion_agent.service import daemon; "
+              "print(terrafusion_agent.__file__); print(sqlalchemy.__file__)")
+    ran = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd="/",
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath,
+                              "PYTHONDONTWRITEBYTECODE": "1"}, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    agent_file, sqlalchemy_file = ran.stdout.split()
+    assert Path(agent_file).is_relative_to(pythonpath)
+    assert not Path(sqlalchemy_file).resolve().is_relative_to(REPO)
+    assert "Copied the agent" in proc.stdout
+
+
+def _exposure(unit_file: Path, tmp_path: Path) -> float:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--user",
+                           str(unit_file)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    found = [line for line in proc.stdout.splitlines() if "Overall exposure level" in line]
+    if not found and "offline" in proc.stderr:
+        pytest.skip(f"this systemd-analyze cannot rate a unit file: {proc.stderr.strip()}")
+    assert found, proc.stdout + proc.stderr
+    return float(found[0].split(":")[1].split()[0])
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_the_unit_is_sandboxed_to_an_exposure_of_at_most_5(sqlite_agent, tmp_path):
+    from terrafusion_agent.service.systemd import UNIT_NAME, unit_text
+
+    unit = tmp_path / UNIT_NAME
+    unit.write_text(unit_text(sqlite_agent.config, lib=tmp_path / "lib"))
+    assert _exposure(unit, tmp_path) <= 5.0
+    text = unit.read_text()
+    assert _unit_setting(text, "RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"]
+    assert _unit_setting(text, "NoNewPrivileges") == ["yes"]
+    # the network and the user's own folders stay reachable
+    assert not _unit_setting(text, "PrivateNetwork") and not _unit_setting(text, "ProtectHome")
+
+
+def test_files_the_agent_creates_under_the_units_umask_are_private(tmp_path):
+    from conftest import embedded_agent
+    from terrafusion_agent.service.systemd import unit_text
+
+    umask = int(_unit_setting(unit_text(tmp_path / "agent.toml"), "UMask")[0], 8)
+    env = embedded_agent(tmp_path / "agent")
+    home = tmp_path / "home"
+    run_env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "data"),
+               "XDG_STATE_HOME": str(home / "state"), "XDG_CACHE_HOME": str(home / "cache")}
+    before = {p for p in tmp_path.rglob("*")}
+    for args in (["init-central", "--demo-parcels", "30"], ["sync"]):
+        proc = subprocess.run([sys.executable, "-m", "terrafusion_agent", "--config",
+                               str(env.config), *args], capture_output=True, text=True,
+                              env=run_env, timeout=120, preexec_fn=lambda: os.umask(umask))
+        assert proc.returncode == 0, proc.stderr
+    made = [p for p in tmp_path.rglob("*") if p not in before and p.is_file()]
+    assert any(p.name == "local.sqlite" for p in made)
+    assert any(p.suffix in (".log", ".jsonl") or "log" in p.name for p in made), made
+    loose = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in made
+             if p.stat().st_mode & 0o137}
+    assert loose == {}  # every file 0600 or 0640

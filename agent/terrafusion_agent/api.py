@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 # password in it), with the connection helpers it needs
 from terrafusion_agent.client import settings_file
 from terrafusion_agent.client.conflicts import Resolution, TableShape
-from terrafusion_agent.client.http import AgentClient, ApiError, NoAnswer
+from terrafusion_agent.client.http import AgentClient, ApiError, NoAnswer, error_sentence
 from terrafusion_agent.client.launcher import Launched, LaunchError
 from terrafusion_agent.client.status import (
     HEALTH_TIMEOUT,
@@ -55,7 +55,7 @@ __all__ = [
     "parse_key", "restore_version",
     "synced_layers", "synced_tables", "local_name", "export_formats", "export_request",
     "history_start",
-    "split_fields", "export_table", "keys_filter", "table_key", "resolve_preset",
+    "split_fields", "export_table", "cancel_export", "keys_filter", "table_key", "resolve_preset",
     "refuse_own_file", "layer_options", "output_field_names", "layer_export",
     "check_writer_messages", "check_central", "settings_file", "fleet",
     "reload_agent_config", "redact",
@@ -437,6 +437,29 @@ def split_fields(text: Optional[str]) -> Optional[tuple[str, ...]]:
     from terrafusion_agent.export.request import split_fields as split
 
     return split(text)
+
+
+def cancel_export(cfg: Config, job_id: int) -> dict:
+    """Cancel export job ``job_id``: through the agent serving ``cfg``'s local copy when one
+    answers (its jobs live there), else among this process's own jobs. Returns the job's
+    state: a job still pending or running stops (its partial file removed) and ends
+    ``cancelled``; a finished job is left as it is. NotFound for an unknown id; ApiError
+    with the agent's sentence when it refuses."""
+    client = running_agent(cfg)
+    if client is not None:
+        try:
+            status, body = client.post(f"/api/v1/exports/{int(job_id)}/cancel")
+        except NoAnswer:
+            pass  # it stopped meanwhile, and its jobs with it
+        else:
+            if status == 404:
+                from terrafusion_agent.errors import NotFound
+
+                raise NotFound(error_sentence(body, status))
+            return client.checked(status, body, 200, 202)
+    from terrafusion_agent.export import jobs
+
+    return jobs.cancel(cfg, job_id)
 
 
 def export_table(cfg: Config, request, progress=None, cancel=None):

@@ -41,6 +41,12 @@ POINTS: dict[str, str] = {
         "discarded local edits are restored locally, not committed",
 }
 
+#: points outside the sync (no sync reaches them)
+EXPORT_POINTS: dict[str, str] = {
+    "export.before_rows":
+        "an export job's temporary file is created, its rows not yet written",
+}
+
 _ENV, _PAUSE_ENV = "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE"
 
 
@@ -48,9 +54,9 @@ def _parse(value: Optional[str]) -> Optional[tuple[str, int]]:
     if not value:
         return None
     name, _, nth = value.partition(":")
-    if name not in POINTS:
+    if name not in POINTS and name not in EXPORT_POINTS:
         raise SystemExit(f"{_ENV}={value}: there is no fault point {name!r}; the points are "
-                         f"{', '.join(POINTS)}.")
+                         f"{', '.join([*POINTS, *EXPORT_POINTS])}.")
     try:
         n = int(nth) if nth else 1
     except ValueError:

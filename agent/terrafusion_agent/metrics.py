@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from terrafusion_agent import __version__
@@ -35,9 +42,14 @@ class AgentMetrics:
 
     def __init__(self, *, open_conflicts: Optional[Callable[[], float]] = None,
                  pending_changes: Optional[Callable[[], float]] = None,
-                 rejected_rows: Optional[Callable[[], float]] = None):
-        """``open_conflicts``, ``pending_changes`` and ``rejected_rows`` are read at
+                 rejected_rows: Optional[Callable[[], float]] = None,
+                 sync_interval: Optional[Callable[[], float]] = None):
+        """``open_conflicts``, ``pending_changes``, ``rejected_rows`` and ``sync_interval``
+        (the configured seconds between syncs, which a reload may change) are read at
         scrape time."""
+        # No *_created series: one more series per counter and histogram that no rule or
+        # panel reads (the switch is prometheus_client's, for the whole process).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.info = Info("terrafusion_agent", "The running TerraFusion agent.", registry=r)
@@ -64,6 +76,9 @@ class AgentMetrics:
         self.last_success = Gauge(
             "terrafusion_sync_last_success_timestamp_seconds",
             "Unix time at which the last successful sync finished.", registry=r)
+        self.sync_interval = Gauge(
+            "terrafusion_sync_interval_seconds",
+            "Configured seconds between scheduled syncs (sync.interval_seconds).", registry=r)
         self.consecutive_failures = Gauge(
             "terrafusion_sync_consecutive_failures",
             "Failed sync runs since the last successful one.", registry=r)
@@ -94,6 +109,8 @@ class AgentMetrics:
             self.pending_changes.set_function(pending_changes)
         if rejected_rows is not None:
             self.rejected_rows.set_function(rejected_rows)
+        if sync_interval is not None:
+            self.sync_interval.set_function(sync_interval)
 
     # --- sync ---------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from terrafusion_agent import faults
 from terrafusion_agent.errors import ExportError, LocalDamaged, TerraFusionError
 from terrafusion_agent.export import diskfull
 from terrafusion_agent.export.formats import layer_options
@@ -132,6 +133,7 @@ class GdalWriter:
         """Create the output layer, then one VectorTranslate call appends the rows to it."""
         plan, gdal, errors = self.plan, self.gdal, self.errors
         output = self.create_output(dest, spatial_index)
+        faults.point("export.before_rows")
         options = ["-append", "-nln", plan.layer_name, "-sql", plan.select_sql(limit, rowids)]
         if plan.table.geometry and plan.reproject:
             options += ["-s_srs", plan.source_srs, "-t_srs", plan.target_srs]

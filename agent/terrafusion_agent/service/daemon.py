@@ -216,7 +216,8 @@ class Agent:
         return AgentMetrics(
             open_conflicts=lambda: self.monitor.figure("open_conflicts"),
             pending_changes=lambda: self.monitor.figure("pending_local_edits"),
-            rejected_rows=lambda: self.monitor.figure("rejected_rows"))
+            rejected_rows=lambda: self.monitor.figure("rejected_rows"),
+            sync_interval=lambda: self.config.interval_seconds)
 
     @property
     def port(self) -> int:
@@ -596,6 +597,13 @@ class Agent:
         jobs = self._export_engine()
         job_id = jobs.submit(self.config, body, trigger="api")
         return jobs.get(self.config, job_id)
+
+    def cancel_export(self, job_id: int) -> tuple[dict[str, Any], bool]:
+        """Ask job ``job_id`` to stop; (its state, whether it was still pending or
+        running)."""
+        jobs = self._export_engine()
+        state = jobs.cancel(self.config, job_id)
+        return state, state["status"] not in jobs.FINISHED
 
     def export_job(self, job_id: int) -> dict[str, Any]:
         jobs = self._export_engine()

@@ -623,6 +623,29 @@ _PATHS: dict[str, Any] = {
             "503": _error("The export engine is unavailable in this installation."),
         },
     }},
+    "/api/v1/exports/{id}/cancel": {"post": {
+        "operationId": "cancelExport", "tags": ["export"],
+        "summary": "Cancel an export job: a pending job never runs, a running one stops and "
+                   "its partial file is removed; either ends `cancelled`. A finished job is "
+                   "left as it is.",
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "id", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 1,
+                                   "maximum": 9223372036854775807}}],
+        "responses": {
+            "200": _json("The job had already finished (completed, failed or cancelled); "
+                         "it is unchanged.", "ExportJob"),
+            "202": _json("The job is stopping; follow it at Location until its status is "
+                         "`cancelled`.", "ExportJob",
+                         headers={"Location": {"schema": {"type": "string"}}}),
+            "400": _BAD_JSON, "401": _UNAUTHORIZED, "413": _TOO_LARGE,
+            "404": _error("No such job."),
+            "409": _error("The job runs in another process on this copy (a command-line "
+                          "export); cancel it there."),
+            "422": _INVALID,
+            "503": _error("The export engine is unavailable in this installation."),
+        },
+    }},
 }
 
 

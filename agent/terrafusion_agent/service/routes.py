@@ -250,6 +250,16 @@ def get_export(agent, request: Request, job_id: int) -> Response:
     return json_response(_ask(agent.export_job, job_id, default=404, default_code="not_found"))
 
 
+def cancel_export(agent, request: Request, job_id: int) -> Response:
+    """POST /api/v1/exports/{id}/cancel: 202 with the job while it stops (it ends
+    ``cancelled``, its partial file removed), 200 with a job that had already finished."""
+    json_object(request, set(), required=False)
+    job, stopping = _ask(agent.cancel_export, job_id)  # 409: it runs in another process
+    if stopping:
+        return _accepted(job, "/api/v1/exports")
+    return json_response(job)
+
+
 # --- answer helpers -----------------------------------------------------------------------
 
 
@@ -326,6 +336,8 @@ ROUTES: list[Route] = [
           auth=True),
     Route(Rule(f"/api/v1/exports/<int(min=1, max={MAX_ID}):job_id>", endpoint="get_export",
                methods=["GET"]), get_export),
+    Route(Rule(f"/api/v1/exports/<int(min=1, max={MAX_ID}):job_id>/cancel",
+               endpoint="cancel_export", methods=["POST"]), cancel_export, auth=True),
 ]
 
 #: what the metrics-only listener (``http.metrics_host``) serves: nothing that names an
