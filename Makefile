@@ -15,7 +15,7 @@ PG_MAJOR := $(shell { apt-cache depends postgresql 2>/dev/null | \
 POSTGIS_PACKAGE := postgresql-$(PG_MAJOR)-postgis-3
 APT_PACKAGES := python3-qgis qgis qgis-providers python3-gdal gdal-bin \
 	libsqlite3-mod-spatialite $(POSTGIS_PACKAGE) xvfb pyqt5-dev-tools \
-	qttools5-dev-tools prometheus python3-venv python3-pip pgbouncer
+	qttools5-dev-tools qttranslations5-l10n prometheus python3-venv python3-pip pgbouncer
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
