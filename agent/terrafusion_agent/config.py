@@ -402,8 +402,9 @@ KEYS: tuple[Key, ...] = (
             lambda _base: f"sqlite:///{default_data_dir() / 'central.sqlite'}",
             "an embedded SpatiaLite `central.sqlite` in the user data folder"),
         "The central database: postgresql://user@host/database, a PostgreSQL service "
-        "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a "
-        "password: libpq finds it in its password file or the service.",
+        "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH, a relative "
+        "PATH being relative to this file's folder). Never a password: libpq finds it in "
+        "its password file or the service.",
         live=True, field="central_url", secret=True),
     Key("central.read_url", ReplicaUrl(), "",
         "An optional streaming hot standby of the central database that pulls read from, "
@@ -437,7 +438,7 @@ KEYS: tuple[Key, ...] = (
         "edit session) writes to it.",
         live=True, field="local_busy_timeout_seconds"),
     Key("sync.tables", Names("table"), DEFAULT_TABLES,
-        "The tables kept in sync, by name.",
+        "The tables kept in sync, by name; at least one.",
         live=True, field="tables"),
     Key("sync.interval_seconds", Whole(5, 7 * 86400), 300,
         "Seconds from one scheduled sync to the next.",
@@ -447,7 +448,7 @@ KEYS: tuple[Key, ...] = (
         "to resolve, central_wins and local_wins keep that side's values.",
         live=True, field="conflict_policy"),
     Key("sync.table_policy.<table>", Choice(POLICIES), None,
-        "The conflict policy of one table, instead of the general one.",
+        "The conflict policy of one table of sync.tables, instead of the general one.",
         live=True, field="table_policy"),
     Key("http.host", Text(), "127.0.0.1",
         "The address the agent's HTTP API listens on; keep 127.0.0.1 unless another "
