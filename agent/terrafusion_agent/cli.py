@@ -29,8 +29,8 @@ What it creates in the central database (in central.schema), and nothing else:
   view      tf_fleet (every role may read it)
   functions tf_track, tf_capture, tf_capture_layout, tf_capture_sql,
             tf_history_begin, tf_history_feature, tf_history_stamp,
-            tf_history_tracked, and one tf_capture_<hash> per tracked table
-            (PostgreSQL only)
+            tf_history_tracked, tf_reserve_keys, and one tf_capture_<hash> per
+            tracked table (PostgreSQL only)
   triggers  on every table of sync.tables: tf_capture, tf_capture_ins and
             tf_capture_del (SpatiaLite: tf_capture_ins_<table>,
             tf_capture_upd_<table>, tf_capture_updkey_<table>,

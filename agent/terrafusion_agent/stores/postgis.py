@@ -1336,10 +1336,11 @@ class PostGISCentral(CentralStore):
                                    f"{_first_line(exc)}.") from None
 
 
-#: the functions of the central bookkeeping (migrations c0002 and c0004); ``tf_track`` adds
-#: one per tracked table, named by :data:`_TABLE_FUNCTION`
+#: the functions of the central bookkeeping (migrations c0002, c0004 and c0006);
+#: ``tf_track`` adds one per tracked table, named by :data:`_TABLE_FUNCTION`
 _FUNCTIONS = ("tf_capture", "tf_capture_layout", "tf_capture_sql", "tf_history_begin",
-              "tf_history_feature", "tf_history_stamp", "tf_history_tracked", "tf_track")
+              "tf_history_feature", "tf_history_stamp", "tf_history_tracked",
+              "tf_reserve_keys", "tf_track")
 _TABLE_FUNCTION = "^tf_capture_[0-9a-f]{16}$"
 
 #: PostgreSQL's type for a column whose ``db_type`` does not name one
