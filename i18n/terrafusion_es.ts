@@ -945,8 +945,8 @@
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
-        <source>The central database: postgresql://user@host/database, a PostgreSQL service (postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a password: libpq finds it in its password file or the service.</source>
-        <translation>La base de datos central: postgresql://usuario@servidor/base, un servicio de PostgreSQL (postgresql:///?service=NOMBRE) o un archivo SpatiaLite (sqlite:///RUTA). Nunca una contraseña: libpq la encuentra en su archivo de contraseñas o en el servicio.</translation>
+        <source>The central database: postgresql://user@host/database, a PostgreSQL service (postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH, a relative PATH being relative to this file&apos;s folder). Never a password: libpq finds it in its password file or the service.</source>
+        <translation>La base de datos central: postgresql://usuario@servidor/base, un servicio de PostgreSQL (postgresql:///?service=NOMBRE) o un archivo SpatiaLite (sqlite:///RUTA; una RUTA relativa lo es a la carpeta de este archivo). Nunca una contraseña: libpq la encuentra en su archivo de contraseñas o en el servicio.</translation>
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
@@ -1010,8 +1010,8 @@
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
-        <source>The tables kept in sync, by name.</source>
-        <translation>Las tablas que se mantienen sincronizadas, por nombre.</translation>
+        <source>The tables kept in sync, by name; at least one.</source>
+        <translation>Las tablas que se mantienen sincronizadas, por nombre; al menos una.</translation>
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
@@ -1025,8 +1025,8 @@
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>
-        <source>The conflict policy of one table, instead of the general one.</source>
-        <translation>La política de conflictos de una tabla, en lugar de la general.</translation>
+        <source>The conflict policy of one table of sync.tables, instead of the general one.</source>
+        <translation>La política de conflictos de una tabla de sync.tables, en lugar de la general.</translation>
     </message>
     <message>
         <location filename="../agent/terrafusion_agent/config.py"/>

@@ -50,13 +50,18 @@ INTRO = """\
 The agent reads one TOML file: `--config PATH`, else `$TERRAFUSION_CONFIG`, else
 `terrafusion/agent.toml` in the user config folder (`~/.config/terrafusion/agent.toml` on
 Linux). An empty or missing default file is valid: every key has a default. Relative paths
-are relative to the file's folder.
+are relative to the file's folder, whatever the current folder, also the file of an
+embedded central (`url = "sqlite:///data/central.sqlite"`) and paths given by an
+environment override; messages and `status` show them absolute.
 
 Every key can be overridden from the environment as `TERRAFUSION_<SECTION>__<KEY>`
 (nested tables add `__<KEY>` parts), for example `TERRAFUSION_SYNC__INTERVAL_SECONDS=60` or
 `TERRAFUSION_SYNC__TABLE_POLICY__PARCELS=local_wins`; values use TOML syntax, and lists
-may also be written `a,b,c`. Unknown keys and bad values are refused with the key's name
-in one sentence, at start and when a running agent re-reads the file.
+may also be written `a,b,c`. Unknown keys and bad values are refused in one sentence, at
+start (exit 2) and when a running agent re-reads the file: it names the key and the file,
+or the environment variable that set it, and the key most likely meant ("did you mean
+sync.interval_seconds?"). An empty `sync.tables`, and a `[sync.table_policy]` entry for a
+table that `sync.tables` does not list, are refused too.
 
 **Passwords never go in this file.** The PostgreSQL connection follows libpq conventions:
 `PGPASSWORD`, `~/.pgpass`, or a `pg_service.conf` service (`postgresql:///?service=county`).

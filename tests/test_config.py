@@ -70,6 +70,103 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert cfg.local_path == tmp_path / "conf" / "data" / "local.sqlite"
 
 
+def test_relative_paths_and_central_file_resolve_against_the_file_not_the_current_folder(
+        tmp_path, monkeypatch):
+    write(tmp_path / "conf" / "agent.toml",
+          '[central]\nurl = "sqlite:///data/central.sqlite"\n'
+          '[local]\npath = "../copies/local.sqlite"\n[logging]\ndir = "logs"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # as a service or a shell in another folder would be
+    cfg = config.load("../conf/agent.toml", environ={})
+    conf = tmp_path / "conf"
+    assert cfg.central_url == f"sqlite:///{conf / 'data' / 'central.sqlite'}"
+    assert cfg.local_path == tmp_path / "copies" / "local.sqlite"  # ".." folded away
+    assert (cfg.log_dir, cfg.token_file) == (conf / "logs", conf / "token")
+    assert cfg.source == cfg.file == conf / "agent.toml"
+    assert all(p.is_absolute() for p in (cfg.local_path, cfg.log_dir, cfg.token_file))
+
+
+def test_a_relative_path_from_an_override_is_relative_to_the_file_too(tmp_path, monkeypatch):
+    path = write(tmp_path / "conf" / "agent.toml", "")
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(path, environ={"TERRAFUSION_CENTRAL__URL": "sqlite:///c.sqlite",
+                                     "TERRAFUSION_LOCAL__PATH": "l.sqlite"})
+    assert cfg.central_url == f"sqlite:///{tmp_path / 'conf' / 'c.sqlite'}"
+    assert cfg.local_path == tmp_path / "conf" / "l.sqlite"
+
+
+def test_a_postgresql_url_is_kept_as_written(tmp_path):
+    url = "postgresql://gis@db.county.local/terrafusion?sslmode=require"
+    cfg = config.load(write(tmp_path / "a.toml", f'[central]\nurl = "{url}"\n'), environ={})
+    assert cfg.central_url == url
+
+
+def test_a_missing_default_file_is_still_named_as_the_file_to_edit(tmp_path):
+    cfg = config.load(environ={})  # XDG_CONFIG_HOME is tmp_path/xdg-config (conftest)
+    assert cfg.source is None
+    assert cfg.file == tmp_path / "xdg-config" / "terrafusion" / "agent.toml"
+
+
+@pytest.mark.parametrize(("text", "env", "sentence"), [
+    ("[sync]\ntables = []\n", {}, "Configuration key sync.tables must name at least one table."),
+    ("", {"TERRAFUSION_SYNC__TABLES": ""},
+     "Environment variable TERRAFUSION_SYNC__TABLES (sync.tables) must name at least one "
+     "table."),
+    ("[sync.table_policy]\nparcles = 'central_wins'\n", {},
+     "Configuration key sync.table_policy.parcles sets the policy of table parcles, which "
+     "is not in sync.tables (did you mean parcels?)."),
+    ("[sync]\ntables = ['parcels']\n[sync.table_policy]\nsales = 'local_wins'\n", {},
+     "Configuration key sync.table_policy.sales sets the policy of table sales, which is "
+     "not in sync.tables (it lists parcels)."),
+    ("", {"TERRAFUSION_SYNC__TABLE_POLICY__PARCLES": "manual"},
+     "Environment variable TERRAFUSION_SYNC__TABLE_POLICY__PARCLES "
+     "(sync.table_policy.parcles) sets the policy of table parcles, which is not in "
+     "sync.tables (did you mean parcels?)."),
+    ("", {"TERRAFUSION_SYNC__INTERVAL": "60"},
+     "Environment variable TERRAFUSION_SYNC__INTERVAL names no configuration key (did you "
+     "mean TERRAFUSION_SYNC__INTERVAL_SECONDS?)."),
+    ("", {"TERRAFUSION_SYNC_INTERVAL_SECONDS": "60"},
+     "Environment variable TERRAFUSION_SYNC_INTERVAL_SECONDS is not a "
+     "TERRAFUSION_<SECTION>__<KEY> override (did you mean "
+     "TERRAFUSION_SYNC__INTERVAL_SECONDS?)."),
+    ("", {"TERRAFUSION_SYNC__TABLE_POLICY": "manual"},
+     "Environment variable TERRAFUSION_SYNC__TABLE_POLICY names no configuration key (did "
+     "you mean TERRAFUSION_SYNC__TABLE_POLICY__<TABLE>?)."),
+    ("", {"TERRAFUSION_HTTP__PORTT": "80"},
+     "Environment variable TERRAFUSION_HTTP__PORTT names no configuration key (did you "
+     "mean TERRAFUSION_HTTP__PORT?)."),
+    ("", {"TERRAFUSION_SYNC__INTERVAL_SECONDS": "soon"},
+     "Environment variable TERRAFUSION_SYNC__INTERVAL_SECONDS (sync.interval_seconds) must "
+     "be a whole number."),
+    ("[sync]\ninterval = 60\n", {},
+     "Unknown configuration key sync.interval in {file} (did you mean "
+     "sync.interval_seconds?)."),
+    ("[logging]\nlevle = 'DEBUG'\n", {},
+     "Unknown configuration key logging.levle in {file} (did you mean logging.level?)."),
+    ("[http]\ninterval_seconds = 60\n", {},
+     "Unknown configuration key http.interval_seconds in {file} (did you mean "
+     "sync.interval_seconds?)."),
+    ("tables = ['parcels']\n", {},
+     "Unknown configuration section [tables] in {file} (did you mean sync.tables?)."),
+    ("[central]\nurl = 'sqlite:///'\n", {},
+     "Configuration key central.url must name the SpatiaLite file after sqlite:///."),
+])
+def test_silent_misconfigurations_are_refused_naming_the_culprit(tmp_path, text, env,
+                                                                 sentence):
+    path = write(tmp_path / "agent.toml", text)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, environ=env)
+    assert str(err.value) == sentence.replace("{file}", str(path))
+    assert err.value.exit_code == 2
+
+
+def test_a_policy_for_a_synced_table_stays_valid(tmp_path):
+    cfg = config.load(write(tmp_path / "agent.toml", "[sync]\ntables = ['permits']\n"
+                            "[sync.table_policy]\npermits = 'central_wins'\n"), environ={})
+    assert cfg.policy_for("permits") == "central_wins"
+
+
 def test_presets_are_read(tmp_path):
     cfg = config.load(write(tmp_path / "agent.toml", """
 [export.presets.public_parcels]
@@ -133,7 +230,8 @@ def test_fault_point_variables_are_not_taken_for_settings(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "sentence"), [
-    ("[sync]\ninterval_secs = 60\n", "Unknown configuration key sync.interval_secs."),
+    ("[sync]\ninterval_secs = 60\n", "Unknown configuration key sync.interval_secs in "
+     "{file} (did you mean sync.interval_seconds?)."),
     ("[sync]\ninterval_seconds = 1\n",
      "Configuration key sync.interval_seconds must be between 5 and 604800."),
     ("[sync]\ninterval_seconds = true\n",
@@ -145,12 +243,13 @@ def test_fault_point_variables_are_not_taken_for_settings(tmp_path):
      "Configuration key sync.tables must not name the same entry twice."),
     ("sync = 3\n", "Configuration key sync must be a table."),
     ("[http]\nhost = ''\n", "Configuration key http.host must be a non-empty string."),
-    ("[centrale]\nurl = 'x'\n", "Unknown configuration section [centrale]."),
-    ("[export]\nfoo = 1\n", "Unknown configuration key export.foo."),
+    ("[centrale]\nurl = 'x'\n",
+     "Unknown configuration section [centrale] in {file} (did you mean [central]?)."),
+    ("[export]\nfoo = 1\n", "Unknown configuration key export.foo in {file}."),
     ("[export.presets]\np = 1\n", "Configuration key export.presets.p must be a table."),
     ("[export.presets.p]\ntable = 't'\n", "Configuration key export.presets.p.format is missing."),
     ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nbogus = 1\n",
-     "Unknown configuration key export.presets.p.bogus."),
+     "Unknown configuration key export.presets.p.bogus in {file}."),
     ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nrenames = 3\n",
      "Configuration key export.presets.p.renames must map field names to new names."),
     ("[export.presets.p]\ntable = 't'\nformat = 'gpkg'\nfilename = 'a/b'\n",
@@ -158,9 +257,10 @@ def test_fault_point_variables_are_not_taken_for_settings(tmp_path):
      "folder, not a path."),
 ])
 def test_refusals_keep_their_exact_sentences(tmp_path, text, sentence):
+    path = write(tmp_path / "agent.toml", text)
     with pytest.raises(ConfigError) as err:
-        config.load(write(tmp_path / "agent.toml", text), environ={})
-    assert str(err.value) == sentence
+        config.load(path, environ={})
+    assert str(err.value) == sentence.replace("{file}", str(path))
 
 
 # --- the declaration --------------------------------------------------------------------
@@ -188,7 +288,8 @@ def test_the_declared_key_names_are_the_contracts():
 def test_every_config_attribute_comes_from_exactly_one_declared_key():
     produced = [k.field for k in config.KEYS if k.section != "export"] + ["presets"]
     assert sorted(produced) == sorted(
-        f.name for f in dataclasses.fields(config.Config) if f.name != "source")
+        f.name for f in dataclasses.fields(config.Config)
+        if f.name not in ("source", "file"))
     preset_keys = [k.field for k in config.KEYS if k.section == "export"]
     assert sorted(preset_keys) == sorted(
         f.name for f in dataclasses.fields(config.ExportPreset) if f.name != "name")

@@ -503,7 +503,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(agent, county, out, args, 
     suffix = ".zip" if "shp" in args else ".out"
     proc = export(agent, *args, "--out", str(out / f"x{suffix}"), check=False)
     assert_one_sentence(proc, *fragments)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad argument, as the README says
     assert listing(out) == []
     assert local_exec(county.local_path, "SELECT count(*) FROM parcels") == [(PARCELS,)]
 

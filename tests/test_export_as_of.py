@@ -133,8 +133,9 @@ def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def assert_one_sentence(proc, *fragments: str) -> None:
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+def assert_one_sentence(proc, *fragments: str, code: int = 1) -> None:
+    """One sentence on stderr and exit ``code``: 2 for a bad argument, 1 for a failure."""
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
     err = proc.stderr.strip()
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(err.splitlines()) == 1 and err.endswith("."), err
@@ -213,7 +214,7 @@ def test_a_moment_before_the_history_starts_is_refused_saying_when_it_starts(pg_
     proc = pg_county.env.run("export", "parcels", "--format", "gpkg", "--out",
                              str(out / "p.gpkg"), "--as-of", "2001-01-01T00:00:00",
                              check=False)
-    assert_one_sentence(proc, "history", "starts")
+    assert_one_sentence(proc, "history", "starts", code=2)
     assert listing(out) == []
 
 
@@ -228,7 +229,7 @@ def test_a_moment_to_come_or_not_a_moment_is_one_sentence(sqlite_agent, out, mom
     sqlite_agent.run("sync")
     proc = sqlite_agent.run("export", "parcels", "--format", "gpkg", "--out",
                             str(out / "p.gpkg"), "--as-of", moment, check=False)
-    assert_one_sentence(proc, repr(moment), fragment)
+    assert_one_sentence(proc, repr(moment), fragment, code=2)
     assert listing(out) == []
 
 
@@ -248,7 +249,7 @@ def test_only_a_synced_table_has_a_history(sqlite_county, out):
     proc = sqlite_county.env.run("export", "parcels", "--format", "gpkg", "--out",
                                  str(out / "p.gpkg"), "--as-of", sqlite_county.at,
                                  check=False, env={"TERRAFUSION_SYNC__TABLES": "districts"})
-    assert_one_sentence(proc, "'parcels'", "not synced")
+    assert_one_sentence(proc, "'parcels'", "not synced", code=2)
     assert listing(out) == []
 
 

@@ -105,7 +105,7 @@ def test_a_path_through_dot_dot_a_link_or_a_linked_folder_is_refused(untouched, 
                    folder / "local.sqlite", folder / "logs" / ".." / "agent.toml"):
         proc = untouched.run("export", "parcels", "--format", "gpkg", "--out", str(target),
                              "--overwrite", check=False)
-        assert proc.returncode == 1, (target, proc.stdout)
+        assert proc.returncode == 2, (target, proc.stdout)  # a bad --out
         assert "is the agent's" in proc.stderr and "choose another file." in proc.stderr
 
 

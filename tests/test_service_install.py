@@ -86,13 +86,53 @@ def test_install_without_systemd_prints_the_steps(sqlite_agent, tmp_path):
     assert not _unit(tmp_path).exists()
 
 
-def test_install_needs_a_configuration_file(tmp_path):
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "nothing-here")}
-    env.pop("TERRAFUSION_CONFIG", None)
-    proc = subprocess.run([sys.executable, "-m", "terrafusion_agent", "install-service"],
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 1
-    assert "needs a configuration file" in proc.stderr and "Traceback" not in proc.stderr
+def _cli_without_config(tmp_path: Path, path: str, env: dict | None = None
+                        ) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "TERRAFUSION_CONFIG"}
+    full.update(PATH=path, XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
+                HOME=str(tmp_path / "home"), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "terrafusion_agent", "install-service"],
+                          capture_output=True, text=True, env=full, timeout=60, cwd=tmp_path)
+
+
+def _exec_start(tmp_path: Path) -> str:
+    return next(line for line in _unit(tmp_path).read_text().splitlines()
+                if line.startswith("ExecStart="))
+
+
+def test_install_without_config_uses_the_default_file_and_creates_it_empty(tmp_path):
+    bindir, _ = _fake_systemctl(tmp_path)
+    proc = _cli_without_config(tmp_path, f"{bindir}:/usr/bin:/bin")
+    assert proc.returncode == 0, proc.stderr
+    default = tmp_path / "xdg-config" / "terrafusion" / "agent.toml"
+    assert f"--config {default} run" in _exec_start(tmp_path)
+    assert f"Wrote {default}" in proc.stdout
+    from terrafusion_agent import config
+
+    # comments only: every key at its default, as the agent reads a missing default file
+    assert config.load(default, environ={}).tables == config.DEFAULT_TABLES
+
+
+def test_install_without_config_keeps_the_default_file_that_exists(tmp_path):
+    bindir, _ = _fake_systemctl(tmp_path)
+    default = tmp_path / "xdg-config" / "terrafusion" / "agent.toml"
+    default.parent.mkdir(parents=True)
+    default.write_text("[sync]\ninterval_seconds = 60\n")
+    proc = _cli_without_config(tmp_path, f"{bindir}:/usr/bin:/bin")
+    assert proc.returncode == 0, proc.stderr
+    assert f"--config {default} run" in _exec_start(tmp_path)
+    assert default.read_text() == "[sync]\ninterval_seconds = 60\n"
+    assert f"Wrote {default}" not in proc.stdout
+
+
+def test_install_takes_terrafusion_config_as_an_absolute_path(tmp_path):
+    bindir, _ = _fake_systemctl(tmp_path)
+    (tmp_path / "county").mkdir()
+    (tmp_path / "county" / "agent.toml").write_text("")
+    proc = _cli_without_config(tmp_path, f"{bindir}:/usr/bin:/bin",
+                               env={"TERRAFUSION_CONFIG": "county/agent.toml"})
+    assert proc.returncode == 0, proc.stderr
+    assert f"--config {tmp_path / 'county' / 'agent.toml'} run" in _exec_start(tmp_path)
 
 
 def test_uninstall_disables_and_removes_the_unit(sqlite_agent, tmp_path):

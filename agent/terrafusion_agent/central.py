@@ -36,3 +36,18 @@ def init_central(store: CentralStore, tables: tuple[str, ...],
         store.install_tracking(store.table_info(name))
     store.central_id()
     return result
+
+
+def installed(store: CentralStore) -> list[dict[str, str]]:
+    """What init-central made in the central database (see ``uninstall-central``)."""
+    return [{"kind": kind, "name": name} for kind, name in store.installed_objects()]
+
+
+def uninstall_central(store: CentralStore) -> dict[str, Any]:
+    """Remove what init-central made, all or nothing: the capture triggers on the
+    county's tables and the bookkeeping (its tables, view and functions, with the change
+    log, the audit history and the agents' heartbeats). The county's tables keep every
+    row and column; init-central can install it all again."""
+    removed = store.uninstall()
+    return {"central": store.describe(),
+            "removed": [{"kind": kind, "name": name} for kind, name in removed]}

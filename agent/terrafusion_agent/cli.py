@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -19,48 +20,169 @@ from terrafusion_agent.errors import InvalidMerge, TerraFusionError
 from terrafusion_agent.redact import redact
 from terrafusion_agent.stores.keys import key_values
 
+#: what init-central makes in the central database, and uninstall-central removes
+CENTRAL_OBJECTS = """\
+What it creates in the central database (in central.schema), and nothing else:
+  tables    tf_agents, tf_change_log, tf_history, tf_history_tx, tf_key_blocks,
+            tf_push_receipts, tf_settings, tf_schema_version (SpatiaLite also
+            tf_history_values and tf_origin)
+  view      tf_fleet (every role may read it)
+  functions tf_track, tf_capture, tf_capture_layout, tf_capture_sql,
+            tf_history_begin, tf_history_feature, tf_history_stamp,
+            tf_history_tracked, tf_reserve_keys, and one tf_capture_<hash> per
+            tracked table (PostgreSQL only)
+  triggers  on every table of sync.tables: tf_capture, tf_capture_ins and
+            tf_capture_del (SpatiaLite: tf_capture_ins_<table>,
+            tf_capture_upd_<table>, tf_capture_updkey_<table>,
+            tf_capture_del_<table>), recording each change in tf_change_log and
+            tf_history
+It adds no column to the county's tables and changes none of their rows."""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """--config and --debug, also accepted after the command (``sync --config x.toml``);
+    there they default to nothing, so as not to undo what came before the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="TOML configuration file (default: $TERRAFUSION_CONFIG, then "
+                             "the user config dir's terrafusion/agent.toml)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+    return common
+
+
+class _Commands:
+    """Adds commands that all read the same: a description, examples, --config, --debug."""
+
+    def __init__(self, parent: argparse.ArgumentParser, dest: str, metavar: str,
+                 common: argparse.ArgumentParser, prefix: str = ""):
+        self.sub = parent.add_subparsers(dest=dest, metavar=metavar)
+        self.sub.required = True
+        self.common = common
+        self.prefix = prefix
+
+    def add(self, name: str, help: str, description: str, examples: Sequence[str],
+            details: str = "") -> argparse.ArgumentParser:
+        command = f"terrafusion-agent {self.prefix}{name}"
+        text = textwrap.fill(description, 79)
+        if details:
+            text += "\n\n" + details
+        epilog = "examples:\n" + "\n".join(f"  {command} {e}".rstrip() for e in examples)
+        return self.sub.add_parser(
+            name, help=help, description=text, epilog=epilog, parents=[self.common],
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="terrafusion-agent",
-        description="Keep a local SpatiaLite copy in sync with the county's central database.",
-    )
-    p.add_argument("--config", metavar="PATH",
+        description="Keep a local SpatiaLite copy in sync with the county's central "
+                    "database. 'terrafusion-agent COMMAND --help' describes a command.",
+        epilog="examples:\n"
+               "  terrafusion-agent init-central --demo-parcels 10000\n"
+               "  terrafusion-agent sync\n"
+               "  terrafusion-agent --config /etc/terrafusion/agent.toml status",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="PATH", default=None,
                    help="TOML configuration file (default: $TERRAFUSION_CONFIG, then the "
-                        "user config dir's terrafusion/agent.toml)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+                        "user config dir's terrafusion/agent.toml); also after the command")
+    p.add_argument("--debug", action="store_true", default=False,
+                   help="show tracebacks and debug logging; also after the command")
     p.add_argument("--version", action="version", version=f"terrafusion-agent {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    common = _common_options()
+    sub = _Commands(p, "command", "COMMAND", common)
 
-    init = sub.add_parser("init-central", help="create or upgrade the central bookkeeping")
+    init = sub.add(
+        "init-central", "create or upgrade the central bookkeeping and change tracking",
+        "Create or upgrade TerraFusion's bookkeeping in the central database (the system "
+        "of record) and install change tracking on every table of sync.tables. A table "
+        "that is missing or has no primary key is refused by name before anything is "
+        "written; a failed run leaves the database, and the files, as it found them. "
+        "Safe to run again, also to upgrade after a new version of the agent. With "
+        "--demo-parcels N it first creates and loads the synthetic demo county (tables "
+        "parcels, districts and sales). 'uninstall-central' removes what it created.",
+        ["--demo-parcels 10000", "", "--config /etc/terrafusion/agent.toml"],
+        details=CENTRAL_OBJECTS)
     init.add_argument("--demo-parcels", type=_positive_int, metavar="N",
                       help="first create and load the synthetic demo county with N parcels")
-    sub.add_parser("sync", help="pull and push once now; prints a JSON summary")
-    sub.add_parser("run", help="scheduler and HTTP API until SIGINT/SIGTERM; SIGHUP "
-                              "re-reads the configuration")
-    sub.add_parser("status", help="JSON status (the body of GET /health)")
-    sub.add_parser("verify", help="compare counts and checksums of central and local")
-    sub.add_parser("recover",
-                   help="rebuild a damaged local copy from central, re-applying the "
-                        "pending edits still readable and keeping the damaged file")
-    install = sub.add_parser("install-service",
-                             help="start the agent at login (systemd user service)")
+    uninstall_central = sub.add(
+        "uninstall-central", "remove what init-central created, leaving the county's data",
+        "Remove from the central database everything init-central created: the capture "
+        "triggers on the county's tables, and the bookkeeping's tables, view and "
+        "functions, with the change log, the audit history and the agents' heartbeats. "
+        "The county's tables keep every row and column. Without --yes it lists what it "
+        "would remove, removes nothing and exits 2. Agents cannot sync until "
+        "init-central runs again; their next sync then copies every table afresh.",
+        ["", "--yes"], details=CENTRAL_OBJECTS.replace("What it creates", "What init-central "
+                                                         "creates"))
+    uninstall_central.add_argument("--yes", action="store_true",
+                                   help="really remove it (all or nothing)")
+    sub.add("sync", "pull and push once now; prints a JSON summary",
+            "Pull what changed in the central database and push this copy's edits, once, "
+            "now. When an agent serving this local copy runs, it is handed the sync and "
+            "its run is followed to the end; else the sync runs here, under the copy's "
+            "lock. Prints a JSON summary (rows pulled and pushed, conflicts, rows central "
+            "refused); exit 0 also when it recorded conflicts or refused rows, 2 when "
+            "sync.tables names a table central lacks, 1 when the sync failed.",
+            ["", "--config ~/county.toml"])
+    sub.add("run", "scheduler and HTTP API until SIGINT/SIGTERM; SIGHUP re-reads the "
+                   "configuration",
+            "Run the agent in the foreground: a sync every sync.interval_seconds and the "
+            "HTTP API (health, metrics, the plugin's requests) on http.host:http.port, "
+            "until SIGINT or SIGTERM, which end it gracefully. SIGHUP re-reads the "
+            "configuration.",
+            ["", "--debug"])
+    sub.add("status", "JSON status (the body of GET /health)",
+            "Print the agent's status as JSON, the body of GET /health: last and next "
+            "sync, pending edits, open conflicts, whether central is reachable. A running "
+            "agent is asked first; else it is read from the local copy.",
+            [""])
+    sub.add("verify", "compare counts and checksums of central and local",
+            "Per synced table, compare row counts and content checksums of the central "
+            "database and the local copy, and count the pending edits. Exit 0 when every "
+            "table is equal, 1 otherwise.",
+            [""])
+    sub.add("recover", "rebuild a damaged local copy from central, re-applying the "
+                       "pending edits still readable and keeping the damaged file",
+            "Rebuild a damaged local copy from the central database, re-applying the "
+            "pending edits that can still be read from it; the damaged file is kept "
+            "beside the new one. Prints a JSON report.",
+            [""])
+    install = sub.add(
+        "install-service", "start the agent at login (systemd user service)",
+        "Write a systemd user unit that runs 'terrafusion-agent run' with this "
+        "configuration file at login and restarts it after a failure (not after a "
+        "configuration error), then enable and start it. Without --config it uses the "
+        "file the agent reads by default ($TERRAFUSION_CONFIG, else the user config "
+        "dir's terrafusion/agent.toml), which it creates (empty: all defaults) when it "
+        "does not exist yet. Without systemd it prints the steps instead.",
+        ["", "--no-start", "--config ~/county.toml"])
     install.add_argument("--no-start", action="store_true",
                          help="only enable it; it starts at the next login")
-    sub.add_parser("uninstall-service", help="stop and remove the systemd user service")
+    sub.add("uninstall-service", "stop and remove the systemd user service",
+            "Stop and disable the systemd user service of install-service and remove its "
+            "unit. The configuration, the local copy and the logs stay.",
+            [""])
 
-    conflicts = sub.add_parser("conflicts", help="inspect and resolve sync conflicts")
-    csub = conflicts.add_subparsers(dest="conflicts_command", metavar="ACTION")
-    csub.required = True
-    clist = csub.add_parser("list", help="open conflicts as JSON")
+    conflicts = sub.add(
+        "conflicts", "inspect and resolve sync conflicts",
+        "Conflicts are rows changed both here and centrally since the last sync, and "
+        "rows central refused; 'list' shows them, 'resolve' settles one.",
+        ["list", "resolve 12 --keep central"])
+    csub = _Commands(conflicts, "conflicts_command", "ACTION", common, "conflicts ")
+    clist = csub.add("list", "open conflicts as JSON",
+                     "The open conflicts and refused rows as JSON (\"kind\": \"conflict\" "
+                     "or \"rejected\"), with the base, local and central values.",
+                     ["", "--all"])
     clist.add_argument("--all", action="store_true", help="include resolved conflicts")
-    resolve = csub.add_parser(
-        "resolve", help="resolve one conflict",
-        description="Keep one side of the conflict (--keep), or choose per column "
-                    "(--merge): each column \"local\", \"central\" or a value, for "
-                    "example --merge '{\"owner_name\": \"central\", \"land_value\": "
-                    "123000}'. Every column changed on both sides must be named.")
+    resolve = csub.add(
+        "resolve", "resolve one conflict",
+        "Keep one side of the conflict (--keep), or choose per column (--merge): each "
+        "column \"local\", \"central\" or a value. Every column changed on both sides "
+        "must be named. A resolution goes through the running agent, else is made here "
+        "under the copy's lock.",
+        ["12 --keep local",
+         "12 --merge '{\"owner_name\": \"central\", \"land_value\": 123000}'"])
     resolve.add_argument("id", type=_positive_int)
     resolve.add_argument("--keep", choices=("local", "central"),
                          help="keep this side for the columns changed on both sides")
@@ -69,21 +191,28 @@ def _parser() -> argparse.ArgumentParser:
                               "(number, text, true/false, null; WKT for the geometry; "
                               "{\"value\": \"local\"} for that text)")
 
-    pending = sub.add_parser(
-        "pending", help="see and discard local edits not yet pushed to central")
-    psub = pending.add_subparsers(dest="pending_command", metavar="ACTION")
-    psub.required = True
-    plist = psub.add_parser(
-        "list", help="the pending edits as JSON, with base and local values per changed "
-                     "column (also those waiting in a conflict or refused by central)")
+    pending = sub.add(
+        "pending", "see and discard local edits not yet pushed to central",
+        "The local edits not yet pushed to central: 'list' shows them, 'discard' puts "
+        "rows back as they were last synced.",
+        ["list", "discard parcels 1001"])
+    psub = _Commands(pending, "pending_command", "ACTION", common, "pending ")
+    plist = psub.add(
+        "list", "the pending edits as JSON, with base and local values per changed column "
+                "(also those waiting in a conflict or refused by central)",
+        "The pending edits as JSON: table, key, operation, state (pending, conflict or "
+        "rejected), when, and per changed column its value as last synced and its local "
+        "value.",
+        ["", "--limit 20"])
     plist.add_argument("--limit", type=_positive_int, metavar="N",
                        help="only the N oldest")
-    discard = psub.add_parser(
-        "discard", help="put rows back as they were last synced; nothing reaches central",
-        description="Put a row back as it was last synced and drop its pending edit: an "
-                    "update is reverted, a deleted row comes back, a row inserted here "
-                    "disappears. Nothing reaches central. An edit waiting in a conflict is "
-                    "resolved with 'conflicts resolve ID' instead; --all leaves those.")
+    discard = psub.add(
+        "discard", "put rows back as they were last synced; nothing reaches central",
+        "Put a row back as it was last synced and drop its pending edit: an update is "
+        "reverted, a deleted row comes back, a row inserted here disappears. Nothing "
+        "reaches central. An edit waiting in a conflict is resolved with 'conflicts "
+        "resolve ID' instead; --all leaves those.",
+        ["parcels 1001", "permits '[\"A-7\", 3]'", "--all"])
     discard.add_argument("table", nargs="?", metavar="TABLE")
     discard.add_argument("key", nargs="?", metavar="KEY", type=key_values,
                          help="the row's key as listed: 1001, or a JSON array for a key of "
@@ -91,11 +220,13 @@ def _parser() -> argparse.ArgumentParser:
     discard.add_argument("--all", action="store_true",
                          help="every pending edit, except those waiting in a conflict")
 
-    history = sub.add_parser(
-        "history", help="a feature's change history from central as JSON, newest first",
-        description="The changes central recorded for one feature: when, who, the "
-                    "operation and the old and new value of each column it changed, "
-                    "newest first. history_start says since when central keeps changes.")
+    history = sub.add(
+        "history", "a feature's change history from central as JSON, newest first",
+        "The changes central recorded for one feature: when, who, the operation and the "
+        "old and new value of each column it changed, newest first. history_start says "
+        "since when central keeps changes.",
+        ["parcels 100004", "parcels 100004 --since 2026-12-01",
+         "permits '[\"R-7\", 2]' --until 2026-12-01T14:30:00Z"])
     history.add_argument("table", metavar="TABLE", help="a synced table")
     history.add_argument("key", metavar="KEY",
                          help="the feature's key: 1001, or a JSON array such as "
@@ -105,25 +236,31 @@ def _parser() -> argparse.ArgumentParser:
                               "otherwise: 2026-12-01 or 2026-12-01T14:30:00Z)")
     history.add_argument("--until", metavar="T", help="only changes at or before T")
 
-    fleet = sub.add_parser(
-        "fleet", help="every agent syncing with central: version, last success, failures, "
-                      "backlog; stale ones flagged",
-        description="Every agent's heartbeat as central keeps it (the tf_fleet view): "
-                    "version, last seen, last success, failures in a row, pending edits, "
-                    "open conflicts and rows central refused. An agent is stale when it "
-                    "has not been seen, or has not synced successfully, for longer than "
-                    "three of its intervals plus five minutes. Needs only the right to "
-                    "read tf_fleet.")
+    fleet = sub.add(
+        "fleet", "every agent syncing with central: version, last success, failures, "
+                 "backlog; stale ones flagged",
+        "Every agent's heartbeat as central keeps it (the tf_fleet view): version, last "
+        "seen, last success, failures in a row, pending edits, open conflicts and rows "
+        "central refused. An agent is stale when it has not been seen, or has not synced "
+        "successfully, for longer than three of its intervals plus five minutes. Needs "
+        "only the right to read tf_fleet.",
+        ["", "--json"])
     fleet.add_argument("--json", action="store_true",
                        help="the rows as JSON instead of a table")
 
-    export = sub.add_parser(
-        "export", help="export a table of the local copy to a file; prints a JSON summary",
-        description="Export a table of the local copy. With --preset, TABLE and --format "
-                    "come from the preset (--format may change it); --where and --fields "
-                    "can only narrow the preset's selection; if the preset names the file, "
-                    "--out is the folder to write into. With --as-of, the table as it "
-                    "stood at that time, rebuilt from central's history.")
+    export = sub.add(
+        "export", "export a table of the local copy to a file; prints a JSON summary",
+        "Export a table of the local copy. With --preset, TABLE and --format come from "
+        "the preset (--format may change it); --where and --fields can only narrow the "
+        "preset's selection; if the preset names the file, --out is the folder to write "
+        "into. With --as-of, the table as it stood at that time, rebuilt from central's "
+        "history. Exit 2 for a bad argument (unknown table, field, format, preset or "
+        "CRS, a bad filter, a file that exists), 1 when the export failed.",
+        ["parcels --format gpkg --out parcels.gpkg",
+         "parcels --format geojson --crs EPSG:4326 --where \"acres > 1\" "
+         "--fields geo_id,situs_address --out big_lots.geojson",
+         "--preset public_parcels --out /srv/web/data",
+         "parcels --format shp --as-of 2026-01-01 --out parcels_2026.zip"])
     export.add_argument("table", nargs="?", metavar="TABLE",
                         help="table to export (optional with --preset)")
     export.add_argument("--format", metavar="F",
@@ -197,8 +334,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                role="agent" if args.command == "run" else args.command, config=config)
     try:
         return COMMANDS[args.command](config, args)
-    except BaseException:
-        if made.paths:
+    except BaseException as exc:
+        # the work is done once it prints: output piped into head keeps what it made
+        if made.paths and not isinstance(exc, BrokenPipeError):
             logs.setup(level, None, console=args.debug)  # closes the log file first
             made.remove()
         raise
@@ -244,11 +382,67 @@ class _NewPaths:
 
 def cmd_init_central(config, args) -> int:
     from terrafusion_agent.central import init_central
+    from terrafusion_agent.errors import MissingTable
     from terrafusion_agent.stores import open_central
 
     store = open_central(config, create=True)
     try:
         result = init_central(store, config.tables, args.demo_parcels)
+    except MissingTable as exc:
+        raise MissingTable(exc.table, exc.database, _missing_table_advice(
+            config, exc, args.demo_parcels is not None)) from None
+    finally:
+        store.close()
+    _print_json(result)
+    return 0
+
+
+def _missing_table_advice(config, exc, demo: bool) -> str:
+    """The sentence for a table of sync.tables that central lacks: what to do about it,
+    naming the file to edit (a fresh user's first init-central lands here)."""
+    from terrafusion_agent.demo import county
+
+    where = f"{config.file}" + ("" if config.file.exists() else " (a file to create)")
+    start = (f"Table {exc.table} of sync.tables does not exist in the central database "
+             f"{exc.database}")
+    if not demo and set(config.tables) <= set(county.TABLES):
+        return (f"{start}: run 'terrafusion-agent init-central --demo-parcels 10000' to "
+                f"create a demo county there, or point central.url (and sync.tables) at "
+                f"the county's database in {where}.")
+    return (f"{start}: create it there, or list in sync.tables only tables central has, "
+            f"in {where}.")
+
+
+def cmd_uninstall_central(config, args) -> int:
+    from terrafusion_agent.central import installed, uninstall_central
+    from terrafusion_agent.stores import embedded_central_path, open_central
+
+    embedded = embedded_central_path(config)
+    if embedded is not None and not embedded.exists():
+        print(f"terrafusion-agent: The central database {embedded} does not exist; there "
+              "is nothing to remove.", file=sys.stderr)
+        _print_json({"central": f"sqlite:///{embedded}", "removed": []})
+        return 0
+    store = open_central(config)
+    try:
+        objects = installed(store)
+        if not objects:
+            print(f"terrafusion-agent: The central database {store.describe()} holds "
+                  "nothing of TerraFusion's; there is nothing to remove.", file=sys.stderr)
+            _print_json({"central": store.describe(), "removed": []})
+            return 0
+        if not args.yes:
+            print(f"uninstall-central would remove from the central database "
+                  f"{store.describe()}:")
+            for item in objects:
+                print(f"  {item['kind']:<9} {item['name']}")
+            print("with the change log, the audit history and the agents' heartbeats. The "
+                  "county's tables keep every row and column.")
+            print(f"terrafusion-agent: Nothing was removed; run 'terrafusion-agent "
+                  f"uninstall-central --yes' to remove these {len(objects)} objects.",
+                  file=sys.stderr)
+            return 2
+        result = uninstall_central(store)
     finally:
         store.close()
     _print_json(result)
@@ -266,7 +460,9 @@ def cmd_sync(config, args) -> int:
     except api.SyncFailed as exc:
         if exc.cancelled and not str(exc):
             raise KeyboardInterrupt from None
-        raise TerraFusionError(str(exc) or "The sync failed.") from None
+        failed = TerraFusionError(str(exc) or "The sync failed.")
+        failed.exit_code = exc.exit_code  # 2 when the configuration is at fault
+        raise failed from None
     finally:
         if progress:
             progress.done()
@@ -312,11 +508,29 @@ def cmd_status(config, args) -> int:
 def cmd_install_service(config, args) -> int:
     from terrafusion_agent.service import systemd
 
-    if config.source is None:
-        raise TerraFusionError(
-            "install-service needs a configuration file; write one (an empty file means "
-            "all defaults) and pass it with --config PATH.")
-    return systemd.install(config.source, start=not args.no_start)
+    # the file this command read: --config, else the one the agent reads by default
+    path = config.file
+    if not path.exists():
+        # the service names its file: one that does not exist would stop it at start
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_NEW_CONFIG, encoding="utf-8")
+        except OSError as exc:
+            raise TerraFusionError(f"The configuration file {path} cannot be created: "
+                                   f"{exc.strerror or exc}.") from None
+        print(f"Wrote {path} (empty: every key at its default; "
+              "docs/configuration.md lists them)")
+    return systemd.install(path, start=not args.no_start)
+
+
+_NEW_CONFIG = """\
+# TerraFusion agent configuration (TOML). Empty means every key at its default: an
+# embedded central.sqlite and the local copy in the user data folder. For the county's
+# database set, for example:
+#
+# [central]
+# url = "postgresql://gis@db.county.local/terrafusion"
+"""
 
 
 def cmd_uninstall_service(config, args) -> int:
@@ -550,6 +764,7 @@ COMMANDS = {
     "recover": cmd_recover,
     "conflicts": cmd_conflicts,
     "pending": cmd_pending,
+    "uninstall-central": cmd_uninstall_central,
     "install-service": cmd_install_service,
     "uninstall-service": cmd_uninstall_service,
     "export": cmd_export,

@@ -14,6 +14,7 @@ all read that declaration.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import string
@@ -102,7 +103,11 @@ class Config:
     alert_failures_threshold: int
     #: a hot standby of central_url that pulls read; "" for none
     central_read_url: str = ""
+    #: the file it came from, None when that file does not exist (all defaults)
     source: Optional[Path] = None
+    #: the file it is read from, absolute, also when it does not exist (yet): the one to
+    #: name when telling the user which file to edit
+    file: Optional[Path] = None
 
     def policy_for(self, table: str) -> str:
         return self.table_policy.get(table, self.conflict_policy)
@@ -187,12 +192,17 @@ class WebhookUrl(OptionalText):
 
 
 class CentralUrl(Text):
+    """A PostgreSQL URL, or ``sqlite:///PATH`` for an embedded central (a relative PATH is
+    relative to the configuration file's folder, like every path of the file)."""
+
     kind = "URL"
 
     def __call__(self, value: Any) -> str:
         url = super().__call__(value)
         if not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ValueError("must start with postgresql:// or sqlite:///")
+        if url.startswith("sqlite:///") and not url[len("sqlite:///"):].strip():
+            raise ValueError("must name the SpatiaLite file after sqlite:///")
         return url
 
 
@@ -271,14 +281,20 @@ class Choice:
         return "one of " + ", ".join(f"`{c}`" for c in self.choices)
 
 
+@dataclass(frozen=True)
 class Names:
-    """A list of distinct names; ``"a,b"`` (how an environment override writes one) too."""
+    """A list of distinct names, at least one; ``"a,b"`` (how an environment override
+    writes one) too. ``what`` is what each name names, for the refusal of an empty list."""
+
+    what: str = "name"
 
     def __call__(self, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [v for v in (p.strip() for p in value.split(",")) if v]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise ValueError("must be a list of names")
+        if not value:
+            raise ValueError(f"must name at least one {self.what}")
         if len(set(value)) != len(value):
             raise ValueError("must not name the same entry twice")
         return tuple(value)
@@ -386,8 +402,9 @@ KEYS: tuple[Key, ...] = (
             lambda _base: f"sqlite:///{default_data_dir() / 'central.sqlite'}",
             "an embedded SpatiaLite `central.sqlite` in the user data folder"),
         "The central database: postgresql://user@host/database, a PostgreSQL service "
-        "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH). Never a "
-        "password: libpq finds it in its password file or the service.",
+        "(postgresql:///?service=NAME) or a SpatiaLite file (sqlite:///PATH, a relative "
+        "PATH being relative to this file's folder). Never a password: libpq finds it in "
+        "its password file or the service.",
         live=True, field="central_url", secret=True),
     Key("central.read_url", ReplicaUrl(), "",
         "An optional streaming hot standby of the central database that pulls read from, "
@@ -420,8 +437,8 @@ KEYS: tuple[Key, ...] = (
         "How long a write to the local copy waits while another program (QGIS saving an "
         "edit session) writes to it.",
         live=True, field="local_busy_timeout_seconds"),
-    Key("sync.tables", Names(), DEFAULT_TABLES,
-        "The tables kept in sync, by name.",
+    Key("sync.tables", Names("table"), DEFAULT_TABLES,
+        "The tables kept in sync, by name; at least one.",
         live=True, field="tables"),
     Key("sync.interval_seconds", Whole(5, 7 * 86400), 300,
         "Seconds from one scheduled sync to the next.",
@@ -431,7 +448,7 @@ KEYS: tuple[Key, ...] = (
         "to resolve, central_wins and local_wins keep that side's values.",
         live=True, field="conflict_policy"),
     Key("sync.table_policy.<table>", Choice(POLICIES), None,
-        "The conflict policy of one table, instead of the general one.",
+        "The conflict policy of one table of sync.tables, instead of the general one.",
         live=True, field="table_policy"),
     Key("http.host", Text(), "127.0.0.1",
         "The address the agent's HTTP API listens on; keep 127.0.0.1 unless another "
@@ -482,7 +499,7 @@ KEYS: tuple[Key, ...] = (
         "The coordinate reference system of the file, such as EPSG:4326; without it the "
         "table's (GeoJSON and KML: EPSG:4326).",
         live=True, field="crs"),
-    Key(f"{_PRESET}.fields", Names(), None,
+    Key(f"{_PRESET}.fields", Names("field"), None,
         "The fields the file holds, in this order; without it every field.",
         live=True, field="fields"),
     Key(f"{_PRESET}.renames", Renames(), None,
@@ -543,15 +560,22 @@ _TREE = _tree()
 # --- reading ---------------------------------------------------------------------------------
 
 
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute against the current folder, ``..`` folded, links kept: a
+    service started elsewhere, and every message, name the same file."""
+    return Path(os.path.abspath(path))
+
+
 def resolve_path(
     explicit: Optional[str | os.PathLike] = None, environ: Optional[dict[str, str]] = None
 ) -> tuple[Path, bool]:
-    """Which config file to read, and whether the user named it (then it must exist)."""
+    """Which config file to read (an absolute path), and whether the user named it (then
+    it must exist)."""
     environ = os.environ if environ is None else environ
     named = explicit or environ.get(ENV_CONFIG)
     if named:
-        return Path(named).expanduser(), True
-    return default_config_path(), False
+        return _absolute(Path(named).expanduser()), True
+    return _absolute(default_config_path()), False
 
 
 def _read_file(path: Path, required: bool) -> dict:
@@ -581,15 +605,60 @@ def _parse_env_value(raw: str) -> Any:
 _NOT_SETTINGS = (ENV_CONFIG, "TERRAFUSION_FAULT", "TERRAFUSION_FAULT_PAUSE")
 
 
-def _apply_env(data: dict, environ: dict[str, str]) -> None:
+def env_name(dotted: str) -> str:
+    """The environment variable that overrides the key ``dotted`` (``sync.tables``:
+    ``TERRAFUSION_SYNC__TABLES``)."""
+    return ENV_PREFIX + "__".join(p.upper() for p in dotted.split("."))
+
+
+def _near(name: str, candidates: list[str]) -> Optional[str]:
+    """The candidate ``name`` was most likely meant to be (a typo, a word left out)."""
+    found = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def _fixed_keys() -> list[str]:
+    return [k.name for k in KEYS if not any(_is_placeholder(p) for p in k.parts)]
+
+
+def _env_suggestion(name: str) -> str:
+    """`` (did you mean TERRAFUSION_...?)`` for an override that names no key, or ''."""
+    by_suffix = {env_name(k.name)[len(ENV_PREFIX):]: env_name(k.name) for k in KEYS}
+    near = _near(name[len(ENV_PREFIX):].upper(), list(by_suffix))
+    return f" (did you mean {by_suffix[near]}?)" if near else ""
+
+
+def _declared(parts: tuple[str, ...]) -> bool:
+    """Whether ``parts`` name a key of the declaration (a placeholder takes any name)."""
+    node: Any = _TREE
+    for part in parts:
+        if not isinstance(node, dict):
+            return False
+        if part in node and not _is_placeholder(part):
+            node = node[part]
+            continue
+        hole = next((n for n in node if _is_placeholder(n)), None)
+        if hole is None:
+            return False
+        node = node[hole]
+    return isinstance(node, Key)
+
+
+def _apply_env(data: dict, environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Put the TERRAFUSION_* overrides into ``data``; answers which variable set which
+    key, so that a refusal names the variable the user has to change."""
+    origins: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        parts = tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
         if len(parts) < 2 or not all(parts):
             raise ConfigError(
-                f"Environment variable {name} is not a TERRAFUSION_<SECTION>__<KEY> override."
-            )
+                f"Environment variable {name} is not a TERRAFUSION_<SECTION>__<KEY> "
+                f"override{_env_suggestion(name)}.")
+        if not _declared(parts):
+            raise ConfigError(f"Environment variable {name} names no configuration key"
+                              f"{_env_suggestion(name)}.")
         target = data
         for part in parts[:-1]:
             nxt = target.setdefault(part, {})
@@ -597,19 +666,55 @@ def _apply_env(data: dict, environ: dict[str, str]) -> None:
                 raise ConfigError(f"Environment variable {name} does not name a setting.")
             target = nxt
         target[parts[-1]] = _parse_env_value(raw)
+        origins[parts] = name
+    return origins
 
 
-def _check(k: Key, path: tuple[str, ...], value: Any) -> Any:
+@dataclass
+class _Reading:
+    """Where the values being checked come from: the file, and the overrides by key."""
+
+    file: Path
+    origins: dict[tuple[str, ...], str]
+
+    def subject(self, path: tuple[str, ...]) -> str:
+        """How a refusal names the culprit: the variable that set it, else the key."""
+        dotted = ".".join(path)
+        if path in self.origins:
+            return f"Environment variable {self.origins[path]} ({dotted})"
+        return f"Configuration key {dotted}"
+
+    def unknown(self, where: tuple[str, ...], name: str, node: dict) -> ConfigError:
+        """The refusal of ``name``, which the file has in ``where`` but the declaration
+        does not: the file named, and the key most likely meant."""
+        # a key put in the wrong section (the same name elsewhere), else a typo
+        meant = next((k for k in _fixed_keys() if k.rsplit(".", 1)[-1] == name), None)
+        if meant is None:
+            near = _near(name, [n for n in node if not _is_placeholder(n)])
+            meant = (".".join(where + (near,)) if near is not None
+                     else _near(".".join(where + (name,)), _fixed_keys()))
+        if meant is not None and "." not in meant:
+            hint = f" (did you mean [{meant}]?)"
+        else:
+            hint = f" (did you mean {meant}?)" if meant else ""
+        if not where:
+            return ConfigError(f"Unknown configuration section [{name}] in {self.file}{hint}.")
+        return ConfigError(f"Unknown configuration key {'.'.join(where + (name,))} in "
+                           f"{self.file}{hint}.")
+
+
+def _check(k: Key, path: tuple[str, ...], value: Any, reading: _Reading) -> Any:
     try:
         clean = k.check(value)
     except ValueError as exc:
-        raise ConfigError(f"Configuration key {'.'.join(path)} {exc}.") from None
+        raise ConfigError(f"{reading.subject(path)} {exc}.") from None
     if k.secret:  # a secret from this moment on
         getattr(k.check, "register_secret", register_url_password)(clean)
     return clean
 
 
-def _walk(data: dict, node: dict, where: tuple[str, ...], out: dict) -> None:
+def _walk(data: dict, node: dict, where: tuple[str, ...], out: dict,
+          reading: _Reading) -> None:
     """Check ``data`` against the declared ``node``; clean values go to ``out`` by path.
 
     Unknown names are refused before any value is checked, and values are checked in the
@@ -619,20 +724,18 @@ def _walk(data: dict, node: dict, where: tuple[str, ...], out: dict) -> None:
     hole = next((n for n in node if _is_placeholder(n)), None)
     for name in data:
         if name not in named and hole is None:
-            if not where:
-                raise ConfigError(f"Unknown configuration section [{name}].")
-            raise ConfigError(f"Unknown configuration key {'.'.join(where + (name,))}.")
+            raise reading.unknown(where, name, node)
     for declared in node:
         names = ([n for n in data if n not in named] if declared == hole
                  else [declared] if declared in data else [])
         for name in names:
             child, path, value = node[declared], where + (name,), data[name]
             if isinstance(child, Key):
-                out[path] = _check(child, path, value)
+                out[path] = _check(child, path, value, reading)
                 continue
             if not isinstance(value, dict):
                 raise ConfigError(f"Configuration key {'.'.join(path)} must be a table.")
-            _walk(value, child, path, out)
+            _walk(value, child, path, out, reading)
             for part, sub in child.items():
                 if isinstance(sub, Key) and sub.required and part not in value:
                     raise ConfigError(f"Configuration key {'.'.join(path + (part,))} "
@@ -641,10 +744,19 @@ def _walk(data: dict, node: dict, where: tuple[str, ...], out: dict) -> None:
 
 def _path(value: str, base: Path) -> Path:
     p = Path(os.path.expandvars(value)).expanduser()
-    return p if p.is_absolute() else (base / p)
+    return _absolute(p if p.is_absolute() else (base / p))
 
 
-def _build(values: dict[tuple[str, ...], Any], base: Path, source: Optional[Path]) -> Config:
+def _central_url(url: str, base: Path) -> str:
+    """``url`` with the file of an embedded central made absolute: ``sqlite:///data/c.sqlite``
+    is relative to the configuration file's folder, like every path of the file."""
+    if not url.startswith("sqlite:///"):
+        return url
+    return f"sqlite:///{_path(url[len('sqlite:///'):], base)}"
+
+
+def _build(values: dict[tuple[str, ...], Any], base: Path, source: Optional[Path],
+           file: Path) -> Config:
     """The :class:`Config` of checked ``values``, defaults filling what they leave out."""
     kwargs: dict[str, Any] = {"table_policy": {}, "presets": {}}
     presets: dict[str, dict[str, Any]] = {}
@@ -661,26 +773,43 @@ def _build(values: dict[tuple[str, ...], Any], base: Path, source: Optional[Path
             kwargs[k.field] = _path(value, base) if isinstance(k.check, FilePath) else value
         else:
             kwargs[k.field] = k.default_for(base)
+    kwargs["central_url"] = _central_url(kwargs["central_url"], base)
     kwargs["presets"] = {name: ExportPreset(name=name, **v) for name, v in presets.items()}
     if kwargs["central_read_url"] and kwargs["central_url"].startswith("sqlite:"):
         raise ConfigError("Configuration key central.read_url needs a PostgreSQL central.url: "
                           "an embedded SQLite central has no read replica.")
-    return Config(**kwargs, source=source)
+    return Config(**kwargs, source=source, file=file)
 
 
 def load(
     path: Optional[str | os.PathLike] = None, environ: Optional[dict[str, str]] = None
 ) -> Config:
-    """Read, merge and validate the configuration; raises ConfigError naming the bad key."""
+    """Read, merge and validate the configuration; raises ConfigError naming the bad key
+    (or the environment variable that set it). Every path in it is absolute: a relative
+    one in the file, or in an override, is relative to the file's folder."""
     environ = dict(os.environ if environ is None else environ)
     cfg_path, required = resolve_path(path, environ)
     data = _read_file(cfg_path, required)
-    _apply_env(data, environ)
+    reading = _Reading(cfg_path, _apply_env(data, environ))
     values: dict[tuple[str, ...], Any] = {}
-    _walk(data, _TREE, (), values)
-    config = _build(values, cfg_path.parent, cfg_path if cfg_path.exists() else None)
+    _walk(data, _TREE, (), values, reading)
+    config = _build(values, cfg_path.parent, cfg_path if cfg_path.exists() else None, cfg_path)
+    _check_table_policies(config, reading)
     _check_listeners(config)
     return config
+
+
+def _check_table_policies(config: Config, reading: _Reading) -> None:
+    """A policy for a table that is not synced is a typo or a leftover: it would leave the
+    table it was meant for on the general policy without a word."""
+    for table in config.table_policy:
+        if table in config.tables:
+            continue
+        near = _near(table, list(config.tables))
+        hint = (f"did you mean {near}?" if near
+                else f"it lists {', '.join(config.tables)}")
+        raise ConfigError(f"{reading.subject(('sync', 'table_policy', table))} sets the "
+                          f"policy of table {table}, which is not in sync.tables ({hint}).")
 
 
 def _check_listeners(config: Config) -> None:

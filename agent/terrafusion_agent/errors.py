@@ -52,6 +52,19 @@ class TableError(TerraFusionError):
     """A table cannot be synced: missing, no primary key, unsupported layout."""
 
 
+class MissingTable(TableError):
+    """A table named in ``sync.tables`` does not exist in the central database: the
+    configuration and the database disagree, so the CLI exits 2 as for a bad setting."""
+
+    exit_code = 2
+
+    def __init__(self, table: str, database: str, message: Optional[str] = None):
+        super().__init__(message or f"Table {table} does not exist in the central database "
+                                    f"{database}.")
+        self.table = table
+        self.database = database
+
+
 class AgentBusy(TerraFusionError):
     """Another agent process holds the local database."""
 
@@ -85,7 +98,18 @@ class ExportError(TerraFusionError):
 
 
 class InvalidExport(BadRequest):
-    """An export request names something unknown or unsafe; the API answers 4xx."""
+    """An export request names something unknown or unsafe: a bad argument, so the CLI
+    exits 2; the API answers 4xx."""
+
+    exit_code = 2
+
+
+class ExportNotPossible(InvalidExport):
+    """A sound export request that this machine cannot serve now: no local copy yet, a
+    full disk, a folder it may not write. The API answers 4xx as for any refused request;
+    the CLI exits 1, as for a failure, since no other argument would do better."""
+
+    exit_code = 1
 
 
 class ExportCancelled(ExportError):

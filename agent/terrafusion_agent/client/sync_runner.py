@@ -35,9 +35,11 @@ class SyncFailed(Exception):
     """The sync failed or was stopped; ``str()`` is one sentence for the user (empty for a
     cancel that has nothing more to say: the caller words it in the user's language)."""
 
-    def __init__(self, message: str, cancelled: bool = False):
+    def __init__(self, message: str, cancelled: bool = False, exit_code: int = 1):
         super().__init__(message)
         self.cancelled = cancelled
+        #: the CLI's exit status for it: 2 when the configuration is at fault
+        self.exit_code = exit_code
 
 
 def sync_now(cfg, progress: Optional[Progress] = None,
@@ -225,7 +227,7 @@ def _in_process(cfg, progress: Progress, cancelled: Callable[[], bool], trigger:
     except TerraFusionError as exc:
         if alerts is not None:
             alerts.sync_ended("failed", None, exc)
-        raise SyncFailed(str(exc)) from None
+        raise SyncFailed(str(exc), exit_code=exc.exit_code) from None
     finally:
         restore()
         watcher.done()

@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional, Union
 from terrafusion_agent.config import Config
 from terrafusion_agent.errors import (
     ExportCancelled,
-    InvalidExport,
+    ExportNotPossible,
     LocalUnavailable,
     NotFound,
     TerraFusionError,
@@ -252,8 +252,8 @@ def _jobs_for(config: Config) -> _Jobs:
 def _ensure_table(path: Path, table: ExportJobsTable) -> None:
     """Create ``tf_export_jobs`` through the migrations if this copy predates it."""
     if not path.exists():
-        raise InvalidExport(f"The local copy {path} does not exist yet; run a sync "
-                            "first.")
+        raise ExportNotPossible(f"The local copy {path} does not exist yet; run a sync "
+                                "first.")
     if not table.exists():
         from terrafusion_agent import migrate
 

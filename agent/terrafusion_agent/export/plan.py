@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import InvalidExport
+from terrafusion_agent.errors import ExportNotPossible, InvalidExport
 from terrafusion_agent.export import presets, protected, publish
 from terrafusion_agent.export.formats import FormatSpec, shorten_names
 from terrafusion_agent.export.messages import collected_errors, fragment, gdal_bindings
@@ -169,7 +169,8 @@ def plan_export(config: Config, request: ExportRequest,
 def _table_info(conn: sqlite3.Connection, name: str, path: Path) -> TableInfo:
     tables = export_source.synced_tables(conn)
     if not tables:
-        raise InvalidExport(f"The local copy {path} has no synced tables yet; run a sync first.")
+        raise ExportNotPossible(f"The local copy {path} has no synced tables yet; run a sync "
+                                "first.")
     if name not in tables:
         raise InvalidExport(f"Table {name!r} is not in the local copy; it has "
                             f"{', '.join(sorted(tables))}.")

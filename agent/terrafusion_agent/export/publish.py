@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from terrafusion_agent.config import Config
-from terrafusion_agent.errors import ExportError, InvalidExport
+from terrafusion_agent.errors import ExportError, ExportNotPossible, InvalidExport
 from terrafusion_agent.export import diskfull, protected
 from terrafusion_agent.export.formats import FormatSpec
 from terrafusion_agent.export.messages import fragment
@@ -72,9 +72,9 @@ def check_target(final: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         if diskfull.is_full_error(exc):
-            raise InvalidExport(str(diskfull.error(final))) from None
-        raise InvalidExport(f"The folder {folder} is not writable "
-                            f"({exc.strerror or exc.__class__.__name__}).") from None
+            raise ExportNotPossible(str(diskfull.error(final))) from None
+        raise ExportNotPossible(f"The folder {folder} is not writable "
+                                f"({exc.strerror or exc.__class__.__name__}).") from None
 
 
 def _exists(final: Path) -> InvalidExport:

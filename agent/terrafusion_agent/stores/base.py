@@ -15,6 +15,14 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, 
 KINDS = ("integer", "real", "decimal", "boolean", "text", "date", "datetime", "blob",
          "geometry")
 
+#: the tables of the central bookkeeping (the migrations' and their version table): what
+#: uninstall-central drops; tf_origin and tf_history_values exist only in SpatiaLite
+BOOKKEEPING_TABLES = ("tf_agents", "tf_change_log", "tf_history", "tf_history_tx",
+                      "tf_history_values", "tf_key_blocks", "tf_origin", "tf_push_receipts",
+                      "tf_schema_version", "tf_settings")
+#: the views of the central bookkeeping
+BOOKKEEPING_VIEWS = ("tf_fleet",)
+
 #: a row's primary key values, in key column order
 Key = tuple
 #: a row as the engine compares and writes it: {column: value} (see ``stores.rows``)
@@ -202,6 +210,19 @@ class CentralStore(ABC):
     @abstractmethod
     def bookkeeping_current(self) -> bool:
         """Whether the bookkeeping has everything this agent writes."""
+
+    @abstractmethod
+    def installed_objects(self) -> list[tuple[str, str]]:
+        """What ``init-central`` made in this database, as (kind, name): the capture
+        triggers on the county's tables, then the bookkeeping's views, tables and
+        functions (:data:`BOOKKEEPING_TABLES`, :data:`BOOKKEEPING_VIEWS`). Never one of
+        the county's tables, columns or rows."""
+
+    @abstractmethod
+    def uninstall(self) -> list[tuple[str, str]]:
+        """Remove everything :meth:`installed_objects` lists, in one transaction (all or
+        nothing); answers what was removed. The county's tables keep every row and
+        column."""
 
     @abstractmethod
     def install_tracking(self, info: TableInfo) -> None:

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from terrafusion_agent.errors import (
     ExportError,
-    InvalidExport,
+    ExportNotPossible,
     LocalUnavailable,
     TerraFusionError,
 )
@@ -58,7 +58,7 @@ def open_local(path: Path, spatial: bool) -> Iterator[sqlite3.Connection]:
     from terrafusion_agent.stores.local import LocalConnection
 
     if not path.exists():
-        raise InvalidExport(f"The local copy {path} does not exist yet; run a sync first.")
+        raise ExportNotPossible(f"The local copy {path} does not exist yet; run a sync first.")
     try:
         # LocalConnection: a damaged or unreadable copy is its own sentence, never
         # mistaken for a bad filter

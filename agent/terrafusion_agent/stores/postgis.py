@@ -16,6 +16,7 @@ from psycopg import sql as pgsql
 from terrafusion_agent import faults
 from terrafusion_agent.errors import (
     CentralUnavailable,
+    MissingTable,
     NotFound,
     ReplicaUnusable,
     TableError,
@@ -25,6 +26,8 @@ from terrafusion_agent.redact import redact, redact_url
 from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores.base import (
+    BOOKKEEPING_TABLES,
+    BOOKKEEPING_VIEWS,
     Batch,
     CentralStore,
     Column,
@@ -271,9 +274,7 @@ class PostGISCentral(CentralStore):
                 "ORDER BY a.attnum", (self._rel(name),))
             cols = cur.fetchall()
             if not cols:
-                raise TableError(
-                    f"Table {name} does not exist in the central database {self.describe()}."
-                )
+                raise MissingTable(name, self.describe())
             cur.execute(
                 "SELECT a.attname FROM pg_index i "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
@@ -330,6 +331,72 @@ class PostGISCentral(CentralStore):
         if not self._scalar("SELECT to_regprocedure(%s) IS NOT NULL", (tracked + "(regclass)",)):
             return False  # bookkeeping older than the history
         return bool(self._scalar(f"SELECT {tracked}(to_regclass(%s))", (self._rel(name),)))
+
+    def _installed(self) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]],
+                                  list[str]]:
+        """The triggers (name, schema, table) that run a function of the bookkeeping,
+        the bookkeeping's relations (schema, name, relkind) and its functions
+        (signatures)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                "SELECT p.oid, p.oid::regprocedure::text FROM pg_proc p "
+                "JOIN pg_namespace n ON n.oid = p.pronamespace "
+                "WHERE n.nspname = %s AND (p.proname = ANY(%s) OR p.proname ~ %s) "
+                "ORDER BY 2", (self.schema, list(_FUNCTIONS), _TABLE_FUNCTION))
+            functions = cur.fetchall()
+            cur.execute(
+                "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE NOT t.tgisinternal AND t.tgfoid = ANY(%s) "
+                "AND NOT (n.nspname = %s AND c.relname = ANY(%s)) ORDER BY 2, 3, 1",
+                ([oid for oid, _ in functions], self.schema, list(BOOKKEEPING_TABLES)))
+            triggers = cur.fetchall()
+            cur.execute(
+                "SELECT n.nspname, c.relname, c.relkind FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p', 'v') "
+                "ORDER BY c.relkind DESC, c.relname",
+                (self.schema, list(BOOKKEEPING_TABLES + BOOKKEEPING_VIEWS)))
+            relations = cur.fetchall()
+        return triggers, relations, [sig for _, sig in functions]
+
+    def installed_objects(self) -> list[tuple[str, str]]:
+        try:
+            triggers, relations, functions = self._installed()
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        return ([("trigger", f"{t} on {n}.{r}") for t, n, r in triggers]
+                + [("view" if kind == "v" else "table", f"{n}.{r}")
+                   for n, r, kind in relations]
+                + [("function", f) for f in functions])
+
+    def uninstall(self) -> list[tuple[str, str]]:
+        """Drop the capture triggers, then the views, the tables and the functions of the
+        bookkeeping, in one transaction and without CASCADE: an object of someone else's
+        that depends on them (a view on tf_fleet) stops it, by name, before anything is
+        gone."""
+        removed = self.installed_objects()
+        try:
+            with self._transaction(durable=True) as cur:
+                triggers, relations, functions = self._installed()
+                for trigger, schema, table in triggers:
+                    cur.execute(f"DROP TRIGGER {qi(trigger)} ON {qi(schema)}.{qi(table)}")
+                views = [f"{qi(n)}.{qi(r)}" for n, r, kind in relations if kind == "v"]
+                tables = [f"{qi(n)}.{qi(r)}" for n, r, kind in relations if kind != "v"]
+                if views:
+                    cur.execute(f"DROP VIEW {', '.join(views)}")
+                if tables:
+                    cur.execute(f"DROP TABLE {', '.join(tables)}")
+                if functions:  # regprocedure's text is quoted and qualified as needed
+                    cur.execute(f"DROP FUNCTION {', '.join(functions)}")
+        except psycopg.OperationalError as exc:
+            raise _unavailable(self, exc) from None
+        except psycopg.Error as exc:
+            raise TerraFusionError(
+                f"The central database {self.describe()} refused to remove TerraFusion's "
+                f"bookkeeping, so nothing was removed: {_first_line(exc)}.") from None
+        return removed
 
     def refresh_tracking(self, info: TableInfo) -> None:
         """Nothing to do: the capture notices a change of columns itself (see
@@ -1268,6 +1335,13 @@ class PostGISCentral(CentralStore):
             raise TerraFusionError(f"The central database refused a statement: "
                                    f"{_first_line(exc)}.") from None
 
+
+#: the functions of the central bookkeeping (migrations c0002, c0004 and c0006);
+#: ``tf_track`` adds one per tracked table, named by :data:`_TABLE_FUNCTION`
+_FUNCTIONS = ("tf_capture", "tf_capture_layout", "tf_capture_sql", "tf_history_begin",
+              "tf_history_feature", "tf_history_stamp", "tf_history_tracked",
+              "tf_reserve_keys", "tf_track")
+_TABLE_FUNCTION = "^tf_capture_[0-9a-f]{16}$"
 
 #: PostgreSQL's type for a column whose ``db_type`` does not name one
 _TYPE_BY_KIND = {

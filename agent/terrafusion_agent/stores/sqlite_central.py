@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 from terrafusion_agent import faults
 from terrafusion_agent.errors import (
     CentralUnavailable,
+    MissingTable,
     NotFound,
     TableError,
     TerraFusionError,
@@ -22,6 +23,8 @@ from terrafusion_agent.sql import quote_ident as qi
 from terrafusion_agent.sql import quote_literal as ql
 from terrafusion_agent.stores import spatialite
 from terrafusion_agent.stores.base import (
+    BOOKKEEPING_TABLES,
+    BOOKKEEPING_VIEWS,
     CentralStore,
     Column,
     GeometryInfo,
@@ -84,9 +87,7 @@ class SpatiaLiteCentral(CentralStore):
 
     def table_info(self, name: str) -> TableInfo:
         if not self.table_exists(name):
-            raise TableError(
-                f"Table {name} does not exist in the central database {self.describe()}."
-            )
+            raise MissingTable(name, self.describe())
         return describe_table(self.conn, name)
 
     def has_bookkeeping(self) -> bool:
@@ -111,6 +112,43 @@ class SpatiaLiteCentral(CentralStore):
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def _installed(self) -> list[tuple[str, str, str]]:
+        """(kind, name, table) of the capture triggers on the county's tables, then the
+        bookkeeping's views and tables (its own tables' triggers go with them)."""
+        rows = self.conn.execute(
+            "SELECT type, name, tbl_name FROM sqlite_master WHERE type IN "
+            "('trigger', 'view', 'table') AND name LIKE 'tf\\_%' ESCAPE '\\' "
+            "ORDER BY type = 'table', type = 'view', tbl_name, name").fetchall()
+        ours = set(BOOKKEEPING_TABLES + BOOKKEEPING_VIEWS)
+        return [(kind, name, table) for kind, name, table in rows
+                if (kind == "trigger" and name.startswith("tf_capture_") and table not in ours)
+                or (kind != "trigger" and name in ours)]
+
+    def installed_objects(self) -> list[tuple[str, str]]:
+        return [(kind, f"{name} on {table}" if kind == "trigger" else name)
+                for kind, name, table in self._installed()]
+
+    def uninstall(self) -> list[tuple[str, str]]:
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise CentralUnavailable(f"The central database {self.path} cannot be changed "
+                                     f"now, so nothing was removed: {exc}.") from None
+        try:
+            removed = self.installed_objects()
+            for kind, name, _ in self._installed():
+                c.execute(f"DROP {kind.upper()} {qi(name)}")
+            c.execute("COMMIT")
+        except BaseException as exc:
+            c.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise TerraFusionError(
+                    f"The central database {self.path} refused to remove TerraFusion's "
+                    f"bookkeeping, so nothing was removed: {exc}.") from None
+            raise
+        return removed
 
     def refresh_tracking(self, info: TableInfo) -> None:
         """Remake the triggers of a table whose columns changed since they were made: a
