@@ -27,32 +27,50 @@ def readme_grants() -> str:
     return found.group(1)
 
 
-@pytest.fixture
-def county(pg_cluster, tmp_path):
+@pytest.fixture(params=["public", "gis"])
+def county(request, pg_cluster, tmp_path):
     """A county database whose tables belong to a role that is not a superuser, set up
-    by it with init-central; the README's grants run by an administrator. Yields
-    (owner's agent, analyst's agent)."""
+    by it with init-central in schema ``public`` or a schema of their own; the README's
+    grants run by an administrator, as the README says for that schema. Yields (owner's
+    agent, analyst's agent, the schema)."""
+    schema = request.param
     db = f"tf_roles_{tmp_path.name[-12:].lower()}"
     db = re.sub(r"[^a-z0-9_]", "_", db)
     for role in (ANALYST, "tf_editors", OWNER):
         _drop_role(pg_cluster, role)
     pg_cluster.create_db(db)
     pg_cluster.psql("postgres", f"CREATE ROLE {OWNER} LOGIN")
-    pg_cluster.psql(db, f"GRANT CREATE ON SCHEMA public TO {OWNER}")
+    if schema == "public":
+        pg_cluster.psql(db, f"GRANT CREATE ON SCHEMA public TO {OWNER}")
+    else:
+        pg_cluster.psql(db, f"CREATE SCHEMA {schema} AUTHORIZATION {OWNER}")
     url = pg_cluster.url(db)
     user = f"{pg_cluster.user}@/"
     owner_url, analyst_url = (url.replace(user, f"{role}@/", 1) for role in (OWNER, ANALYST))
-    owner = AgentEnv(tmp_path / "owner", write_config(tmp_path / "owner", owner_url), owner_url)
-    analyst = AgentEnv(tmp_path / "jane", write_config(tmp_path / "jane", analyst_url),
-                       analyst_url)
+    owner, analyst = (AgentEnv(tmp_path / name, _config(tmp_path / name, url, schema), url)
+                      for name, url in (("owner", owner_url), ("jane", analyst_url)))
     try:
         owner.run("init-central", "--demo-parcels", "40")
-        pg_cluster.psql(db, readme_grants())
-        yield owner, analyst
+        grants = readme_grants().replace("SCHEMA public", f"SCHEMA {schema}")
+        pg_cluster.psql(db, f"SET search_path = {schema}, public; {grants}")
+        yield owner, analyst, schema
     finally:
         pg_cluster.drop_db(db)
         for role in (ANALYST, "tf_editors", OWNER):
             _drop_role(pg_cluster, role)
+
+
+def _config(directory: Path, url: str, schema: str) -> Path:
+    config = write_config(directory, url)
+    config.write_text(config.read_text().replace(
+        "[central]\n", f'[central]\nschema = "{schema}"\n', 1))
+    return config
+
+
+def connect(url: str, schema: str) -> psycopg.Connection:
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute(f"SET search_path = {schema}, public")
+    return conn
 
 
 def _drop_role(cluster, role: str) -> None:
@@ -63,10 +81,10 @@ def _drop_role(cluster, role: str) -> None:
 
 def test_an_analysts_role_with_the_readme_grants_syncs_both_ways_and_digitises_offline(
         county):
-    owner, analyst = county
+    owner, analyst, schema = county
     summary = json.loads(analyst.run("sync").stdout)
     assert summary["result"] == "success"
-    with psycopg.connect(owner.central_url, autocommit=True) as central:
+    with connect(owner.central_url, schema) as central:
         # the reservation through tf_reserve_keys put the sequence's increment back
         assert central.execute(
             "SELECT seqincrement FROM pg_sequence "
@@ -102,23 +120,25 @@ def test_an_analysts_role_with_the_readme_grants_syncs_both_ways_and_digitises_o
 
 def test_an_analysts_role_cannot_delete_the_audit_history_and_its_agent_leaves_the_purge(
         county, pg_cluster):
-    owner, analyst = county
+    owner, analyst, schema = county
     analyst.run("sync")
     db = owner.central_url.split("@/", 1)[1].split("?", 1)[0]
+    path = f"SET search_path = {schema}, public; "
     # changes of two days ago, and a purge due: any agent that may purge would now
-    pg_cluster.psql(db, "UPDATE parcels SET land_value = land_value + 1 WHERE prop_id < 100010")
-    pg_cluster.psql(db, "UPDATE tf_change_log SET changed_at = now() - interval '2 days'; "
+    pg_cluster.psql(db, path + "UPDATE parcels SET land_value = land_value + 1 "
+                              "WHERE prop_id < 100010")
+    pg_cluster.psql(db, path + "UPDATE tf_change_log SET changed_at = now() - interval '2 days'; "
                         "DELETE FROM tf_settings WHERE key = 'purged_at'")
-    aged = int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log"))
+    aged = int(pg_cluster.psql(db, path + "SELECT count(*) FROM tf_change_log"))
     assert aged > 0
     env = {"TERRAFUSION_CENTRAL__RETENTION_DAYS": "1"}
 
     assert json.loads(analyst.run("sync", env=env).stdout)["result"] == "success"
-    assert int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log")) == aged
-    with psycopg.connect(analyst.central_url, autocommit=True) as conn:
+    assert int(pg_cluster.psql(db, path + "SELECT count(*) FROM tf_change_log")) == aged
+    with connect(analyst.central_url, schema) as conn:
         for table in ("tf_history", "tf_change_log"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"DELETE FROM {table}")
 
     owner.run("sync", env=env)  # the owner's agent may, and does
-    assert int(pg_cluster.psql(db, "SELECT count(*) FROM tf_change_log")) == 0
+    assert int(pg_cluster.psql(db, path + "SELECT count(*) FROM tf_change_log")) == 0

@@ -145,6 +145,21 @@ def _unavailable(store: PostGISCentral, exc: Exception) -> CentralUnavailable:
         f"The central database {store.describe()} failed: {_first_line(exc)}.")
 
 
+class _Names:
+    """The bookkeeping's tables and functions, named in the configured schema: the agent
+    never relies on a search path (a pooler hands each transaction to any session)."""
+
+    def __init__(self, schema: str):
+        def rel(name: str) -> str:
+            return f"{qi(schema)}.{qi(name)}"
+
+        self.settings, self.change_log = rel("tf_settings"), rel("tf_change_log")
+        self.key_blocks, self.push_receipts = rel("tf_key_blocks"), rel("tf_push_receipts")
+        self.agents, self.fleet = rel("tf_agents"), rel("tf_fleet")
+        self.history, self.history_tx = rel("tf_history"), rel("tf_history_tx")
+        self.history_feature = f"{qi(schema)}.tf_history_feature"
+
+
 class PostGISCentral(CentralStore):
     """Central store on PostGIS; one psycopg connection, opened on construction."""
 
@@ -156,6 +171,8 @@ class PostGISCentral(CentralStore):
                  statement_timeout: int = 600):
         self.url = url
         self.schema = schema
+        #: the bookkeeping's names, qualified
+        self.t = _Names(schema)
         self._timeouts = (connect_timeout, statement_timeout)
         #: whether this role may purge the change log and the history (None: not asked)
         self._may_purge: Optional[bool] = None
@@ -404,16 +421,16 @@ class PostGISCentral(CentralStore):
 
     def central_id(self) -> str:
         """This database's identity, so an agent notices being pointed at another one."""
-        found = self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
+        found = self._scalar(f"SELECT value FROM {self.t.settings} WHERE key = 'central_id'")
         if found:
             return found
         try:
             with self._transaction(durable=True) as cur:
-                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('central_id', %s) "
+                cur.execute(f"INSERT INTO {self.t.settings} (key, value) VALUES ('central_id', %s) "
                             "ON CONFLICT (key) DO NOTHING", (str(uuid.uuid4()),))
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
-        return self._scalar("SELECT value FROM tf_settings WHERE key = 'central_id'")
+        return self._scalar(f"SELECT value FROM {self.t.settings} WHERE key = 'central_id'")
 
     def poll(self, tables: Sequence[str], checkpoint: Optional[str], agent_id: str,
              purge_every: float) -> Optional[Poll]:
@@ -437,7 +454,7 @@ class PostGISCentral(CentralStore):
             f"SELECT (SELECT value FROM {settings} WHERE key = 'central_id'), "
             "to_regclass(%(newest)s) IS NOT NULL, pg_current_snapshot()::text, "
             "CASE WHEN %(cp)s::text IS NOT NULL THEN EXISTS ("
-            f"SELECT FROM {self._rel('tf_change_log')} "
+            f"SELECT FROM {self.t.change_log} "
             "WHERE tx >= pg_snapshot_xmin(%(cp)s::text::pg_snapshot) "
             "AND NOT pg_visible_in_snapshot(tx, %(cp)s::text::pg_snapshot) "
             "AND origin IS DISTINCT FROM %(agent)s) END, "
@@ -497,7 +514,7 @@ class PostGISCentral(CentralStore):
         transaction wrote WAL before it), so that one would flush nothing."""
         try:
             with self._transaction(durable=True) as cur:
-                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('durable_at', "
+                cur.execute(f"INSERT INTO {self.t.settings} (key, value) VALUES ('durable_at', "
                             "now()::text) ON CONFLICT (key) DO UPDATE SET value = "
                             "excluded.value")
         except psycopg.Error as exc:
@@ -529,14 +546,14 @@ class PostGISCentral(CentralStore):
                 cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended('tf_purge', 0))")
                 if not _one(cur)[0]:
                     return None
-                cur.execute("SELECT coalesce((SELECT value::timestamptz FROM tf_settings "
+                cur.execute(f"SELECT coalesce((SELECT value::timestamptz FROM {self.t.settings} "
                             "WHERE key = 'purged_at') < now() - make_interval(secs => %s), "
                             "true)", (float(every),))
                 if not _one(cur)[0]:
                     return None
                 n = self._purge_change_log(cur, retention_days)
                 h = self._purge_history(cur, history_retention_days)
-                cur.execute("INSERT INTO tf_settings (key, value) VALUES ('purged_at', "
+                cur.execute(f"INSERT INTO {self.t.settings} (key, value) VALUES ('purged_at', "
                             "to_char(now() AT TIME ZONE 'UTC', "
                             "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')) "
                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
@@ -555,16 +572,15 @@ class PostGISCentral(CentralStore):
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
-    @staticmethod
-    def _purge_change_log(cur: psycopg.Cursor, retention_days: int) -> int:
+    def _purge_change_log(self, cur: psycopg.Cursor, retention_days: int) -> int:
         cur.execute(
-            "WITH gone AS (DELETE FROM tf_change_log WHERE changed_at < now() - "
+            f"WITH gone AS (DELETE FROM {self.t.change_log} WHERE changed_at < now() - "
             "make_interval(days => %s) RETURNING tx) "
             "SELECT count(*), max(tx)::text FROM gone", (int(retention_days),))
         n, max_tx = _one(cur)
         if n:
             cur.execute(
-                "INSERT INTO tf_settings (key, value) VALUES ('purged_tx', %s) "
+                f"INSERT INTO {self.t.settings} (key, value) VALUES ('purged_tx', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = greatest("
                 "tf_settings.value::numeric, excluded.value::numeric)::text",
                 (max_tx,))
@@ -595,8 +611,8 @@ class PostGISCentral(CentralStore):
         sql = ("SELECT e.id, e.op, e.pk::text, e.cols, e.old_vals, e.new_vals, "
                "ST_AsText(e.old_geom), ST_AsText(e.new_geom), x.committed_at, x.role, "
                "x.application, x.agent_id, x.os_user, x.host "
-               f"FROM tf_history e JOIN tf_history_tx x ON x.id = e.tx "
-               f"WHERE e.feature = tf_history_feature(%(t)s, {k}) AND e.table_name = %(t)s "
+               f"FROM {self.t.history} e JOIN {self.t.history_tx} x ON x.id = e.tx "
+               f"WHERE e.feature = {self.t.history_feature}(%(t)s, {k}) AND e.table_name = %(t)s "
                f"AND e.pk = {k} "
                "AND (%(since)s::timestamptz IS NULL OR x.committed_at >= %(since)s) "
                "AND (%(until)s::timestamptz IS NULL OR x.committed_at <= %(until)s) "
@@ -644,7 +660,7 @@ class PostGISCentral(CentralStore):
         return texts
 
     def history_start(self, table: str) -> Optional[str]:
-        return iso_text(self._scalar("SELECT value FROM tf_settings WHERE key = %s",
+        return iso_text(self._scalar(f"SELECT value FROM {self.t.settings} WHERE key = %s",
                                      ("history_start:" + table,)))
 
     def _past_sql(self, info: TableInfo, ctes: str, entries: str, only_key: str = "") -> str:
@@ -700,10 +716,10 @@ class PostGISCentral(CentralStore):
         if refusal:
             raise TerraFusionError(refusal)
         sql = self._past_sql(
-            info, "x AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
+            info, f"x AS MATERIALIZED (SELECT id, committed_at FROM {self.t.history_tx} "
                   "WHERE committed_at > %(at)s), ",
             "SELECT e.feature, e.pk, e.op, e.cols, e.old_vals, e.old_geom, x.committed_at, "
-            "e.id FROM tf_history e JOIN x ON x.id = e.tx WHERE e.table_name = %(t)s "
+            f"e.id FROM {self.t.history} e JOIN x ON x.id = e.tx WHERE e.table_name = %(t)s "
             "AND e.tx >= (SELECT min(id) FROM x)")
         return self._stream(info, sql, {"at": when, "t": info.name})
 
@@ -728,9 +744,9 @@ class PostGISCentral(CentralStore):
         with the key's later entries undone; None after its delete."""
         params = {**self._key_params(info, key), "id": int(entry_id)}
         k = self._key_jsonb(info)
-        of_key = (f"FROM tf_history e JOIN tf_history_tx x ON x.id = e.tx "
-                  f"WHERE e.feature = tf_history_feature(%(t)s, {k}) AND e.table_name = %(t)s "
-                  f"AND e.pk = {k}")
+        of_key = (f"FROM {self.t.history} e JOIN {self.t.history_tx} x ON x.id = e.tx "
+                  f"WHERE e.feature = {self.t.history_feature}(%(t)s, {k}) "
+                  f"AND e.table_name = %(t)s AND e.pk = {k}")
         only_key = "".join(f" AND t.{qi(p)} = %(k{i})s::{self._type_of(info, p)}"
                            for i, p in enumerate(info.pk))
         try:
@@ -767,20 +783,19 @@ class PostGISCentral(CentralStore):
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 
-    @staticmethod
-    def _purge_history(cur: psycopg.Cursor, retention_days: int) -> int:
+    def _purge_history(self, cur: psycopg.Cursor, retention_days: int) -> int:
         cur.execute(
-            "WITH old AS MATERIALIZED (SELECT id, committed_at FROM tf_history_tx "
+            f"WITH old AS MATERIALIZED (SELECT id, committed_at FROM {self.t.history_tx} "
             "WHERE committed_at < now() - make_interval(days => %s)), "
-            "gone AS (DELETE FROM tf_history e USING old WHERE e.tx = old.id "
+            f"gone AS (DELETE FROM {self.t.history} e USING old WHERE e.tx = old.id "
             "AND e.tx BETWEEN (SELECT min(id) FROM old) AND (SELECT max(id) FROM old) "
             "RETURNING e.table_name, old.committed_at), "
-            "starts AS (INSERT INTO tf_settings (key, value) "
+            f"starts AS (INSERT INTO {self.t.settings} (key, value) "
             "SELECT 'history_start:' || table_name, to_char(max(committed_at) AT TIME "
             "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM gone "
             "GROUP BY table_name ON CONFLICT (key) DO UPDATE SET value = "
             "greatest(tf_settings.value, excluded.value)), "
-            "txs AS (DELETE FROM tf_history_tx t USING old WHERE t.id = old.id) "
+            f"txs AS (DELETE FROM {self.t.history_tx} t USING old WHERE t.id = old.id) "
             "SELECT count(*) FROM gone", (int(retention_days),))
         return int(_one(cur)[0])
 
@@ -798,7 +813,8 @@ class PostGISCentral(CentralStore):
         copy of a cluster shares its system identifier, and so its transaction ids."""
         try:
             with self.conn.cursor() as cur:
-                cur.execute("SELECT (SELECT value FROM tf_settings WHERE key = 'central_id'), "
+                cur.execute(f"SELECT (SELECT value FROM {self.t.settings} "
+                            "WHERE key = 'central_id'), "
                             "(SELECT system_identifier::text FROM pg_control_system()), "
                             "pg_is_in_recovery()")
                 central_id, system, standby = _one(cur)
@@ -812,7 +828,7 @@ class PostGISCentral(CentralStore):
         try:
             with self._transaction(durable=True) as cur:
                 cur.execute(
-                    f"INSERT INTO tf_agents (agent_id, hostname, local_path, version, "
+                    f"INSERT INTO {self.t.agents} (agent_id, hostname, local_path, version, "
                     f"registered_at, last_seen_at, {', '.join(HEARTBEAT_FIGURES)}) "
                     f"VALUES (%(agent_id)s, %(hostname)s, %(local_path)s, %(version)s, "
                     f"%(now)s, %(now)s, "
@@ -831,7 +847,7 @@ class PostGISCentral(CentralStore):
             raise TerraFusionError(NO_FLEET.format(self.describe()))
         try:
             with self.conn.cursor() as cur:
-                cur.execute(f"SELECT {', '.join(FLEET_COLUMNS)} FROM {self._rel('tf_fleet')} "
+                cur.execute(f"SELECT {', '.join(FLEET_COLUMNS)} FROM {self.t.fleet} "
                             "ORDER BY stale DESC, hostname, agent_id")
                 rows = cur.fetchall()
         except psycopg.errors.InsufficientPrivilege as exc:
@@ -898,14 +914,14 @@ class PostGISCentral(CentralStore):
                 elif typ in _HIGH_KEYS:
                     start, size = _HIGH_KEYS[typ]
                     cur.execute("SELECT pg_advisory_xact_lock(hashtext('tf_key_blocks'))")
-                    cur.execute("SELECT max(last_key) FROM tf_key_blocks WHERE table_name = %s",
-                                (info.name,))
+                    cur.execute(f"SELECT max(last_key) FROM {self.t.key_blocks} "
+                                "WHERE table_name = %s", (info.name,))
                     prev = _one(cur)[0]
                     first = max(start, (prev or 0) + 1)
                     last = first + size - 1
                 else:
                     return None
-                cur.execute("INSERT INTO tf_key_blocks (table_name, agent_id, first_key, "
+                cur.execute(f"INSERT INTO {self.t.key_blocks} (table_name, agent_id, first_key, "
                             "last_key) VALUES (%s, %s, %s, %s)",
                             (info.name, agent_id, first, last))
                 faults.point("keys.during_allocation")
@@ -933,8 +949,8 @@ class PostGISCentral(CentralStore):
 
     def insert_receipt(self, agent_id: str, batch_id: str, parts: list[str]) -> None:
         with self.conn.cursor() as cur:
-            cur.executemany("INSERT INTO tf_push_receipts (agent_id, batch_id, part, outcomes) "
-                            "VALUES (%s, %s, %s, %s)",
+            cur.executemany(f"INSERT INTO {self.t.push_receipts} "
+                            "(agent_id, batch_id, part, outcomes) VALUES (%s, %s, %s, %s)",
                             [(agent_id, batch_id, i, text) for i, text in enumerate(parts)])
 
     def receipts(self, agent_id: str, batch_ids: list[str]) -> dict[str, list[str]]:
@@ -948,8 +964,8 @@ class PostGISCentral(CentralStore):
             with self._transaction() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                             ("tf_push:" + agent_id,))
-                cur.execute("SELECT batch_id, outcomes FROM tf_push_receipts WHERE agent_id = %s "
-                            "AND batch_id = ANY(%s) ORDER BY batch_id, part",
+                cur.execute(f"SELECT batch_id, outcomes FROM {self.t.push_receipts} "
+                            "WHERE agent_id = %s AND batch_id = ANY(%s) ORDER BY batch_id, part",
                             (agent_id, list(batch_ids)))
                 for batch_id, text in cur:
                     out.setdefault(batch_id, []).append(text)
@@ -959,7 +975,7 @@ class PostGISCentral(CentralStore):
 
     def clear_receipts(self, agent_id: str) -> None:
         """Forget this agent's receipts: it has settled every batch they describe."""
-        self._execute("DELETE FROM tf_push_receipts WHERE agent_id = %s", (agent_id,))
+        self._execute(f"DELETE FROM {self.t.push_receipts} WHERE agent_id = %s", (agent_id,))
 
     def dependency_order(self, names: list[str]) -> list[str]:
         """``names`` with every table referenced by a foreign key before the tables that
@@ -1698,8 +1714,9 @@ class PgReadSession(ReadSession):
     def lost_since(self, checkpoint: str) -> bool:
         """True when changes after ``checkpoint`` may have been purged already."""
         return bool(self.store._scalar(
-            "SELECT coalesce((SELECT value::xid8 FROM tf_settings WHERE key = 'purged_tx') "
-            ">= pg_snapshot_xmin(%s::pg_snapshot), false)", (checkpoint,)))
+            f"SELECT coalesce((SELECT value::xid8 FROM {self.store.t.settings} "
+            "WHERE key = 'purged_tx') >= pg_snapshot_xmin(%s::pg_snapshot), false)",
+            (checkpoint,)))
 
     def changed_keys(self, checkpoint: str, agent_id: str,
                      tables: Optional[Sequence[str]] = None) -> dict[str, list[tuple]]:
@@ -1714,7 +1731,7 @@ class PgReadSession(ReadSession):
             return out
         with self.store.conn.cursor() as cur:
             cur.execute(
-                "SELECT table_name, pk::text FROM tf_change_log "
+                f"SELECT table_name, pk::text FROM {self.store.t.change_log} "
                 "WHERE tx >= pg_snapshot_xmin(%s::pg_snapshot) "
                 "AND NOT pg_visible_in_snapshot(tx, %s::pg_snapshot) "
                 "AND (%s::text[] IS NULL OR table_name = ANY(%s::text[])) "
@@ -1731,7 +1748,7 @@ class PgReadSession(ReadSession):
         with self.store.conn.cursor() as cur:
             cur.execute(
                 "SELECT table_name, count(*) FILTER (WHERE origin IS DISTINCT FROM %s) "
-                "FROM tf_change_log WHERE tx >= pg_snapshot_xmin(%s::pg_snapshot) "
+                f"FROM {self.store.t.change_log} WHERE tx >= pg_snapshot_xmin(%s::pg_snapshot) "
                 "AND NOT pg_visible_in_snapshot(tx, %s::pg_snapshot) GROUP BY table_name",
                 (agent_id, checkpoint, checkpoint))
             return {table: int(n) for table, n in cur if n}

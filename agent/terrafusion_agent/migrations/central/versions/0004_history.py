@@ -79,7 +79,8 @@ def upgrade() -> None:
                        JOIN pg_attribute a ON a.attrelid = tg.tgrelid
                                           AND a.attnum = ANY(i.indkey)
                        WHERE tg.tgname = 'tf_capture'
-                         AND c.relnamespace = current_schema()::regnamespace
+                         AND c.relnamespace = (SELECT oid FROM pg_namespace
+                                               WHERE nspname = current_schema())
                        GROUP BY tg.tgrelid
               LOOP
                 PERFORM tf_track(r.rel, r.pk);
