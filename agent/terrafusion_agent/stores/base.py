@@ -43,6 +43,8 @@ class Column:
     nullable: bool = True
     #: the column's type in the central database, where it tells more than the kind
     db_type: Optional[str] = None
+    #: central computes its value (a generated column): read, never written
+    generated: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ class TableInfo:
         return tuple(c.name for c in self.columns)
 
     @property
+    def generated(self) -> frozenset[str]:
+        """The columns central computes: never written by the agent."""
+        return frozenset(c.name for c in self.columns if c.generated)
+
+    @property
     def srid(self) -> int:
         """The geometry column's SRID; only a column of kind "geometry" asks for it."""
         if self.geometry is None:
@@ -76,7 +83,8 @@ class TableInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "columns": [[c.name, c.kind, c.nullable, c.db_type] for c in self.columns],
+            "columns": [[c.name, c.kind, c.nullable, c.db_type, *([True] * c.generated)]
+                        for c in self.columns],
             "pk": list(self.pk),
             "geometry": None
             if self.geometry is None
@@ -93,8 +101,8 @@ class TableInfo:
         geom = data.get("geometry")
         return cls(
             name=data["name"],
-            columns=tuple(Column(c[0], c[1], bool(c[2]), c[3] if len(c) > 3 else None)
-                          for c in data["columns"]),
+            columns=tuple(Column(c[0], c[1], bool(c[2]), c[3] if len(c) > 3 else None,
+                                 len(c) > 4 and bool(c[4])) for c in data["columns"]),
             pk=tuple(data["pk"]),
             geometry=None
             if geom is None

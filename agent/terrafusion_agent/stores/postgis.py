@@ -286,7 +286,8 @@ class PostGISCentral(CentralStore):
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), "
-                "NOT a.attnotnull FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "NOT a.attnotnull, a.attgenerated <> '' "
+                "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
                 "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
                 "ORDER BY a.attnum", (self._rel(name),))
             cols = cur.fetchall()
@@ -322,14 +323,14 @@ class PostGISCentral(CentralStore):
             gcol, srid, gtype, ndims = geoms[0]
             geometry = GeometryInfo(gcol, int(srid or 0), *_type_and_dims(gtype, ndims))
         columns = []
-        for cname, typname, full_type, nullable in cols:
+        for cname, typname, full_type, nullable, generated in cols:
             kind = _KIND_BY_TYPE.get(typname, "text")
             if kind == "geometry" and (geometry is None or cname != geometry.column):
                 kind = "blob"  # extra geometry columns travel as WKB blobs
             if kind == "decimal":
                 # the local copy finds a row by its key's double, as it always has
                 kind = "real" if cname in pk else _numeric_kind(full_type)
-            columns.append(Column(cname, kind, bool(nullable), full_type))
+            columns.append(Column(cname, kind, bool(nullable), full_type, bool(generated)))
         return TableInfo(name, tuple(columns), pk, geometry)
 
     # --- change tracking ----------------------------------------------------------------
@@ -463,7 +464,8 @@ class PostGISCentral(CentralStore):
             "false) ELSE false END, "
             "(SELECT md5(string_agg(t.n || '=' || coalesce((SELECT concat_ws(':', c.oid, "
             "(SELECT string_agg(concat_ws(' ', a.attnum, a.attname, a.atttypid, a.atttypmod, "
-            "a.attnotnull, a.attisdropped), ',' ORDER BY a.attnum) FROM pg_attribute a "
+            "a.attnotnull, a.attisdropped, a.attgenerated), ',' ORDER BY a.attnum) "
+            "FROM pg_attribute a "
             "WHERE a.attrelid = c.oid AND a.attnum > 0), "
             "(SELECT string_agg(concat_ws(' ', i.indexrelid, i.indkey::text), ',') "
             "FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
@@ -1249,8 +1251,11 @@ class PostGISCentral(CentralStore):
     def insert_rows(self, info: TableInfo, rows: list[dict]) -> None:
         if not rows:
             return
-        cols = info.columns
+        cols = [c for c in info.columns if not c.generated]
+        # the keys are the agent's own (reserved from the key's sequence): an identity
+        # column that is GENERATED ALWAYS takes them too
         sql = (f"INSERT INTO {self._rel(info.name)} ({', '.join(qi(c.name) for c in cols)}) "
+               f"OVERRIDING SYSTEM VALUE "
                f"VALUES ({', '.join(self._param(info, c) for c in cols)})")
         with self.conn.cursor() as cur:
             cur.executemany(sql, [[self._value(c, r.get(c.name)) for c in cols] for r in rows])
@@ -1259,7 +1264,9 @@ class PostGISCentral(CentralStore):
         """``updates``: (key, {column: value}); grouped by column set for executemany."""
         groups: dict[tuple, list] = {}
         for key, values in updates:
-            groups.setdefault(tuple(sorted(values)), []).append((key, values))
+            groups.setdefault(tuple(sorted(set(values) - info.generated)), []).append(
+                (key, values))
+        groups.pop((), None)
         by_name = {c.name: c for c in info.columns}
         where = " AND ".join(f"{qi(p)} = {self._param(info, by_name[p])}" for p in info.pk)
         with self.conn.cursor() as cur:
@@ -1585,10 +1592,11 @@ class PgWriteSession(WriteSession):
         if len(rows) <= ROW_BY_ROW:
             self.store.insert_rows(info, rows)
             return
-        names = list(info.column_names)
+        names = [n for n in info.column_names if n not in info.generated]
         for values in _by_types(info, names, [[r.get(n) for n in names] for r in rows]):
             with self._copied(info, names, values) as (tmp, exprs):
                 self._execute(f"INSERT INTO {self.store._rel(info.name)} ({_names(names)}) "
+                              f"OVERRIDING SYSTEM VALUE "
                               f"SELECT {', '.join(exprs.values())} FROM {tmp} s")
 
     def update(self, info: TableInfo, updates: list[tuple[tuple, dict]]) -> None:
@@ -1597,7 +1605,9 @@ class PgWriteSession(WriteSession):
             return
         groups: dict[tuple, list] = {}
         for key, values in updates:
-            groups.setdefault(tuple(sorted(values)), []).append((key, values))
+            groups.setdefault(tuple(sorted(set(values) - info.generated)), []).append(
+                (key, values))
+        groups.pop((), None)
         for columns, items in groups.items():
             if len(items) <= ROW_BY_ROW:
                 self.store.update_rows(info, items)

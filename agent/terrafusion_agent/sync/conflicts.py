@@ -94,7 +94,8 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
             return o
         return _conflict(info, o, sorted(changed_columns(info, base, local)) or
                          list(info.column_names), policy)
-    mine = changed_columns(info, base, local)
+    # a column central computes is central's alone: a local change to it is no edit
+    mine = changed_columns(info, base, local) - info.generated
     theirs = changed_columns(info, base, central)
     clash = sorted(c for c in mine & theirs if not same(info, c, local, central))
     if clash:
@@ -111,7 +112,7 @@ def _merge(info: TableInfo, o: Outcome, mine: set[str], theirs: set[str]) -> Non
     merged = dict(central)
     merged.update({c: local[c] for c in mine})
     o.central_after = merged
-    if theirs - mine:
+    if theirs - mine or any(not same(info, c, local, central) for c in info.generated):
         o.local_upsert = merged
     else:
         # every other column is as the base on both sides: the row is the local one
@@ -135,7 +136,8 @@ def _conflict(info: TableInfo, o: Outcome, columns: list[str], policy: str) -> O
             o.central_insert = o.central_after = o.local
             o.after_is_local = True
         else:
-            mine = changed_columns(info, o.base, o.local) if o.base else set(info.column_names)
+            mine = (changed_columns(info, o.base, o.local) if o.base
+                    else set(info.column_names)) - info.generated
             theirs = changed_columns(info, o.base, o.central) if o.base else set()
             _merge(info, o, mine, theirs)
     return o

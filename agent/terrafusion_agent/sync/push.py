@@ -29,7 +29,7 @@ from terrafusion_agent.config import Config
 from terrafusion_agent.errors import NotFound, SyncCancelled
 from terrafusion_agent.stores.base import CentralStore, TableInfo, WriteSession
 from terrafusion_agent.stores.local import LocalStore
-from terrafusion_agent.stores.rows import Row, decode_base, encode_base, same
+from terrafusion_agent.stores.rows import Row, decode_base, encode_base, rows_equal, same
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
 from terrafusion_agent.sync.reader import floor_after_push, record_floor
 
@@ -72,6 +72,7 @@ def push(central: CentralStore, local: LocalStore, infos: dict[str, TableInfo], 
                     progress(name, min(start + BATCH, len(entries)), len(entries))
             planned.append((info, pairs))
         refused = _write(ws, planned)
+        _read_back_computed(ws, planned, refused)
         for info, pairs in planned:
             records += [_record(info, e, o, refused.get((info.name, o.key)))
                         for e, o in pairs]
@@ -116,6 +117,29 @@ def _write(ws: WriteSession, planned: list[tuple[TableInfo, list[tuple[dict, Out
         if not _apply(ws, op, info, [o]):
             del refused[(name, key)]
     return {k: v[3] for k, v in refused.items()}
+
+
+def _read_back_computed(ws: WriteSession,
+                        planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]],
+                        refused: dict[tuple[str, tuple], str]) -> None:
+    """Where central computes columns (generated columns), the row it holds after the
+    write is read back, not foretold: a changed geometry changes a computed area. The
+    local copy then takes that row."""
+    for info, pairs in planned:
+        if not info.generated:
+            continue
+        written = [o for _, o in pairs if o.pushed_op in ("insert", "update")
+                   and (info.name, o.key) not in refused]
+        for start in range(0, len(written), BATCH):
+            chunk = written[start:start + BATCH]
+            now = ws.lock_rows(info, [o.key for o in chunk])
+            for o in chunk:
+                after = now.get(o.key)
+                if after is None or rows_equal(info, after, o.central_after):
+                    continue
+                o.central_after, o.after_is_local = after, False
+                if not o.local_delete:
+                    o.local_upsert = after
 
 
 def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]

@@ -1,0 +1,89 @@
+"""Columns central computes itself, as newer county schemas have them: a key that is an
+identity column ``GENERATED ALWAYS`` and a stored generated column (a parcel's acreage
+from its geometry). The agent never writes a computed column, takes the value central
+computed back into the local copy, counts an analyst's typing into one as no edit, and
+pushes offline inserts with the keys it reserved from the identity's sequence; one row
+or many (the many go through a temporary table)."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from conftest import AgentEnv, local_exec, write_config
+
+TABLE = """
+CREATE TABLE lots (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL,
+  acres numeric GENERATED ALWAYS AS (round((ST_Area(geom) / 43560.0)::numeric, 4)) STORED,
+  geom geometry(Polygon, 2927))"""
+
+
+def square(x: float, side: float) -> str:
+    return (f"ST_GeomFromText('POLYGON(({x} 0, {x + side} 0, {x + side} {side}, {x} {side}, "
+            f"{x} 0))', 2927)")
+
+
+@pytest.fixture
+def lots(pg_agent) -> AgentEnv:
+    with psycopg.connect(pg_agent.central_url, autocommit=True) as central:
+        central.execute(TABLE)
+        central.execute("INSERT INTO lots (name, geom) SELECT 'lot ' || i, "
+                        "ST_MakeEnvelope(i * 1000, 0, i * 1000 + 500, 500, 2927) "
+                        "FROM generate_series(1, 40) i")
+    agent = AgentEnv(pg_agent.dir, write_config(pg_agent.dir, pg_agent.central_url,
+                                                '[sync]\ntables = ["lots"]\n'),
+                     pg_agent.central_url)
+    agent.run("init-central")
+    agent.run("sync")
+    return agent
+
+
+def central_rows(agent: AgentEnv) -> dict[int, tuple]:
+    with psycopg.connect(agent.central_url, autocommit=True) as central:
+        return {r[0]: (r[1], float(r[2]) if r[2] is not None else None)
+                for r in central.execute("SELECT id, name, acres FROM lots")}
+
+
+def local_rows(agent: AgentEnv) -> dict[int, tuple]:
+    return {r[0]: (r[1], r[2]) for r in local_exec(agent, "SELECT id, name, acres FROM lots")}
+
+
+@pytest.mark.parametrize("edited", [1, 30], ids=["one row", "many rows"])
+def test_offline_inserts_and_geometry_edits_take_the_values_central_computes(lots, edited):
+    for i in range(1, edited + 1):
+        local_exec(lots, f"UPDATE lots SET geom = {square(i * 1000, 1000)} WHERE id = ?", (i,))
+    for i in range(edited):
+        local_exec(lots, f"INSERT INTO lots (name, geom) VALUES (?, {square(-5000 - i * 10, 5)})",
+                   (f"offline {i}",))
+    summary = json.loads(lots.run("sync").stdout)
+    assert (summary["pushed"], summary["conflicts"], summary["rejected"]) == (2 * edited, 0, 0)
+    central = central_rows(lots)
+    assert all(central[i][1] == round(1000 * 1000 / 43560, 4) for i in range(1, edited + 1))
+    assert sum(1 for name, _ in central.values() if name.startswith("offline")) == edited
+    # the local copy holds what central computed, the new rows' acreage included
+    assert local_rows(lots) == central
+    assert lots.run("verify").returncode == 0
+    # central's own inserts go on from the identity's sequence, past the agent's block
+    with psycopg.connect(lots.central_url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO lots (name, geom) VALUES ('office', {square(0, 10)})")
+    lots.run("sync")
+    assert local_rows(lots) == central_rows(lots)
+    assert len(central_rows(lots)) == 40 + edited + 1
+
+
+def test_typing_into_a_computed_column_is_no_edit_and_central_changes_still_merge(lots):
+    # the analyst types an acreage and renames lot 1; central moves lot 2 meanwhile
+    local_exec(lots, "UPDATE lots SET acres = 999, name = 'renamed' WHERE id = 1")
+    local_exec(lots, "UPDATE lots SET name = 'renamed too' WHERE id = 2")
+    with psycopg.connect(lots.central_url, autocommit=True) as central:
+        central.execute(f"UPDATE lots SET geom = {square(2000, 2000)} WHERE id = 2")
+    summary = json.loads(lots.run("sync").stdout)
+    assert (summary["conflicts"], summary["rejected"]) == (0, 0)
+    central = central_rows(lots)
+    assert central[1] == ("renamed", round(500 * 500 / 43560, 4))
+    assert central[2] == ("renamed too", round(2000 * 2000 / 43560, 4))
+    assert local_rows(lots) == central
+    assert json.loads(lots.run("pending", "list").stdout)["edits"] == []
