@@ -1,9 +1,12 @@
-"""Columns central computes itself, as newer county schemas have them: a key that is an
-identity column ``GENERATED ALWAYS`` and a stored generated column (a parcel's acreage
-from its geometry). The agent never writes a computed column, takes the value central
+"""Columns central computes or rewrites. Newer county schemas have a key that is an
+identity column ``GENERATED ALWAYS`` and stored generated columns (a parcel's acreage
+from its geometry): the agent never writes a computed column, takes the value central
 computed back into the local copy, counts an analyst's typing into one as no edit, and
-pushes offline inserts with the keys it reserved from the identity's sequence; one row
-or many (the many go through a temporary table)."""
+pushes offline inserts with the keys it reserved from the identity's sequence. Central
+also rewrites what it is given in other types (a date written ``2026-1-5``, JSON,
+arrays, network addresses, timestamps): the local copy takes central's spelling, so the
+next edit of the column is not taken for a conflict. One row or many (the many go
+through a temporary table)."""
 
 from __future__ import annotations
 
@@ -87,3 +90,45 @@ def test_typing_into_a_computed_column_is_no_edit_and_central_changes_still_merg
     assert central[2] == ("renamed too", round(2000 * 2000 / 43560, 4))
     assert local_rows(lots) == central
     assert json.loads(lots.run("pending", "list").stdout)["edits"] == []
+
+
+#: (column, its type, a first and a second value as an analyst might type them)
+SPELLINGS = [("meta", "jsonb", "'{\"k\":2}'", "'{\"k\":3}'"),
+             ("ip", "inet", "'10.0.0.2'", "'10.0.0.3'"),
+             ("day", "date", "'2026-1-5'", "'2026-01-06'"),
+             ("at", "timestamptz", "'2026-12-01T10:00:00Z'", "'2026-12-01T11:00:00Z'"),
+             ("tags", "text[]", "'{a, b}'", "'{c}'"),
+             ("uid", "uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
+              "'B0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'")]
+
+
+@pytest.mark.parametrize("rows", [1, 12], ids=["one row", "many rows"])
+def test_values_central_rewrites_come_back_in_its_spelling_and_edit_again_cleanly(
+        pg_agent, rows):
+    with psycopg.connect(pg_agent.central_url, autocommit=True) as central:
+        central.execute("CREATE TABLE notes (id int PRIMARY KEY, other text, " + ", ".join(
+            f"{name} {kind}" for name, kind, _, _ in SPELLINGS) + ")")
+        central.execute("INSERT INTO notes (id, other) SELECT i, 'o' "
+                        f"FROM generate_series(1, {rows}) i")
+    agent = AgentEnv(pg_agent.dir, write_config(pg_agent.dir, pg_agent.central_url,
+                                                '[sync]\ntables = ["notes"]\n'),
+                     pg_agent.central_url)
+    agent.run("init-central")
+    agent.run("sync")
+    sets = ", ".join(f"{name} = {first}" for name, _, first, _ in SPELLINGS)
+    local_exec(agent, f"UPDATE notes SET {sets}")
+    assert json.loads(agent.run("sync").stdout)["pushed"] == rows
+    assert agent.run("verify").returncode == 0  # the local copy spells it as central does
+
+    # each column again here, another one there: merged, not a conflict
+    sets = ", ".join(f"{name} = {second}" for name, _, _, second in SPELLINGS)
+    local_exec(agent, f"UPDATE notes SET {sets}")
+    with psycopg.connect(agent.central_url, autocommit=True) as central:
+        central.execute("UPDATE notes SET other = 'central'")
+        summary = json.loads(agent.run("sync").stdout)
+        assert summary["conflicts"] == 0
+        assert central.execute(
+            "SELECT DISTINCT other, meta ->> 'k', host(ip), day::text, tags::text, uid::text "
+            "FROM notes").fetchall() == [("central", "3", "10.0.0.3", "2026-01-06", "{c}",
+                                          "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]
+    assert agent.run("verify").returncode == 0

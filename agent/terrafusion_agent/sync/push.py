@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from typing import Any, Callable, Optional
@@ -122,14 +123,19 @@ def _write(ws: WriteSession, planned: list[tuple[TableInfo, list[tuple[dict, Out
 def _read_back_computed(ws: WriteSession,
                         planned: list[tuple[TableInfo, list[tuple[dict, Outcome]]]],
                         refused: dict[tuple[str, tuple], str]) -> None:
-    """Where central computes columns (generated columns), the row it holds after the
-    write is read back, not foretold: a changed geometry changes a computed area. The
-    local copy then takes that row."""
+    """Where central computes or rewrites what it is given, the row it holds after the
+    write is read back, not foretold: a changed geometry changes a generated acreage,
+    ``2026-1-5`` becomes ``2026-01-05``, JSON loses its spaces, ``10.0.0.2`` becomes
+    ``10.0.0.2/32``. The local copy then takes that row, so the next edit's base is
+    what central holds (a base in the analyst's spelling would make the next change
+    of that column on central's side look like a conflict)."""
     for info, pairs in planned:
-        if not info.generated:
+        rewritten = _rewritten_columns(info)
+        if not rewritten:
             continue
-        written = [o for _, o in pairs if o.pushed_op in ("insert", "update")
-                   and (info.name, o.key) not in refused]
+        written = [o for _, o in pairs if (info.name, o.key) not in refused and (
+            info.generated and o.pushed_op in ("insert", "update")
+            or o.central_insert is not None or rewritten & set(o.central_update))]
         for start in range(0, len(written), BATCH):
             chunk = written[start:start + BATCH]
             now = ws.lock_rows(info, [o.key for o in chunk])
@@ -140,6 +146,21 @@ def _read_back_computed(ws: WriteSession,
                 o.central_after, o.after_is_local = after, False
                 if not o.local_delete:
                     o.local_upsert = after
+
+
+#: central types whose values come back exactly as written
+_VERBATIM_TYPE = re.compile(r"^(text|character varying(\(\d+\))?)$")
+
+
+def _rewritten_columns(info: TableInfo) -> frozenset[str]:
+    """The columns whose value central may hold otherwise than written: generated ones,
+    dates and times, and text of any type but text and varchar (JSON, arrays, network
+    addresses, UUIDs, enums...). Numbers, booleans, geometries and bytes compare by
+    value already."""
+    return info.generated | frozenset(
+        c.name for c in info.columns
+        if c.kind in ("date", "datetime")
+        or (c.kind == "text" and not _VERBATIM_TYPE.match(c.db_type or "text")))
 
 
 def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]
