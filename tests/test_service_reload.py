@@ -146,7 +146,7 @@ def test_every_configuration_field_is_classified_for_a_reload():
     # live; the restart keys are the ones a running agent binds at start
     # (a preset's keys fill one field, ``presets``)
     declared = {"presets" if k.section == "export" else k.field for k in config_mod.KEYS}
-    assert {f.name for f in fields(Config)} - {"source"} <= declared
+    assert {f.name for f in fields(Config)} - {"source", "file"} <= declared
     assert config_mod.RESTART_KEYS == {"local.path", "http.host", "http.port",
                                        "http.metrics_host", "http.metrics_port",
                                        "http.token_file", "logging.dir"}
