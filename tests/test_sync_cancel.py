@@ -13,22 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import test_alerts
 from conftest import AgentEnv, central_exec, local_exec, write_config
 from service_helpers import get, post, read_token, start_process, stop_process, wait_for
-from test_alerts import Receiver
 
 pytestmark = pytest.mark.timeout(300)
+#: the alert receiver of the alert tests, as a fixture here too
+receiver = test_alerts.receiver
 
 POINT = "pull.after_local_commit"
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    r.thread.start()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def _as_a_terminal_hands_it_over() -> None:
