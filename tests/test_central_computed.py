@@ -11,10 +11,14 @@ through a temporary table)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import psycopg
 import pytest
 from conftest import AgentEnv, local_exec, write_config
+from service_helpers import wait_for
 
 TABLE = """
 CREATE TABLE lots (
@@ -99,7 +103,9 @@ SPELLINGS = [("meta", "jsonb", "'{\"k\":2}'", "'{\"k\":3}'"),
              ("at", "timestamptz", "'2026-12-01T10:00:00Z'", "'2026-12-01T11:00:00Z'"),
              ("tags", "text[]", "'{a, b}'", "'{c}'"),
              ("uid", "uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
-              "'B0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'")]
+              "'B0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'"),
+             ("amount", "numeric(10,2)", "1234.567", "1234.561"),
+             ("ratio", "real", "0.1", "0.3")]
 
 
 @pytest.mark.parametrize("rows", [1, 12], ids=["one row", "many rows"])
@@ -128,7 +134,72 @@ def test_values_central_rewrites_come_back_in_its_spelling_and_edit_again_cleanl
         summary = json.loads(agent.run("sync").stdout)
         assert summary["conflicts"] == 0
         assert central.execute(
-            "SELECT DISTINCT other, meta ->> 'k', host(ip), day::text, tags::text, uid::text "
-            "FROM notes").fetchall() == [("central", "3", "10.0.0.3", "2026-01-06", "{c}",
-                                          "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")]
+            "SELECT DISTINCT other, meta ->> 'k', host(ip), day::text, tags::text, uid::text, "
+            "amount::text, ratio::text FROM notes").fetchall() == [
+                ("central", "3", "10.0.0.3", "2026-01-06", "{c}",
+                 "b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "1234.56", "0.3")]
     assert agent.run("verify").returncode == 0
+
+
+def test_an_edit_made_while_its_row_is_pushed_takes_centrals_spelling_as_seen(
+        pg_agent, tmp_path):
+    """The analyst edits a row again while the push that carries its first edit is under
+    way: the later edit is rebased onto the row central holds, and the value this push
+    wrote, which central spelled its own way, counts as seen, not as central's change."""
+    with psycopg.connect(pg_agent.central_url, autocommit=True) as central:
+        central.execute("CREATE TABLE notes (id int PRIMARY KEY, other text, meta jsonb)")
+        central.execute("INSERT INTO notes VALUES (1, 'o', '{}')")
+    agent = AgentEnv(pg_agent.dir, write_config(pg_agent.dir, pg_agent.central_url,
+                                                '[sync]\ntables = ["notes"]\n'),
+                     pg_agent.central_url)
+    agent.run("init-central")
+    agent.run("sync")
+    local_exec(agent, "UPDATE notes SET meta = '{\"k\":2}' WHERE id = 1")
+    pause = tmp_path / "pause"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "terrafusion_agent", "--config", str(agent.config), "sync"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TERRAFUSION_FAULT": "push.before_central_commit",
+             "TERRAFUSION_FAULT_PAUSE": str(pause)})
+    try:
+        wait_for(lambda: pause.with_name("pause.reached").exists() or proc.poll() is not None,
+                 60, "the fault point")
+        assert proc.poll() is None, proc.communicate()
+        local_exec(agent, "UPDATE notes SET meta = '{\"k\":3}' WHERE id = 1")
+        pause.with_name("pause.go").write_text("go")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    with psycopg.connect(agent.central_url, autocommit=True) as central:
+        central.execute("UPDATE notes SET other = 'central' WHERE id = 1")
+        summary = json.loads(agent.run("sync").stdout)
+        assert summary["conflicts"] == 0
+        assert central.execute("SELECT other, meta ->> 'k' FROM notes").fetchone() == (
+            "central", "3")
+    assert agent.run("verify").returncode == 0
+
+
+def test_a_number_central_rounds_comes_back_rounded_and_edits_again_cleanly(pg_agent):
+    """Only numbers written: a numeric(10,2) keeps two decimals, a real a float's."""
+    with psycopg.connect(pg_agent.central_url, autocommit=True) as central:
+        central.execute("CREATE TABLE fees (id int PRIMARY KEY, other text, "
+                        "amount numeric(10,2), ratio real)")
+        central.execute("INSERT INTO fees VALUES (1, 'o', 1, 1), (2, 'o', 1, 1)")
+    agent = AgentEnv(pg_agent.dir, write_config(pg_agent.dir, pg_agent.central_url,
+                                                '[sync]\ntables = ["fees"]\n'),
+                     pg_agent.central_url)
+    agent.run("init-central")
+    agent.run("sync")
+    local_exec(agent, "UPDATE fees SET amount = 1234.567 WHERE id = 1")
+    local_exec(agent, "UPDATE fees SET ratio = 0.1 WHERE id = 2")
+    agent.run("sync")
+    assert agent.run("verify").returncode == 0
+    local_exec(agent, "UPDATE fees SET amount = 99.5 WHERE id = 1")
+    local_exec(agent, "UPDATE fees SET ratio = 0.5 WHERE id = 2")
+    with psycopg.connect(agent.central_url, autocommit=True) as central:
+        central.execute("UPDATE fees SET other = 'central'")
+        assert json.loads(agent.run("sync").stdout)["conflicts"] == 0
+        assert central.execute("SELECT amount::text, ratio::text FROM fees ORDER BY id"
+                               ).fetchall() == [("99.50", "1"), ("1.00", "0.5")]

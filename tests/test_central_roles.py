@@ -142,3 +142,25 @@ def test_an_analysts_role_cannot_delete_the_audit_history_and_its_agent_leaves_t
 
     owner.run("sync", env=env)  # the owner's agent may, and does
     assert int(pg_cluster.psql(db, path + "SELECT count(*) FROM tf_change_log")) == 0
+
+
+def test_an_analyst_can_neither_hide_writes_from_the_capture_nor_exhaust_a_sequence(county):
+    owner, analyst, schema = county
+    analyst.run("sync")
+    with connect(analyst.central_url, schema) as conn:
+        # a temporary table of the writer's own cannot take the capture's rows
+        conn.execute("CREATE TEMP TABLE tf_change_log AS SELECT * FROM tf_change_log LIMIT 0")
+        conn.execute("CREATE TEMP TABLE tf_history AS SELECT * FROM tf_history LIMIT 0")
+        conn.execute("UPDATE parcels SET owner_name = 'QUIET' WHERE prop_id = 100005")
+        assert conn.execute("SELECT count(*) FROM pg_temp.tf_change_log").fetchone() == (0,)
+        for seq, size in ((f"{schema}.tf_history_id_seq", 10),
+                          (f"{schema}.districts_district_id_seq", 10 ** 12)):
+            with pytest.raises((psycopg.errors.InsufficientPrivilege,
+                                psycopg.errors.InvalidParameterValue)):
+                conn.execute("SELECT tf_reserve_keys(%s::regclass, %s)", (seq, size))
+    with connect(owner.central_url, schema) as conn:
+        assert conn.execute("SELECT count(*) FROM tf_change_log WHERE pk = '[100005]'"
+                            ).fetchone() == (1,)
+    owner.run("sync")
+    assert local_exec(owner, "SELECT owner_name FROM parcels WHERE prop_id = 100005") == [
+        ("QUIET",)]

@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
             "its run is followed to the end; else the sync runs here, under the copy's "
             "lock. Prints a JSON summary (rows pulled and pushed, conflicts, rows central "
             "refused); exit 0 also when it recorded conflicts or refused rows, 2 when "
-            "sync.tables names a table central lacks, 1 when the sync failed.",
+            "sync.tables names a table central lacks (a sync run here), 1 when the sync "
+            "failed.",
             ["", "--config ~/county.toml"])
     sub.add("run", "scheduler and HTTP API until SIGINT/SIGTERM; SIGHUP re-reads the "
                    "configuration",

@@ -928,6 +928,12 @@ class PostGISCentral(CentralStore):
                             (info.name, agent_id, first, last))
                 faults.point("keys.during_allocation")
                 return first, last
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise TerraFusionError(
+                f"The central database {self.describe()} does not let this role reserve keys "
+                f"for rows digitised offline in table {info.name} ({_first_line(exc)}); run "
+                "'terrafusion-agent init-central' as the owner of the tables, which lets "
+                "every role that may write them do so.") from None
         except psycopg.Error as exc:
             raise _unavailable(self, exc) from None
 

@@ -12,6 +12,7 @@ Nothing is overwritten without a record.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Collection, Optional
 
@@ -31,6 +32,8 @@ from terrafusion_agent.stores.rows import (
 )
 from terrafusion_agent.sync.merge import chosen_values
 
+log = logging.getLogger("terrafusion.sync")
+
 
 @dataclass
 class Outcome:
@@ -46,6 +49,8 @@ class Outcome:
     central_after: Optional[Row] = None
     #: ``central_after`` holds the local row's values (a push of local changes only)
     after_is_local: bool = False
+    #: columns this push wrote that central holds otherwise than written (read back)
+    respelled: tuple[str, ...] = ()
     #: set when both sides changed the row incompatibly
     conflict_columns: Optional[list[str]] = None
     #: None while a conflict waits for a person; else how the policy settled it
@@ -95,7 +100,11 @@ def reconcile(info: TableInfo, key: tuple, op: str, base: Optional[Row],
         return _conflict(info, o, sorted(changed_columns(info, base, local)) or
                          list(info.column_names), policy)
     # a column central computes is central's alone: a local change to it is no edit
-    mine = changed_columns(info, base, local) - info.generated
+    mine = changed_columns(info, base, local)
+    if mine & info.generated:
+        log.warning("%s %s: the value typed into %s is not kept: central computes it",
+                    info.name, list(key), ", ".join(sorted(mine & info.generated)))
+        mine -= info.generated
     theirs = changed_columns(info, base, central)
     clash = sorted(c for c in mine & theirs if not same(info, c, local, central))
     if clash:

@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import struct
 import threading
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Optional
 
 from terrafusion_agent import faults
@@ -30,7 +32,14 @@ from terrafusion_agent.config import Config
 from terrafusion_agent.errors import NotFound, SyncCancelled
 from terrafusion_agent.stores.base import CentralStore, TableInfo, WriteSession
 from terrafusion_agent.stores.local import LocalStore
-from terrafusion_agent.stores.rows import Row, decode_base, encode_base, rows_equal, same
+from terrafusion_agent.stores.rows import (
+    Row,
+    decode_base,
+    encode_base,
+    rows_equal,
+    same,
+    to_decimal,
+)
 from terrafusion_agent.sync.conflicts import Outcome, reconcile
 from terrafusion_agent.sync.reader import floor_after_push, record_floor
 
@@ -126,16 +135,14 @@ def _read_back_computed(ws: WriteSession,
     """Where central computes or rewrites what it is given, the row it holds after the
     write is read back, not foretold: a changed geometry changes a generated acreage,
     ``2026-1-5`` becomes ``2026-01-05``, JSON loses its spaces, ``10.0.0.2`` becomes
-    ``10.0.0.2/32``. The local copy then takes that row, so the next edit's base is
-    what central holds (a base in the analyst's spelling would make the next change
-    of that column on central's side look like a conflict)."""
+    ``10.0.0.2/32``, 1234.567 in a ``numeric(14,2)`` becomes 1234.57. The local copy then
+    takes that row, so the next edit's base is what central holds (a base in the
+    analyst's spelling would make the next change of that column on central's side
+    look like a conflict)."""
     for info, pairs in planned:
-        rewritten = _rewritten_columns(info)
-        if not rewritten:
-            continue
-        written = [o for _, o in pairs if (info.name, o.key) not in refused and (
-            info.generated and o.pushed_op in ("insert", "update")
-            or o.central_insert is not None or rewritten & set(o.central_update))]
+        spelled = _spelled_by_central(info)
+        written = [o for _, o in pairs if (info.name, o.key) not in refused
+                   and _may_be_rewritten(info, spelled, o)]
         for start in range(0, len(written), BATCH):
             chunk = written[start:start + BATCH]
             now = ws.lock_rows(info, [o.key for o in chunk])
@@ -143,6 +150,8 @@ def _read_back_computed(ws: WriteSession,
                 after = now.get(o.key)
                 if after is None or rows_equal(info, after, o.central_after):
                     continue
+                sent = o.central_insert if o.central_insert is not None else o.central_update
+                o.respelled = tuple(c for c in sent if not same(info, c, after, sent))
                 o.central_after, o.after_is_local = after, False
                 if not o.local_delete:
                     o.local_upsert = after
@@ -150,17 +159,48 @@ def _read_back_computed(ws: WriteSession,
 
 #: central types whose values come back exactly as written
 _VERBATIM_TYPE = re.compile(r"^(text|character varying(\(\d+\))?)$")
+_NUMERIC_SCALE = re.compile(r"^numeric\(\d+,\s*(\d+)\)$")
 
 
-def _rewritten_columns(info: TableInfo) -> frozenset[str]:
-    """The columns whose value central may hold otherwise than written: generated ones,
-    dates and times, and text of any type but text and varchar (JSON, arrays, network
-    addresses, UUIDs, enums...). Numbers, booleans, geometries and bytes compare by
-    value already."""
-    return info.generated | frozenset(
+def _spelled_by_central(info: TableInfo) -> frozenset[str]:
+    """The columns whose every written value central may spell its own way: dates and
+    times, and text of any type but text and varchar (JSON, arrays, network addresses,
+    UUIDs, enums...)."""
+    return frozenset(
         c.name for c in info.columns
         if c.kind in ("date", "datetime")
         or (c.kind == "text" and not _VERBATIM_TYPE.match(c.db_type or "text")))
+
+
+def _may_be_rewritten(info: TableInfo, spelled: frozenset[str], o: Outcome) -> bool:
+    """Whether central may hold a row of this push otherwise than it was written: any
+    write to a table with generated columns, a value in a column central spells, a
+    number with more digits than its column keeps."""
+    if o.pushed_op not in ("insert", "update"):
+        return False
+    if info.generated:
+        return True
+    sent = o.central_insert if o.central_insert is not None else o.central_update
+    if spelled & set(sent):
+        return True
+    by_name = {c.name: c for c in info.columns}
+    return any(_rounded(by_name[name].db_type or "", value) for name, value in sent.items()
+               if by_name[name].kind in ("real", "decimal"))
+
+
+def _rounded(db_type: str, value: object) -> bool:
+    """Whether central stores ``value`` rounded in a column of ``db_type``: a
+    ``numeric(p,s)`` keeps s decimals, a ``real`` a single-precision float."""
+    if value is None or isinstance(value, bool):
+        return False
+    if db_type == "real" and isinstance(value, float):
+        return value == value and struct.unpack("<f", struct.pack("<f", value))[0] != value
+    scale = _NUMERIC_SCALE.match(db_type)
+    if scale is None:
+        return False
+    exact = to_decimal(value)
+    return isinstance(exact, Decimal) and exact.is_finite() and \
+        exact != exact.quantize(Decimal(1).scaleb(-int(scale.group(1))), rounding=ROUND_HALF_UP)
 
 
 def _apply(ws: WriteSession, op: str, info: TableInfo, outcomes: list[Outcome]
@@ -223,6 +263,8 @@ def _record(info: TableInfo, entry: dict, o: Outcome, refused: Optional[str]) ->
         record["after_l0"] = 1  # central's row after is l0: half the receipt of a mass push
     else:
         record["after"] = encode_base(info, o.central_after)
+    if o.respelled:
+        record["rw"] = list(o.respelled)
     if refused is not None:
         record.update(rejected=refused, base=entry["base_json"],
                       central=encode_base(info, o.central))
@@ -321,11 +363,11 @@ def settle(local: LocalStore, info: TableInfo, record: dict, summary: dict,
             writes.upserts.setdefault(info.name, (info, []))[1].append(after)
         writes.entries.append(entry["id"])
         return
-    _rebase(local, info, key, pushed_local, after)
+    _rebase(local, info, key, pushed_local, after, frozenset(record.get("rw", ())))
 
 
 def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Optional[Row],
-            after: Optional[Row]) -> None:
+            after: Optional[Row], respelled: frozenset[str] = frozenset()) -> None:
     """The row was edited locally after the push read it (``pushed_local``): the later
     edit becomes an edit of the row central now holds (``after``), merged and
     conflict-checked at the next push like any other edit.
@@ -334,6 +376,8 @@ def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Option
     central change this push merged, which the local copy was still to receive): a
     later edit of such a column, or a delete of the row, was made against the old
     value, so that value stays its base and the next push sees both sides changed it.
+    A column this push wrote and central spelled its own way (``respelled``: read back)
+    was seen: its base is central's spelling.
     """
     now = local.rows_by_key(info, [key]).get(key)
     if now is None:  # deleted locally since
@@ -358,7 +402,7 @@ def _rebase(local: LocalStore, info: TableInfo, key: tuple, pushed_local: Option
     base = dict(after)
     if pushed_local is not None:
         base.update({c: pushed_local[c] for c in later
-                     if not same(info, c, pushed_local, after)})
+                     if c not in respelled and not same(info, c, pushed_local, after)})
     local.put_entry(info.name, key, "update", encode_base(info, base))
 
 

@@ -23,14 +23,19 @@ PostgreSQL
 ``tf_reserve_keys(seq, size)`` does those three steps as the role that ran
 ``init-central`` (SECURITY DEFINER, its search path fixed) and returns the block's last
 value. It checks, first, that the role calling it (``session_user``) may use the
-sequence, so it reserves nothing for a role that could not take the values itself; the
+sequence, so it reserves nothing for a role that could not take the values itself, and
+that the sequence is the one behind the key of a table whose changes are captured (not
+the bookkeeping's own: exhausting those would stop every write); a block holds at most
+what the agent asks for (100, 10,000 or 1,000,000 keys by the sequence's type). The
 sequence's own increment is put back afterwards, whatever it was. Every role may call
 it (``EXECUTE`` is granted to ``PUBLIC``, as for any new function).
 
-Every bookkeeping function with a pinned search path now has the schema of the PostGIS
-extension in it, after the bookkeeping's own; ``tf_track`` gives each table's capture
-function its own path, and every tracked table is tracked again, so its capture
-statement is generated where the geometry type is known.
+Every bookkeeping function's pinned search path is now ``pg_catalog``, the bookkeeping's
+schema, the PostGIS extension's schema and ``pg_temp``, in that order: the functions run
+as their owner, so ``pg_catalog`` comes first and ``pg_temp`` last (a function or a
+temporary table of the writer's cannot stand in for one they use). ``tf_track`` gives
+each table's capture function its own path, and every tracked table is tracked again,
+so its capture statement is generated where the geometry type is known.
 
 SQLite (the embedded central)
 -----------------------------
@@ -52,12 +57,15 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _reserve_keys(path: str) -> str:
-    return f"""
+#: the largest block one call may reserve, by the sequence's type (the agent's own blocks)
+_LARGEST_BLOCK = {"int2": 100, "int4": 10_000, "int8": 1_000_000}
+
+_RESERVE_KEYS = """
     CREATE FUNCTION tf_reserve_keys(seq regclass, size bigint) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = {path} AS $fn$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
     DECLARE
       step bigint;
+      largest bigint;
       last bigint;
     BEGIN
       IF NOT has_sequence_privilege(session_user, seq, 'USAGE')
@@ -65,11 +73,26 @@ def _reserve_keys(path: str) -> str:
         RAISE EXCEPTION 'permission denied for sequence %', seq
           USING ERRCODE = 'insufficient_privilege';
       END IF;
-      IF size < 1 THEN
-        RAISE EXCEPTION 'a block of keys holds at least one key, not %', size
+      -- only the sequence behind the key of a table whose changes are captured: not the
+      -- bookkeeping's own, whose exhaustion would stop every write
+      IF NOT EXISTS (
+          SELECT FROM pg_depend d
+          JOIN pg_trigger tg ON tg.tgrelid = d.refobjid AND tg.tgname = 'tf_capture_ins'
+          JOIN pg_index i ON i.indrelid = d.refobjid AND i.indisprimary
+          WHERE d.classid = 'pg_class'::regclass AND d.objid = seq
+            AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+            AND d.refobjsubid = ANY(i.indkey)) THEN
+        RAISE EXCEPTION 'sequence % is not the key of a synced table', seq
+          USING ERRCODE = 'insufficient_privilege';
+      END IF;
+      SELECT s.seqincrement, CASE s.seqtypid WHEN 'int2'::regtype THEN %(int2)s
+                                             WHEN 'int4'::regtype THEN %(int4)s
+                                             ELSE %(int8)s END
+        INTO step, largest FROM pg_sequence s WHERE s.seqrelid = seq;
+      IF size < 1 OR size > largest THEN
+        RAISE EXCEPTION 'a block of keys of % holds 1 to % keys, not %', seq, largest, size
           USING ERRCODE = 'invalid_parameter_value';
       END IF;
-      SELECT seqincrement INTO step FROM pg_sequence WHERE seqrelid = seq;
       -- ALTER SEQUENCE holds the sequence until the transaction ends: no other
       -- nextval can fall inside the block
       EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s', seq, size);
@@ -77,12 +100,13 @@ def _reserve_keys(path: str) -> str:
       EXECUTE format('ALTER SEQUENCE %s INCREMENT BY %s', seq, step);
       RETURN last;
     END
-    $fn$"""
+    $fn$""".replace("%(int2)s", str(_LARGEST_BLOCK["int2"])).replace(
+        "%(int4)s", str(_LARGEST_BLOCK["int4"])).replace("%(int8)s", str(_LARGEST_BLOCK["int8"]))
 
 
 def _track() -> str:
     """c0004's ``tf_track``, giving each table's capture function the search path
-    ``tf_track`` itself runs with (the bookkeeping's schema, PostGIS's, pg_catalog)."""
+    ``tf_track`` itself runs with (see the module docstring)."""
     source = Path(__file__).with_name("0004_history.py")
     spec = importlib.util.spec_from_file_location("tf_c0004", source)
     assert spec is not None and spec.loader is not None
@@ -93,8 +117,15 @@ def _track() -> str:
     old = "'SET search_path = %I, pg_catalog %s AS %L', fn, current_schema(),"
     new = "'SET search_path = %s %s AS %L', fn, current_setting('search_path'),"
     assert old in out
+    # the capture function goes beside its table (and the bookkeeping): with pg_catalog
+    # first in the path, current_schema() names pg_catalog
+    name_old = "format('%I.%I', current_schema(), 'tf_capture_'"
+    name_new = ("format('%I.%I', (SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.oid = rel), 'tf_capture_'")
+    assert name_old in out
     # its own path is set below, with the others'
-    return out.replace(old, new).replace('SET search_path = "public", pg_catalog', "")
+    return out.replace(old, new).replace(name_old, name_new).replace(
+        'SET search_path = "public", pg_catalog', "")
 
 
 _OURS = """
@@ -129,12 +160,15 @@ def upgrade() -> None:
     schema, postgis = raw.execute(
         "SELECT current_schema(), (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
         "ON n.oid = e.extnamespace WHERE e.extname = 'postgis')").fetchone()
+    # pg_catalog first and pg_temp last: nobody's function or temporary table can stand
+    # in for what these functions use, which run as their owner
     path = ", ".join(dict.fromkeys(
-        [_ident(schema), *([_ident(postgis)] if postgis else []), "pg_catalog"]))
-    raw.execute(_reserve_keys(path))
+        ["pg_catalog", _ident(schema), *([_ident(postgis)] if postgis else []), "pg_temp"]))
+    raw.execute(_RESERVE_KEYS)
     raw.execute(_track())
     for (function,) in raw.execute(_OURS).fetchall() + [("tf_track(regclass,text[],boolean)",)]:
-        raw.execute(f"ALTER FUNCTION {function} SET search_path = {path}")
+        if not function.startswith("tf_reserve_keys("):
+            raw.execute(f"ALTER FUNCTION {function} SET search_path = {path}")
     raw.execute(_TRACK_AGAIN)
 
 
