@@ -141,8 +141,10 @@ def _read_back_computed(ws: WriteSession,
     look like a conflict)."""
     for info, pairs in planned:
         spelled = _spelled_by_central(info)
+        numbers = {c.name: c.db_type or "" for c in info.columns
+                   if c.kind in ("real", "decimal")}
         written = [o for _, o in pairs if (info.name, o.key) not in refused
-                   and _may_be_rewritten(info, spelled, o)]
+                   and _may_be_rewritten(info, spelled, numbers, o)]
         for start in range(0, len(written), BATCH):
             chunk = written[start:start + BATCH]
             now = ws.lock_rows(info, [o.key for o in chunk])
@@ -172,10 +174,12 @@ def _spelled_by_central(info: TableInfo) -> frozenset[str]:
         or (c.kind == "text" and not _VERBATIM_TYPE.match(c.db_type or "text")))
 
 
-def _may_be_rewritten(info: TableInfo, spelled: frozenset[str], o: Outcome) -> bool:
+def _may_be_rewritten(info: TableInfo, spelled: frozenset[str], numbers: dict[str, str],
+                      o: Outcome) -> bool:
     """Whether central may hold a row of this push otherwise than it was written: any
     write to a table with generated columns, a value in a column central spells, a
-    number with more digits than its column keeps."""
+    number with more digits than its column keeps (``numbers``: the table's number
+    columns and their central types, gathered once per table)."""
     if o.pushed_op not in ("insert", "update"):
         return False
     if info.generated:
@@ -183,9 +187,8 @@ def _may_be_rewritten(info: TableInfo, spelled: frozenset[str], o: Outcome) -> b
     sent = o.central_insert if o.central_insert is not None else o.central_update
     if spelled & set(sent):
         return True
-    by_name = {c.name: c for c in info.columns}
-    return any(_rounded(by_name[name].db_type or "", value) for name, value in sent.items()
-               if by_name[name].kind in ("real", "decimal"))
+    return any(_rounded(numbers[name], value) for name, value in sent.items()
+               if name in numbers)
 
 
 def _rounded(db_type: str, value: object) -> bool:
